@@ -1,0 +1,79 @@
+"""Export the two networks to each format; one table of formats drives the CLI, file names and checks.
+
+A format is one module here (`onnx`, `coreml`, `tensorrt`) exposing
+
+    def export(unet, audio_encoder, out_dir: Path, precision: str) -> list[ArtifactRecord]
+
+which writes its artifacts into `out_dir` (a fresh temporary folder) and raises `ParityError` when
+the export-time check fails. `export_models` owns the folder: it writes into a temporary sibling,
+adds `manifest.json`, and renames it into place only when everything passed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import ParityError
+from .manifest import ArtifactRecord, write_manifest
+
+
+@dataclass(frozen=True)
+class ExportFormat:
+    name: str
+    module: str  # module in this package
+    suffix: str  # artifact suffix
+    precisions: tuple[str, ...]
+    libraries: tuple[str, ...]  # versions recorded in the manifest
+    runs_on: str  # where the artifact runs
+
+
+FORMATS: dict[str, ExportFormat] = {
+    f.name: f
+    for f in (
+        ExportFormat("onnx", "onnx", ".onnx", ("fp32", "fp16"), ("onnx", "onnxruntime", "onnxsim"), "ONNX Runtime (CPU, CUDA, TensorRT, CoreML EPs), Go"),
+        ExportFormat("coreml", "coreml", ".mlpackage", ("fp32", "fp16"), ("coremltools",), "macOS 13 / iOS 16 and later"),
+        ExportFormat("tensorrt", "tensorrt", ".engine", ("fp32", "fp16"), ("tensorrt", "polygraphy", "onnx"), "NVIDIA GPU with TensorRT"),
+    )
+}
+
+
+def get_format(name: str) -> ExportFormat:
+    """The format called `name`, or a `ParityError` with a "did you mean"."""
+    if name in FORMATS:
+        return FORMATS[name]
+    close = difflib.get_close_matches(name, list(FORMATS), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise ParityError(f"unknown export format {name!r}: choose from {', '.join(FORMATS)} or 'all'{hint}")
+
+
+def check_precision(fmt: ExportFormat, precision: str) -> None:
+    if precision not in fmt.precisions:
+        raise ParityError(f"{fmt.name} export supports precision {', '.join(fmt.precisions)}, not {precision!r}")
+
+
+def export_folder_name(fmt: str, precision: str) -> str:
+    return f"{fmt}-{precision}"
+
+
+def export_models(fmt_name: str, unet, audio_encoder, out: Path, precision: str = "fp32") -> Path:
+    """Export both networks to `out/<format>-<precision>/` atomically; return that folder."""
+    fmt = get_format(fmt_name)
+    check_precision(fmt, precision)
+    module = importlib.import_module(f"{__name__}.{fmt.module}")
+    final = Path(out) / export_folder_name(fmt.name, precision)
+    tmp = final.with_name(final.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        records: list[ArtifactRecord] = module.export(unet, audio_encoder, tmp, precision)
+        write_manifest(tmp, fmt.name, precision, records, fmt.libraries)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+    return final

@@ -1,0 +1,108 @@
+"""The manifest written beside every export: what the artifacts are, how to feed them, how they were checked.
+
+One `manifest.json` per export folder (`<out>/<format>-<precision>/`), one record per network:
+sha256 of the file (of every file, for a directory artifact such as `.mlpackage`), input/output
+names, shapes (`"B"` marks a dynamic batch dimension), dtypes, precision, preprocessing
+constants (channel order, scaling), exporter and library versions, and the export-time check.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import os
+import platform
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ..errors import ParityError
+
+MANIFEST_NAME = "manifest.json"
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class ArtifactRecord:
+    """One exported network in an export folder."""
+
+    network: str  # "unet" or "audio_encoder"
+    file: str  # name inside the export folder: "unet.onnx", "unet.mlpackage", ...
+    inputs: list[dict]  # {"name", "shape": [..., "B" for dynamic batch], "dtype"}
+    outputs: list[dict]
+    check: dict  # export-time check: {"method", "max_abs_diff", "tolerance", "passed", ...}
+    preprocessing: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)
+    sha256: str = ""
+
+
+def write_manifest(
+    out_dir: Path, fmt: str, precision: str, records: list[ArtifactRecord], libraries: tuple[str, ...] = ()
+) -> Path:
+    """Hash the artifacts and write `out_dir/manifest.json` atomically; return its path."""
+    for record in records:
+        record.sha256 = sha256_artifact(out_dir / record.file)
+    manifest = {
+        "schema_version": SCHEMA_VERSION,
+        "format": fmt,
+        "precision": precision,
+        "artifacts": [asdict(r) for r in records],
+        "versions": library_versions(("synctalk-parity", "torch", "numpy", *libraries)),
+        "platform": f"{platform.system()} {platform.machine()} Python {platform.python_version()}",
+    }
+    path = out_dir / MANIFEST_NAME
+    tmp = path.with_name(path.name + ".partial")
+    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def read_manifest(export_dir: Path) -> dict:
+    """The manifest of an export folder, or a `ParityError` naming what is wrong."""
+    path = Path(export_dir) / MANIFEST_NAME
+    if not path.is_file():
+        raise ParityError(f"{export_dir}: no {MANIFEST_NAME}; pass a folder written by `parity export`")
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ParityError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from exc
+    if manifest.get("schema_version") != SCHEMA_VERSION:
+        raise ParityError(f"{path}: manifest schema {manifest.get('schema_version')!r}, expected {SCHEMA_VERSION}")
+    return manifest
+
+
+def artifact_path(export_dir: Path, network: str, verify: bool = True) -> Path:
+    """The file of `network` in an export folder, checked against its recorded sha256."""
+    manifest = read_manifest(export_dir)
+    for record in manifest["artifacts"]:
+        if record["network"] == network:
+            path = Path(export_dir) / record["file"]
+            if not path.exists():
+                raise ParityError(f"{path}: listed in {MANIFEST_NAME} but missing; re-run `parity export`")
+            if verify and sha256_artifact(path) != record["sha256"]:
+                raise ParityError(f"{path}: sha256 differs from {MANIFEST_NAME}; the artifact changed after export")
+            return path
+    raise ParityError(f"{export_dir}: {MANIFEST_NAME} has no {network!r} artifact")
+
+
+def sha256_artifact(path: Path) -> str:
+    """sha256 of a file, or of a directory's files (relative names and contents, sorted)."""
+    digest = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for file in files:
+        if path.is_dir():
+            digest.update(file.relative_to(path).as_posix().encode() + b"\0")
+        with open(file, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def library_versions(names: tuple[str, ...]) -> dict[str, str]:
+    versions = {}
+    for name in names:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
