@@ -20,6 +20,7 @@ from torch import nn
 
 from ..errors import ParityError
 from .audio_encoder import AudioEncoder
+from .fixtures import fixture_audio_encoder, fixture_unet
 from .unet import AUDIO_MODES, Model
 
 AUDIO_ENCODER_PREFIX = "audio_encoder."
@@ -43,6 +44,27 @@ def load_audio_encoder(path: str | os.PathLike) -> AudioEncoder:
     model = AudioEncoder()
     _load_into(model, state, path, what="audio encoder")
     return model.eval()
+
+
+def load_models(
+    unet: str | os.PathLike | None, audio_encoder: str | os.PathLike | None, mode: str = "ave"
+) -> tuple[Model, AudioEncoder, dict[str, str]]:
+    """Both networks: from checkpoints where given, fixture weights (seed 0) where not.
+
+    The labels say where each came from (`{"unet": ..., "audio_encoder": ...}`), for summaries.
+    """
+    if unet is not None:
+        unet_model, unet_label = load_unet(unet, mode), f"{unet} (sha256 {sha256_file(unet)[:12]})"
+    else:
+        unet_model, unet_label = fixture_unet(seed=0, mode=mode), FIXTURE_LABEL + " (untrained: output nearly constant)"
+    if audio_encoder is not None:
+        encoder, encoder_label = load_audio_encoder(audio_encoder), f"{audio_encoder} (sha256 {sha256_file(audio_encoder)[:12]})"
+    else:
+        encoder, encoder_label = fixture_audio_encoder(seed=0), FIXTURE_LABEL
+    return unet_model, encoder, {"unet": unet_label, "audio_encoder": encoder_label}
+
+
+FIXTURE_LABEL = "fixture weights, seed 0"
 
 
 def save_unet(model: Model, path: str | os.PathLike) -> Path:
@@ -76,7 +98,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             f"{path}: not a plain state dict (it pickles Python objects, e.g. a whole nn.Module; "
             f"refusing to unpickle it). Re-save it with torch.save(model.state_dict(), path)"
         ) from exc
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - torch.load raises many types for a file that is not a checkpoint
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ParityError(f"{path}: not a readable PyTorch checkpoint ({first})") from exc
     if not isinstance(obj, Mapping):

@@ -1,0 +1,188 @@
+"""Audio to features, as `inference_328.py` does it (REFERENCE.md section A), one small function per step.
+
+    pcm = load_audio(path)                  # (S,) float32, 16 kHz mono
+    mel = mel_spectrogram(pcm)              # (T, 80) float64, normalized to [-4, 4]
+    windows = mel_windows(mel)              # (N, 1, 80, 16) float32
+    features = pad_features(encoder(windows))   # (N + 2, 512)
+    unet_audio = unet_audio_window(features, i)  # (32, 16, 16) for output frame i
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ParityError
+
+SAMPLE_RATE = 16000
+PREEMPHASIS = 0.97
+N_FFT = 800
+HOP_LENGTH = 200
+WIN_LENGTH = 800
+N_MELS = 80
+FMIN = 55
+FMAX = 7600
+MIN_LEVEL_DB = -100
+REF_LEVEL_DB = 20
+MAX_ABS_VALUE = 4.0
+WINDOW_FRAMES = 16  # mel frames per encoder window
+MEL_FPS = 80  # mel frames per second (16000 / 200)
+VIDEO_FPS = 25
+ENCODER_BATCH = 64
+UNET_AUDIO_ROWS = 16  # feature rows per U-Net audio input: i-8 .. i+7
+PAD_MODES = ("constant", "reflect")  # librosa >= 0.10 default, and older librosa's
+DEFAULT_PAD_MODE = "constant"
+
+
+def load_audio(path: str | os.PathLike) -> np.ndarray:
+    """Mono float32 PCM at 16 kHz, as `librosa.load(path, sr=16000)` gives.
+
+    WAV/FLAC/OGG are read with soundfile; anything else ffmpeg decodes (mp3, m4a, a video's sound)
+    goes through the ffmpeg that imageio-ffmpeg ships. Channels are averaged and the rate is
+    converted with librosa's default resampler, exactly as librosa.load does.
+    """
+    import librosa
+    import soundfile
+
+    path = Path(path)
+    if not path.is_file():
+        raise ParityError(f"{path}: audio file not found")
+    if path.stat().st_size == 0:
+        raise ParityError(f"{path}: audio file is empty")
+    try:
+        data, rate = soundfile.read(path, dtype="float32", always_2d=True)
+        data = data.T  # (channels, samples), librosa's layout
+    except soundfile.LibsndfileError:
+        data, rate = _decode_with_ffmpeg(path)
+    if data.shape[-1] == 0:
+        raise ParityError(f"{path}: audio file holds no samples")
+    pcm = librosa.to_mono(data)
+    if rate != SAMPLE_RATE:
+        pcm = librosa.resample(pcm, orig_sr=rate, target_sr=SAMPLE_RATE)
+    return np.ascontiguousarray(pcm, dtype=np.float32)
+
+
+def preemphasis(pcm: np.ndarray) -> np.ndarray:
+    """`y[n] = x[n] - 0.97 x[n-1]` (float64, as scipy.signal.lfilter returns)."""
+    from scipy.signal import lfilter
+
+    return lfilter([1, -PREEMPHASIS], [1], pcm)
+
+
+def mel_spectrogram(pcm: np.ndarray, pad_mode: str = DEFAULT_PAD_MODE) -> np.ndarray:
+    """Normalized log-mel spectrogram, time-major `(T, 80)` float64, `T = 1 + S // 200`.
+
+    `pad_mode` is the STFT's centre padding: 'constant' (librosa >= 0.10) or 'reflect' (older
+    librosa); it changes the first and last two frames only.
+    """
+    import librosa
+
+    if pad_mode not in PAD_MODES:
+        raise ParityError(f"unknown STFT pad mode {pad_mode!r}: use one of {', '.join(PAD_MODES)}")
+    spectrum = librosa.stft(
+        y=preemphasis(pcm), n_fft=N_FFT, hop_length=HOP_LENGTH, win_length=WIN_LENGTH, pad_mode=pad_mode
+    )
+    mel = np.dot(mel_filterbank(), np.abs(spectrum))
+    db = 20 * np.log10(np.maximum(1e-5, mel)) - REF_LEVEL_DB
+    normalized = np.clip(
+        (2 * MAX_ABS_VALUE) * ((db - MIN_LEVEL_DB) / -MIN_LEVEL_DB) - MAX_ABS_VALUE, -MAX_ABS_VALUE, MAX_ABS_VALUE
+    )
+    return normalized.T
+
+
+def mel_filterbank() -> np.ndarray:
+    """librosa's Slaney mel filterbank `(80, 401)` for 16 kHz, n_fft 800, 55..7600 Hz."""
+    import librosa
+
+    return librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS, fmin=FMIN, fmax=FMAX)
+
+
+def window_count(mel_frames: int) -> int:
+    """`N = int((T - 16) / 80 * 25) + 2`: the number of encoder windows (video frames minus 2)."""
+    return int((mel_frames - WINDOW_FRAMES) / MEL_FPS * VIDEO_FPS) + 2
+
+
+def window_start(k: int, mel_frames: int) -> int:
+    """First mel frame of window `k`; the last windows are clamped to end at the last frame."""
+    start = int(MEL_FPS * k / VIDEO_FPS)
+    if start + WINDOW_FRAMES > mel_frames:
+        start = mel_frames - WINDOW_FRAMES
+    return start
+
+
+def mel_windows(mel: np.ndarray, source: str = "audio") -> np.ndarray:
+    """The encoder inputs `(N, 1, 80, 16)` float32: window k is `mel[start:start+16].T`."""
+    frames = mel.shape[0]
+    if frames < WINDOW_FRAMES:
+        min_samples = (WINDOW_FRAMES - 1) * HOP_LENGTH
+        raise ParityError(
+            f"{source}: too short: {frames} mel frames, a window needs {WINDOW_FRAMES} "
+            f"(at least {min_samples} samples, {min_samples / SAMPLE_RATE:.2f} s at 16 kHz)"
+        )
+    count = window_count(frames)
+    windows = np.empty((count, 1, N_MELS, WINDOW_FRAMES), dtype=np.float32)
+    for k in range(count):
+        start = window_start(k, frames)
+        windows[k, 0] = mel[start : start + WINDOW_FRAMES].T
+    return windows
+
+
+def encode_windows(encode, windows: np.ndarray, batch_size: int = ENCODER_BATCH) -> np.ndarray:
+    """Run `encode((B,1,80,16)) -> (B,512)` over all windows in batches of 64: `(N, 512)` float32."""
+    parts = [encode(windows[i : i + batch_size]) for i in range(0, len(windows), batch_size)]
+    return np.concatenate(parts, axis=0).astype(np.float32, copy=False)
+
+
+def pad_features(features: np.ndarray) -> np.ndarray:
+    """Repeat the first and last rows once: `(N, 512)` -> `(N + 2, 512)`; the video has N + 2 frames."""
+    return np.concatenate([features[:1], features, features[-1:]], axis=0)
+
+
+def unet_audio_window(features: np.ndarray, frame: int) -> np.ndarray:
+    """Rows `frame-8 .. frame+7` of the padded features (zeros outside), as `(32, 16, 16)` float32."""
+    half = UNET_AUDIO_ROWS // 2
+    rows = np.zeros((UNET_AUDIO_ROWS, features.shape[1]), dtype=np.float32)
+    for r, source in enumerate(range(frame - half, frame + half)):
+        if 0 <= source < len(features):
+            rows[r] = features[source]
+    return rows.reshape(32, 16, 16)
+
+
+def _decode_with_ffmpeg(path: Path) -> tuple[np.ndarray, int]:
+    """Decode any audio ffmpeg reads to float32 `(channels, samples)` at its own rate."""
+    import imageio_ffmpeg
+
+    ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
+    probe = subprocess.run([ffmpeg, "-hide_banner", "-i", str(path)], capture_output=True, text=True)
+    stream = next((line for line in probe.stderr.splitlines() if "Audio:" in line), None)
+    if stream is None:
+        raise ParityError(f"{path}: not an audio file (ffmpeg finds no audio stream in it)")
+    rate, channels = _parse_audio_stream(stream, path)
+    decoded = subprocess.run(
+        [ffmpeg, "-hide_banner", "-loglevel", "error", "-i", str(path), "-vn", "-f", "f32le", "-acodec", "pcm_f32le", "-"],
+        capture_output=True,
+    )
+    if decoded.returncode != 0:
+        message = decoded.stderr.decode(errors="replace").strip().splitlines()
+        raise ParityError(f"{path}: ffmpeg could not decode the audio ({message[-1] if message else 'no message'})")
+    samples = np.frombuffer(decoded.stdout, dtype="<f4")
+    usable = len(samples) - len(samples) % channels
+    return samples[:usable].reshape(-1, channels).T.copy(), rate
+
+
+def _parse_audio_stream(stream: str, path: Path) -> tuple[int, int]:
+    import re
+
+    rate = re.search(r"(\d+) Hz", stream)
+    if rate is None:
+        raise ParityError(f"{path}: cannot read the audio sample rate from ffmpeg ({stream.strip()})")
+    layout = stream.split(" Hz, ", 1)[1].split(",", 1)[0].strip()
+    named = {"mono": 1, "stereo": 2, "2.1": 3, "quad": 4, "5.0": 5, "5.1": 6, "6.1": 7, "7.1": 8}
+    digits = re.match(r"(\d+) channels", layout)
+    channels = named.get(layout.split("(")[0], int(digits.group(1)) if digits else 0)
+    if channels < 1:
+        raise ParityError(f"{path}: unknown channel layout {layout!r}; convert it to WAV first")
+    return int(rate.group(1)), channels
