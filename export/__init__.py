@@ -6,7 +6,9 @@ A format is one module here (`onnx`, `coreml`, `tensorrt`) exposing
 
 which writes its artifacts into `out_dir` (a fresh temporary folder) and raises `ParityError` when
 the export-time check fails. `export_models` owns the folder: it writes into a temporary sibling,
-adds `manifest.json`, and renames it into place only when everything passed.
+adds `manifest.json`, and renames it into place only when everything passed. A format that can
+do only the first part here (TensorRT without TensorRT or a GPU) raises `ExportUnfinished`; the
+folder is then kept as `<format>-<precision>.unbuilt/`, a name no backend takes for a finished export.
 """
 
 from __future__ import annotations
@@ -41,6 +43,17 @@ FORMATS: dict[str, ExportFormat] = {
 }
 
 
+class ExportUnfinished(ParityError):
+    """What could be written here was written; the rest needs another machine (`missing` says why)."""
+
+    def __init__(self, missing: str, written: str, next_step: str, folder: Path):
+        self.missing, self.written, self.next_step, self.folder = missing, written, next_step, Path(folder)
+        super().__init__(f"{missing} — {written} were written to {folder}: {next_step}")
+
+    def moved_to(self, folder: Path) -> "ExportUnfinished":
+        return type(self)(self.missing, self.written, self.next_step, folder)
+
+
 def get_format(name: str) -> ExportFormat:
     """The format called `name`, or a `ParityError` with a "did you mean"."""
     if name in FORMATS:
@@ -71,6 +84,11 @@ def export_models(fmt_name: str, unet, audio_encoder, out: Path, precision: str 
     try:
         records: list[ArtifactRecord] = module.export(unet, audio_encoder, tmp, precision)
         write_manifest(tmp, fmt.name, precision, records, fmt.libraries)
+    except ExportUnfinished as exc:
+        kept = final.with_name(final.name + ".unbuilt")
+        shutil.rmtree(kept, ignore_errors=True)
+        tmp.rename(kept)
+        raise exc.moved_to(kept) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -1,0 +1,124 @@
+"""ONNX Runtime: the exported `.onnx` networks on the CPU, CUDA, TensorRT or CoreML execution provider.
+
+Loads `unet.onnx` and `audio_encoder.onnx` from an export folder (checked against its manifest),
+or exports the source's checkpoints (fixture weights when none) once into a cache folder keyed
+by the weights' sha256: `$SYNCTALK_PARITY_CACHE` or `~/.cache/synctalk-parity`, then `exports/<key>/`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ParityError
+from ..export import export_folder_name, export_models
+from ..export.manifest import artifact_path, read_manifest
+from .base import Backend
+
+PROVIDERS = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+    "coreml": "CoreMLExecutionProvider",
+}
+CACHE_ENV = "SYNCTALK_PARITY_CACHE"
+
+
+class OnnxRuntimeBackend(Backend):
+    """Options: `provider` (cpu, cuda, tensorrt, coreml; default cpu), `threads` (intra-op threads)."""
+
+    name = "onnxruntime"
+    description = "ONNX Runtime (CPU, CUDA, TensorRT or CoreML execution provider)"
+
+    @classmethod
+    def available(cls) -> str | None:
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError as exc:
+            return f"onnxruntime is not installed ({exc}); pip install onnxruntime (or onnxruntime-gpu)"
+        return None
+
+    def _load_impl(self) -> None:
+        import onnxruntime as ort
+
+        provider = self._provider(ort.get_available_providers())
+        self.export_dir = self._export_dir()
+        options = ort.SessionOptions()
+        if self.options.get("threads"):
+            options.intra_op_num_threads = int(self.options["threads"])
+        providers = [provider] if provider == PROVIDERS["cpu"] else [provider, PROVIDERS["cpu"]]
+        self.sessions = {
+            network: ort.InferenceSession(str(artifact_path(self.export_dir, network)), options, providers=providers)
+            for network in ("unet", "audio_encoder")
+        }
+
+    def _encode_audio_impl(self, windows: np.ndarray) -> np.ndarray:
+        return self.sessions["audio_encoder"].run(["audio_feature"], {"mel_window": windows})[0]
+
+    def _generate_impl(self, image: np.ndarray, audio: np.ndarray) -> np.ndarray:
+        return self.sessions["unet"].run(["mouth"], {"image": image, "audio": audio})[0]
+
+    def _close_impl(self) -> None:
+        self.sessions = {}
+
+    def describe(self) -> dict[str, str]:
+        info = super().describe()
+        if self._loaded:
+            import onnxruntime as ort
+
+            info.update(
+                provider=self.sessions["unet"].get_providers()[0],
+                onnxruntime=ort.__version__,
+                precision=read_manifest(self.export_dir)["precision"],
+                export_dir=str(self.export_dir),
+            )
+        return info
+
+    def _provider(self, available: list[str]) -> str:
+        choice = self.options.get("provider") or "cpu"
+        if choice not in PROVIDERS:
+            raise ParityError(f"unknown onnxruntime provider {choice!r}: choose from {', '.join(PROVIDERS)}")
+        if PROVIDERS[choice] not in available:
+            raise ParityError(f"onnxruntime has no {PROVIDERS[choice]} here; available: {', '.join(available)}")
+        return PROVIDERS[choice]
+
+    def _export_dir(self) -> Path:
+        """The export folder to load: the source's (checked), else the cached export of its weights."""
+        if self.source.export_dir is not None:
+            manifest = read_manifest(self.source.export_dir)
+            if manifest["format"] != "onnx":
+                raise ParityError(f"{self.source.export_dir}: a {manifest['format']} export, not onnx; pass an onnx-<precision> folder")
+            modes = {a.get("preprocessing", {}).get("audio_mode") for a in manifest["artifacts"]} - {None}
+            if modes and modes != {self.source.mode}:
+                raise ParityError(f"{self.source.export_dir}: U-Net exported for audio mode {modes.pop()!r}, not {self.source.mode!r}; pass --mode")
+            return Path(self.source.export_dir)
+        return cached_export(self.source)
+
+
+def cached_export(source) -> Path:
+    """The onnx export folder of `source`'s weights in the cache, exported now when missing."""
+    from .torch import source_models
+
+    unet, encoder, _ = source_models(source)
+    key = weights_key(unet, encoder, source.mode)
+    folder = cache_root() / "exports" / key / export_folder_name("onnx", source.precision)
+    if not (folder / "manifest.json").is_file():
+        export_models("onnx", unet, encoder, folder.parent, source.precision)
+    return folder
+
+
+def weights_key(unet, audio_encoder, mode: str) -> str:
+    """sha256 (first 16 hex digits) of both networks' weights and the audio mode."""
+    digest = hashlib.sha256(mode.encode())
+    for model in (unet, audio_encoder):
+        for name, tensor in sorted(model.state_dict().items()):
+            digest.update(name.encode() + b"\0")
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "synctalk-parity")

@@ -1,0 +1,107 @@
+"""`parity export`: export both networks to ONNX, Core ML or TensorRT and show what was written and how it checked.
+
+A thin typer layer over `export.export_models`; the table is rendered with rich.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..errors import ParityError
+from ..export import FORMATS, check_precision, export_models, get_format
+from ..export.manifest import read_manifest
+
+
+def register(app: typer.Typer) -> None:
+    app.command("export")(export_command)
+
+
+def export_command(
+    format_name: Annotated[str, typer.Option("--format", "-f", help=f"{' | '.join(FORMATS)} | all")] = "onnx",
+    precision: Annotated[str, typer.Option(help="fp32 | fp16")] = "fp32",
+    unet: Annotated[Optional[Path], typer.Option("--unet", help="U-Net checkpoint (.pth); fixture weights when omitted")] = None,
+    audio_encoder: Annotated[Optional[Path], typer.Option("--audio-encoder", help="audio encoder checkpoint (audio_visual_encoder.pth)")] = None,
+    mode: Annotated[str, typer.Option(help="U-Net audio branch: ave | hubert | wenet")] = "ave",
+    out: Annotated[Path, typer.Option(help="folder that receives <format>-<precision>/")] = Path("exports"),
+) -> None:
+    """Export the U-Net and the audio encoder, each checked against eager PyTorch at export time."""
+    console, errors = Console(), Console(stderr=True)
+    try:
+        formats = list(FORMATS) if format_name == "all" else [get_format(format_name).name]
+        if format_name != "all":
+            check_precision(FORMATS[formats[0]], precision)
+        unet_model, encoder_model, notes = _load_models(unet, audio_encoder, mode)
+    except ParityError as exc:
+        errors.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(exc.exit_code) from None
+    for note in notes:
+        console.print(f"[yellow]{note}[/yellow]", highlight=False)
+
+    table = _artifact_table()
+    failed: list[str] = []
+    for name in formats:
+        try:
+            check_precision(FORMATS[name], precision)
+            folder = export_models(name, unet_model, encoder_model, out, precision)
+        except (ParityError, ImportError) as exc:
+            message = _one_line(exc)
+            failed.append(name)
+            table.add_row(name, "-", "-", "-", "-", "[red]failed[/red]")
+            errors.print(f"[red]{name}:[/red] {message}", highlight=False, soft_wrap=True)
+            if format_name != "all":
+                console.print(table)
+                raise typer.Exit(getattr(exc, "exit_code", 1)) from None
+            continue
+        _add_rows(table, name, folder)
+    console.print(table)
+    if failed:
+        errors.print(f"[red]{len(failed)} of {len(formats)} format(s) failed:[/red] {', '.join(failed)}", highlight=False)
+        raise typer.Exit(1)
+
+
+def _load_models(unet: Path | None, audio_encoder: Path | None, mode: str):
+    from ..models import AUDIO_MODES, load_models
+
+    if mode not in AUDIO_MODES:
+        raise ParityError(f"unknown U-Net audio mode {mode!r}: use one of {', '.join(AUDIO_MODES)}")
+    unet_model, encoder_model, labels = load_models(unet, audio_encoder, mode)
+    notes = [f"no --{flag} given: exporting {labels[key]}" for flag, key, path in
+             (("unet", "unet", unet), ("audio-encoder", "audio_encoder", audio_encoder)) if path is None]
+    return unet_model, encoder_model, notes
+
+
+def _artifact_table() -> Table:
+    table = Table(title="exported artifacts")
+    for column in ("format", "file", "sha256", "max |diff| (by batch)", "tolerance", "check"):
+        table.add_column(column, overflow="fold")
+    return table
+
+
+def _add_rows(table: Table, fmt: str, folder: Path) -> None:
+    for record in read_manifest(folder)["artifacts"]:
+        check = record.get("check", {})
+        by_batch = check.get("max_abs_diff_by_batch")
+        diff = check.get("max_abs_diff")
+        shown = ", ".join(f"{b}: {d:.2g}" for b, d in by_batch.items()) if by_batch else ("-" if diff is None else f"{diff:.2g}")
+        tolerance = check.get("tolerance")
+        table.add_row(
+            fmt,
+            str(folder / record["file"]),
+            record["sha256"][:12],
+            shown,
+            "-" if tolerance is None else f"{tolerance:g}",
+            "[green]pass[/green]" if check.get("passed") else "[red]fail[/red]",
+        )
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, ImportError):
+        return f"exporter not available here: {exc}"
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+

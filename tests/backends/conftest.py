@@ -1,0 +1,51 @@
+"""Shared backend fixtures: the golden checkpoints as a ModelSource, golden inputs, and one cached ONNX export."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from synctalk_parity.backends.base import ModelSource
+from synctalk_parity.models.golden import golden_inputs, golden_weights
+
+SKIP_REASON = "golden folder absent (set SYNCTALK_PARITY_GOLDEN or place it at <repo>/../shared/golden)"
+
+
+@pytest.fixture(scope="session")
+def golden_source() -> ModelSource:
+    weights = golden_weights()
+    if weights is None:
+        pytest.skip(SKIP_REASON)
+    return ModelSource(unet=weights[0], audio_encoder=weights[1])
+
+
+@pytest.fixture(scope="session")
+def golden_batch():
+    inputs = golden_inputs()
+    if not inputs:
+        pytest.skip(SKIP_REASON)
+    return {k: v[:8].copy() for k, v in inputs.items()}
+
+
+@pytest.fixture(scope="session")
+def onnx_cache(tmp_path_factory):
+    """A private export cache for the session (`SYNCTALK_PARITY_CACHE`)."""
+    from synctalk_parity.backends import onnxruntime as ort_backend
+
+    path = tmp_path_factory.mktemp("cache")
+    previous = os.environ.get(ort_backend.CACHE_ENV)
+    os.environ[ort_backend.CACHE_ENV] = str(path)
+    yield path
+    if previous is None:
+        os.environ.pop(ort_backend.CACHE_ENV, None)
+    else:
+        os.environ[ort_backend.CACHE_ENV] = previous
+
+
+@pytest.fixture(scope="session")
+def golden_onnx_dir(golden_source, onnx_cache):
+    """The golden weights exported once through the onnxruntime backend's cache."""
+    from synctalk_parity.backends.onnxruntime import cached_export
+
+    return cached_export(golden_source)

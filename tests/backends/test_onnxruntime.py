@@ -1,0 +1,77 @@
+"""The ONNX Runtime backend: agrees with eager PyTorch through the interface, caches its exports, checks providers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from synctalk_parity.backends import create_backend
+from synctalk_parity.backends.base import ModelSource
+from synctalk_parity.errors import ParityError
+
+pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
+
+
+@pytest.fixture(scope="module")
+def ort_backend(golden_onnx_dir):
+    with create_backend("onnxruntime", ModelSource(export_dir=golden_onnx_dir), provider="cpu") as backend:
+        yield backend
+
+
+def test_describe_reports_the_provider_used(ort_backend):
+    info = ort_backend.describe()
+    assert info["provider"] == "CPUExecutionProvider" and info["precision"] == "fp32"
+
+
+def test_agrees_with_torch_on_golden_inputs(ort_backend, golden_source, golden_batch):
+    image, audio, mel = golden_batch["unet_input"], golden_batch["audio_window"], golden_batch["mel_windows"]
+    with create_backend("torch", golden_source, device="cpu") as torch_backend:
+        mouths_torch, features_torch = torch_backend.generate(image, audio), torch_backend.encode_audio(mel)
+    mouth_diff = np.abs(ort_backend.generate(image, audio) - mouths_torch).max()
+    feature_diff = np.abs(ort_backend.encode_audio(mel) - features_torch).max()
+    print(f"onnxruntime vs torch (batch 8): U-Net max|diff| {mouth_diff:.3g}, audio encoder {feature_diff:.3g}")
+    assert mouth_diff < 1e-4 and feature_diff < 1e-4
+
+
+def test_batch_8_equals_batch_1_per_item(ort_backend, golden_batch):
+    image, audio, mel = golden_batch["unet_input"], golden_batch["audio_window"], golden_batch["mel_windows"]
+    mouths = ort_backend.generate(image, audio)
+    single = np.concatenate([ort_backend.generate(image[i : i + 1], audio[i : i + 1]) for i in range(8)])
+    features = ort_backend.encode_audio(mel)
+    single_features = np.concatenate([ort_backend.encode_audio(mel[i : i + 1]) for i in range(8)])
+    mouth_diff, feature_diff = np.abs(mouths - single).max(), np.abs(features - single_features).max()
+    print(f"onnxruntime batch 8 vs 1: U-Net max|diff| {mouth_diff:.3g}, audio encoder {feature_diff:.3g}")
+    assert mouth_diff < 1e-5 and feature_diff < 1e-5
+
+
+def test_checkpoints_reuse_the_cached_export(golden_source, golden_onnx_dir, onnx_cache):
+    with create_backend("onnxruntime", golden_source) as backend:
+        assert backend.describe()["export_dir"] == str(golden_onnx_dir)
+    assert golden_onnx_dir.is_relative_to(onnx_cache)
+    assert len(list((onnx_cache / "exports").iterdir())) == 1
+
+
+def test_missing_provider_names_the_available_ones(golden_onnx_dir):
+    import onnxruntime as ort
+
+    missing = next((p for p, full in [("tensorrt", "TensorrtExecutionProvider"), ("coreml", "CoreMLExecutionProvider"), ("cuda", "CUDAExecutionProvider")] if full not in ort.get_available_providers()), None)
+    if missing is None:
+        pytest.skip("every execution provider is available here")
+    with pytest.raises(ParityError, match="available: .*CPUExecutionProvider"):
+        create_backend("onnxruntime", ModelSource(export_dir=golden_onnx_dir), provider=missing).load()
+
+
+def test_unknown_provider_is_refused(golden_onnx_dir):
+    with pytest.raises(ParityError, match="choose from cpu, cuda, tensorrt, coreml"):
+        create_backend("onnxruntime", ModelSource(export_dir=golden_onnx_dir), provider="gpu").load()
+
+
+def test_changed_artifact_is_refused(golden_onnx_dir, tmp_path):
+    import shutil
+
+    copy = tmp_path / "onnx-fp32"
+    shutil.copytree(golden_onnx_dir, copy)
+    with open(copy / "audio_encoder.onnx", "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(ParityError, match="sha256 differs"):
+        create_backend("onnxruntime", ModelSource(export_dir=copy)).load()

@@ -1,0 +1,28 @@
+"""Shared ONNX exports of the golden fixture weights (exported once per session: the U-Net takes ~15 s)."""
+
+from __future__ import annotations
+
+import pytest
+
+from synctalk_parity.export import export_models
+from synctalk_parity.models import load_audio_encoder, load_unet
+from synctalk_parity.models.golden import golden_weights
+
+
+@pytest.fixture(scope="session")
+def golden_models():
+    weights = golden_weights()
+    if weights is None:
+        pytest.skip("golden folder absent (set SYNCTALK_PARITY_GOLDEN or place it at <repo>/../shared/golden)")
+    unet_path, encoder_path = weights
+    return load_unet(unet_path), load_audio_encoder(encoder_path)
+
+
+@pytest.fixture(scope="session")
+def onnx_fp32_dir(golden_models, tmp_path_factory):
+    return export_models("onnx", *golden_models, tmp_path_factory.mktemp("exports"), "fp32")
+
+
+@pytest.fixture(scope="session")
+def onnx_fp16_dir(golden_models, tmp_path_factory):
+    return export_models("onnx", *golden_models, tmp_path_factory.mktemp("exports"), "fp16")
