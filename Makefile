@@ -1,0 +1,14 @@
+# The two quick-start commands: `make demo` and `make test` (each sets up .venv first).
+.PHONY: setup demo test test-fast
+
+setup:
+	@bash scripts/setup.sh
+
+demo: setup
+	.venv/bin/parity run --backend torch --out parity-out
+
+test: setup
+	.venv/bin/python -m pytest
+
+test-fast: setup
+	.venv/bin/python -m pytest -m "not slow"

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Create (or reuse) .venv and install the toolkit with its test tools.
+# torch==2.13.0 goes in first, on its own: any other torch spec can pull several GB of CUDA packages.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+stamp=.venv/.synctalk-parity-setup
+want="$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)"
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+  exit 0
+fi
+.venv/bin/python -m pip install --quiet --upgrade pip
+.venv/bin/python -m pip install --quiet torch==2.13.0
+.venv/bin/python -m pip install --quiet -e ".[test]"
+echo "$want" > "$stamp"
