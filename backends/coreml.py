@@ -11,6 +11,7 @@ import sys
 import numpy as np
 
 from ..errors import ParityError
+from ..export.coreml import import_coremltools
 from ..export.manifest import artifact_path, read_manifest
 from ..models.specs import audio_encoder_spec, unet_spec
 from .base import Backend
@@ -29,7 +30,7 @@ class CoreMLBackend(Backend):
     @classmethod
     def available(cls) -> str | None:
         try:
-            import coremltools  # noqa: F401
+            import_coremltools()
         except ImportError:
             return "coremltools is not installed: pip install coremltools"
         if sys.platform != "darwin":
@@ -37,8 +38,7 @@ class CoreMLBackend(Backend):
         return None
 
     def _load_impl(self) -> None:
-        import coremltools as ct
-
+        ct = import_coremltools()
         units = self.options.get("compute_units", "all")
         if units not in COMPUTE_UNITS:
             raise ParityError(f"coreml: compute_units {units!r}: choose from {', '.join(COMPUTE_UNITS)}")

@@ -322,7 +322,17 @@ def _forward_argument_names(model: nn.Module) -> list[str]:
 
 def _coremltools():
     try:
-        import coremltools
+        return import_coremltools()
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ParityError("Core ML export needs coremltools: pip install coremltools") from exc
+
+
+def import_coremltools():
+    """coremltools, imported without its import-time chatter on stderr (untested torch/scikit-learn
+    versions, and the macOS-only prediction proxies failing to load on Linux)."""
+    import logging
+
+    logging.getLogger("coremltools").setLevel(logging.ERROR)
+    import coremltools
+
     return coremltools
