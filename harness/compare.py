@@ -1,0 +1,470 @@
+"""Compare two stage dumps stage by stage: metrics, gates, the first divergent stage, diagnoses.
+
+    comparison = compare_dumps(reference_dump, candidate_dump, load_gate(None, "fp32"))
+    if not comparison:
+        print(comparison.first_divergent_stage, [s.failure for s in comparison.stages if not s.passed])
+
+Per stage (frames present in both dumps): max, mean and 99th percentile of |diff|; share of
+identical elements (of identical pixels, all three channels, for images); PSNR (uint8 images, and
+the U-Net output scaled to 0..255; identical data reports 100 dB so result.json stays plain JSON);
+SSIM (scikit-image, channel_axis=2, per frame over the rectangle that differs, see `ssim_of_frame`;
+on the first 16 frames that differ, identical frames count 1.0; the stage reports the mean);
+cosine similarity per 512-value feature row (audio features, U-Net audio windows; the mean over
+rows); NaN/Inf counts in the candidate (any fails the stage). The 99th percentile is exact up to
+5 M elements per stage, then read from a histogram (exact for uint8, 100 log bins per decade for
+floats: within 2.3 %).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ParityError
+from ..reference.stages import CLIP_STAGES, STAGE_NAMES
+from .dump import IMAGE_STAGES, Dump
+from .gates import Gate, Tolerance
+
+PSNR_IDENTICAL = 100.0
+COSINE_STAGES = frozenset({"audio.features", "frame.unet_audio"})
+PSNR_FLOAT_STAGES = frozenset({"frame.unet_output"})  # float in [0, 1]: PSNR on the 0..255 scale
+SSIM_MAX_FRAMES = 16
+SSIM_MARGIN = 8
+EXACT_P99_ELEMENTS = 5_000_000
+_FLOAT_EDGES = np.concatenate([[0.0], np.logspace(-12, 6, 1801)])
+
+
+@dataclass
+class StageMetrics:
+    stage: str
+    per: str
+    frames_compared: int
+    max_abs: float | None = None
+    mean_abs: float | None = None
+    p99: float | None = None
+    identical: float | None = None
+    psnr: float | None = None
+    ssim: float | None = None
+    cosine: float | None = None
+    nan: int = 0
+    inf: int = 0
+    passed: bool = True
+    failure: str | None = None
+    worst: dict | None = None
+    tolerance: dict = field(default_factory=dict)
+    per_frame: dict | None = None
+
+    def as_dict(self) -> dict:
+        return _plain(asdict(self))
+
+
+@dataclass
+class Comparison:
+    """Truthy when every gate passes (and the frame counts agree)."""
+
+    reference: Path
+    candidate: Path
+    gate: Gate
+    stages: list[StageMetrics]
+    frame_count: dict[str, int]
+    problems: list[str] = field(default_factory=list)
+    diagnoses: list = field(default_factory=list)
+    worst_frame: dict | None = None
+    not_compared: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return not self.problems and all(stage.passed for stage in self.stages)
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    @property
+    def first_divergent_stage(self) -> str | None:
+        return next((stage.stage for stage in self.stages if not stage.passed), None)
+
+    def stage(self, name: str) -> StageMetrics | None:
+        return next((stage for stage in self.stages if stage.stage == name), None)
+
+    @property
+    def failures(self) -> list[str]:
+        return self.problems + [stage.failure for stage in self.stages if stage.failure]
+
+    def to_dict(self, relative_to: str | os.PathLike | None = None) -> dict:
+        """The `comparison` object of result.json; paths relative to `relative_to` when inside it."""
+        where = Path(relative_to) if relative_to is not None else None
+        worst = None
+        if self.worst_frame:
+            worst = {
+                "index": self.worst_frame["index"],
+                "reference_png": _relative(self.worst_frame["reference_png"], where),
+                "candidate_png": _relative(self.worst_frame["candidate_png"], where),
+            }
+        return {
+            "reference": _relative(self.reference, where),
+            "candidate": _relative(self.candidate, where),
+            "passed": self.passed,
+            "first_divergent_stage": self.first_divergent_stage,
+            "gate": self.gate.as_dict(),
+            "frame_count": dict(self.frame_count),
+            "problems": list(self.problems),
+            "stages": [stage.as_dict() for stage in self.stages],
+            "diagnoses": [{"name": d.name, "stage": d.stage, "message": d.message} for d in self.diagnoses],
+            "worst_frame": worst,
+            "not_compared": {k: list(v) for k, v in self.not_compared.items()},
+        }
+
+
+def compare_dumps(reference: Dump | str | os.PathLike, candidate: Dump | str | os.PathLike, gate: Gate) -> Comparison:
+    """Compare every stage present in both dumps, in contract order; then run the diagnoses."""
+    from .diagnose import diagnose
+
+    reference = reference if isinstance(reference, Dump) else Dump.open(reference)
+    candidate = candidate if isinstance(candidate, Dump) else Dump.open(candidate)
+    common = [name for name in STAGE_NAMES if name in reference.stage_names and name in candidate.stage_names]
+    if not common:
+        raise ParityError(
+            f"{candidate.path}: no stage in common with the reference dump {reference.path} "
+            f"(candidate has {', '.join(candidate.stage_names) or 'none'}; reference has {', '.join(reference.stage_names) or 'none'})"
+        )
+    stages = [compare_stage(name, reference, candidate, gate.tolerance(name)) for name in common]
+    problems = []
+    if reference.frame_count != candidate.frame_count:
+        problems.append(
+            f"frame count: the candidate makes {candidate.frame_count} output frames, the reference {reference.frame_count}"
+        )
+    comparison = Comparison(
+        reference=reference.path,
+        candidate=candidate.path,
+        gate=gate,
+        stages=stages,
+        frame_count={"reference": reference.frame_count, "candidate": candidate.frame_count},
+        problems=problems,
+        worst_frame=_worst_frame(stages, reference, candidate),
+        not_compared={
+            "reference_only": [n for n in reference.stage_names if n not in common],
+            "candidate_only": [n for n in candidate.stage_names if n not in common],
+        },
+    )
+    comparison.diagnoses = diagnose(comparison, reference, candidate)
+    return comparison
+
+
+def compare_stage(stage: str, reference: Dump, candidate: Dump, tolerance: Tolerance) -> StageMetrics:
+    """Metrics and the gate verdict for one stage present in both dumps."""
+    per = "clip" if stage in CLIP_STAGES else "frame"
+    metrics = StageMetrics(stage=stage, per=per, frames_compared=0, tolerance=tolerance.as_dict())
+    if per == "clip":
+        pairs = [(None, reference.clip(stage), candidate.clip(stage))]
+    else:
+        frames = sorted(set(reference.frames(stage)) & set(candidate.frames(stage)))
+        if not frames:
+            metrics.passed = False
+            metrics.failure = (
+                f"{stage}: no frames in common (reference has {_frames_text(reference.frames(stage))}, "
+                f"candidate {_frames_text(candidate.frames(stage))})"
+            )
+            return metrics
+        pairs = ((i, reference.frame(stage, i), candidate.frame(stage, i)) for i in frames)
+    accumulator = _Accumulator(stage, tolerance)
+    for frame, ref, cand in pairs:
+        if ref.shape != cand.shape:
+            where = "" if frame is None else f" frame {frame}:"
+            metrics.passed = False
+            metrics.failure = (
+                f"{stage}:{where} shape mismatch: candidate {list(cand.shape)}, reference {list(ref.shape)}"
+                f"{_shape_hint(stage, ref.shape, cand.shape)}"
+            )
+            return metrics
+        accumulator.add(frame, ref, cand)
+    accumulator.finish(metrics)
+    return metrics
+
+
+def psnr_from_mse(mse: float, peak: float = 255.0) -> float:
+    if not np.isfinite(mse):
+        return 0.0
+    if mse <= 0:
+        return PSNR_IDENTICAL
+    return float(min(PSNR_IDENTICAL, 10 * math.log10(peak * peak / mse)))
+
+
+def ssim_of_frame(reference: np.ndarray, candidate: np.ndarray) -> float:
+    """SSIM of two uint8 BGR images over the rectangle that holds their differences.
+
+    Only that rectangle (plus an 8-pixel margin, at least 7 x 7) is measured: most of an output
+    frame is the untouched template, which would pull SSIM towards 1 and hide the mouth.
+    """
+    from skimage.metrics import structural_similarity
+
+    differs = np.any(reference != candidate, axis=-1)
+    if not differs.any():
+        return 1.0
+    rows, cols = np.nonzero(differs.any(axis=1))[0], np.nonzero(differs.any(axis=0))[0]
+    top, bottom = _span(rows[0], rows[-1], reference.shape[0])
+    left, right = _span(cols[0], cols[-1], reference.shape[1])
+    ref, cand = reference[top:bottom, left:right], candidate[top:bottom, left:right]
+    if min(ref.shape[:2]) < 7:
+        return float("nan")
+    return float(structural_similarity(ref, cand, channel_axis=2, data_range=255))
+
+
+class _Accumulator:
+    """Running metrics over the frames of one stage (memory flat in the number of frames)."""
+
+    def __init__(self, stage: str, tolerance: Tolerance):
+        self.stage = stage
+        self.tolerance = tolerance
+        self.image = stage in IMAGE_STAGES
+        self.elements = self.units = self.identical = self.exceed = self.nan = self.inf = 0
+        self.total_abs = self.total_squared = 0.0
+        self.worst: dict | None = None
+        self.worst_abs = -1.0
+        self.first_nonfinite: dict | None = None
+        self.diffs: list[np.ndarray] | None = []
+        self.histogram: np.ndarray | None = None
+        self.per_frame = {"frames": [], "psnr": [], "max_abs": []}
+        self.ssim: list[float] = []
+        self.ssim_frames = 0
+        self.cosines: list[float] = []
+        self.uint8 = True
+
+    def add(self, frame: int | None, reference: np.ndarray, candidate: np.ndarray) -> None:
+        integers = reference.dtype == np.uint8 and candidate.dtype == np.uint8
+        self.uint8 = self.uint8 and integers
+        if integers:  # exact in int16, no NaN possible, and much faster than float64 on whole frames
+            diff = np.abs(candidate.astype(np.int16) - reference.astype(np.int16))
+            all_finite, ranked = True, diff
+        else:
+            diff, all_finite, ranked = self._float_difference(frame, reference, candidate)
+        flat = int(np.argmax(ranked)) if diff.size else 0
+        frame_max = float(ranked.flat[flat]) if diff.size else 0.0
+        if frame_max > self.worst_abs:
+            self.worst_abs = frame_max
+            index = np.unravel_index(flat, diff.shape)
+            self.worst = {
+                "frame": frame,
+                "index": [int(i) for i in index],
+                "reference": _scalar(reference[index]),
+                "candidate": _scalar(candidate[index]),
+            }
+        finite = diff if all_finite else np.where(np.isfinite(diff), diff, 0.0)
+        self.elements += diff.size
+        if integers:
+            self.total_abs += float(finite.sum(dtype=np.int64))
+            squared = float(np.square(finite, dtype=np.int32).sum(dtype=np.int64))
+        else:
+            self.total_abs += float(finite.sum())
+            scale = 255.0 if self.stage in PSNR_FLOAT_STAGES else 1.0
+            squared = float(np.square(finite * scale).sum()) if all_finite else math.inf
+        self.total_squared += squared
+        if self.image and diff.ndim == 3:
+            same = ~np.any(diff != 0, axis=-1)
+            self.units += same.size
+            self.identical += int(same.sum())
+        else:
+            self.units += diff.size
+            self.identical += int(np.count_nonzero(diff == 0))
+        if self.tolerance.max_abs is not None:
+            self.exceed += int(np.count_nonzero(ranked > self.tolerance.max_abs))
+        self._add_percentile(diff if all_finite else diff[np.isfinite(diff)])
+        if frame is not None:
+            self.per_frame["frames"].append(frame)
+            self.per_frame["max_abs"].append(frame_max)
+            psnr = psnr_from_mse(squared / max(diff.size, 1)) if (self.image or self.stage in PSNR_FLOAT_STAGES) else None
+            self.per_frame["psnr"].append(psnr)
+        if self.image and self.ssim_frames < SSIM_MAX_FRAMES and reference.ndim == 3:
+            if frame_max > 0:
+                self.ssim_frames += 1
+                self.ssim.append(ssim_of_frame(reference, candidate))
+            else:
+                self.ssim.append(1.0)
+        if self.stage in COSINE_STAGES:
+            ref, cand = reference.astype(np.float64), candidate.astype(np.float64)
+            rows = (ref.reshape(-1, 512), cand.reshape(-1, 512)) if ref.size % 512 == 0 else (ref.reshape(1, -1), cand.reshape(1, -1))
+            self.cosines.extend(_row_cosines(*rows))
+
+    def _float_difference(self, frame, reference: np.ndarray, candidate: np.ndarray):
+        """|candidate - reference| in float64, counting the candidate's NaN/Inf; NaN ranks as the worst."""
+        cand = candidate.astype(np.float64)
+        diff = np.abs(cand - reference.astype(np.float64))
+        all_finite = bool(np.isfinite(diff).all())
+        if all_finite:
+            return diff, True, diff
+        nan, inf = np.isnan(cand), np.isinf(cand)
+        if nan.any() or inf.any():
+            self.nan += int(nan.sum())
+            self.inf += int(inf.sum())
+            if self.first_nonfinite is None:
+                index = np.unravel_index(int(np.argmax(nan | inf)), cand.shape)
+                self.first_nonfinite = {"frame": frame, "index": [int(i) for i in index]}
+        return diff, False, np.where(np.isnan(diff), np.inf, diff)
+
+    def finish(self, metrics: StageMetrics) -> None:
+        metrics.frames_compared = len(self.per_frame["frames"])
+        if metrics.per != "clip":
+            metrics.per_frame = self.per_frame
+        metrics.max_abs = self.worst_abs if self.elements else 0.0
+        metrics.mean_abs = self.total_abs / self.elements if self.elements else 0.0
+        metrics.p99 = self._p99()
+        metrics.identical = self.identical / self.units if self.units else 1.0
+        metrics.nan, metrics.inf = self.nan, self.inf
+        metrics.worst = self.worst
+        if self.image or self.stage in PSNR_FLOAT_STAGES:
+            metrics.psnr = psnr_from_mse(self.total_squared / self.elements if self.elements else 0.0)
+        finite_ssim = [s for s in self.ssim if np.isfinite(s)]
+        metrics.ssim = float(np.mean(finite_ssim)) if finite_ssim else None
+        metrics.cosine = float(np.mean(self.cosines)) if self.cosines else None
+        failures = self._failures(metrics)
+        metrics.passed = not failures
+        metrics.failure = "; ".join(failures) if failures else None
+
+    def _failures(self, m: StageMetrics) -> list[str]:
+        t, stage, failures = self.tolerance, self.stage, []
+        worst = _worst_text(m.worst)
+        unit = "pixels" if self.image else "elements"
+        if m.nan or m.inf:
+            at = self.first_nonfinite or {}
+            frame = "" if at.get("frame") is None else f"frame {at['frame']}, "
+            failures.append(
+                f"{stage}: the candidate holds {m.nan} NaN and {m.inf} Inf values (first at {frame}index {tuple(at.get('index', []))}); "
+                "any NaN or Inf fails"
+            )
+        if t.max_abs is not None and self.exceed:
+            failures.append(
+                f"{stage}: {self.exceed:,} of {self.elements:,} elements ({self.exceed / self.elements:.2%}) exceed max |diff| "
+                f"{t.max_abs:.3g}; worst |diff| {m.max_abs:.4g} {worst}"
+            )
+        if t.max_mean_abs is not None and m.mean_abs > t.max_mean_abs:
+            failures.append(f"{stage}: mean |diff| {m.mean_abs:.4g} exceeds {t.max_mean_abs:.3g}; worst |diff| {m.max_abs:.4g} {worst}")
+        if t.min_identical is not None and m.identical < t.min_identical:
+            failures.append(
+                f"{stage}: {m.identical:.3%} of {unit} identical, gate needs >= {t.min_identical:.3%}; worst |diff| {m.max_abs:.4g} {worst}"
+            )
+        if t.min_psnr is not None and m.psnr is not None and m.psnr < t.min_psnr:
+            lowest = self._lowest_psnr_frame()
+            failures.append(f"{stage}: PSNR {m.psnr:.2f} dB, gate needs >= {t.min_psnr:g} dB{lowest}; worst |diff| {m.max_abs:.4g} {worst}")
+        if t.min_ssim is not None and m.ssim is not None and m.ssim < t.min_ssim:
+            failures.append(f"{stage}: SSIM {m.ssim:.4f}, gate needs >= {t.min_ssim:g}")
+        if t.min_cosine is not None and m.cosine is not None and m.cosine < t.min_cosine:
+            failures.append(f"{stage}: cosine similarity {m.cosine:.5f}, gate needs >= {t.min_cosine:g}")
+        return failures
+
+    def _lowest_psnr_frame(self) -> str:
+        series = [(p, f) for p, f in zip(self.per_frame["psnr"], self.per_frame["frames"]) if p is not None]
+        if len(series) < 2:
+            return ""
+        psnr, frame = min(series)
+        return f" (lowest: frame {frame}, {psnr:.2f} dB)"
+
+    def _add_percentile(self, finite: np.ndarray) -> None:
+        finite = finite.ravel()
+        if self.diffs is not None:
+            self.diffs.append(finite.astype(np.uint8 if self.uint8 else np.float32))
+            if sum(d.size for d in self.diffs) > EXACT_P99_ELEMENTS:
+                self.diffs = None
+        if self.uint8:
+            counts = np.bincount(finite.astype(np.int64), minlength=256)[:256]
+            self.histogram = counts if self.histogram is None else self.histogram + counts
+        else:
+            counts = np.histogram(np.clip(finite, 0, _FLOAT_EDGES[-1]), bins=_FLOAT_EDGES)[0]
+            self.histogram = counts if self.histogram is None else self.histogram + counts
+
+    def _p99(self) -> float:
+        if self.diffs is not None:
+            values = np.concatenate(self.diffs) if self.diffs else np.zeros(1)
+            return float(np.percentile(values.astype(np.float64), 99)) if values.size else 0.0
+        cumulative = np.cumsum(self.histogram)
+        position = int(np.searchsorted(cumulative, 0.99 * cumulative[-1]))
+        if self.uint8:
+            return float(position)
+        return 0.0 if position == 0 else float(_FLOAT_EDGES[position + 1])
+
+
+def _row_cosines(reference: np.ndarray, candidate: np.ndarray) -> list[float]:
+    out = []
+    for r, c in zip(reference, candidate):
+        nr, nc = np.linalg.norm(r), np.linalg.norm(c)
+        if not (np.isfinite(nr) and np.isfinite(nc)):
+            out.append(0.0)
+        elif nr == 0 and nc == 0:
+            out.append(1.0)
+        elif nr == 0 or nc == 0:
+            out.append(0.0)
+        else:
+            out.append(float(np.dot(r, c) / (nr * nc)))
+    return out
+
+
+def _worst_frame(stages: list[StageMetrics], reference: Dump, candidate: Dump) -> dict | None:
+    output = next((s for s in stages if s.stage == "frame.output"), None)
+    if output is None or not output.per_frame or not output.per_frame["frames"]:
+        return None
+    psnr, index = min(zip(output.per_frame["psnr"], output.per_frame["frames"]))
+    return {
+        "index": int(index),
+        "reference_png": reference.frame_path("frame.output", index),
+        "candidate_png": candidate.frame_path("frame.output", index),
+    }
+
+
+def _shape_hint(stage: str, reference: tuple, candidate: tuple) -> str:
+    if stage == "frame.crop_328":
+        return " (the crop must be resized to 328 x 328 before the inner 320 x 320 is taken)"
+    if stage in ("frame.unet_input", "frame.unet_output") and candidate[::-1] == reference[::-1]:
+        return ""
+    if stage in ("frame.unet_input", "frame.unet_output", "frame.mouth") and sorted(candidate) == sorted(reference):
+        return " (same sizes in another order: CHW vs HWC?)"
+    if stage == "audio.features" and len(candidate) and len(reference):
+        return f" ({reference[0] - candidate[0]:+d} rows: the padded features repeat the first and last row once, N + 2 rows)"
+    return ""
+
+
+def _worst_text(worst: dict | None) -> str:
+    if not worst:
+        return ""
+    frame = "" if worst["frame"] is None else f"frame {worst['frame']}, "
+    return f"at {frame}index {tuple(worst['index'])}: reference {worst['reference']:.6g}, candidate {worst['candidate']:.6g}"
+
+
+def _frames_text(frames: list[int]) -> str:
+    return "no frames" if not frames else ", ".join(map(str, frames[:6])) + (", ..." if len(frames) > 6 else "")
+
+
+def _span(first: int, last: int, size: int) -> tuple[int, int]:
+    start, stop = max(0, first - SSIM_MARGIN), min(size, last + 1 + SSIM_MARGIN)
+    while stop - start < 7 and (start > 0 or stop < size):
+        start, stop = max(0, start - 1), min(size, stop + 1)
+    return start, stop
+
+
+def _scalar(value) -> float:
+    return float(value)
+
+
+def _relative(path, where: Path | None) -> str:
+    path = Path(path)
+    if where is not None:
+        try:
+            return str(path.resolve().relative_to(where.resolve()))
+        except ValueError:
+            pass
+    return str(path)
+
+
+def _plain(value):
+    """numpy scalars to Python, NaN/Inf floats to None: result.json stays strict JSON."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        value = float(value)
+        return value if math.isfinite(value) else None
+    return value

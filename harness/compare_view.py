@@ -1,0 +1,76 @@
+"""Render a `Comparison` for the terminal: a rich table of stage metrics and a few lines of verdict.
+
+Used by `parity compare` and `parity run`.
+"""
+
+from __future__ import annotations
+
+from rich import box
+from rich.table import Table
+
+from .compare import PSNR_IDENTICAL, Comparison, StageMetrics
+
+COLUMNS = ("stage", "frames", "max |diff|", "mean |diff|", "p99", "identical %", "PSNR", "SSIM", "cosine", "NaN/Inf", "result")
+
+
+def comparison_table(comparison: Comparison) -> Table:
+    """One row per compared stage, in contract order."""
+    table = Table(title=f"candidate vs reference (gate {comparison.gate.precision})", title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False)
+    for name in COLUMNS:
+        table.add_column(name, justify="left" if name in ("stage", "result") else "right", no_wrap=True)
+    first = comparison.first_divergent_stage
+    for stage in comparison.stages:
+        table.add_row(*_row(stage, stage.stage == first))
+    return table
+
+
+def comparison_lines(comparison: Comparison) -> list[str]:
+    """The verdict: pass/fail, the first divergent stage, each failure and each diagnosis (rich markup)."""
+    lines = []
+    if comparison.passed:
+        lines.append(f"[green]PASS[/]: every compared stage is within the {comparison.gate.precision} gate")
+    else:
+        first = comparison.first_divergent_stage
+        lines.append(f"[red]FAIL[/]: first divergent stage [bold]{first}[/]" if first else "[red]FAIL[/]")
+    lines.extend(f"  [red]x[/] {_escape(failure)}" for failure in comparison.failures)
+    lines.extend(f"  [yellow]diagnosis[/] {d.name} ({d.stage}): {_escape(d.message)}" for d in comparison.diagnoses)
+    skipped = comparison.not_compared.get("reference_only", [])
+    if skipped:
+        lines.append(f"  not in the candidate dump (not compared): {', '.join(skipped)}")
+    return lines
+
+
+def _row(stage: StageMetrics, first: bool) -> list[str]:
+    nonfinite = f"{stage.nan}/{stage.inf}" if (stage.nan or stage.inf) else "0"
+    result = "[green]pass[/]" if stage.passed else ("[bold red]FAIL first[/]" if first else "[red]fail[/]")
+    return [
+        stage.stage,
+        "clip" if stage.per == "clip" else str(stage.frames_compared),
+        _number(stage.max_abs),
+        _number(stage.mean_abs),
+        _number(stage.p99),
+        "" if stage.identical is None else f"{stage.identical * 100:.3f}",
+        _psnr(stage.psnr),
+        "" if stage.ssim is None else f"{stage.ssim:.4f}",
+        "" if stage.cosine is None else f"{stage.cosine:.5f}",
+        nonfinite,
+        result,
+    ]
+
+
+def _number(value: float | None) -> str:
+    if value is None:
+        return ""
+    return "0" if value == 0 else f"{value:.3g}"
+
+
+def _psnr(value: float | None) -> str:
+    if value is None:
+        return ""
+    return "equal" if value >= PSNR_IDENTICAL else f"{value:.2f}"
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)

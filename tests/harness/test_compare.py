@@ -1,0 +1,147 @@
+"""compare_dumps on synthetic dumps: metrics are right, gates decide, failures say where and by how much."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from synctalk_parity.errors import ParityError
+from synctalk_parity.harness.compare import PSNR_IDENTICAL, compare_dumps
+from synctalk_parity.harness.compare_view import comparison_lines, comparison_table
+from synctalk_parity.harness.gates import load_gate
+from synctalk_parity.reference.stages import STAGE_NAMES
+
+from .conftest import synthetic_stages, write_dump
+
+
+def _pair(tmp_path, edit=None, frame_count=5, candidate_frames=(0, 1, 2)):
+    clip, rows = synthetic_stages()
+    reference = write_dump(tmp_path / "ref", clip, rows, frame_count=5)
+    clip2, rows2 = synthetic_stages()
+    if edit:
+        edit(clip2, rows2)
+    rows2 = [r for r in rows2 if r["index"] in candidate_frames]
+    candidate = write_dump(tmp_path / "cand", clip2, rows2, frame_count=frame_count)
+    return reference, candidate
+
+
+def test_identical_dumps_pass_with_exact_metrics(tmp_path):
+    reference, candidate = _pair(tmp_path)
+    comparison = compare_dumps(reference, candidate, load_gate(None))
+    assert comparison and comparison.first_divergent_stage is None and comparison.diagnoses == []
+    assert [s.stage for s in comparison.stages] == list(STAGE_NAMES)
+    for stage in comparison.stages:
+        assert stage.passed and stage.max_abs == 0 and stage.identical == 1.0 and stage.nan == 0, stage.stage
+    output = comparison.stage("frame.output")
+    assert output.psnr == PSNR_IDENTICAL and output.ssim == 1.0 and output.frames_compared == 3
+    assert output.per_frame["frames"] == [0, 1, 2] and output.per_frame["psnr"] == [PSNR_IDENTICAL] * 3
+    assert comparison.stage("audio.features").cosine == pytest.approx(1.0)
+    data = json.loads(json.dumps(comparison.to_dict(relative_to=tmp_path), allow_nan=False))
+    assert data["passed"] is True and data["reference"] == "ref" and data["worst_frame"]["candidate_png"] == "cand/frame.output/00000.png"
+
+
+def test_unet_output_failure_names_frame_index_values_and_tolerance(tmp_path):
+    def edit(clip, rows):
+        rows[1]["frame.unet_output"][2, 140, 66] += 3e-3
+        rows[2]["frame.unet_output"][0, 0, 0] += 5e-5  # within 1e-4
+
+    comparison = compare_dumps(*_pair(tmp_path, edit), load_gate(None))
+    assert not comparison and comparison.first_divergent_stage == "frame.unet_output"
+    stage = comparison.stage("frame.unet_output")
+    assert stage.max_abs == pytest.approx(3e-3, rel=1e-3)
+    assert stage.worst["frame"] == 1 and stage.worst["index"] == [2, 140, 66]
+    assert "1 of 921,600 elements (0.00%) exceed max |diff| 0.0001" in stage.failure
+    assert "at frame 1, index (2, 140, 66): reference" in stage.failure
+    assert stage.per_frame["max_abs"][0] == 0 and stage.per_frame["max_abs"][1] == pytest.approx(3e-3, rel=1e-3)
+    assert stage.psnr > 50  # one element off: PSNR stays high, the max |diff| gate catches it
+
+
+def test_image_metrics_psnr_identical_share_and_p99(tmp_path):
+    def edit(clip, rows):
+        output = rows[0]["frame.output"]
+        output[:4, :, 0] = np.clip(output[:4, :, 0].astype(int) + 10, 0, 255).astype(np.uint8)  # 4 of 48 rows
+
+    comparison = compare_dumps(*_pair(tmp_path, edit), load_gate(None))
+    stage = comparison.stage("frame.output")
+    assert not stage.passed and comparison.first_divergent_stage == "frame.output"
+    changed = int(np.count_nonzero(synthetic_stages()[1][0]["frame.output"][:4, :, 0] != 255))
+    assert stage.identical == pytest.approx(1 - changed / (3 * 48 * 64))
+    assert stage.max_abs == 10 and stage.p99 == 0
+    assert stage.per_frame["psnr"][1:] == [PSNR_IDENTICAL, PSNR_IDENTICAL] and stage.per_frame["psnr"][0] < 50
+    assert stage.ssim < 1.0 and "of pixels identical, gate needs >= 99.900%" in stage.failure
+    assert comparison.worst_frame["index"] == 0
+
+
+def test_shape_mismatch_nan_frame_count_and_missing_frames(tmp_path):
+    def edit(clip, rows):
+        rows[0]["frame.crop_328"] = rows[0]["frame.crop_328"][:320, :320]
+        rows[2]["frame.unet_output"][0, 1, 2] = np.nan
+        clip["audio.features"] = clip["audio.features"][:4]
+
+    comparison = compare_dumps(*_pair(tmp_path, edit, frame_count=4), load_gate(None))
+    assert comparison.first_divergent_stage == "audio.features"
+    assert "shape mismatch: candidate [4, 512], reference [5, 512]" in comparison.stage("audio.features").failure
+    crop = comparison.stage("frame.crop_328")
+    assert "frame 0: shape mismatch: candidate [320, 320, 3], reference [328, 328, 3]" in crop.failure and "328 x 328" in crop.failure
+    unet = comparison.stage("frame.unet_output")
+    assert unet.nan == 1 and "1 NaN and 0 Inf values (first at frame 2, index (0, 1, 2))" in unet.failure
+    assert "frame count: the candidate makes 4 output frames, the reference 5" in comparison.failures
+    json.dumps(comparison.to_dict(), allow_nan=False)
+
+
+def test_only_common_frames_are_compared_and_gates_can_loosen(tmp_path):
+    def edit(clip, rows):
+        rows[0]["frame.unet_output"] += np.float32(5e-3)
+
+    reference, candidate = _pair(tmp_path, edit, candidate_frames=(1, 2))
+    comparison = compare_dumps(reference, candidate, load_gate(None))
+    assert comparison and comparison.stage("frame.output").frames_compared == 2
+    reference, candidate = _pair(tmp_path / "b", edit)
+    assert not compare_dumps(reference, candidate, load_gate(None))
+    gate = tmp_path / "gate.toml"
+    gate.write_text('[stages."frame.unet_output"]\nmax_abs = 1e-2\n')
+    loose = compare_dumps(reference, candidate, load_gate(gate))
+    assert loose.stage("frame.unet_output").passed and loose.stage("frame.unet_output").tolerance == {"max_abs": 1e-2}
+
+
+def test_no_stage_in_common_is_a_user_error(tmp_path):
+    clip, rows = synthetic_stages()
+    reference = write_dump(tmp_path / "ref", clip, rows, 5, stages="audio.features")
+    candidate = write_dump(tmp_path / "cand", clip, rows, 5, stages="frame.output")
+    with pytest.raises(ParityError, match="no stage in common"):
+        compare_dumps(reference, candidate, load_gate(None))
+
+
+def test_table_and_lines_render(tmp_path):
+    from rich.console import Console
+
+    def edit(clip, rows):
+        rows[0]["frame.unet_output"] += np.float32(5e-3)
+
+    comparison = compare_dumps(*_pair(tmp_path, edit), load_gate(None))
+    console = Console(width=200, record=True)
+    console.print(comparison_table(comparison))
+    for line in comparison_lines(comparison):
+        console.print(line)
+    text = console.export_text()
+    assert "frame.unet_output" in text and "FAIL first" in text and "first divergent stage frame.unet_output" in text
+    assert "equal" in text and "exceed max |diff|" in text
+
+
+def test_p99_from_the_histogram_matches_the_exact_one(tmp_path, monkeypatch):
+    from synctalk_parity.harness import compare
+
+    def edit(clip, rows):
+        rng = np.random.default_rng(1)
+        for row in rows:
+            row["frame.unet_output"] += rng.uniform(0, 1e-3, row["frame.unet_output"].shape).astype(np.float32)
+            row["frame.output"][:10] = row["frame.output"][:10] // 2
+
+    reference, candidate = _pair(tmp_path, edit)
+    exact = compare_dumps(reference, candidate, load_gate(None))
+    monkeypatch.setattr(compare, "EXACT_P99_ELEMENTS", 10)
+    binned = compare_dumps(reference, candidate, load_gate(None))
+    assert binned.stage("frame.output").p99 == exact.stage("frame.output").p99 > 0
+    assert binned.stage("frame.unet_output").p99 == pytest.approx(exact.stage("frame.unet_output").p99, rel=0.03)
