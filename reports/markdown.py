@@ -1,0 +1,111 @@
+"""The Markdown report, for pull requests: a verdict per run, the per-stage table, failures verbatim, timing and benchmarks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .schema import (BENCH_COLUMNS, MEMORY_COLUMNS, STAGE_COLUMNS, SUMMARY_COLUMNS, Run, bench_row, is_numeric_column,
+                     memory_growth_text, memory_rows, stage_row, summary_row)
+
+VERDICT_MARK = {"PASS": "✅ PASS", "FAIL": "❌ FAIL", "NOT COMPARED": "➖ NOT COMPARED"}
+
+
+def render(runs: list[Run]) -> str:
+    """The whole report: a summary table across runs (when more than one), then one section per run."""
+    lines = ["# Parity report", ""]
+    if len(runs) > 1:
+        lines += ["## Summary", "", *table(SUMMARY_COLUMNS, [summary_row(run) for run in runs]), ""]
+    for run in runs:
+        lines += run_section(run, level=2 if len(runs) > 1 else 1)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def run_section(run: Run, level: int) -> list[str]:
+    """One run: headline verdict, inputs, stages, failures, diagnoses, timing, benchmark."""
+    heading = "#" * (level + 1)
+    lines = [f"{'#' * level} {cell(run.label)}", "", headline(run), ""] if level > 1 else [headline(run), ""]
+    lines += _inputs(run)
+    if run.stages:
+        lines += [f"{heading} Stages", "", *table(STAGE_COLUMNS, [stage_row(stage) for stage in run.stages]), ""]
+    if run.failures:
+        lines += [f"{heading} Failures", ""]
+        for stage, text in run.failures:
+            lines += [f"**{cell(stage)}**", "", *fenced(text), ""]
+    if run.diagnoses:
+        lines += [f"{heading} Diagnoses", ""]
+        lines += [f"- **{cell(d['name'])}** ({cell(d.get('stage') or 'all stages')}): {cell(d['message'])}" for d in run.diagnoses]
+        lines += [""]
+    if run.timing:
+        lines += [f"{heading} Timing", "", *_timing(run.timing), ""]
+    if run.bench and run.bench.get("rows"):
+        machine = run.bench.get("machine")
+        lines += [f"{heading} Benchmark", ""] + ([f"Machine: {cell(machine)}", ""] if machine else [])
+        lines += [*table(BENCH_COLUMNS, [bench_row(row) for row in run.bench["rows"]]), ""]
+        if memory_rows(run.bench):
+            growth = memory_growth_text(run.bench)
+            lines += [f"{heading} Memory by video length", "", *table(MEMORY_COLUMNS, memory_rows(run.bench)), ""]
+            lines += [f"Growth from the shortest to the longest run: {cell(growth)}", ""] if growth else []
+    return lines
+
+
+def headline(run: Run) -> str:
+    """"**✅ PASS** — onnxruntime fp32, 12 stages" or the FAIL line naming the first divergent stage and diagnoses."""
+    parts = [f"**{VERDICT_MARK[run.verdict]}** — {cell(run.backend)}" + (f" {cell(run.precision)}" if run.precision != "-" else "")]
+    if run.comparison is not None:
+        parts.append(f"{len(run.stages) - len(run.failed_stages)}/{len(run.stages)} stages within tolerance")
+    if run.first_divergent_stage:
+        parts.append(f"first divergent stage `{run.first_divergent_stage}`")
+    parts += [cell(problem) for problem in run.problems]
+    if run.diagnoses:
+        parts.append("diagnoses: " + ", ".join(f"`{d['name']}`" for d in run.diagnoses))
+    return "; ".join(parts)
+
+
+def table(columns: tuple[str, ...] | list[str], rows: list[list[str]]) -> list[str]:
+    """A GitHub Markdown table; cells are escaped; columns of numbers are right-aligned."""
+    header = "| " + " | ".join(cell(c) for c in columns) + " |"
+    rule = "|" + "|".join(" ---: " if is_numeric_column([row[i] for row in rows]) else " --- " for i in range(len(columns))) + "|"
+    return [header, rule, *("| " + " | ".join(cell(value) for value in row) + " |" for row in rows)]
+
+
+def cell(text: Any) -> str:
+    """Text safe inside a table cell or a line: pipes escaped, newlines folded, Markdown/HTML specials escaped."""
+    value = str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+    for special in ("<", ">", "*", "`"):
+        value = value.replace(special, "\\" + special)
+    return value
+
+
+def fenced(text: str) -> list[str]:
+    """A code block that shows `text` verbatim, whatever backticks it holds."""
+    fence = "```"
+    while fence in text:
+        fence += "`"
+    return [fence + "text", text, fence]
+
+
+def _inputs(run: Run) -> list[str]:
+    result = run.result
+    inputs = result.get("inputs") or {}
+    comparison = run.comparison or {}
+    facts = [("command", f"parity {result['command']}"), ("created", result.get("created")), ("run folder", str(run.run_dir))]
+    if inputs:
+        facts += [("dataset", "built-in demo" if inputs.get("demo") else inputs.get("dataset")), ("audio", inputs.get("audio")),
+                  ("frames", inputs.get("frames"))]
+        facts += [(f"weights: {key}", value) for key, value in (inputs.get("weights") or {}).items()]
+    if comparison:
+        gate = comparison.get("gate") or {}
+        facts += [("reference", comparison.get("reference")), ("candidate", comparison.get("candidate")),
+                  ("gate", f"{gate.get('precision') or '-'} ({gate.get('file') or 'built-in tolerances'})"),
+                  ("not compared", run.not_compared)]
+    return [f"- {name}: {cell(value)}" for name, value in facts if value is not None] + [""]
+
+
+def _timing(timing: dict[str, Any]) -> list[str]:
+    frames = timing.get("frames")
+    lines = [f"**{timing['fps']:.2f} frames/s**" + (f" over {frames} frames" if frames is not None else ""), ""]
+    seconds = timing.get("seconds") or {}
+    if seconds:
+        rows = [[name, f"{value:.3f}", f"{value / frames * 1000:.1f}" if frames else "-"] for name, value in seconds.items()]
+        lines += table(("stage or phase", "seconds", "ms per frame"), rows)
+    return lines
