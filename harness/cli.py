@@ -58,29 +58,85 @@ def main_options(
 @app.command()
 @user_errors
 def run(
-    backend: Annotated[str, typer.Option(help="Runtime to run the networks on.")] = "torch",
+    backend: Annotated[str, typer.Option(help="Runtime to run the networks on (torch, onnxruntime, coreml, tensorrt).")] = "torch",
     dataset: Annotated[Optional[Path], typer.Option(help="SyncTalk dataset folder (full_body_img/, landmarks/) or a video with landmarks/ beside it. Omit with --audio for the built-in demo.")] = None,
     audio: Annotated[Optional[Path], typer.Option(help="Speech to lip-sync: WAV (any rate, any channels) or anything ffmpeg decodes.")] = None,
+    models: Annotated[Optional[Path], typer.Option(help="Export folder written by `parity export` (onnx, coreml, tensorrt backends).")] = None,
     unet: Annotated[Optional[Path], typer.Option(help="U-Net checkpoint (original unet_328 state dict). Default: fixture weights.")] = None,
     audio_encoder: Annotated[Optional[Path], typer.Option("--audio-encoder", help="audio_visual_encoder.pth. Default: fixture weights.")] = None,
     frames: Annotated[Optional[int], typer.Option(help="Write only the first N output frames.")] = None,
     start_frame: Annotated[int, typer.Option("--start-frame", help="First template frame of the dataset to use.")] = 0,
-    out: Annotated[Path, typer.Option(help="Output folder: frames/*.png, video.mp4, summary.json/.md.")] = Path("parity-out"),
+    batch: Annotated[int, typer.Option(help="U-Net batch size.")] = 4,
+    out: Annotated[Path, typer.Option(help="Output folder: frames/*.png, video.mp4, dump/, result.json, summary.md.")] = Path("parity-out"),
+    dump: Annotated[str, typer.Option(help="Stages to dump: all, none, or comma-separated stage names.")] = "all",
+    dump_every: Annotated[int, typer.Option("--dump-every", help="Dump heavy stages (images, U-Net tensors) every K-th frame; light stages every frame.")] = 10,
+    compare: Annotated[bool, typer.Option("--compare/--no-compare", help="Compare the dump with the (cached) eager reference.")] = True,
+    gate: Annotated[Optional[Path], typer.Option(help="Gate file (TOML) with per-stage tolerances. Default: built-in per precision.")] = None,
+    precision: Annotated[str, typer.Option(help="fp32 or fp16: what the backend runs and which default gate applies.")] = "fp32",
+    report: Annotated[Optional[str], typer.Option(help="Also write reports into --out: md,html,json,junit (or all).")] = None,
+    save_frames: Annotated[bool, typer.Option("--save-frames/--no-save-frames", help="Write every output frame as lossless PNG into frames/ (the video and the dump are written either way).")] = True,
 ) -> None:
-    """Run the pipeline: audio + avatar -> frames, video and summary. No arguments: the built-in demo."""
-    from .run import RunRequest, run as run_pipeline
+    """Run the pipeline: audio + avatar -> frames, video, stage dump, and a comparison with the reference.
 
-    request = RunRequest(out, backend, dataset, audio, unet, audio_encoder, frames, start_frame)
+    No arguments: the built-in demo. Exit 0 when every gate passes, 1 when one fails, 2 on bad input.
+    """
+    from ..errors import GateFailure
+    from .run import RunRequest, check_request, run as run_pipeline
+
+    formats = None
+    if report is not None:
+        from ..reports import parse_formats
+
+        formats = parse_formats(report)
+    request = RunRequest(out, backend, dataset, audio, unet, audio_encoder, frames, start_frame, models=models, batch=batch,
+                         dump=dump, dump_every=dump_every, compare=compare, gate=gate, precision=precision,
+                         save_frames=save_frames)
+    check_request(request)
     if request.is_demo:
         console.print("Built-in demo: avatar from scikit-image's astronaut, synthetic speech, fixture weights.")
-    with FrameProgress() as progress:
-        result = run_pipeline(request, progress=progress.update)
+    with FrameProgress() as progress, FrameProgress("reference (eager torch)") as reference_progress:
+        result = run_pipeline(request, progress=progress.update, reference_progress=reference_progress.update)
     console.print(
         f"[green]wrote[/] {result.frames_written} frames ({result.frames_written} of {result.frames_available}) "
-        f"to {result.out / 'frames'}, video {result.out / result.video}, summary {result.out / 'summary.md'} "
+        f"{'to ' + str(result.out / 'frames') + ', ' if save_frames else ''}video {result.out / result.video}, summary {result.out / 'summary.md'} "
         f"— {result.fps:.2f} frames/s on {result.backend}",
         highlight=False,
     )
+    _print_run_details(result)
+    if formats:
+        from ..reports import write_reports
+
+        written = write_reports([result.out], formats, result.out)
+        console.print(f"reports: {', '.join(str(p) for p in written)}", highlight=False)
+    if result.comparison is not None and not result.comparison:
+        raise GateFailure(
+            f"gate failed: first divergent stage {result.comparison.first_divergent_stage}; see {result.out / 'summary.md'}"
+        )
+
+
+def _print_run_details(result) -> None:
+    """The comparison table, then speed and per-step time."""
+    from rich.table import Table
+
+    if result.comparison is not None:
+        from .compare_view import comparison_lines, comparison_table
+
+        if result.reference_cached:
+            console.print(f"reference: cached result from {result.reference}", highlight=False)
+        else:
+            console.print(f"reference: computed with eager torch, cached in {result.reference}", highlight=False)
+        console.print(comparison_table(result.comparison))
+        for line in comparison_lines(result.comparison):
+            console.print(line, highlight=False)
+    else:
+        console.print("comparison: skipped (--no-compare)")
+    console.print(f"speed: {result.fps:.2f} frames/s end to end, batch {result.batch} on {result.backend}", highlight=False)
+    timing = Table()
+    timing.add_column("step")
+    timing.add_column("seconds", justify="right")
+    for name, seconds in result.seconds.items():
+        timing.add_row(name, f"{seconds:.2f}")
+    console.print(timing)
 
 
 class FrameProgress:
@@ -117,7 +173,7 @@ def _register_optional_commands() -> None:
     """Commands that live in their own modules register themselves here."""
     import importlib
 
-    for module in ("export_cmd", "doctor"):
+    for module in ("export_cmd", "doctor", "compare_cmd", "bench_cmd", "report_cmd"):
         try:
             importlib.import_module(f"{__package__}.{module}").register(app)
         except ModuleNotFoundError as exc:

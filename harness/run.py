@@ -1,10 +1,13 @@
-"""`parity run`: audio + avatar dataset -> lossless frames, an mp4 and a summary, on a backend.
+"""`parity run`: audio + avatar dataset -> frames, an mp4, a stage dump and a verdict, on any backend.
 
-With no dataset and audio it runs the built-in demo (inputs made locally from assets that ship
-with the dependencies, fixture weights). Output folder:
+The production pipeline (`harness/pipeline.py`) runs on the chosen backend; its stage dump is
+compared with the eager reference's dump of the same inputs (computed once, then cached). With no
+dataset and audio it runs the built-in demo (inputs made locally, fixture weights). Output folder:
 
     frames/00000.png ...   every output frame, lossless, numbered in output order
     video.mp4              H.264 + AAC, 25 fps (lossy; compare frames, not the video)
+    dump/                  the candidate's stage dump (light stages every frame, heavy every K-th)
+    result.json            the result contract (reports read it)
     summary.json, summary.md
 """
 
@@ -16,20 +19,30 @@ import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 import cv2
 
 from .. import __version__
+from ..backends import ModelSource, create_backend, get_backend_class
 from ..errors import ParityError
-from ..models import load_models
+from ..models import sha256_file
 from ..reference.audio import load_audio
 from ..reference.dataset import open_dataset
-from ..reference.pipeline import ReferencePipeline
 from ..reference.video import VideoWriter
+from .dump import DumpWriter, parse_stage_selection
+from .pipeline import DEFAULT_BATCH, ProductionPipeline
+from .reference_cache import FIXTURE_WEIGHTS, ReferenceInputs, heavy_frame, reference_dump
 
-RUN_BACKENDS = ("torch",)
 Progress = Callable[[int, int], None]  # (frames done, frames total)
+PRECISIONS = ("fp32", "fp16")
+DEFAULT_DUMP_EVERY = 10
+RESULT_SCHEMA = "synctalk-parity/result"
+# Lossless either way; the UP filter (OpenCV >= 4.10) encodes ~30% faster than adaptive at the same size.
+PNG_OPTIONS = [cv2.IMWRITE_PNG_COMPRESSION, 1] + (
+    [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP] if hasattr(cv2, "IMWRITE_PNG_FILTER_UP") else []
+)
 
 
 def cache_dir() -> Path:
@@ -47,6 +60,14 @@ class RunRequest:
     audio_encoder: Path | None = None
     frames: int | None = None
     start_frame: int = 0
+    models: Path | None = None  # an export folder (`parity export`)
+    batch: int = DEFAULT_BATCH
+    dump: str = "all"  # stage selection: all, none, or comma-separated stage names
+    dump_every: int = DEFAULT_DUMP_EVERY
+    compare: bool = True
+    save_frames: bool = True  # lossless PNG of every output frame (costs ~25 ms a 720p frame)
+    gate: Path | None = None
+    precision: str = "fp32"
 
     @property
     def is_demo(self) -> bool:
@@ -67,55 +88,47 @@ class RunResult:
     frame_size: tuple[int, int]
     seconds: dict[str, float] = field(default_factory=dict)
     video: str = "video.mp4"
+    batch: int = DEFAULT_BATCH
+    describe: dict = field(default_factory=dict)
+    dump: str | None = "dump"
+    comparison: object | None = None  # harness.compare.Comparison
+    reference: Path | None = None
+    reference_cached: bool = False
 
     @property
     def fps(self) -> float:
         return self.frames_written / self.seconds["frames"] if self.seconds.get("frames") else 0.0
 
+    @property
+    def passed(self) -> bool:
+        return self.comparison is None or bool(self.comparison)
 
-def run(request: RunRequest, progress: Progress | None = None) -> RunResult:
-    """Run the whole pipeline and write frames, video and summary into `request.out`."""
-    if request.backend not in RUN_BACKENDS:
-        raise ParityError(
-            f"`parity run` runs on backend {', '.join(RUN_BACKENDS)} today (got {request.backend!r}); "
-            "the other backends are exported and checked with `parity export`"
-        )
-    if (request.dataset is None) != (request.audio is None):
-        raise ParityError("pass both --dataset and --audio, or neither to run the built-in demo")
-    if request.frames is not None and request.frames < 1:
-        raise ParityError(f"--frames must be at least 1, got {request.frames}")
+
+def run(request: RunRequest, progress: Progress | None = None, reference_progress: Progress | None = None) -> RunResult:
+    """Run the pipeline on the backend, write frames, video, dump and result; compare with the reference."""
+    stages = check_request(request)
     started = time.perf_counter()
     dataset_path, audio_path = _inputs(request)
     dataset = open_dataset(dataset_path, request.start_frame)
-    pipeline, weights = _reference(request)
     pcm = load_audio(audio_path)
-    timings = {"setup": time.perf_counter() - started}
-
-    t = time.perf_counter()
-    clip = pipeline.audio_stages(pcm, source=str(audio_path))
-    timings["audio"] = time.perf_counter() - t
-    total = clip.frame_count if request.frames is None else min(request.frames, clip.frame_count)
-
+    source = ModelSource.from_paths(request.unet, request.audio_encoder, request.models, precision=request.precision)
+    backend = create_backend(request.backend, source).load()
     out = Path(request.out)
-    out.mkdir(parents=True, exist_ok=True)
-    frames_tmp = out / "frames.partial"
-    shutil.rmtree(frames_tmp, ignore_errors=True)
-    frames_tmp.mkdir()
-    t = time.perf_counter()
     try:
-        with VideoWriter(out / "video.mp4", dataset.frame_size, audio=audio_path) as video:
-            for stages in pipeline.frames(dataset, clip, total):
-                cv2.imwrite(str(frames_tmp / f"{stages.index:05d}.png"), stages.output, [cv2.IMWRITE_PNG_COMPRESSION, 1])
-                video.write(stages.output)
-                if progress:
-                    progress(stages.index + 1, total)
-    except BaseException:
-        shutil.rmtree(frames_tmp, ignore_errors=True)
-        raise
-    timings["frames"] = time.perf_counter() - t
-    shutil.rmtree(out / "frames", ignore_errors=True)
-    frames_tmp.rename(out / "frames")
-    timings["total"] = time.perf_counter() - started
+        pipeline = ProductionPipeline(backend, batch=request.batch)
+        timings = {"setup": time.perf_counter() - started}
+        t = time.perf_counter()
+        clip = pipeline.audio_stages(pcm, source=str(audio_path))
+        timings["audio"] = time.perf_counter() - t
+        total = clip.frame_count if request.frames is None else min(request.frames, clip.frame_count)
+        producer = {"name": "synctalk-parity", "version": __version__, "backend": backend.name, "precision": request.precision}
+        _clear_previous_results(out)
+        frame_timing = _write_outputs(out, pipeline, dataset, clip, total, audio_path, stages, request.dump_every, producer,
+                                      progress, request.save_frames)
+        timings.update(frame_timing.seconds)
+        describe = backend.describe()
+    finally:
+        backend.close()
 
     result = RunResult(
         out=out,
@@ -123,32 +136,108 @@ def run(request: RunRequest, progress: Progress | None = None) -> RunResult:
         demo=request.is_demo,
         dataset=str(dataset_path),
         audio=str(audio_path),
-        weights=weights,
+        weights=weights_labels(request),
         frames_written=total,
         frames_available=clip.frame_count,
         template_count=dataset.template_count,
         frame_size=dataset.frame_size,
         seconds=timings,
+        batch=request.batch,
+        describe=describe,
+        dump="dump" if stages else None,
     )
+    if request.compare:
+        _compare(result, request, stages, dataset_path, audio_path, reference_progress)
+    timings["total"] = time.perf_counter() - started
+    write_result(result, request)
     write_summary(result)
     return result
 
 
+def weights_labels(request: RunRequest) -> dict[str, str]:
+    """Where each network came from, with sha256 for files."""
+    labels = {}
+    for name, path in (("unet", request.unet), ("audio_encoder", request.audio_encoder)):
+        labels[name] = f"{path} (sha256 {sha256_file(path)})" if path is not None else FIXTURE_WEIGHTS
+    if request.models is not None:
+        labels["models"] = str(request.models)
+    return labels
+
+
+def write_result(result: RunResult, request: RunRequest) -> Path:
+    """`result.json` in the run folder (the contract reports read)."""
+    document = {
+        "schema": RESULT_SCHEMA,
+        "schema_version": 1,
+        "command": "run",
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "backend": {"name": result.backend, "precision": request.precision, "describe": result.describe},
+        "inputs": {"dataset": result.dataset, "audio": result.audio, "weights": result.weights,
+                   "frames": result.frames_written, "demo": result.demo},
+        "comparison": _comparison_document(result, request),
+        "timing": {"frames": result.frames_written, "fps": result.fps, "seconds": result.seconds},
+        "bench": None,
+    }
+    path = result.out / "result.json"
+    _write_text_atomically(path, json.dumps(document, indent=2, default=_json_default) + "\n")
+    return path
+
+
 def write_summary(result: RunResult) -> None:
-    summary = {**asdict(result), "out": str(result.out), "fps": result.fps, "version": __version__}
-    (result.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    summary = {
+        **{k: v for k, v in asdict(result).items() if k not in ("comparison", "reference")},
+        "out": str(result.out), "fps": result.fps, "version": __version__,
+        "passed": result.passed, "reference": None if result.reference is None else str(result.reference),
+    }
+    _write_text_atomically(result.out / "summary.json", json.dumps(summary, indent=2, default=_json_default) + "\n")
+    seconds = result.seconds
+    steps = ", ".join(f"{name} {seconds[name]:.2f} s" for name in ("read", "infer", "paste", "write") if name in seconds)
     lines = [
-        f"# parity run ({'built-in demo' if result.demo else 'dataset'}, backend {result.backend})",
+        f"# parity run ({'built-in demo' if result.demo else 'dataset'}, backend {result.backend}, batch {result.batch})",
         "",
         f"- dataset: `{result.dataset}` ({result.template_count} templates, {result.frame_size[0]}x{result.frame_size[1]})",
         f"- audio: `{result.audio}`",
         *(f"- {name}: {value}" for name, value in result.weights.items()),
-        f"- frames: {result.frames_written} of {result.frames_available} written to `frames/` (PNG), video `{result.video}`",
-        f"- speed: {result.fps:.2f} frames/s; audio {result.seconds['audio']:.2f} s, frames {result.seconds['frames']:.2f} s, "
-        f"total {result.seconds['total']:.2f} s",
+        f"- frames: {result.frames_written} of {result.frames_available} written to `frames/` (PNG), video `{result.video}`"
+        + (f", stage dump `{result.dump}/`" if result.dump else ""),
+        f"- speed: {result.fps:.2f} frames/s; audio {seconds['audio']:.2f} s, frames {seconds['frames']:.2f} s "
+        f"(busy: {steps}), total {seconds.get('total', 0.0):.2f} s",
+        *_verdict_lines(result),
         "",
     ]
-    (result.out / "summary.md").write_text("\n".join(lines))
+    _write_text_atomically(result.out / "summary.md", "\n".join(lines))
+
+
+# ----- steps ------------------------------------------------------------------------------------
+
+
+def check_request(request: RunRequest) -> frozenset[str]:
+    """Validate the options before any work; returns the stage selection of the dump."""
+    get_backend_class(request.backend)  # unknown name: ParityError with a "did you mean"
+    reason = get_backend_class(request.backend).available()
+    if reason:
+        raise ParityError(f"backend {request.backend!r} is not available: {reason}")
+    if (request.dataset is None) != (request.audio is None):
+        raise ParityError("pass both --dataset and --audio, or neither to run the built-in demo")
+    if request.frames is not None and request.frames < 1:
+        raise ParityError(f"--frames must be at least 1, got {request.frames}")
+    if request.batch < 1:
+        raise ParityError(f"--batch must be at least 1, got {request.batch}")
+    if request.dump_every < 1:
+        raise ParityError(f"--dump-every must be at least 1, got {request.dump_every}")
+    if request.precision not in PRECISIONS:
+        raise ParityError(f"--precision must be one of {', '.join(PRECISIONS)}, got {request.precision!r}")
+    stages = parse_stage_selection(request.dump)
+    if request.compare and not stages:
+        raise ParityError("--dump none leaves nothing to compare with the reference; add --no-compare or dump some stages")
+    if request.compare and request.models is not None and (request.unet is None or request.audio_encoder is None):
+        raise ParityError(
+            f"--models {request.models}: the reference needs the PyTorch weights this export came from; "
+            "pass --unet and --audio-encoder too, or --no-compare"
+        )
+    if request.gate is not None and not Path(request.gate).is_file():
+        raise ParityError(f"{request.gate}: gate file not found")
+    return stages
 
 
 def _inputs(request: RunRequest) -> tuple[Path, Path]:
@@ -160,6 +249,102 @@ def _inputs(request: RunRequest) -> tuple[Path, Path]:
     return demo.dataset_dir, demo.audio_path
 
 
-def _reference(request: RunRequest) -> tuple[ReferencePipeline, dict[str, str]]:
-    unet, encoder, labels = load_models(request.unet, request.audio_encoder)
-    return ReferencePipeline(unet, encoder), labels
+def _clear_previous_results(out: Path) -> None:
+    """A run that fails must not leave an earlier run's verdict looking like its own."""
+    for name in ("result.json", "summary.json", "summary.md"):
+        (out / name).unlink(missing_ok=True)
+
+
+def _write_outputs(out, pipeline, dataset, clip, total, audio_path, stages, dump_every, producer, progress, save_frames=True):
+    """Frames (PNG, unless `save_frames` is off), video and dump, written from the pipeline's writer thread;
+    all or nothing."""
+    out.mkdir(parents=True, exist_ok=True)
+    frames_tmp = out / "frames.partial"
+    shutil.rmtree(frames_tmp, ignore_errors=True)
+    frames_tmp.mkdir()
+    dump = DumpWriter(out / "dump", producer, total, stages) if stages else None
+    try:
+        with VideoWriter(out / "video.mp4", dataset.frame_size, audio=audio_path) as video:
+            if dump is not None:
+                dump.add_clip(clip.as_dict())
+
+            def write_frame(frame) -> None:
+                path = frames_tmp / f"{frame.index:05d}.png"
+                if save_frames and not cv2.imwrite(str(path), frame.output, PNG_OPTIONS):
+                    raise ParityError(f"{path}: cannot write the frame")
+                video.write(frame.output)
+                if dump is not None:
+                    dump.add_frame(frame.index, frame.as_dict(), heavy=heavy_frame(frame.index, dump_every))
+
+            timing = pipeline.run(dataset, clip, total, write_frame, progress)
+            if dump is not None:
+                dump.close()
+    except BaseException:
+        shutil.rmtree(frames_tmp, ignore_errors=True)
+        if dump is not None:
+            shutil.rmtree(dump.partial, ignore_errors=True)
+        raise
+    shutil.rmtree(out / "frames", ignore_errors=True)
+    if save_frames:
+        frames_tmp.rename(out / "frames")
+    else:
+        frames_tmp.rmdir()
+    if dump is None:
+        shutil.rmtree(out / "dump", ignore_errors=True)
+    return timing
+
+
+def _compare(result: RunResult, request: RunRequest, stages, dataset_path: Path, audio_path: Path,
+             reference_progress: Progress | None) -> None:
+    from .compare import compare_dumps
+    from .gates import load_gate
+
+    gate = load_gate(request.gate, request.precision)
+    t = time.perf_counter()
+    inputs = ReferenceInputs(dataset_path, audio_path, request.unet, request.audio_encoder, result.frames_written,
+                             request.start_frame, frozenset(stages), request.dump_every)
+    reference = reference_dump(inputs, cache_dir(), reference_progress)
+    result.seconds["reference"] = time.perf_counter() - t
+    result.reference, result.reference_cached = reference.dump, reference.cached
+    t = time.perf_counter()
+    result.comparison = compare_dumps(reference.dump, result.out / "dump", gate)
+    result.seconds["compare"] = time.perf_counter() - t
+
+
+def _comparison_document(result: RunResult, request: RunRequest) -> dict | None:
+    if result.comparison is None:
+        return None
+    return result.comparison.to_dict(relative_to=result.out)
+
+
+def _verdict_lines(result: RunResult) -> list[str]:
+    if result.comparison is None:
+        return ["- comparison: not run (--no-compare)"]
+    source = "cached" if result.reference_cached else "computed now"
+    lines = [f"- reference: {source}, `{result.reference}`"]
+    if result.comparison:
+        lines.append(f"- verdict: **PASS**: every stage within its gate ({len(result.comparison.stages)} stages compared)")
+    else:
+        lines.append(f"- verdict: **FAIL**: first divergent stage `{result.comparison.first_divergent_stage}`")
+        lines += [f"  - {m.failure}" for m in result.comparison.stages if not m.passed and m.failure]
+        lines += [f"  - diagnosis {d.name} ({d.stage}): {d.message}" for d in result.comparison.diagnoses]
+    return lines
+
+
+def _write_text_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".partial")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _json_default(value):
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "item"):
+        return value.item()
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+__all__ = ["DEFAULT_DUMP_EVERY", "PRECISIONS", "RunRequest", "RunResult", "cache_dir", "check_request", "run", "write_result", "write_summary"]

@@ -93,3 +93,113 @@ def test_bad_dataset_fails_in_one_line_and_writes_nothing(tmp_path, golden):
 def test_unknown_backend_is_refused(tmp_path):
     result = runner.invoke(app, ["run", "--backend", "tensorflow", "--out", str(tmp_path)], env=ENV)
     assert result.exit_code == 2 and "backend" in result.output
+
+
+# ----- any backend, the stage dump and the comparison with the cached reference -------------------
+
+SMALL = ["--frames", "3", "--dump-every", "2"]  # heavy stages of frames 0 and 2
+
+
+def test_an_unavailable_backend_says_why_in_one_line(tmp_path):
+    result = runner.invoke(app, ["run", "--backend", "tensorrt", "--out", str(tmp_path / "out")], env=ENV)
+    assert result.exit_code == 2
+    assert "backend 'tensorrt' is not available: TensorRT" in result.output
+    assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--dump", "none"], "--dump none leaves nothing to compare"),
+        (["--dump", "frame.ouptut"], "did you mean 'frame.output'"),
+        (["--models", "exports/onnx-fp32"], "the reference needs the PyTorch weights"),
+        (["--batch", "0"], "--batch must be at least 1"),
+        (["--dump-every", "0"], "--dump-every must be at least 1"),
+        (["--precision", "int8"], "--precision must be one of fp32, fp16"),
+        (["--gate", "missing.toml"], "missing.toml: gate file not found"),
+        (["--report", "pdf"], "unknown report format 'pdf'"),
+    ],
+)
+def test_bad_options_are_refused_before_any_work(tmp_path, args, message):
+    result = runner.invoke(app, ["run", "--backend", "onnxruntime", "--out", str(tmp_path / "out"), *args], env=ENV)
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_onnxruntime_run_writes_the_result_contract_and_caches_the_reference(tmp_path):
+    first = runner.invoke(app, ["run", "--backend", "onnxruntime", *SMALL, "--out", str(tmp_path / "a"), "--report", "md,json"], env=ENV)
+    assert first.exit_code == 0, first.output
+    assert "reference: computed with eager torch" in first.output and "PASS" in first.output
+    out = tmp_path / "a"
+    document = json.loads((out / "result.json").read_text())
+    assert document["schema"] == "synctalk-parity/result" and document["command"] == "run"
+    assert document["backend"]["name"] == "onnxruntime" and document["backend"]["describe"]["provider"] == "CPUExecutionProvider"
+    assert document["inputs"]["demo"] is True and document["inputs"]["frames"] == 3
+    comparison = document["comparison"]
+    assert comparison["passed"] is True and comparison["first_divergent_stage"] is None and comparison["candidate"] == "dump"
+    assert [s["stage"] for s in comparison["stages"]][-1] == "frame.output"
+    assert (out / comparison["worst_frame"]["candidate_png"]).is_file()
+    assert document["timing"]["frames"] == 3 and document["timing"]["fps"] > 0
+    manifest = json.loads((out / "dump" / "manifest.json").read_text())
+    assert manifest["producer"]["backend"] == "onnxruntime" and manifest["frame_count"] == 3
+    assert manifest["stages"]["frame.crop_box"]["frames"] == [0, 1, 2]
+    assert manifest["stages"]["frame.output"]["frames"] == [0, 2]
+    assert sorted(p.name for p in (out / "frames").iterdir()) == ["00000.png", "00001.png", "00002.png"]
+    assert (out / "report.md").is_file() and (out / "report.json").is_file()
+    assert "PASS" in (out / "summary.md").read_text()
+    assert not list(out.glob("*.partial*"))
+
+    second = runner.invoke(app, ["run", "--backend", "onnxruntime", *SMALL, "--out", str(tmp_path / "b")], env=ENV)
+    assert second.exit_code == 0, second.output
+    assert "reference: cached result from" in second.output
+    assert json.loads((tmp_path / "b" / "result.json").read_text())["comparison"]["reference"] == comparison["reference"]
+
+
+@pytest.mark.slow
+def test_a_failed_gate_exits_1_and_names_the_first_divergent_stage(tmp_path):
+    gate = tmp_path / "strict.toml"
+    gate.write_text('[stages."frame.unet_output"]\nmax_abs = 0.0\n')  # onnxruntime differs from torch by float32 ulps
+    result = runner.invoke(app, ["run", "--backend", "onnxruntime", *SMALL, "--gate", str(gate), "--out", str(tmp_path / "run")], env=ENV)
+    assert result.exit_code == 1, result.output
+    assert "gate failed: first divergent stage frame.unet_output" in result.output
+    document = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert document["comparison"]["passed"] is False and document["comparison"]["gate"]["file"] == str(gate)
+    assert "FAIL" in (tmp_path / "run" / "summary.md").read_text()
+
+
+@pytest.mark.slow
+def test_no_compare_skips_the_reference(tmp_path):
+    result = runner.invoke(app, ["run", "--backend", "onnxruntime", "--frames", "2", "--batch", "1", "--dump", "none",
+                                 "--no-compare", "--out", str(tmp_path / "run")], env=ENV)
+    assert result.exit_code == 0, result.output
+    assert "comparison: skipped" in result.output
+    document = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert document["comparison"] is None and document["timing"]["frames"] == 2
+    assert not (tmp_path / "run" / "dump").exists()
+
+
+@pytest.mark.slow
+def test_an_interrupted_run_leaves_nothing_that_looks_complete(tmp_path):
+    from synctalk_parity.harness.run import RunRequest, run
+
+    def interrupt(done, total):
+        if done == 3:
+            raise KeyboardInterrupt
+
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        run(RunRequest(out, "onnxruntime", frames=8, batch=2, dump_every=1, compare=False), progress=interrupt)
+    assert sorted(p.name for p in out.iterdir()) == []  # no frames/, video.mp4, dump/, result.json, nor a .partial
+
+
+def test_no_save_frames_writes_video_and_dump_but_no_pngs(tmp_path):
+    out = tmp_path / "video-only"
+    result = runner.invoke(
+        app, ["run", "--backend", "onnxruntime", "--frames", "2", "--no-compare", "--no-save-frames", "--out", str(out)], env=ENV
+    )
+    assert result.exit_code == 0, result.output
+    assert not (out / "frames").exists() and not (out / "frames.partial").exists()
+    assert "Video: h264" in _streams(out / "video.mp4")
+    assert (out / "dump" / "manifest.json").is_file()

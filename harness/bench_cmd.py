@@ -1,0 +1,96 @@
+"""The `parity bench` command: model-only, end-to-end and reference frames/s per backend and batch, as a table and result.json."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from ..errors import ParityError
+
+
+def register(app: typer.Typer) -> None:
+    app.command(name="bench")(bench_command)
+
+
+def bench_command(
+    backend: Annotated[str, typer.Option(help="Backends to measure, comma-separated.")] = "torch,onnxruntime",
+    batch: Annotated[str, typer.Option(help="U-Net batch sizes, comma-separated.")] = "1,4,8",
+    frames: Annotated[int, typer.Option(help="Frames per timed pass (model-only and end-to-end).")] = 32,
+    repeats: Annotated[int, typer.Option(help="Timed passes after the warm-up; median, min and max are reported.")] = 3,
+    reference_frames: Annotated[int, typer.Option("--reference-frames", help="Frames of the eager reference loop (it is slow).")] = 8,
+    memory: Annotated[bool, typer.Option("--memory", help="Also measure peak RSS of end-to-end runs of 100 and 400 frames (slow).")] = False,
+    dataset: Annotated[Optional[Path], typer.Option(help="SyncTalk dataset for end-to-end runs (default: the built-in demo).")] = None,
+    audio: Annotated[Optional[Path], typer.Option(help="Audio for end-to-end runs, with --dataset.")] = None,
+    models: Annotated[Optional[Path], typer.Option(help="Export folder written by `parity export`.")] = None,
+    unet: Annotated[Optional[Path], typer.Option(help="U-Net checkpoint. Default: fixture weights.")] = None,
+    audio_encoder: Annotated[Optional[Path], typer.Option("--audio-encoder", help="Audio encoder checkpoint.")] = None,
+    out: Annotated[Path, typer.Option(help="Folder for result.json (and reports).")] = Path("parity-bench"),
+    report: Annotated[Optional[str], typer.Option(help="Also write reports into --out: md,html,json,junit (or all).")] = None,
+) -> None:
+    """Frames/s of each backend: the networks alone, the whole pipeline, and the eager reference loop."""
+    from .cli import console, err_console
+
+    try:
+        _bench(console, backend, batch, frames, repeats, reference_frames, memory, dataset, audio, models, unet,
+               audio_encoder, out, report)
+    except ParityError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(exc.exit_code) from None
+
+
+def _bench(console, backend, batch, frames, repeats, reference_frames, memory, dataset, audio, models, unet,
+           audio_encoder, out, report) -> None:
+    from .bench import BenchRequest, bench, write_bench_result
+
+    formats = None
+    if report is not None:
+        from ..reports import parse_formats
+
+        formats = parse_formats(report)
+    request = BenchRequest(
+        backends=_names(backend), batches=_sizes(batch), frames=frames, repeats=repeats, dataset=dataset, audio=audio,
+        unet=unet, audio_encoder=audio_encoder, models=models, reference_frames=reference_frames, memory=memory,
+    )
+    with console.status("measuring the eager reference loop...") as status:
+        result = bench(request, on_row=lambda row: status.update(f"measured {row.backend} batch {row.batch} {row.mode}..."))
+    console.print(f"machine: {result.machine}", highlight=False)
+    console.print(bench_table(result))
+    for backend_name in dict.fromkeys(m.backend for m in result.memory):
+        rows = " vs ".join(f"{m.frames} frames {m.peak_rss_mb:.0f} MB" for m in result.memory if m.backend == backend_name)
+        console.print(f"memory {backend_name}: peak RSS {rows} (+{result.memory_growth_mb(backend_name):.0f} MB)", highlight=False)
+    path = write_bench_result(result, out)
+    console.print(f"[green]wrote[/] {path}", highlight=False)
+    if formats:
+        from ..reports import write_reports
+
+        written = write_reports([out], formats, out)
+        console.print(f"reports: {', '.join(str(p) for p in written)}", highlight=False)
+
+
+def bench_table(result) -> Table:
+    table = Table()
+    for column in ("backend", "batch", "mode", "frames/s", "min..max", "x reference", "U-Net GFLOP/s", "peak RSS MB", "load"):
+        table.add_column(column, justify="left" if column in ("backend", "mode") else "right")
+    for row in result.rows:
+        table.add_row(
+            row.backend, str(row.batch), row.mode, f"{row.fps_median:.2f}", f"{row.fps_min:.2f}..{row.fps_max:.2f}",
+            "" if row.ratio_to_reference is None else f"{row.ratio_to_reference:.1f}x",
+            "" if row.unet_gflops is None else f"{row.unet_gflops:.0f}",
+            "" if row.peak_rss_mb is None else f"{row.peak_rss_mb:.0f}",
+            "" if row.load_average is None else f"{row.load_average:.2f}",
+        )
+    return table
+
+
+def _names(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def _sizes(text: str) -> list[int]:
+    try:
+        return [int(size) for size in text.split(",") if size.strip()]
+    except ValueError:
+        raise ParityError(f"--batch: expected comma-separated integers like 1,4,8, got {text!r}") from None
