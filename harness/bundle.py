@@ -1,0 +1,411 @@
+"""The port bundle: everything a hand-written Go (ONNX Runtime) or Swift (Core ML) port needs.
+
+`write_bundle` writes one folder, atomically (a `.partial` sibling renamed when complete)::
+
+    bundle/
+      README.md            what is here, the inputs, weights and sizes
+      PORTING.md           stage by stage: what to implement, its tolerance, the usual mistakes
+      pipeline.json        every constant of the pipeline, named and explained (generated from code)
+      mel_filterbank.npy   librosa's Slaney mel filterbank (80, 401) float32
+      window.npy           the periodic Hann window librosa.stft uses (800,) float64
+      dump.schema.json     JSON Schema of a dump's manifest.json
+      models/              onnx-fp32/, coreml-fp32/, coreml-fp16/, each with manifest.json
+      golden/              the reference's dump of every stage for N frames, plus its inputs:
+        input.wav          the audio (cut to what N frames need)
+        dataset/           full_body_img/{i}.png + landmarks/{i}.lms for templates 0..max used
+        manifest.json ...  the dump (harness/dump.py format)
+
+pipeline.json is built from the constants of `reference/` and `models/specs.py`, never typed by
+hand, so it cannot drift from the reference.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .. import __version__
+from ..errors import ParityError
+from ..models import load_models
+from ..models.specs import IMAGE_PREPROCESSING, audio_encoder_spec, unet_spec
+from ..reference import audio, dataset as dataset_module, frames, video
+from ..reference.audio import load_audio
+from ..reference.dataset import IMAGE_DIR, LANDMARK_DIR, open_dataset, template_schedule
+from ..reference.pipeline import REFERENCE_VERSION, ReferencePipeline
+from ..reference.stages import STAGES
+from .dump import DumpWriter, dump_schema
+from .gates import default_gate
+
+PIPELINE_SCHEMA = "synctalk-parity/pipeline"
+PIPELINE_VERSION = 1
+DEFAULT_FRAMES = 8
+MODEL_EXPORTS = (("onnx", "fp32"), ("coreml", "fp32"), ("coreml", "fp16"))
+AUDIO_MARGIN_SECONDS = 0.2  # audio kept past the last feature row a frame reads (STFT edge padding)
+PRODUCER = {"name": "synctalk-parity reference", "version": __version__, "backend": "torch-eager", "precision": "fp32"}
+HANN_WINDOW = "hann"
+FIXTURE_NOTE = "fixture weights (seed 0, untrained): the mouths are nearly constant; fine for proving a port"
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class BundleRequest:
+    out: Path
+    dataset: Path | None = None
+    audio: Path | None = None
+    unet: Path | None = None
+    audio_encoder: Path | None = None
+    frames: int = DEFAULT_FRAMES
+    models: bool = True  # export the networks into models/ (Core ML conversion takes ~30 s each)
+
+
+def write_bundle(request: BundleRequest, progress: Progress | None = None) -> Path:
+    """Write the bundle folder `request.out` (replacing an earlier bundle there); return it."""
+    say = progress or (lambda _message: None)
+    if request.frames < 1:
+        raise ParityError(f"--frames must be at least 1, got {request.frames}")
+    if (request.dataset is None) != (request.audio is None):
+        raise ParityError("pass both --dataset and --audio, or neither (the built-in demo)")
+    final = Path(request.out)
+    if final.exists() and not (final / "pipeline.json").is_file():
+        raise ParityError(f"{final} exists and is not a bundle: choose a new or empty folder")
+    dataset_path, audio_path, demo = _inputs(request)
+    tmp = final.with_name(final.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        unet, encoder, labels = load_models(request.unet, request.audio_encoder)
+        say("golden inputs")
+        frame_count = _write_golden_inputs(tmp / "golden", dataset_path, audio_path, request.frames)
+        say("golden dump (eager reference)")
+        _write_golden_dump(tmp / "golden", ReferencePipeline(unet, encoder), frame_count)
+        np.save(tmp / "mel_filterbank.npy", audio.mel_filterbank().astype(np.float32))
+        np.save(tmp / "window.npy", hann_window())
+        _write_json(tmp / "dump.schema.json", dump_schema())
+        weights = {"unet": labels["unet"], "audio_encoder": labels["audio_encoder"],
+                   "fixture": request.unet is None or request.audio_encoder is None}
+        inputs = {"dataset": str(dataset_path), "audio": str(audio_path), "demo": demo, "frames": frame_count}
+        _write_json(tmp / "pipeline.json", {**pipeline_constants(), "bundle": {"weights": weights, "inputs": inputs}})
+        if request.models:
+            for fmt, precision in MODEL_EXPORTS:
+                say(f"models: {fmt} {precision}")
+                _export(fmt, unet, encoder, tmp / "models", precision)
+        (tmp / "PORTING.md").write_text(porting_guide(), encoding="utf-8")
+        (tmp / "README.md").write_text(_readme(tmp, weights, inputs, frame_count), encoding="utf-8")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+    return final
+
+
+def pipeline_constants() -> dict:
+    """Every constant of the pipeline, named and explained, read from the reference modules."""
+    unet, encoder = unet_spec("ave"), audio_encoder_spec()
+    real, masked = frames.INNER, frames.MASK_RECT
+    return {
+        "schema": PIPELINE_SCHEMA,
+        "version": PIPELINE_VERSION,
+        "reference_version": REFERENCE_VERSION,
+        "producer": {"name": "synctalk-parity", "version": __version__},
+        "audio": {
+            "sample_rate": audio.SAMPLE_RATE,
+            "input": "mono float32 PCM; other rates are resampled as librosa.load does (soxr_hq), channels averaged",
+            "preemphasis": {"coefficient": audio.PREEMPHASIS, "formula": "y[n] = x[n] - coefficient * x[n-1], y[0] = x[0] (float64)"},
+            "stft": {"n_fft": audio.N_FFT, "hop_length": audio.HOP_LENGTH, "win_length": audio.WIN_LENGTH,
+                     "window": f"periodic {HANN_WINDOW} (window.npy)", "center": True, "pad_mode": audio.DEFAULT_PAD_MODE,
+                     "pad": audio.N_FFT // 2, "magnitude": "abs(complex spectrum), float64",
+                     "note": "centre padding of n_fft/2 zeros on both sides ('constant'; older librosa used 'reflect')"},
+            "mel": {"n_mels": audio.N_MELS, "fmin": audio.FMIN, "fmax": audio.FMAX, "filterbank": "mel_filterbank.npy (Slaney, librosa.filters.mel)",
+                    "shape": [audio.N_MELS, audio.N_FFT // 2 + 1]},
+            "normalization": {"min_level_db": audio.MIN_LEVEL_DB, "ref_level_db": audio.REF_LEVEL_DB, "max_abs_value": audio.MAX_ABS_VALUE,
+                              "amplitude_floor": 1e-5,
+                              "formula": "db = 20*log10(max(1e-5, mel)) - ref_level_db; "
+                                         "clip(2*max_abs*((db - min_level_db) / -min_level_db) - max_abs, -max_abs, max_abs)"},
+            "mel_frames": {"formula": f"T = 1 + S // {audio.HOP_LENGTH}", "layout": "time-major (T, n_mels)"},
+            "windows": {"frames_per_window": audio.WINDOW_FRAMES, "mel_fps": audio.MEL_FPS, "video_fps": audio.VIDEO_FPS,
+                        "count_formula": f"N = int((T - {audio.WINDOW_FRAMES}) / {audio.MEL_FPS} * {audio.VIDEO_FPS}) + 2",
+                        "start_formula": f"start(k) = int({audio.MEL_FPS} * k / {audio.VIDEO_FPS}); "
+                                         f"if start + {audio.WINDOW_FRAMES} > T: start = T - {audio.WINDOW_FRAMES}",
+                        "layout": f"window k = mel[start:start+{audio.WINDOW_FRAMES}].T as (1, {audio.N_MELS}, {audio.WINDOW_FRAMES}) float32",
+                        "encoder_batch": audio.ENCODER_BATCH},
+            "features": {"size": encoder.outputs[0].shape[0], "padding": "repeat the first and the last row once: (N, 512) -> (N + 2, 512)",
+                         "frame_count": "output frames = N + 2"},
+            "unet_audio": {"rows": audio.UNET_AUDIO_ROWS, "first_row": f"i - {audio.UNET_AUDIO_ROWS // 2}",
+                           "last_row": f"i + {audio.UNET_AUDIO_ROWS // 2 - 1}",
+                           "outside": "rows outside 0 .. N+1 of the padded features are zeros",
+                           "shape": list(unet.inputs[1].shape), "layout": "the 16 x 512 rows reshaped row-major to (32, 16, 16)"},
+        },
+        "templates": {
+            "image_dir": IMAGE_DIR, "landmark_dir": LANDMARK_DIR, "image_suffixes": list(dataset_module.IMAGE_SUFFIXES),
+            "numbering": "{i}.jpg / {i}.lms, i = 0 .. L-1, contiguous",
+            "landmarks": {"count": frames.LANDMARK_COUNT, "format": "one 'x y' line per point", "dtype": "float32, truncated to int32 before use"},
+            "schedule": {"formula": "idx = 0, step = 0; per frame: if idx > L-2: step = -1; if idx < 1: step = 1; idx += step; use template idx",
+                         "first": 1, "note": "L = template count; frames use 1, 2, .., L-1, L-2, .., 0, 1, ..; the first frame uses template 1, not 0"},
+        },
+        "crop": {
+            "landmark_indices": {"xmin": frames.LEFT_JAW, "ymin": frames.NOSE, "xmax": frames.RIGHT_JAW},
+            "box": "xmin = x[left], xmax = x[right], ymin = y[nose], ymax = ymin + (xmax - xmin)",
+            "size": frames.CROP_SIZE,
+            "interpolation": _interpolation_name(frames.INTERPOLATION),
+            "inner": {"start": real[0], "stop": real[1], "note": f"crop[{real[0]}:{real[1]}, {real[0]}:{real[1]}] is what the U-Net sees"},
+        },
+        "unet_input": {
+            "mask_rect": {"x": masked[0], "y": masked[1], "w": masked[2], "h": masked[3],
+                          "note": f"cv2.rectangle filled: rows {masked[1]}..{masked[1] + masked[3] - 1}, cols {masked[0]}..{masked[0] + masked[2] - 1} "
+                                  "of the inner 320 x 320 become 0 (inclusive ends)"},
+            **IMAGE_PREPROCESSING,
+            "shape": list(unet.inputs[0].shape),
+            "dtype": "float32",
+        },
+        "unet_output": {"shape": list(unet.outputs[0].shape), "range": [0.0, 1.0], "channel_order": "BGR"},
+        "mouth": {"scale": 255, "conversion": "float32 multiply by 255, then truncate toward zero to uint8 (no rounding)",
+                  "layout": "CHW -> HWC"},
+        "paste": {"mouth_offset": real[0], "note": f"mouth replaces crop[{real[0]}:{real[1]}, {real[0]}:{real[1]}]; "
+                  "the crop is resized back to (xmax - xmin, ymax - ymin) and written at frame[ymin:ymax, xmin:xmax]",
+                  "interpolation": _interpolation_name(frames.INTERPOLATION)},
+        "video": {"fps": video.FPS, "crf": video.CRF, "codec": "H.264 + AAC (lossy: compare frames, not the video)"},
+        "models": {
+            "unet": _spec_dict(unet), "audio_encoder": _spec_dict(encoder),
+        },
+        "stages": [{"name": s.name, "per": s.per, "shape": s.shape, "dtype": s.dtype, "description": s.description} for s in STAGES],
+    }
+
+
+def hann_window() -> np.ndarray:
+    """The periodic Hann window of `n_fft` samples that librosa.stft applies (float64)."""
+    from scipy.signal import get_window
+
+    return get_window(HANN_WINDOW, audio.WIN_LENGTH, fftbins=True)
+
+
+def audio_samples_needed(frame_count: int) -> int:
+    """PCM samples so that output frames 0..count-1 read the same features as from the whole clip.
+
+    Frame i reads padded rows up to i + 7, i.e. encoder windows up to count + 5; a margin keeps
+    those windows clear of the STFT's edge padding and of the last-window clamp.
+    """
+    last_window = frame_count + audio.UNET_AUDIO_ROWS // 2 - 3
+    mel_frames = audio.window_start(last_window, mel_frames=sys.maxsize) + audio.WINDOW_FRAMES  # unclamped start
+    seconds = mel_frames / audio.MEL_FPS + AUDIO_MARGIN_SECONDS
+    return int(math.ceil(seconds * audio.SAMPLE_RATE))
+
+
+def gate_table(precision: str = "fp32") -> list[dict]:
+    """The default tolerance of every stage, in contract order (for PORTING.md)."""
+    gate = default_gate(precision)
+    rows = []
+    for stage in STAGES:
+        tolerance = gate.stages.get(stage.name)
+        rows.append({"stage": stage.name, "tolerance": tolerance.as_dict() if tolerance else {}})
+    return rows
+
+
+def porting_guide() -> str:
+    """PORTING.md: what to implement per stage, its tolerance (from the gates), the usual mistakes."""
+    lines = [
+        "# Porting SyncTalk_2D (328, audio mode `ave`) to Go or Swift",
+        "",
+        "Implement the stages below in order, write a dump of every stage (section *Proving it*), and",
+        "run `parity compare` against `golden/`. Every number you need is in `pipeline.json`",
+        "(generated from the reference code); the networks are in `models/`.",
+        "",
+        "## Stages and tolerances",
+        "",
+        "Default fp32 gate (`harness/gates.py`; fp16 models use the fp16 gate: `--precision fp16`).",
+        "`max_abs`: largest |difference|; `min_identical`: share of equal elements; `min_psnr`: dB.",
+        "",
+        "| stage | shape, dtype | what | fp32 tolerance | fp16 tolerance |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    fp16 = {row["stage"]: row["tolerance"] for row in gate_table("fp16")}
+    for stage, row in zip(STAGES, gate_table("fp32")):
+        lines.append(f"| `{stage.name}` | `{stage.shape}` {stage.dtype} | {stage.description} | "
+                     f"{_tolerance_text(row['tolerance'])} | {_tolerance_text(fp16[stage.name])} |")
+    lines += [""] + _STAGE_NOTES + [""] + _MISTAKES + [""] + _PROVING
+    return "\n".join(lines) + "\n"
+
+
+def _inputs(request: BundleRequest) -> tuple[Path, Path, bool]:
+    if request.dataset is not None:
+        for path, what in ((request.dataset, "--dataset"), (request.audio, "--audio")):
+            if not Path(path).exists():
+                raise ParityError(f"{what} {path}: not found")
+        return Path(request.dataset).resolve(), Path(request.audio).resolve(), False
+    from ..reference.demo import make_demo
+    from .run import cache_dir
+
+    demo = make_demo(cache_dir() / "demo")
+    return demo.dataset_dir, demo.audio_path, True
+
+
+def _write_golden_inputs(golden: Path, dataset_path: Path, audio_path: Path, frame_count: int) -> int:
+    """input.wav (cut) and dataset/ (templates 0..max used, lossless PNG); returns the frames the bundle holds."""
+    import soundfile
+
+    pcm = load_audio(audio_path)
+    pcm = pcm[: audio_samples_needed(frame_count)]
+    golden.mkdir(parents=True)
+    as_int16 = pcm * 32768.0
+    if np.array_equal(as_int16, np.round(as_int16)) and np.abs(as_int16).max(initial=0) < 32768:
+        soundfile.write(golden / "input.wav", as_int16.astype(np.int16), audio.SAMPLE_RATE, subtype="PCM_16")
+    else:
+        soundfile.write(golden / "input.wav", pcm, audio.SAMPLE_RATE, subtype="FLOAT")
+    windows = audio.window_count(1 + len(pcm) // audio.HOP_LENGTH)
+    total = min(frame_count, windows + 2)
+    source = open_dataset(dataset_path)
+    used = max(template_schedule(total, source.template_count))
+    images, landmarks = golden / "dataset" / IMAGE_DIR, golden / "dataset" / LANDMARK_DIR
+    images.mkdir(parents=True)
+    landmarks.mkdir(parents=True)
+    for k, template in enumerate(source.templates[: used + 1]):
+        cv2.imwrite(str(images / f"{k}.png"), template.read_image())
+        points = "".join(f"{x:.9g} {y:.9g}\n" for x, y in template.landmarks.tolist())
+        (landmarks / f"{k}.lms").write_text(points, encoding="utf-8")
+    return total
+
+
+def _write_golden_dump(golden: Path, reference: ReferencePipeline, frame_count: int) -> None:
+    """The reference's dump of every stage of every frame, from the bundle's own inputs."""
+    bundle_dataset = open_dataset(golden / "dataset")
+    clip = reference.audio_stages(load_audio(golden / "input.wav"), source=str(golden / "input.wav"))
+    dump = golden.with_name("golden-dump")
+    with DumpWriter(dump, PRODUCER, frame_count, "all") as writer:
+        writer.add_clip(clip.as_dict())
+        for stages in reference.frames(bundle_dataset, clip, frame_count):
+            writer.add_frame(stages.index, stages.as_dict(), heavy=True)
+    for item in dump.iterdir():
+        item.rename(golden / item.name)
+    dump.rmdir()
+
+
+def _export(fmt: str, unet, encoder, out: Path, precision: str) -> None:
+    from ..export import export_models
+
+    export_models(fmt, unet, encoder, out, precision)
+
+
+def _readme(folder: Path, weights: dict, inputs: dict, frame_count: int) -> str:
+    sizes = {name: folder_size(folder / name) for name in ("golden", "models")}
+    weights_line = FIXTURE_NOTE if weights["fixture"] else f"U-Net {weights['unet']}; audio encoder {weights['audio_encoder']}"
+    return "\n".join([
+        "# SyncTalk_2D port bundle",
+        "",
+        f"Made by synctalk-parity {__version__} (reference version {REFERENCE_VERSION}).",
+        "",
+        f"- inputs: {'the built-in demo' if inputs['demo'] else inputs['dataset'] + ' + ' + inputs['audio']}; {frame_count} frames",
+        f"- weights: {weights_line}",
+        f"- `golden/`: {_megabytes(sizes['golden'])} - the eager reference's dump of every stage of frames 0..{frame_count - 1}",
+        "  (heavy stages every frame; `frame.unet_input` is 2.4 MB a frame), made from `golden/input.wav`",
+        "  (the audio cut to what these frames read) and `golden/dataset/` (templates 0..max used, decoded",
+        "  once and stored as lossless PNG so no JPEG decoder difference can creep in; numbering as in the",
+        "  original dataset, so the ping-pong schedule is the same).",
+        f"- `models/`: {_megabytes(sizes['models'])} - ONNX fp32, Core ML fp32 and fp16, each with manifest.json.",
+        "- `pipeline.json`: every constant; `mel_filterbank.npy`, `window.npy`: librosa's filterbank and window.",
+        "- `dump.schema.json`: JSON Schema of a dump's manifest.json; `PORTING.md`: how to port and prove it.",
+        "",
+    ]) + "\n"
+
+
+def folder_size(path: Path) -> int:
+    """Bytes of all files under `path` (0 when absent)."""
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file()) if Path(path).exists() else 0
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1e6:.1f} MB"
+
+
+def _spec_dict(spec) -> dict:
+    return {
+        "inputs": [{"name": t.name, "shape": ["B", *t.shape], "dtype": t.dtype, "description": t.description} for t in spec.inputs],
+        "outputs": [{"name": t.name, "shape": ["B", *t.shape], "dtype": t.dtype, "description": t.description} for t in spec.outputs],
+        "tolerance": {"fp32": spec.fp32_tolerance, "fp16": spec.fp16_tolerance},
+    }
+
+
+def _interpolation_name(flag: int) -> dict:
+    names = {cv2.INTER_CUBIC: ("opencv_bicubic", -0.75), cv2.INTER_LINEAR: ("opencv_bilinear", None)}
+    name, a = names[flag]
+    return {"name": name, "a": a, "opencv_flag": int(flag),
+            "note": "OpenCV convention: pixel centres at (x + 0.5) * scale - 0.5, borders replicated, result rounded and saturated to uint8"}
+
+
+def _tolerance_text(tolerance: dict) -> str:
+    if not tolerance:
+        return "-"
+    return ", ".join(f"{key} {value:g}" for key, value in tolerance.items() if value is not None)
+
+
+def _write_json(path: Path, document: dict) -> None:
+    path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+
+
+_STAGE_NOTES = [
+    "## What to implement",
+    "",
+    "1. **audio.pcm**: read `golden/input.wav` (16 kHz mono int16, or float) to float32 (`int16 / 32768`).",
+    "2. **audio.mel**: pre-emphasis, STFT with the periodic Hann window (`window.npy`), centre padding with",
+    "   zeros (`pipeline.json` audio.stft), magnitude, `mel_filterbank.npy` x magnitude, dB and normalization;",
+    "   keep float64 until the windows. `T = 1 + S // 200`.",
+    "3. **audio.windows**: `N = int((T - 16) / 80 * 25) + 2` windows; window k starts at `int(80 k / 25)`,",
+    "   clamped so the last ones end at T; each is `mel[start:start+16].T` as (1, 80, 16) float32.",
+    "4. **audio.features**: `models/*/audio_encoder` on the windows (any batch), then repeat the first and the",
+    "   last row: (N + 2, 512). The video has N + 2 frames.",
+    "5. **frame.template_index**: the ping-pong schedule of `pipeline.json` templates.schedule (first frame: 1).",
+    "6. **frame.crop_box**: landmarks truncated to int; xmin = x[1], xmax = x[31], ymin = y[52], square.",
+    "7. **frame.crop_328**: the box resized to 328 x 328 with OpenCV's bicubic (a = -0.75), BGR.",
+    "8. **frame.unet_audio**: padded feature rows i-8 .. i+7 (zeros outside), reshaped to (32, 16, 16).",
+    "9. **frame.unet_input**: crop[4:324, 4:324] (real) and a copy with the mask rectangle black; CHW, BGR,",
+    "   real channels first, divided by 255.",
+    "10. **frame.unet_output**: `models/*/unet` (inputs `image`, `audio`; output `mouth`).",
+    "11. **frame.mouth**: output * 255 truncated to uint8, HWC.",
+    "12. **frame.pasted_region**: the mouth written into crop[4:324, 4:324], the crop resized back to the box",
+    "    size with bicubic. **frame.output**: that region written into a copy of the template at the box.",
+]
+
+_MISTAKES = [
+    "## Usual mistakes (and the diagnosis `parity compare` names)",
+    "",
+    "- RGB instead of BGR anywhere (`channels_swapped`, `channels_swapped_at_paste`): OpenCV decodes BGR and",
+    "  the networks were trained on BGR.",
+    "- Rounding instead of truncating the mouth (`rounding_not_truncation`): `uint8(x * 255)`, not `round`.",
+    "- Bilinear, Lanczos or Core Image resizes instead of OpenCV bicubic a = -0.75 (`resize_not_bicubic`,",
+    "  `crop_resize`, `paste_resize`). Other bicubics use a = -0.5 or other pixel-centre conventions.",
+    "- Schedule off by one (`template_off_by_one`): the first frame uses template 1; landmarks of the same",
+    "  template as the image (`crop_box_wrong_frame`).",
+    "- Audio padding: the features get their first and last row repeated, the U-Net window is zero outside",
+    "  the padded rows, and the STFT pads with zeros, not reflection (`audio_shifted`, `audio_dropped`,",
+    "  `ghost_audio`); window starts use integer truncation of 80 k / 25.",
+    "- Scaling the input to [-1, 1] or forgetting /255 (`wrong_input_scaling`); mask rectangle inclusive",
+    "  ends wrong (`mask_rectangle_off`); producing N instead of N + 2 frames (`wrong_frame_count`).",
+    "- JPEG decoders differ by a level here and there: `golden/dataset/` is PNG for that reason; on real",
+    "  data, decode JPEG with libjpeg-turbo as OpenCV does, or expect `frame.crop_328` differences.",
+]
+
+_PROVING = [
+    "## Proving it",
+    "",
+    "Write a dump: a folder with `manifest.json` (schema: `dump.schema.json`; example: `golden/manifest.json`)",
+    "and one `.npy` per stage (NumPy format 1.0, little-endian, C order); per-frame light stages",
+    "(`frame.template_index`, `frame.crop_box`, `frame.unet_audio`) stacked into one file, heavy ones one",
+    "file per frame (`frame.unet_output/00000.npy`), uint8 images as 8-bit PNG in BGR as OpenCV writes them.",
+    "Any subset of stages may be present. Then:",
+    "",
+    "```bash",
+    "parity compare my-port-dump/ --reference golden/            # fp32 gate",
+    "parity compare my-port-dump/ --reference golden/ --precision fp16",
+    "```",
+    "",
+    "It prints each stage's max |diff|, identical share, PSNR and pass/fail, the first divergent stage and",
+    "any named mistake; exit 0 when every gate passes, 1 when one fails, 2 when the dump is malformed.",
+]

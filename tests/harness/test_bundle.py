@@ -1,0 +1,219 @@
+"""`parity bundle`: a port written from the bundle alone is proven (and its mistakes named) by `parity compare`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from synctalk_parity.harness.bundle import hann_window, pipeline_constants
+from synctalk_parity.harness.cli import app
+from synctalk_parity.harness.gates import default_gate
+from synctalk_parity.models.golden import golden_weights
+from synctalk_parity.reference import audio, frames
+from synctalk_parity.reference.dataset import template_schedule
+
+runner = CliRunner()
+ENV = {"COLUMNS": "120"}
+FRAMES = 6
+IMAGE_STAGES = {"frame.crop_328", "frame.mouth", "frame.pasted_region", "frame.output"}
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def bundle(golden: Path, sanders: Path, tmp_path_factory) -> Path:
+    weights = golden_weights()
+    if weights is None:
+        pytest.skip("golden fixture weights (../shared/golden/weights) not found")
+    out = tmp_path_factory.mktemp("bundle") / "bundle"
+    args = ["bundle", "--dataset", str(sanders), "--audio", str(golden / "talk_hb_10s.wav"),
+            "--unet", str(weights[0]), "--audio-encoder", str(weights[1]), "--frames", str(FRAMES), "--out", str(out)]
+    result = runner.invoke(app, args, env=ENV)
+    assert result.exit_code == 0, result.output
+    assert "total" in result.output and "golden/" in result.output
+    return out
+
+
+def test_bundle_holds_everything_a_port_needs(bundle: Path):
+    for name in ("README.md", "PORTING.md", "pipeline.json", "mel_filterbank.npy", "window.npy", "dump.schema.json",
+                 "golden/manifest.json", "golden/input.wav"):
+        assert (bundle / name).is_file(), name
+    for folder in ("onnx-fp32", "coreml-fp32", "coreml-fp16"):
+        assert (bundle / "models" / folder / "manifest.json").is_file(), folder
+    assert not bundle.with_name("bundle.partial").exists()
+    manifest = json.loads((bundle / "golden" / "manifest.json").read_text())
+    assert manifest["frame_count"] == FRAMES
+    assert manifest["stages"]["frame.unet_output"]["frames"] == list(range(FRAMES))
+    assert np.allclose(np.load(bundle / "mel_filterbank.npy"), audio.mel_filterbank())
+    porting = (bundle / "PORTING.md").read_text()
+    assert "rounding_not_truncation" in porting and "| `frame.unet_output` |" in porting
+
+
+def test_pipeline_json_matches_the_reference(bundle: Path):
+    constants = json.loads((bundle / "pipeline.json").read_text())
+    a = constants["audio"]
+    assert (a["sample_rate"], a["preemphasis"]["coefficient"]) == (audio.SAMPLE_RATE, audio.PREEMPHASIS)
+    assert (a["stft"]["n_fft"], a["stft"]["hop_length"], a["stft"]["pad_mode"]) == (audio.N_FFT, audio.HOP_LENGTH, audio.DEFAULT_PAD_MODE)
+    assert (a["mel"]["fmin"], a["mel"]["fmax"], a["normalization"]["min_level_db"]) == (audio.FMIN, audio.FMAX, audio.MIN_LEVEL_DB)
+    w = a["windows"]
+    for mel_frames in (16, 17, 95, 96, 801, 1234):
+        count = int((mel_frames - w["frames_per_window"]) / w["mel_fps"] * w["video_fps"]) + 2
+        assert count == audio.window_count(mel_frames), mel_frames
+    schedule = constants["templates"]["schedule"]
+    for count in (2, 3, 7, 100):
+        assert _schedule_from_json(schedule, 250, count) == template_schedule(250, count), count
+    crop = constants["crop"]
+    points = np.random.default_rng(0).uniform(100, 600, (frames.LANDMARK_COUNT, 2)).astype(np.float32)
+    xmin, ymin, xmax = (int(points[crop["landmark_indices"][k]][i]) for k, i in (("xmin", 0), ("ymin", 1), ("xmax", 0)))
+    assert (xmin, ymin, xmax, ymin + xmax - xmin) == frames.crop_box(points)
+    assert crop["interpolation"]["opencv_flag"] == frames.INTERPOLATION == cv2.INTER_CUBIC
+    rect = constants["unet_input"]["mask_rect"]
+    assert (rect["x"], rect["y"], rect["w"], rect["h"]) == frames.MASK_RECT
+    assert constants == json.loads(json.dumps({**pipeline_constants(), "bundle": constants["bundle"]}))
+    assert constants["bundle"]["weights"]["fixture"] is False
+
+
+def test_cut_audio_gives_the_frames_the_features_of_the_whole_clip(bundle: Path, golden: Path):
+    from synctalk_parity.models import load_models
+    from synctalk_parity.reference.audio import load_audio
+    from synctalk_parity.reference.pipeline import ReferencePipeline
+
+    unet, encoder, _ = load_models(*golden_weights())
+    whole = ReferencePipeline(unet, encoder).audio_stages(load_audio(golden / "talk_hb_10s.wav"))
+    cut = np.load(bundle / "golden" / "audio.features.npy")
+    rows = FRAMES + audio.UNET_AUDIO_ROWS // 2  # frame FRAMES-1 reads padded rows up to FRAMES+6
+    assert len(cut) < len(whole.features)
+    assert np.max(np.abs(cut[:rows] - whole.features[:rows])) <= 1e-6
+
+
+def test_window_is_the_one_librosa_uses(bundle: Path):
+    import librosa
+
+    window = np.load(bundle / "window.npy")
+    assert np.array_equal(window, librosa.filters.get_window("hann", audio.WIN_LENGTH, fftbins=True))
+    assert np.array_equal(window, hann_window())
+    pcm = np.random.default_rng(1).standard_normal(4000).astype(np.float32)
+    ours = np.fft.rfft(np.pad(pcm.astype(np.float64), audio.N_FFT // 2)[: audio.N_FFT] * window)
+    assert np.allclose(ours, librosa.stft(pcm.astype(np.float64), n_fft=audio.N_FFT, hop_length=audio.HOP_LENGTH,
+                                          pad_mode="constant")[:, 0])
+
+
+def test_a_port_dump_passes_and_its_mistakes_are_named(bundle: Path, tmp_path: Path):
+    golden = bundle / "golden"
+    port = _port_dump(golden, tmp_path / "port")
+    result = runner.invoke(app, ["compare", str(port), "--reference", str(golden)], env=ENV)
+    assert result.exit_code == 0, result.output
+
+    mistakes = {
+        "channels_swapped": ("frame.unet_input", lambda a: a[[2, 1, 0, 5, 4, 3]]),
+        "rounding_not_truncation": ("frame.mouth", None),
+        "audio_shifted": ("audio.features", lambda a: np.concatenate([a[1:], a[-1:]])),
+    }
+    for name, (stage, mistake) in mistakes.items():
+        if stage == "frame.mouth":
+            mistake = _rounded_mouths(golden)
+        wrong = _port_dump(golden, tmp_path / name, {stage: mistake})
+        result = runner.invoke(app, ["compare", str(wrong), "--reference", str(golden)], env=ENV)
+        assert result.exit_code == 1, result.output
+        assert name in result.output, result.output
+
+
+def test_onnx_models_reproduce_the_golden_unet_output_without_the_toolkit(bundle: Path):
+    script = textwrap.dedent("""
+        import json, sys
+        sys.modules["synctalk_parity"] = None  # the check must need nothing but the bundle
+        import numpy as np, onnxruntime as ort
+        pipeline = json.load(open("pipeline.json"))
+        models = json.load(open("models/onnx-fp32/manifest.json"))
+        golden = json.load(open("golden/manifest.json"))
+        unet_file = [a["file"] for a in models["artifacts"] if a["network"] == "unet"][0]
+        session = ort.InferenceSession("models/onnx-fp32/" + unet_file, providers=["CPUExecutionProvider"])
+        names = [t["name"] for t in pipeline["models"]["unet"]["inputs"]]
+        output = pipeline["models"]["unet"]["outputs"][0]["name"]
+        stages = golden["stages"]
+        audio_rows = np.load("golden/" + stages["frame.unet_audio"]["file"])
+        worst = 0.0
+        for row, index in enumerate(stages["frame.unet_audio"]["frames"]):
+            image = np.load("golden/" + stages["frame.unet_input"]["pattern"].format(index=index))
+            expected = np.load("golden/" + stages["frame.unet_output"]["pattern"].format(index=index))
+            got = session.run([output], {names[0]: image[None], names[1]: audio_rows[row][None]})[0][0]
+            worst = max(worst, float(np.max(np.abs(got - expected))))
+        print(worst)
+    """)
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    done = subprocess.run([sys.executable, "-c", script], cwd=bundle, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert float(done.stdout.strip()) <= default_gate("fp32").tolerance("frame.unet_output").max_abs
+
+
+def test_bundle_refuses_a_folder_that_is_not_a_bundle(tmp_path: Path):
+    (tmp_path / "keep.txt").write_text("mine")
+    result = runner.invoke(app, ["bundle", "--out", str(tmp_path), "--frames", "2"], env=ENV)
+    assert result.exit_code == 2
+    assert "not a bundle" in result.output and (tmp_path / "keep.txt").is_file()
+
+
+def _schedule_from_json(schedule: dict, count: int, templates: int) -> list[int]:
+    """The schedule as a port would code it from pipeline.json's formula."""
+    assert schedule["formula"].startswith("idx = 0, step = 0") and schedule["first"] == 1
+    idx, step, out = 0, 0, []
+    for _ in range(count):
+        if idx > templates - 2:
+            step = -1
+        if idx < 1:
+            step = 1
+        idx += step
+        out.append(idx)
+    return out
+
+
+def _rounded_mouths(golden: Path):
+    manifest = json.loads((golden / "manifest.json").read_text())
+    pattern = manifest["stages"]["frame.unet_output"]["pattern"]
+
+    def rounded(_mouth: np.ndarray, index: int) -> np.ndarray:
+        output = np.load(golden / pattern.format(index=index))
+        return np.round(output.transpose(1, 2, 0) * np.float32(255)).astype(np.uint8)
+
+    return rounded
+
+
+def _port_dump(golden: Path, out: Path, mistakes: dict | None = None) -> Path:
+    """A dump as a Go or Swift port writes it: plain .npy, cv2.imwrite PNGs and a hand-made manifest."""
+    mistakes = mistakes or {}
+    source = json.loads((golden / "manifest.json").read_text())
+    stages = {}
+    for name, entry in source["stages"].items():
+        mistake = mistakes.get(name)
+        if entry["per"] == "clip" or entry["layout"] == "stacked":
+            array = np.load(golden / entry["file"])
+            if mistake is not None:
+                array = mistake(array)
+            out.mkdir(parents=True, exist_ok=True)
+            np.save(out / f"{name}.npy", array)
+            stages[name] = {**{k: v for k, v in entry.items() if k != "file"}, "file": f"{name}.npy"}
+            continue
+        suffix = ".png" if name in IMAGE_STAGES else ".npy"
+        (out / name).mkdir(parents=True, exist_ok=True)
+        for index in entry["frames"]:
+            source_file = golden / entry["pattern"].format(index=index)
+            array = cv2.imread(str(source_file), cv2.IMREAD_COLOR) if suffix == ".png" else np.load(source_file)
+            if mistake is not None:
+                array = mistake(array, index) if name == "frame.mouth" else mistake(array)
+            target = out / name / f"{index:05d}{suffix}"
+            cv2.imwrite(str(target), array) if suffix == ".png" else np.save(target, array)
+        stages[name] = {**entry, "pattern": name + "/{index:05d}" + suffix}
+    manifest = {"schema": "synctalk-parity/dump", "schema_version": 1,
+                "producer": {"name": "go-port-under-test", "version": "0.0.1", "backend": "onnxruntime-go", "precision": "fp32"},
+                "frame_count": source["frame_count"], "stages": stages}
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    return out
