@@ -28,6 +28,7 @@ BACKENDS: dict[str, BackendEntry] = {
         BackendEntry("torch", "torch:TorchBackend", "eager PyTorch, the reference network (CPU, or CUDA when present)"),
         BackendEntry("onnxruntime", "onnxruntime:OnnxRuntimeBackend", "ONNX Runtime with the CPU, CUDA, TensorRT or CoreML execution provider"),
         BackendEntry("coreml", "coreml:CoreMLBackend", "Core ML package via coremltools (macOS)"),
+        BackendEntry("coreml-emulated", "coreml_emulated:CoreMLEmulatedBackend", "Core ML program executed op by op in PyTorch on any OS (emulates its arithmetic, not Apple's Neural Engine/GPU)"),
         BackendEntry("tensorrt", "tensorrt:TensorRTBackend", "TensorRT engine on an NVIDIA GPU"),
     )
 }
