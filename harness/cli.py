@@ -58,7 +58,7 @@ def main_options(
 @app.command()
 @user_errors
 def run(
-    backend: Annotated[str, typer.Option(help="Runtime to run the networks on (torch, onnxruntime, coreml, tensorrt).")] = "torch",
+    backend: Annotated[str, typer.Option(help="Runtime to run the networks on (torch, onnxruntime, coreml, coreml-emulated, tensorrt; `parity doctor` shows which work here).")] = "torch",
     dataset: Annotated[Optional[Path], typer.Option(help="SyncTalk dataset folder (full_body_img/, landmarks/) or a video with landmarks/ beside it. Omit with --audio for the built-in demo.")] = None,
     audio: Annotated[Optional[Path], typer.Option(help="Speech to lip-sync: WAV (any rate, any channels) or anything ffmpeg decodes.")] = None,
     models: Annotated[Optional[Path], typer.Option(help="Export folder written by `parity export` (onnx, coreml, tensorrt backends).")] = None,
@@ -173,7 +173,7 @@ def _register_optional_commands() -> None:
     """Commands that live in their own modules register themselves here."""
     import importlib
 
-    for module in ("export_cmd", "doctor", "compare_cmd", "bench_cmd", "report_cmd"):
+    for module in ("export_cmd", "doctor", "compare_cmd", "bench_cmd", "report_cmd", "bundle_cmd"):
         try:
             importlib.import_module(f"{__package__}.{module}").register(app)
         except ModuleNotFoundError as exc:
