@@ -368,7 +368,10 @@ def metric_text(value: Any, kind: str = "float") -> str:
     if kind == "ratio":  # SSIM, cosine: near 1 the digits that matter are the last ones
         if x == 1:
             return "1"
-        return f"{x:.4f}" if x < 0.9999 else f"{x:.8f}".rstrip("0")
+        if x < 0.9999:
+            return f"{x:.4f}"
+        text = f"{x:.8f}".rstrip("0")
+        return f"1-{1 - x:.0e}" if text.endswith(".") else text  # closer to 1 than 8 digits show
     if kind == "int":
         return str(int(x))
     if x == 0:
