@@ -26,3 +26,16 @@ def onnx_fp32_dir(golden_models, tmp_path_factory):
 @pytest.fixture(scope="session")
 def onnx_fp16_dir(golden_models, tmp_path_factory):
     return export_models("onnx", *golden_models, tmp_path_factory.mktemp("exports"), "fp16")
+
+
+@pytest.fixture(scope="session")
+def golden_coreml(golden_models, tmp_path_factory):
+    """`golden_coreml(precision)`: the golden networks exported to Core ML once per session (~20 s each)."""
+    folders = {}
+
+    def export(precision: str):
+        if precision not in folders:
+            folders[precision] = export_models("coreml", *golden_models, tmp_path_factory.mktemp("coreml"), precision)
+        return folders[precision]
+
+    return export

@@ -17,7 +17,7 @@ import pytest
 ct = pytest.importorskip("coremltools", reason="Core ML export needs coremltools: pip install coremltools")
 
 from synctalk_parity.errors import ParityError  # noqa: E402
-from synctalk_parity.export import coreml, export_models  # noqa: E402
+from synctalk_parity.export import coreml  # noqa: E402
 from synctalk_parity.models import fixture_audio_encoder, fixture_unet  # noqa: E402
 from synctalk_parity.models.specs import audio_encoder_spec, unet_spec  # noqa: E402
 
@@ -26,9 +26,9 @@ FIRST_CONV = {"unet": "inc.inconv.0.conv.0", "audio_encoder": "audio_encoder.0.c
 
 
 @pytest.fixture(scope="module", params=["fp32", pytest.param("fp16", marks=pytest.mark.slow)])
-def coreml_dir(request, golden_models, tmp_path_factory):
-    """Both golden networks exported through `export_models` (runs the export-time checks; ~20 s each)."""
-    return export_models("coreml", *golden_models, tmp_path_factory.mktemp("coreml"), request.param)
+def coreml_dir(request, golden_coreml):
+    """Both golden networks exported through `export_models` (runs the export-time checks)."""
+    return golden_coreml(request.param)
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,6 @@ ct = pytest.importorskip("coremltools", reason="Core ML emulation reads .mlpacka
 from coremltools.converters.mil import Builder as mb  # noqa: E402
 
 from synctalk_parity.errors import ParityError  # noqa: E402
-from synctalk_parity.export import export_models  # noqa: E402
 from synctalk_parity.export.coreml import load_program  # noqa: E402
 from synctalk_parity.export.coreml_emulate import OPS, ProgramEmulator, emulate  # noqa: E402
 from synctalk_parity.models.golden import golden_inputs  # noqa: E402
@@ -29,13 +28,13 @@ FRAMES, WINDOWS = 2, 32
 
 
 @pytest.fixture(scope="module")
-def coreml_fp32(golden_models, tmp_path_factory):
-    return export_models("coreml", *golden_models, tmp_path_factory.mktemp("coreml"), "fp32")
+def coreml_fp32(golden_coreml):
+    return golden_coreml("fp32")
 
 
 @pytest.fixture(scope="module")
-def coreml_fp16(golden_models, tmp_path_factory):
-    return export_models("coreml", *golden_models, tmp_path_factory.mktemp("coreml"), "fp16")
+def coreml_fp16(golden_coreml):
+    return golden_coreml("fp16")
 
 
 @pytest.fixture(scope="module")
