@@ -31,14 +31,10 @@ def bench_command(
     report: Annotated[Optional[str], typer.Option(help="Also write reports into --out: md,html,json,junit (or all).")] = None,
 ) -> None:
     """Frames/s of each backend: the networks alone, the whole pipeline, and the eager reference loop."""
-    from .cli import console, err_console
+    from .cli import console
 
-    try:
-        _bench(console, backend, batch, frames, repeats, reference_frames, memory, dataset, audio, models, unet,
-               audio_encoder, out, report)
-    except ParityError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(exc.exit_code) from None
+    _bench(console, backend, batch, frames, repeats, reference_frames, memory, dataset, audio, models, unet,
+           audio_encoder, out, report)
 
 
 def _bench(console, backend, batch, frames, repeats, reference_frames, memory, dataset, audio, models, unet,

@@ -8,7 +8,6 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from ..errors import ParityError
 from .bundle import DEFAULT_FRAMES, BundleRequest, folder_size, write_bundle
 
 
@@ -25,13 +24,9 @@ def bundle(
     frames: Annotated[int, typer.Option(help="Output frames in the golden dump.")] = DEFAULT_FRAMES,
 ) -> None:
     """Write everything a Go or Swift port needs to prove itself: models, constants, a golden dump, a guide."""
-    console, errors = Console(), Console(stderr=True)
+    console = Console()
     request = BundleRequest(out=out, dataset=dataset, audio=audio, unet=unet, audio_encoder=audio_encoder, frames=frames)
-    try:
-        folder = write_bundle(request, progress=lambda step: console.print(f"[dim]{step}...[/]", highlight=False))
-    except ParityError as exc:
-        errors.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(exc.exit_code) from None
+    folder = write_bundle(request, progress=lambda step: console.print(f"[dim]{step}...[/]", highlight=False))
     console.print(f"wrote {folder}", highlight=False, soft_wrap=True)
     for item in sorted(folder.iterdir()):
         size = folder_size(item) if item.is_dir() else item.stat().st_size

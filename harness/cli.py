@@ -17,13 +17,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from .. import __version__
 from ..errors import ParityError
 
-app = typer.Typer(
-    name="parity",
-    help="SyncTalk_2D on every runtime, proven stage by stage against the PyTorch reference.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
 console = Console()
 err_console = Console(stderr=True)
 
@@ -42,6 +35,21 @@ def user_errors(command):
     return wrapper
 
 
+class ParityTyper(typer.Typer):
+    """A Typer whose every command turns a `ParityError` into one line and its exit code."""
+
+    def command(self, *args, **kwargs):
+        register = super().command(*args, **kwargs)
+        return lambda callback: register(user_errors(callback))
+
+
+app = ParityTyper(
+    name="parity",
+    help="SyncTalk_2D on every runtime, proven stage by stage against the PyTorch reference.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
 def _version(value: bool) -> None:
     if value:
         console.print(f"synctalk-parity {__version__}")
@@ -56,7 +64,6 @@ def main_options(
 
 
 @app.command()
-@user_errors
 def run(
     backend: Annotated[str, typer.Option(help="Runtime to run the networks on (torch, onnxruntime, coreml, coreml-emulated, tensorrt; `parity doctor` shows which work here).")] = "torch",
     dataset: Annotated[Optional[Path], typer.Option(help="SyncTalk dataset folder (full_body_img/, landmarks/) or a video with landmarks/ beside it. Omit with --audio for the built-in demo.")] = None,

@@ -36,12 +36,8 @@ def compare(
     """Compare a candidate's stage dump with the reference's, stage by stage."""
     from .compare_view import comparison_lines, comparison_table
 
-    console, errors = Console(), Console(stderr=True)
-    try:
-        comparison, result_path = run_compare(candidate, reference, gate, precision, out)
-    except ParityError as exc:
-        errors.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(exc.exit_code) from None
+    console = Console()
+    comparison, result_path = run_compare(candidate, reference, gate, precision, out)
     console.print(comparison_table(comparison))
     for line in comparison_lines(comparison):
         console.print(line, highlight=False, soft_wrap=True)

@@ -11,7 +11,6 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from ..errors import ParityError
 from ..reports import REPORT_FILES, parse_formats, write_reports
 
 DEFAULT_MULTI_RUN_OUT = Path("parity-report")
@@ -27,12 +26,8 @@ def report_command(
     out: Annotated[Optional[Path], typer.Option(help="folder for the reports; default: the run folder, or ./parity-report for several")] = None,
 ) -> None:
     """Write report.md, report.html (self-contained), report.json and report.junit.xml from run folders."""
-    console, errors = Console(), Console(stderr=True)
-    try:
-        written = write_reports(run_dirs, parse_formats(format_names), report_folder(run_dirs, out))
-    except ParityError as exc:
-        errors.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(exc.exit_code) from None
+    console = Console()
+    written = write_reports(run_dirs, parse_formats(format_names), report_folder(run_dirs, out))
     for path in written:
         console.print(f"[green]wrote[/green] {path}", highlight=False, soft_wrap=True)
 

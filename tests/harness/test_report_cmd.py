@@ -7,11 +7,10 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 import pytest
-import typer
 from typer.testing import CliRunner
 
 from synctalk_parity.errors import ParityError
-from synctalk_parity.harness import report_cmd
+from synctalk_parity.harness.cli import app
 from synctalk_parity.reports import parse_formats, write_reports
 
 from ..reports.conftest import failing_result, passing_result, write_run
@@ -21,19 +20,8 @@ ENV = {"COLUMNS": "120"}
 ALL_FILES = ["report.md", "report.html", "report.json", "report.junit.xml"]
 
 
-def _app() -> typer.Typer:
-    app = typer.Typer()
-    report_cmd.register(app)
-
-    @app.callback()
-    def main() -> None:  # keeps `report` a named subcommand
-        pass
-
-    return app
-
-
 def _invoke(*args: str):
-    return CliRunner().invoke(_app(), ["report", *map(str, args)], env=ENV)
+    return CliRunner().invoke(app, ["report", *map(str, args)], env=ENV)
 
 
 @pytest.fixture
