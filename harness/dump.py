@@ -56,6 +56,7 @@ import numpy as np
 
 from ..errors import ParityError
 from ..reference.stages import CLIP_STAGES, FRAME_STAGES, STAGE_NAMES
+from .png import write_png
 
 SCHEMA = "synctalk-parity/dump"
 SCHEMA_VERSION = 1
@@ -65,7 +66,6 @@ LIGHT_STAGES = frozenset({"frame.template_index", "frame.crop_box", "frame.unet_
 HEAVY_STAGES = frozenset(FRAME_STAGES) - LIGHT_STAGES
 IMAGE_STAGES = frozenset({"frame.crop_328", "frame.mouth", "frame.pasted_region", "frame.output"})
 PRODUCER_KEYS = ("name", "version", "backend", "precision")
-PNG_COMPRESSION = 1  # fast; PNG is lossless at every level
 
 
 def parse_stage_selection(text: str) -> frozenset[str]:
@@ -195,8 +195,7 @@ class DumpWriter:
         if image:
             if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
                 raise ParityError(f"{name}: frame {index} must be (h, w, 3) uint8 to store as PNG, got {array.shape} {array.dtype}")
-            if not cv2.imwrite(str(target), array, [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESSION]):
-                raise ParityError(f"{target}: cannot write the PNG")
+            write_png(target, array)
         else:
             np.save(target, array, allow_pickle=False)
         frames.append(index)

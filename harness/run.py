@@ -22,8 +22,6 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-import cv2
-
 from .. import __version__
 from ..backends import ModelSource, create_backend, get_backend_class
 from ..errors import ParityError
@@ -33,16 +31,13 @@ from ..reference.dataset import open_dataset
 from ..reference.video import VideoWriter
 from .dump import DumpWriter, parse_stage_selection
 from .pipeline import DEFAULT_BATCH, ProductionPipeline
+from .png import write_png
 from .reference_cache import FIXTURE_WEIGHTS, ReferenceInputs, heavy_frame, reference_dump
 
 Progress = Callable[[int, int], None]  # (frames done, frames total)
 PRECISIONS = ("fp32", "fp16")
 DEFAULT_DUMP_EVERY = 10
 RESULT_SCHEMA = "synctalk-parity/result"
-# Lossless either way; the UP filter (OpenCV >= 4.10) encodes ~30% faster than adaptive at the same size.
-PNG_OPTIONS = [cv2.IMWRITE_PNG_COMPRESSION, 1] + (
-    [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP] if hasattr(cv2, "IMWRITE_PNG_FILTER_UP") else []
-)
 
 
 def cache_dir() -> Path:
@@ -269,9 +264,8 @@ def _write_outputs(out, pipeline, dataset, clip, total, audio_path, stages, dump
                 dump.add_clip(clip.as_dict())
 
             def write_frame(frame) -> None:
-                path = frames_tmp / f"{frame.index:05d}.png"
-                if save_frames and not cv2.imwrite(str(path), frame.output, PNG_OPTIONS):
-                    raise ParityError(f"{path}: cannot write the frame")
+                if save_frames:
+                    write_png(frames_tmp / f"{frame.index:05d}.png", frame.output)
                 video.write(frame.output)
                 if dump is not None:
                     dump.add_frame(frame.index, frame.as_dict(), heavy=heavy_frame(frame.index, dump_every))
