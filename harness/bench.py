@@ -3,12 +3,21 @@
 Per backend and batch size:
 - model: U-Net batches plus the audio encoder's share per frame, on real inputs (the golden
   subset when present, else inputs made from the demo), after a warm-up; R repeats;
-- end-to-end: `parity run --no-compare --dump none` in a child process (frames, PNGs, video), whose
-  own peak RSS is read back; R repeats;
+- end-to-end: what `parity run --no-compare` does by default (PNG frames, video, the default dump:
+  light stages every frame, heavy ones every 10th) in a child process, whose own peak RSS is read
+  back; R repeats;
+- end-to-end-video: the same run writing the video only (no PNG frames, no dump): what a deployed
+  pipeline does;
 and once: the eager reference loop (torch, one frame at a time), the yardstick of every ratio.
-End-to-end frames/s counts the frame phase (template decode to video), after model loading and the
-clip's audio stage; the model-only figure includes the audio encoder's share per frame.
-`memory=True` adds peak RSS of end-to-end runs of 100 and 400 frames (memory must stay flat).
+
+End-to-end frames/s is the steady throughput of the frame phase (template decode to video): output
+frames after the first batch divided by the time from the first batch's last frame to the last frame
+out, like the model-only figure, which is timed after a warm-up pass. What comes before (model
+loading, the clip's audio stage, the pipeline filling up and the backend's first call) is reported
+beside it: `whole_run_fps` (frames over the whole frame phase) and `first_frame_s`. The model-only
+figure includes the audio encoder's share per frame; `ratio_to_model` is end-to-end over model-only
+for the same backend and batch (the pipeline's overhead).
+`memory=True` adds peak RSS of default end-to-end runs of 100 and 400 frames (memory must stay flat).
 
 Timed runs go to a child with `python -m synctalk_parity.harness.bench end-to-end ...`, which prints
 one JSON line.
@@ -63,7 +72,7 @@ class BenchRequest:
 class BenchRow:
     backend: str
     batch: int
-    mode: str  # "model", "end-to-end", "end-to-end-video" (no PNG frames) or "reference"
+    mode: str  # "model", "end-to-end", "end-to-end-video" (no PNG frames, no dump) or "reference"
     fps_median: float
     fps_min: float
     fps_max: float
@@ -72,6 +81,9 @@ class BenchRow:
     peak_rss_mb: float | None = None
     ratio_to_reference: float | None = None
     load_average: float | None = None  # 1-minute load when measured: a busy machine reads slow
+    ratio_to_model: float | None = None  # end-to-end rows: fps over the model-only fps (same backend, batch)
+    whole_run_fps: float | None = None  # end-to-end rows: frames over the whole frame phase, start-up included
+    first_frame_s: float | None = None  # end-to-end rows: frame phase start to the first frame written
 
 
 @dataclass
@@ -113,9 +125,10 @@ def bench(request: BenchRequest, on_row: OnRow | None = None) -> BenchResult:
     emit(reference)
     for name in request.backends:
         for batch in request.batches:
-            emit(_with_ratio(model_row(request, name, batch), reference))
-            emit(_with_ratio(end_to_end_row(request, name, batch), reference))
-            emit(_with_ratio(end_to_end_row(request, name, batch, save_frames=False), reference))
+            model = _with_ratio(model_row(request, name, batch), reference)
+            emit(model)
+            emit(_with_ratio(end_to_end_row(request, name, batch), reference, model))
+            emit(_with_ratio(end_to_end_row(request, name, batch, video_only=True), reference, model))
         if request.memory:
             inputs = _inputs(request, max(MEMORY_FRAMES))  # one dataset and audio for every length
             for frames in MEMORY_FRAMES:
@@ -138,19 +151,20 @@ def model_row(request: BenchRequest, backend_name: str, batch: int) -> BenchRow:
                     unet_gflops=median * UNET_GFLOP_PER_FRAME, load_average=load)
 
 
-def end_to_end_row(request: BenchRequest, backend_name: str, batch: int, save_frames: bool = True) -> BenchRow:
-    """Production pipeline frames/s (no comparison, no dump) in child processes, with their peak RSS.
+def end_to_end_row(request: BenchRequest, backend_name: str, batch: int, video_only: bool = False) -> BenchRow:
+    """Production pipeline steady frames/s (no comparison) in child processes, with their peak RSS.
 
-    With `save_frames` off the run writes the video only (mode "end-to-end-video"): on 2 cores a
-    lossless 720p PNG per frame costs about as much CPU as a quarter of the U-Net."""
-    runs = [end_to_end_child(request, backend_name, batch, request.frames, save_frames=save_frames)
+    Default: PNG frames, video and the default dump, as `parity run --no-compare` writes them (mode
+    "end-to-end"); `video_only`: the video alone (mode "end-to-end-video")."""
+    runs = [end_to_end_child(request, backend_name, batch, request.frames, video_only=video_only)
             for _ in range(request.repeats)]
-    fps = [r["fps"] for r in runs]
+    fps = [r["steady_fps"] for r in runs]
     median = statistics.median(fps)
-    mode = "end-to-end" if save_frames else "end-to-end-video"
-    return BenchRow(backend_name, batch, mode, median, min(fps), max(fps), request.repeats,
-                    unet_gflops=median * UNET_GFLOP_PER_FRAME, peak_rss_mb=max(r["peak_rss_mb"] for r in runs),
-                    load_average=os.getloadavg()[0])
+    return BenchRow(backend_name, batch, "end-to-end-video" if video_only else "end-to-end", median, min(fps), max(fps),
+                    request.repeats, unet_gflops=median * UNET_GFLOP_PER_FRAME,
+                    peak_rss_mb=max(r["peak_rss_mb"] for r in runs), load_average=os.getloadavg()[0],
+                    whole_run_fps=statistics.median(r["fps"] for r in runs),
+                    first_frame_s=statistics.median(r["first_frame_s"] for r in runs))
 
 
 def reference_row(request: BenchRequest) -> BenchRow:
@@ -181,14 +195,15 @@ def reference_row(request: BenchRequest) -> BenchRow:
 
 
 def end_to_end_child(request: BenchRequest, backend_name: str, batch: int, frames: int,
-                     inputs: tuple[Path, Path] | None = None, save_frames: bool = True) -> dict:
-    """Run the production pipeline in a fresh process; returns its `fps`, `frames` and `peak_rss_mb`."""
+                     inputs: tuple[Path, Path] | None = None, video_only: bool = False) -> dict:
+    """Run the production pipeline in a fresh process; returns its `steady_fps`, `fps` (whole frame
+    phase), `first_frame_s`, `frames` and `peak_rss_mb`."""
     dataset, audio = inputs or _inputs(request, frames)
     with tempfile.TemporaryDirectory(prefix="parity-bench-") as out:
         command = [sys.executable, "-m", __name__, "end-to-end", "--backend", backend_name, "--batch", str(batch),
                    "--frames", str(frames), "--out", out, "--dataset", str(dataset), "--audio", str(audio)]
-        if not save_frames:
-            command.append("--no-save-frames")
+        if video_only:
+            command.append("--video-only")
         for flag, path in (("--unet", request.unet), ("--audio-encoder", request.audio_encoder), ("--models", request.models)):
             if path is not None:
                 command += [flag, str(path)]
@@ -272,9 +287,19 @@ def _repeat(step: Callable[[], None], repeats: int) -> tuple[list[float], float]
     return seconds, os.getloadavg()[0]
 
 
-def _with_ratio(row: BenchRow, reference: BenchRow) -> BenchRow:
+def _with_ratio(row: BenchRow, reference: BenchRow, model: BenchRow | None = None) -> BenchRow:
     row.ratio_to_reference = row.fps_median / reference.fps_median if reference.fps_median else None
+    if model is not None and model.fps_median:
+        row.ratio_to_model = row.fps_median / model.fps_median
     return row
+
+
+def steady_fps(done_at: list[float], batch: int) -> float | None:
+    """Frames/s after the first batch: `(n - batch) / (done_at[-1] - done_at[batch - 1])`, from the
+    times each output frame was written; None when there are fewer than two batches after it."""
+    if len(done_at) < 3 * batch:
+        return None
+    return (len(done_at) - batch) / (done_at[-1] - done_at[batch - 1])
 
 
 def _inputs(request: BenchRequest, frames: int) -> tuple[Path, Path]:
@@ -318,21 +343,27 @@ def _end_to_end_main(argv: list[str]) -> None:
         parser.add_argument(flag)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--frames", type=int, default=None)
-    parser.add_argument("--no-save-frames", action="store_true")
+    parser.add_argument("--video-only", action="store_true", help="no PNG frames, no dump")
     args = parser.parse_args(argv)
     as_path = lambda p: None if p is None else Path(p)  # noqa: E731
     request = RunRequest(Path(args.out), args.backend, as_path(args.dataset), as_path(args.audio), as_path(args.unet),
                          as_path(args.audio_encoder), args.frames, models=as_path(args.models), batch=args.batch,
-                         dump="none", compare=False, save_frames=not args.no_save_frames)
+                         dump="none" if args.video_only else "all", compare=False, save_frames=not args.video_only)
+    done_at: list[float] = []
     try:
-        result = run(request)
+        result = run(request, progress=lambda done, total: done_at.append(time.perf_counter()))
     except ParityError as exc:
         sys.stderr.write(f"{exc}\n")
         raise SystemExit(exc.exit_code) from None
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux
     if sys.platform == "darwin":
         peak_kb /= 1024  # bytes there
-    sys.stdout.write(json.dumps({"fps": result.fps, "frames": result.frames_written, "peak_rss_mb": peak_kb / 1024}) + "\n")
+    frame_phase = result.seconds["frames"]
+    started = done_at[-1] - frame_phase if done_at else 0.0  # the frame phase ends when the last frame is out
+    sys.stdout.write(json.dumps({
+        "fps": result.fps, "steady_fps": steady_fps(done_at, args.batch) or result.fps, "frames": result.frames_written,
+        "first_frame_s": done_at[0] - started if done_at else None, "peak_rss_mb": peak_kb / 1024,
+    }) + "\n")
 
 
 if __name__ == "__main__":

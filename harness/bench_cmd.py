@@ -67,16 +67,19 @@ def _bench(console, backend, batch, frames, repeats, reference_frames, memory, d
 
 
 def bench_table(result) -> Table:
+    """frames/s is the steady throughput; "whole run" counts start-up too (end-to-end rows)."""
     table = Table()
-    for column in ("backend", "batch", "mode", "frames/s", "min..max", "x reference", "U-Net GFLOP/s", "peak RSS MB", "load"):
+    for column in ("backend", "batch", "mode", "frames/s", "min..max", "x model", "x reference", "whole run",
+                   "GFLOP/s", "peak RSS MB"):
         table.add_column(column, justify="left" if column in ("backend", "mode") else "right")
+    ratio = lambda value: "" if value is None else f"{value:.2f}x"  # noqa: E731
     for row in result.rows:
         table.add_row(
             row.backend, str(row.batch), row.mode, f"{row.fps_median:.2f}", f"{row.fps_min:.2f}..{row.fps_max:.2f}",
-            "" if row.ratio_to_reference is None else f"{row.ratio_to_reference:.1f}x",
+            ratio(row.ratio_to_model), ratio(row.ratio_to_reference),
+            "" if row.whole_run_fps is None else f"{row.whole_run_fps:.2f}",
             "" if row.unet_gflops is None else f"{row.unet_gflops:.0f}",
             "" if row.peak_rss_mb is None else f"{row.peak_rss_mb:.0f}",
-            "" if row.load_average is None else f"{row.load_average:.2f}",
         )
     return table
 

@@ -13,7 +13,8 @@ the read-only view of a run that the report writers render.
                     "worst_frame": {"index", "reference_png", "candidate_png"} | null} | null,
      "timing":     {"frames", "fps", "seconds": {stage or phase: seconds}} | null,
      "bench":      {"machine", "rows": [{"backend", "batch", "mode", "fps_median", "fps_min", "fps_max",
-                                         "repeats", "unet_gflops", "peak_rss_mb", "ratio_to_reference"}],
+                                         "repeats", "unet_gflops", "peak_rss_mb", "ratio_to_reference",
+                                         "ratio_to_model", "whole_run_fps", "first_frame_s", "load_average"}],
                     "memory": [{"backend", "batch", "frames", "peak_rss_mb"}], "memory_growth_mb": {backend: MB}} | null}
 
 Stage metrics: `stage`, `per` (clip | frame), `frames_compared`, `max_abs`, `mean_abs`, `p99`, `identical`
@@ -199,6 +200,9 @@ RESULT_SCHEMA: dict[str, Any] = {
                 "peak_rss_mb": _NULLABLE_NUMBER,
                 "ratio_to_reference": _NULLABLE_NUMBER,
                 "load_average": _NULLABLE_NUMBER,
+                "ratio_to_model": _NULLABLE_NUMBER,
+                "whole_run_fps": _NULLABLE_NUMBER,
+                "first_frame_s": _NULLABLE_NUMBER,
             },
         },
     },
@@ -408,7 +412,8 @@ def stage_row(stage: dict[str, Any]) -> list[str]:
     ]
 
 
-BENCH_COLUMNS = ("backend", "mode", "batch", "fps median", "fps min..max", "repeats", "U-Net GFLOP/s", "peak RSS MB", "x reference")
+BENCH_COLUMNS = ("backend", "mode", "batch", "fps median", "fps min..max", "repeats", "x model", "x reference",
+                 "whole-run fps", "first frame s", "U-Net GFLOP/s", "peak RSS MB")
 
 
 def bench_row(row: dict[str, Any]) -> list[str]:
@@ -421,9 +426,12 @@ def bench_row(row: dict[str, Any]) -> list[str]:
         f"{row['fps_median']:.2f}",
         spread,
         metric_text(row.get("repeats"), "int"),
+        "-" if row.get("ratio_to_model") is None else f"{row['ratio_to_model']:.2f}x",
+        "-" if row.get("ratio_to_reference") is None else f"{row['ratio_to_reference']:.2f}x",
+        "-" if row.get("whole_run_fps") is None else f"{row['whole_run_fps']:.2f}",
+        "-" if row.get("first_frame_s") is None else f"{row['first_frame_s']:.2f}",
         "-" if row.get("unet_gflops") is None else f"{row['unet_gflops']:.1f}",
         "-" if row.get("peak_rss_mb") is None else f"{row['peak_rss_mb']:.0f}",
-        "-" if row.get("ratio_to_reference") is None else f"{row['ratio_to_reference']:.2f}x",
     ]
 
 

@@ -7,7 +7,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from synctalk_parity.harness.bench import UNET_GFLOP_PER_FRAME, BenchResult, MemoryRow
+from synctalk_parity.harness.bench import UNET_GFLOP_PER_FRAME, BenchResult, MemoryRow, steady_fps
 from synctalk_parity.harness.cli import app
 
 runner = CliRunner()
@@ -34,6 +34,13 @@ def test_bad_options_are_refused_in_one_line(tmp_path, args, message):
     assert result.exit_code == 2, result.output
     assert message in result.output and "Traceback" not in result.output
     assert not (tmp_path / "bench").exists()
+
+
+def test_steady_fps_starts_the_clock_when_the_first_batch_is_out():
+    # batch 2: a slow first batch (pipeline filling, first backend call), then a frame every 0.1 s
+    done_at = [1.0, 1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6]
+    assert steady_fps(done_at, 2) == pytest.approx(6 / 0.6)
+    assert steady_fps(done_at[:5], 2) is None  # fewer than two batches after the first: not steady yet
 
 
 def test_memory_growth_is_longest_minus_shortest():
@@ -65,5 +72,11 @@ def test_bench_measures_every_backend_and_batch_and_writes_result_json(tmp_path)
         if row["mode"] != "reference":
             assert row["ratio_to_reference"] == pytest.approx(row["fps_median"] / rows[0]["fps_median"])
         assert (row["peak_rss_mb"] is not None) == row["mode"].startswith("end-to-end")
+        if row["mode"].startswith("end-to-end"):
+            model = next(r for r in rows if r["mode"] == "model" and r["batch"] == row["batch"])
+            assert row["ratio_to_model"] == pytest.approx(row["fps_median"] / model["fps_median"])
+            assert row["whole_run_fps"] > 0 and row["first_frame_s"] > 0
+        else:
+            assert row["ratio_to_model"] is None and row["whole_run_fps"] is None
     assert document["bench"]["machine"] and document["bench"]["memory"] == []
     assert (out / "report.md").is_file()
