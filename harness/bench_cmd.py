@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich import box
 from rich.table import Table
 
 from ..errors import ParityError
@@ -54,6 +55,7 @@ def _bench(console, backend, batch, frames, repeats, reference_frames, memory, d
         result = bench(request, on_row=lambda row: status.update(f"measured {row.backend} batch {row.batch} {row.mode}..."))
     console.print(f"machine: {result.machine}", highlight=False)
     console.print(bench_table(result))
+    console.print(TABLE_LEGEND, style="dim", highlight=False)
     for backend_name in dict.fromkeys(m.backend for m in result.memory):
         rows = " vs ".join(f"{m.frames} frames {m.peak_rss_mb:.0f} MB" for m in result.memory if m.backend == backend_name)
         console.print(f"memory {backend_name}: peak RSS {rows} (+{result.memory_growth_mb(backend_name):.0f} MB)", highlight=False)
@@ -66,17 +68,22 @@ def _bench(console, backend, batch, frames, repeats, reference_frames, memory, d
         console.print(f"reports: {', '.join(str(p) for p in written)}", highlight=False)
 
 
+MODE_LABELS = {"end-to-end": "e2e", "end-to-end-video": "e2e video"}
+TABLE_LEGEND = ("fps: steady frames/s (median of the repeats; range: min..max); x model, x ref: fps over the same backend's "
+                "model-only fps and over the eager reference loop; whole: fps over the whole frame phase, "
+                "start-up included; GFLOP/s: the U-Net's achieved; MB: peak RSS; e2e: parity run --no-compare (PNG frames, video, dump); e2e video: the video only")
+
+
 def bench_table(result) -> Table:
-    """frames/s is the steady throughput; "whole run" counts start-up too (end-to-end rows)."""
-    table = Table()
-    for column in ("backend", "batch", "mode", "frames/s", "min..max", "x model", "x reference", "whole run",
-                   "GFLOP/s", "peak RSS MB"):
+    """Fits 80 columns; TABLE_LEGEND explains the short headers."""
+    table = Table(box=box.SIMPLE_HEAD, padding=0, show_edge=False)
+    for column in ("backend", "batch", "mode", "fps", "range", "x model", "x ref", "whole", "GFLOP/s", "MB"):
         table.add_column(column, justify="left" if column in ("backend", "mode") else "right")
     ratio = lambda value: "" if value is None else f"{value:.2f}x"  # noqa: E731
     for row in result.rows:
         table.add_row(
-            row.backend, str(row.batch), row.mode, f"{row.fps_median:.2f}", f"{row.fps_min:.2f}..{row.fps_max:.2f}",
-            ratio(row.ratio_to_model), ratio(row.ratio_to_reference),
+            row.backend.removesuffix("-reference"), str(row.batch), MODE_LABELS.get(row.mode, row.mode), f"{row.fps_median:.2f}",
+            f"{row.fps_min:.2f}..{row.fps_max:.2f}", ratio(row.ratio_to_model), ratio(row.ratio_to_reference),
             "" if row.whole_run_fps is None else f"{row.whole_run_fps:.2f}",
             "" if row.unet_gflops is None else f"{row.unet_gflops:.0f}",
             "" if row.peak_rss_mb is None else f"{row.peak_rss_mb:.0f}",

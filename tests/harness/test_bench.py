@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 from typer.testing import CliRunner
@@ -43,6 +44,42 @@ def test_steady_fps_starts_the_clock_when_the_first_batch_is_out():
     assert steady_fps(done_at[:5], 2) is None  # fewer than two batches after the first: not steady yet
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="VmHWM is Linux's; elsewhere ru_maxrss is read as it is")
+def test_a_child_reports_its_own_peak_memory_not_its_parents():
+    """ru_maxrss is inherited across fork + exec: a child of this 400 MB-fatter process must not read 400 MB."""
+    import subprocess
+
+    import numpy as np
+
+    from synctalk_parity.harness.bench import peak_rss_mb
+
+    ballast = np.ones(400 * 2**20 // 8)  # touched: 400 MB resident
+    before = peak_rss_mb()
+    code = "from synctalk_parity.harness.bench import peak_rss_mb; print(peak_rss_mb())"
+    child = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    assert before >= 400 and ballast.sum() > 0
+    assert child < before - 300, (child, before)
+
+
+def test_bench_table_fits_80_columns_without_cutting_a_figure():
+    from rich.console import Console
+
+    from synctalk_parity.harness.bench import BenchRow
+    from synctalk_parity.harness.bench_cmd import bench_table
+
+    rows = [BenchRow("torch-reference", 1, "reference", 3.16, 3.12, 3.2, 2, 30.9),
+            BenchRow("onnxruntime", 8, "model", 17.85, 17.1, 18.04, 3, 174.4, ratio_to_reference=5.64),
+            BenchRow("onnxruntime", 8, "end-to-end-video", 15.53, 15.3, 15.61, 3, 151.8, 2333.0, 4.91,
+                     ratio_to_model=0.87, whole_run_fps=14.88, first_frame_s=0.41)]
+    console = Console(width=80)
+    with console.capture() as captured:
+        console.print(bench_table(BenchResult("m", rows=rows)))
+    text = captured.get()
+    assert "…" not in text and max(len(line) for line in text.splitlines()) <= 80
+    for figure in ("17.85", "15.30..15.61", "0.87x", "4.91x", "14.88", "2333", "e2e video"):
+        assert figure in text
+
+
 def test_memory_growth_is_longest_minus_shortest():
     result = BenchResult("m", memory=[MemoryRow("onnxruntime", 1, 400, 530.0), MemoryRow("onnxruntime", 1, 100, 500.0)])
     assert result.memory_growth_mb("onnxruntime") == 30.0
@@ -57,7 +94,7 @@ def test_bench_measures_every_backend_and_batch_and_writes_result_json(tmp_path)
             "--reference-frames", "1", "--out", str(out), "--report", "md"]
     result = runner.invoke(app, args, env=ENV)
     assert result.exit_code == 0, result.output
-    assert "end-to-end" in result.output and "torch-reference" in result.output
+    assert "e2e video" in result.output and "reference" in result.output and "steady frames/s" in result.output
     document = json.loads((out / "result.json").read_text())
     assert document["command"] == "bench" and document["comparison"] is None
     rows = document["bench"]["rows"]
