@@ -73,7 +73,7 @@ def run(
     audio_encoder: Annotated[Optional[Path], typer.Option("--audio-encoder", help="audio_visual_encoder.pth. Default: fixture weights.")] = None,
     frames: Annotated[Optional[int], typer.Option(help="Write only the first N output frames.")] = None,
     start_frame: Annotated[int, typer.Option("--start-frame", help="First template frame of the dataset to use.")] = 0,
-    batch: Annotated[int, typer.Option(help="U-Net batch size.")] = 4,
+    batch: Annotated[Optional[int], typer.Option(help="U-Net batch size (default: the backend's choice, 1 for ONNX Runtime on CPU, else 4).")] = None,
     out: Annotated[Path, typer.Option(help="Output folder: frames/*.png, video.mp4, dump/, result.json, summary.md.")] = Path("parity-out"),
     dump: Annotated[str, typer.Option(help="Stages to dump: all, none, or comma-separated stage names.")] = "all",
     dump_every: Annotated[int, typer.Option("--dump-every", help="Dump heavy stages (images, U-Net tensors) every K-th frame; light stages every frame.")] = 10,

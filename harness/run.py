@@ -56,7 +56,7 @@ class RunRequest:
     frames: int | None = None
     start_frame: int = 0
     models: Path | None = None  # an export folder (`parity export`)
-    batch: int = DEFAULT_BATCH
+    batch: int | None = None  # None: the backend's preferred batch
     dump: str = "all"  # stage selection: all, none, or comma-separated stage names
     dump_every: int = DEFAULT_DUMP_EVERY
     compare: bool = True
@@ -110,7 +110,8 @@ def run(request: RunRequest, progress: Progress | None = None, reference_progres
     backend = create_backend(request.backend, source).load()
     out = Path(request.out)
     try:
-        pipeline = ProductionPipeline(backend, batch=request.batch)
+        batch = request.batch or backend.preferred_batch()
+        pipeline = ProductionPipeline(backend, batch=batch)
         timings = {"setup": time.perf_counter() - started}
         t = time.perf_counter()
         clip = pipeline.audio_stages(pcm, source=str(audio_path))
@@ -137,7 +138,7 @@ def run(request: RunRequest, progress: Progress | None = None, reference_progres
         template_count=dataset.template_count,
         frame_size=dataset.frame_size,
         seconds=timings,
-        batch=request.batch,
+        batch=batch,
         describe=describe,
         dump="dump" if stages else None,
     )
@@ -216,7 +217,7 @@ def check_request(request: RunRequest) -> frozenset[str]:
         raise ParityError("pass both --dataset and --audio, or neither to run the built-in demo")
     if request.frames is not None and request.frames < 1:
         raise ParityError(f"--frames must be at least 1, got {request.frames}")
-    if request.batch < 1:
+    if request.batch is not None and request.batch < 1:
         raise ParityError(f"--batch must be at least 1, got {request.batch}")
     if request.dump_every < 1:
         raise ParityError(f"--dump-every must be at least 1, got {request.dump_every}")

@@ -203,3 +203,4 @@ def test_no_save_frames_writes_video_and_dump_but_no_pngs(tmp_path):
     assert not (out / "frames").exists() and not (out / "frames.partial").exists()
     assert "Video: h264" in _streams(out / "video.mp4")
     assert (out / "dump" / "manifest.json").is_file()
+    assert "batch 1 on onnxruntime" in result.output  # no --batch: ONNX Runtime on CPU prefers 1
