@@ -5,7 +5,7 @@ setup:
 	@bash scripts/setup.sh
 
 demo: setup
-	.venv/bin/parity run --backend torch --out parity-out
+	.venv/bin/parity run --out parity-out
 
 test: setup
 	.venv/bin/python -m pytest

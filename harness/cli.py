@@ -65,7 +65,7 @@ def main_options(
 
 @app.command()
 def run(
-    backend: Annotated[str, typer.Option(help="Runtime to run the networks on (torch, onnxruntime, coreml, coreml-emulated, tensorrt; `parity doctor` shows which work here).")] = "torch",
+    backend: Annotated[Optional[str], typer.Option(help="Runtime to run the networks on (torch, onnxruntime, coreml, coreml-emulated, tensorrt; `parity doctor` shows which work here). Default: the best available, onnxruntime, else torch.")] = None,
     dataset: Annotated[Optional[Path], typer.Option(help="SyncTalk dataset folder (full_body_img/, landmarks/) or a video with landmarks/ beside it. Omit with --audio for the built-in demo.")] = None,
     audio: Annotated[Optional[Path], typer.Option(help="Speech to lip-sync: WAV (any rate, any channels) or anything ffmpeg decodes.")] = None,
     models: Annotated[Optional[Path], typer.Option(help="Export folder written by `parity export` (onnx, coreml, tensorrt backends).")] = None,
@@ -109,6 +109,8 @@ def run(
         f"— {result.fps:.2f} frames/s on {result.backend}",
         highlight=False,
     )
+    if backend is None:
+        console.print(f"backend: {result.backend}, the best available here (--backend to choose)", highlight=False)
     _print_run_details(result)
     if formats:
         from ..reports import write_reports

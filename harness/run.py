@@ -48,7 +48,7 @@ def cache_dir() -> Path:
 @dataclass
 class RunRequest:
     out: Path
-    backend: str = "torch"
+    backend: str | None = None  # None: backends.default_backend()
     dataset: Path | None = None
     audio: Path | None = None
     unet: Path | None = None
@@ -63,6 +63,12 @@ class RunRequest:
     save_frames: bool = True  # lossless PNG of every output frame (costs ~25 ms a 720p frame)
     gate: Path | None = None
     precision: str = "fp32"
+
+    def __post_init__(self) -> None:
+        if self.backend is None:
+            from ..backends import default_backend
+
+            self.backend = default_backend()
 
     @property
     def is_demo(self) -> bool:

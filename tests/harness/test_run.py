@@ -194,13 +194,15 @@ def test_an_interrupted_run_leaves_nothing_that_looks_complete(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == []  # no frames/, video.mp4, dump/, result.json, nor a .partial
 
 
-def test_no_save_frames_writes_video_and_dump_but_no_pngs(tmp_path):
+def test_no_save_frames_writes_video_and_dump_but_no_pngs_on_the_default_backend(tmp_path):
     out = tmp_path / "video-only"
     result = runner.invoke(
-        app, ["run", "--backend", "onnxruntime", "--frames", "2", "--no-compare", "--no-save-frames", "--out", str(out)], env=ENV
+        app, ["run", "--frames", "2", "--no-compare", "--no-save-frames", "--out", str(out)], env=ENV
     )
     assert result.exit_code == 0, result.output
     assert not (out / "frames").exists() and not (out / "frames.partial").exists()
     assert "Video: h264" in _streams(out / "video.mp4")
     assert (out / "dump" / "manifest.json").is_file()
-    assert "batch 1 on onnxruntime" in result.output  # no --batch: ONNX Runtime on CPU prefers 1
+    # neither --backend nor --batch: the best available backend, and its preferred batch (1 on CPU)
+    assert "backend: onnxruntime, the best available here" in result.output
+    assert "batch 1 on onnxruntime" in result.output
