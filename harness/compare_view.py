@@ -50,7 +50,7 @@ def _row(stage: StageMetrics, first: bool) -> list[str]:
         _number(stage.mean_abs),
         _number(stage.p99),
         "" if stage.identical is None else f"{stage.identical * 100:.3f}",
-        _psnr(stage.psnr),
+        _psnr(stage.psnr, stage.max_abs),
         "" if stage.ssim is None else f"{stage.ssim:.4f}",
         "" if stage.cosine is None else f"{stage.cosine:.5f}",
         nonfinite,
@@ -64,10 +64,13 @@ def _number(value: float | None) -> str:
     return "0" if value == 0 else f"{value:.3g}"
 
 
-def _psnr(value: float | None) -> str:
+def _psnr(value: float | None, max_abs: float | None) -> str:
+    """PSNR is capped at 100 dB: "equal" only when nothing differs, ">=100" when something does."""
     if value is None:
         return ""
-    return "equal" if value >= PSNR_IDENTICAL else f"{value:.2f}"
+    if value >= PSNR_IDENTICAL:
+        return "equal" if max_abs == 0 else ">=100"
+    return f"{value:.2f}"
 
 
 def _escape(text: str) -> str:

@@ -130,6 +130,14 @@ def test_table_and_lines_render(tmp_path):
     assert "equal" in text and "exceed max |diff|" in text
 
 
+def test_psnr_cell_says_equal_only_when_nothing_differs():
+    from synctalk_parity.harness.compare_view import _psnr
+
+    assert _psnr(100.0, 0.0) == "equal"
+    assert _psnr(100.0, 3e-6) == ">=100"  # capped, but not identical: the identical % column has the rest
+    assert _psnr(48.123, 1.0) == "48.12" and _psnr(None, None) == ""
+
+
 def test_p99_from_the_histogram_matches_the_exact_one(tmp_path, monkeypatch):
     from synctalk_parity.harness import compare
 
