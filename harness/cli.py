@@ -128,13 +128,13 @@ def _print_run_details(result) -> None:
     from rich.table import Table
 
     if result.comparison is not None:
-        from .compare_view import comparison_lines, comparison_table
+        from .compare_view import comparison_lines, comparison_table, print_table
 
         if result.reference_cached:
             console.print(f"reference: cached result from {result.reference}", highlight=False)
         else:
             console.print(f"reference: computed with eager torch, cached in {result.reference}", highlight=False)
-        console.print(comparison_table(result.comparison))
+        print_table(console, comparison_table(result.comparison))
         for line in comparison_lines(result.comparison):
             console.print(line, highlight=False)
     else:

@@ -34,11 +34,11 @@ def compare(
     out: Annotated[Optional[Path], typer.Option(help="Where result.json goes. Default: the run folder, or the dump's parent.")] = None,
 ) -> None:
     """Compare a candidate's stage dump with the reference's, stage by stage."""
-    from .compare_view import comparison_lines, comparison_table
+    from .compare_view import comparison_lines, comparison_table, print_table
 
     console = Console()
     comparison, result_path = run_compare(candidate, reference, gate, precision, out)
-    console.print(comparison_table(comparison))
+    print_table(console, comparison_table(comparison))
     for line in comparison_lines(comparison):
         console.print(line, highlight=False, soft_wrap=True)
     console.print(f"wrote {result_path}", highlight=False, soft_wrap=True)

@@ -5,7 +5,11 @@ Used by `parity compare` and `parity run`.
 
 from __future__ import annotations
 
+import re
+
 from rich import box
+from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 
 from .compare import PSNR_IDENTICAL, Comparison, StageMetrics
@@ -22,6 +26,18 @@ def comparison_table(comparison: Comparison) -> Table:
     for stage in comparison.stages:
         table.add_row(*_row(stage, stage.stage == first))
     return table
+
+
+def print_table(console: Console, table: Table) -> None:
+    """Print `table` at its natural width even on a narrower console (80 columns when output is not a
+    terminal, as in CI logs): a wrapped line keeps every figure, a cut cell loses it."""
+    natural = Measurement.get(console, console.options.update_width(1000), table).maximum
+    width = console.width
+    console.width = max(width, natural)  # print(width=...) cannot go past the console's own width
+    try:
+        console.print(table)
+    finally:
+        console.width = width
 
 
 def comparison_lines(comparison: Comparison) -> list[str]:
@@ -61,7 +77,7 @@ def _row(stage: StageMetrics, first: bool) -> list[str]:
 def _number(value: float | None) -> str:
     if value is None:
         return ""
-    return "0" if value == 0 else f"{value:.3g}"
+    return "0" if value == 0 else re.sub(r"e([+-])0(\d)", r"e\1\2", f"{value:.3g}")  # 1.84e-5, not 1.84e-05
 
 
 def _psnr(value: float | None, max_abs: float | None) -> str:

@@ -130,6 +130,24 @@ def test_table_and_lines_render(tmp_path):
     assert "equal" in text and "exceed max |diff|" in text
 
 
+def test_table_keeps_every_figure_on_an_80_column_console(tmp_path):
+    """CI logs are 80 columns wide to rich: the table is printed at its natural width, not cut."""
+    from rich.console import Console
+
+    from synctalk_parity.harness.compare_view import print_table
+
+    def edit(clip, rows):
+        rows[0]["frame.unet_output"] += np.float32(5e-3)
+
+    comparison = compare_dumps(*_pair(tmp_path, edit), load_gate(None))
+    console = Console(width=80, record=True)
+    print_table(console, comparison_table(comparison))
+    text = console.export_text()
+    assert "…" not in text and "identical %" in text and "NaN/Inf" in text
+    assert [line.split()[:3] for line in text.splitlines() if line.strip().startswith("frame.unet_output")] == [["frame.unet_output", "3", "0.005"]]
+    assert console.width == 80  # restored
+
+
 def test_psnr_cell_says_equal_only_when_nothing_differs():
     from synctalk_parity.harness.compare_view import _psnr
 
