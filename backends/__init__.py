@@ -56,8 +56,9 @@ def create_backend(name: str, source: ModelSource | None = None, **options) -> B
 
 
 def default_backend() -> str:
-    """The best backend that runs here without an export step or extra hardware: ONNX Runtime (about 5x
-    eager PyTorch on CPU; its CUDA/TensorRT/CoreML execution provider when installed), else torch."""
+    """The best backend that runs here from checkpoints alone (its export is made and cached on the fly):
+    ONNX Runtime (about 5x eager PyTorch on CPU; its CUDA/TensorRT/CoreML execution provider when
+    installed), else torch."""
     return "onnxruntime" if get_backend_class("onnxruntime").available() is None else "torch"
 
 

@@ -68,8 +68,9 @@ class OnnxRuntimeBackend(Backend):
         self.sessions = {}
 
     def preferred_batch(self) -> int:
-        """1 on the CPU provider: on 2 cores batch 4 ran the networks ~5% faster but the whole pipeline no
-        faster (720p: 14.9 fps at 1, 14.5 at 4) with ~1 GB more memory; 4 on GPU providers."""
+        """1 on the CPU provider: on 2 cores batch 4 ran the networks 5-10% faster but the whole pipeline
+        slower (720p, two bench runs: 14.8-14.9 fps at 1, 12.7-14.5 at 4) with ~1 GB more memory; 4 on GPU
+        providers."""
         if self._loaded and self.sessions["unet"].get_providers()[0] == PROVIDERS["cpu"]:
             return 1
         return super().preferred_batch()
