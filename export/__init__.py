@@ -19,6 +19,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..atomic import building
 from ..errors import ParityError
 from .manifest import ArtifactRecord, write_manifest
 
@@ -78,20 +79,13 @@ def export_models(fmt_name: str, unet, audio_encoder, out: Path, precision: str 
     check_precision(fmt, precision)
     module = importlib.import_module(f"{__name__}.{fmt.module}")
     final = Path(out) / export_folder_name(fmt.name, precision)
-    tmp = final.with_name(final.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        records: list[ArtifactRecord] = module.export(unet, audio_encoder, tmp, precision)
+    with building(final) as tmp:
+        try:
+            records: list[ArtifactRecord] = module.export(unet, audio_encoder, tmp, precision)
+        except ExportUnfinished as exc:  # keep what was made (e.g. the TensorRT-ready ONNX) under another name
+            kept = final.with_name(final.name + ".unbuilt")
+            shutil.rmtree(kept, ignore_errors=True)
+            tmp.rename(kept)
+            raise exc.moved_to(kept) from None
         write_manifest(tmp, fmt.name, precision, records, fmt.libraries)
-    except ExportUnfinished as exc:
-        kept = final.with_name(final.name + ".unbuilt")
-        shutil.rmtree(kept, ignore_errors=True)
-        tmp.rename(kept)
-        raise exc.moved_to(kept) from None
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)
     return final

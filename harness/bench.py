@@ -41,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import write_text_atomically
 from ..backends import ModelSource, create_backend, get_backend_class
 from ..errors import ParityError
 
@@ -242,9 +243,7 @@ def write_bench_result(result: BenchResult, out: Path) -> Path:
     }
     out.mkdir(parents=True, exist_ok=True)
     path = out / "result.json"
-    tmp = path.with_name("result.json.partial")
-    tmp.write_text(json.dumps(document, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_text_atomically(path, json.dumps(document, indent=2) + "\n")
     return path
 
 

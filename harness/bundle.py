@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ import cv2
 import numpy as np
 
 from .. import __version__
+from ..atomic import building
 from ..errors import ParityError
 from ..models import load_models
 from ..models.specs import IMAGE_PREPROCESSING, audio_encoder_spec, unet_spec
@@ -78,10 +78,7 @@ def write_bundle(request: BundleRequest, progress: Progress | None = None) -> Pa
     if final.exists() and not (final / "pipeline.json").is_file():
         raise ParityError(f"{final} exists and is not a bundle: choose a new or empty folder")
     dataset_path, audio_path, demo = _inputs(request)
-    tmp = final.with_name(final.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
+    with building(final) as tmp:
         unet, encoder, labels = load_models(request.unet, request.audio_encoder)
         say("golden inputs")
         frame_count = _write_golden_inputs(tmp / "golden", dataset_path, audio_path, request.frames)
@@ -100,11 +97,6 @@ def write_bundle(request: BundleRequest, progress: Progress | None = None) -> Pa
                 _export(fmt, unet, encoder, tmp / "models", precision)
         (tmp / "PORTING.md").write_text(porting_guide(), encoding="utf-8")
         (tmp / "README.md").write_text(_readme(tmp, weights, inputs, frame_count), encoding="utf-8")
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)
     return final
 
 

@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .. import __version__
+from ..atomic import write_text_atomically
 from ..backends import ModelSource, create_backend, get_backend_class
 from ..errors import ParityError
 from ..models import sha256_file
@@ -181,7 +182,7 @@ def write_result(result: RunResult, request: RunRequest) -> Path:
         "bench": None,
     }
     path = result.out / "result.json"
-    _write_text_atomically(path, json.dumps(document, indent=2, default=_json_default) + "\n")
+    write_text_atomically(path, json.dumps(document, indent=2, default=_json_default) + "\n")
     return path
 
 
@@ -191,7 +192,7 @@ def write_summary(result: RunResult) -> None:
         "out": str(result.out), "fps": result.fps, "version": __version__,
         "passed": result.passed, "reference": None if result.reference is None else str(result.reference),
     }
-    _write_text_atomically(result.out / "summary.json", json.dumps(summary, indent=2, default=_json_default) + "\n")
+    write_text_atomically(result.out / "summary.json", json.dumps(summary, indent=2, default=_json_default) + "\n")
     seconds = result.seconds
     steps = ", ".join(f"{name} {seconds[name]:.2f} s" for name in ("read", "infer", "paste", "write") if name in seconds)
     lines = [
@@ -207,7 +208,7 @@ def write_summary(result: RunResult) -> None:
         *_verdict_lines(result),
         "",
     ]
-    _write_text_atomically(result.out / "summary.md", "\n".join(lines))
+    write_text_atomically(result.out / "summary.md", "\n".join(lines))
 
 
 # ----- steps ------------------------------------------------------------------------------------
@@ -330,12 +331,6 @@ def _verdict_lines(result: RunResult) -> list[str]:
         lines += [f"  - {m.failure}" for m in result.comparison.stages if not m.passed and m.failure]
         lines += [f"  - diagnosis {d.name} ({d.stage}): {d.message}" for d in result.comparison.diagnoses]
     return lines
-
-
-def _write_text_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _json_default(value):

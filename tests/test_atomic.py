@@ -1,0 +1,35 @@
+"""atomic.py: a folder or file appears complete or not at all."""
+
+import pytest
+
+from synctalk_parity.atomic import building, write_text_atomically
+
+
+def test_a_finished_folder_replaces_the_old_one(tmp_path):
+    final = tmp_path / "out"
+    final.mkdir()
+    (final / "old.txt").write_text("old")
+    with building(final) as tmp:
+        assert tmp.name == "out.partial" and list(tmp.iterdir()) == []
+        (tmp / "new.txt").write_text("new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    assert sorted(p.name for p in final.iterdir()) == ["new.txt"]
+
+
+def test_a_failed_folder_leaves_the_old_one_and_no_partial(tmp_path):
+    final = tmp_path / "out"
+    final.mkdir()
+    (final / "old.txt").write_text("old")
+    with pytest.raises(KeyboardInterrupt):
+        with building(final) as tmp:
+            (tmp / "half.txt").write_text("half")
+            raise KeyboardInterrupt  # an interrupted run, not only errors
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    assert (final / "old.txt").read_text() == "old" and not (final / "half.txt").exists()
+
+
+def test_text_is_written_whole(tmp_path):
+    path = tmp_path / "result.json"
+    write_text_atomically(path, "{}\n")
+    write_text_atomically(path, '{"a": 1}\n')
+    assert path.read_text() == '{"a": 1}\n' and sorted(p.name for p in tmp_path.iterdir()) == ["result.json"]
