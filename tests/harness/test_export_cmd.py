@@ -5,29 +5,18 @@ from __future__ import annotations
 import json
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
 from synctalk_parity.errors import ParityError
 from synctalk_parity.export import FORMATS
 from synctalk_parity.harness import export_cmd
+from synctalk_parity.harness.cli import app
 
 ENV = {"COLUMNS": "120"}
 
 
-def _app() -> typer.Typer:
-    app = typer.Typer()
-    export_cmd.register(app)
-
-    @app.callback()
-    def main() -> None:  # keeps `export` a named subcommand
-        pass
-
-    return app
-
-
 def _invoke(*args: str):
-    return CliRunner().invoke(_app(), ["export", *args], env=ENV)
+    return CliRunner().invoke(app, ["export", *args], env=ENV)
 
 
 @pytest.mark.slow
