@@ -1,5 +1,5 @@
 # The two quick-start commands: `make demo` and `make test` (each sets up .venv first).
-.PHONY: setup demo test test-fast
+.PHONY: setup demo test test-fast lint
 
 setup:
 	@bash scripts/setup.sh
@@ -12,3 +12,7 @@ test: setup
 
 test-fast: setup
 	.venv/bin/python -m pytest -m "not slow"
+
+lint: setup
+	.venv/bin/ruff check .
+	.venv/bin/mypy .

@@ -47,8 +47,8 @@ class ModelSource:
         export_dir: str | os.PathLike | None = None,
         mode: str = "ave",
         precision: str = "fp32",
-    ) -> "ModelSource":
-        as_path = lambda p: None if p is None else Path(p)  # noqa: E731
+    ) -> ModelSource:
+        as_path = lambda p: None if p is None else Path(p)
         return cls(as_path(unet), as_path(audio_encoder), as_path(export_dir), mode, precision)
 
 
@@ -78,7 +78,7 @@ class Backend(ABC):
     @abstractmethod
     def _generate_impl(self, image: np.ndarray, audio: np.ndarray) -> np.ndarray: ...
 
-    def _close_impl(self) -> None:
+    def _close_impl(self) -> None:  # noqa: B027 (an optional hook: most runtimes need no clean-up)
         """Release runtime resources (sessions, engines, device memory)."""
 
     def preferred_batch(self) -> int:
@@ -90,7 +90,7 @@ class Backend(ABC):
         return {"backend": self.name, "precision": self.source.precision}
 
     # ----- the public interface (do not override) --------------------------------------------
-    def load(self) -> "Backend":
+    def load(self) -> Backend:
         if self._loaded:
             return self
         reason = type(self).available()
@@ -126,7 +126,7 @@ class Backend(ABC):
             self._close_impl()
             self._loaded = False
 
-    def __enter__(self) -> "Backend":
+    def __enter__(self) -> Backend:
         return self.load()
 
     def __exit__(self, *exc) -> None:

@@ -12,16 +12,12 @@ Any batch size runs (the program's batch is a RangeDim; the emulator is not boun
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
-from ..errors import ParityError
-from ..export import export_folder_name, export_models
 from ..export.manifest import artifact_path, read_manifest
 from ..models.specs import audio_encoder_spec, unet_spec
 from .base import Backend
-from .onnxruntime import cache_root, weights_key
+from .exports import export_for
 
 
 class CoreMLEmulatedBackend(Backend):
@@ -41,7 +37,7 @@ class CoreMLEmulatedBackend(Backend):
     def _load_impl(self) -> None:
         from ..export.coreml_emulate import ProgramEmulator
 
-        self.export_dir = self._export_dir()
+        self.export_dir = export_for(self.source, "coreml")
         self._precision = read_manifest(self.export_dir).get("precision", self.source.precision)
         self.programs = {network: ProgramEmulator(artifact_path(self.export_dir, network)) for network in ("unet", "audio_encoder")}
 
@@ -68,26 +64,3 @@ class CoreMLEmulatedBackend(Backend):
                 audio_encoder_ops=", ".join(self.programs["audio_encoder"].op_types),
             )
         return info
-
-    def _export_dir(self) -> Path:
-        """The coreml export folder to load: the source's (checked), else the cached conversion of its weights."""
-        if self.source.export_dir is None:
-            return cached_coreml_export(self.source)
-        manifest = read_manifest(self.source.export_dir)
-        if manifest.get("format") != "coreml":
-            raise ParityError(f"{self.source.export_dir}: holds a {manifest.get('format')!r} export, not coreml; pass a coreml-<precision> folder")
-        modes = {a.get("preprocessing", {}).get("audio_mode") for a in manifest["artifacts"]} - {None}
-        if modes and modes != {self.source.mode}:
-            raise ParityError(f"{self.source.export_dir}: U-Net exported for audio mode {modes.pop()!r}, not {self.source.mode!r}; pass --mode")
-        return Path(self.source.export_dir)
-
-
-def cached_coreml_export(source) -> Path:
-    """The coreml export folder of `source`'s weights in the cache, converted now when missing."""
-    from .torch import source_models
-
-    unet, encoder, _ = source_models(source)
-    folder = cache_root() / "exports" / weights_key(unet, encoder, source.mode) / export_folder_name("coreml", source.precision)
-    if not (folder / "manifest.json").is_file():
-        export_models("coreml", unet, encoder, folder.parent, source.precision)
-    return folder

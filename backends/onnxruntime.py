@@ -1,22 +1,17 @@
 """ONNX Runtime: the exported `.onnx` networks on the CPU, CUDA, TensorRT or CoreML execution provider.
 
 Loads `unet.onnx` and `audio_encoder.onnx` from an export folder (checked against its manifest),
-or exports the source's checkpoints (fixture weights when none) once into a cache folder keyed
-by the weights' sha256: `$SYNCTALK_PARITY_CACHE` or `~/.cache/synctalk-parity`, then `exports/<key>/`.
+or exports the source's checkpoints (fixture weights when none) once into the cache (`backends/exports.py`).
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
-from pathlib import Path
-
 import numpy as np
 
 from ..errors import ParityError
-from ..export import export_folder_name, export_models
 from ..export.manifest import artifact_path, read_manifest
 from .base import Backend
+from .exports import export_for
 
 PROVIDERS = {
     "cpu": "CPUExecutionProvider",
@@ -24,7 +19,6 @@ PROVIDERS = {
     "tensorrt": "TensorrtExecutionProvider",
     "coreml": "CoreMLExecutionProvider",
 }
-CACHE_ENV = "SYNCTALK_PARITY_CACHE"
 
 
 class OnnxRuntimeBackend(Backend):
@@ -45,7 +39,7 @@ class OnnxRuntimeBackend(Backend):
         import onnxruntime as ort
 
         provider = self._provider(ort.get_available_providers())
-        self.export_dir = self._export_dir()
+        self.export_dir = export_for(self.source, "onnx")
         options = ort.SessionOptions()
         # No spin-waiting between ops: in the pipeline, decoding, pasting and encoding threads need
         # the cores that spinning ORT threads would burn (measured: 720p end-to-end 10 -> 11.7 fps).
@@ -95,41 +89,3 @@ class OnnxRuntimeBackend(Backend):
         if PROVIDERS[choice] not in available:
             raise ParityError(f"onnxruntime has no {PROVIDERS[choice]} here; available: {', '.join(available)}")
         return PROVIDERS[choice]
-
-    def _export_dir(self) -> Path:
-        """The export folder to load: the source's (checked), else the cached export of its weights."""
-        if self.source.export_dir is not None:
-            manifest = read_manifest(self.source.export_dir)
-            if manifest["format"] != "onnx":
-                raise ParityError(f"{self.source.export_dir}: a {manifest['format']} export, not onnx; pass an onnx-<precision> folder")
-            modes = {a.get("preprocessing", {}).get("audio_mode") for a in manifest["artifacts"]} - {None}
-            if modes and modes != {self.source.mode}:
-                raise ParityError(f"{self.source.export_dir}: U-Net exported for audio mode {modes.pop()!r}, not {self.source.mode!r}; pass --mode")
-            return Path(self.source.export_dir)
-        return cached_export(self.source)
-
-
-def cached_export(source) -> Path:
-    """The onnx export folder of `source`'s weights in the cache, exported now when missing."""
-    from .torch import source_models
-
-    unet, encoder, _ = source_models(source)
-    key = weights_key(unet, encoder, source.mode)
-    folder = cache_root() / "exports" / key / export_folder_name("onnx", source.precision)
-    if not (folder / "manifest.json").is_file():
-        export_models("onnx", unet, encoder, folder.parent, source.precision)
-    return folder
-
-
-def weights_key(unet, audio_encoder, mode: str) -> str:
-    """sha256 (first 16 hex digits) of both networks' weights and the audio mode."""
-    digest = hashlib.sha256(mode.encode())
-    for model in (unet, audio_encoder):
-        for name, tensor in sorted(model.state_dict().items()):
-            digest.update(name.encode() + b"\0")
-            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()[:16]
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "synctalk-parity")

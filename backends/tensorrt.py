@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ParityError
-from ..export import export_folder_name, export_models
 from ..export.manifest import artifact_path, read_manifest
 from ..export.tensorrt import BUILD_SCRIPT, EngineRunner, missing_runtime
 from .base import Backend
+from .exports import cached_export
 
 NETWORKS = ("unet", "audio_encoder")
 
@@ -66,14 +66,7 @@ class TensorRTBackend(Backend):
         """The source's export folder, else this machine's cached engine export of the source's weights."""
         if self.source.export_dir is not None:
             return Path(self.source.export_dir)
-        from .onnxruntime import cache_root, weights_key
-        from .torch import source_models
-
-        unet, encoder, _ = source_models(self.source)
-        folder = cache_root() / "exports" / weights_key(unet, encoder, self.source.mode) / export_folder_name("tensorrt", self.source.precision)
-        if not (folder / "manifest.json").is_file():
-            export_models("tensorrt", unet, encoder, folder.parent, self.source.precision)
-        return folder
+        return cached_export(self.source, "tensorrt")
 
 
 def engine_paths(export_dir: Path) -> dict[str, Path]:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from ..atomic import building
 from ..errors import ParityError
+from ..precision import PRECISIONS
 from .manifest import ArtifactRecord, write_manifest
 
 
@@ -37,9 +38,9 @@ class ExportFormat:
 FORMATS: dict[str, ExportFormat] = {
     f.name: f
     for f in (
-        ExportFormat("onnx", "onnx", ".onnx", ("fp32", "fp16"), ("onnx", "onnxruntime", "onnxsim"), "ONNX Runtime (CPU, CUDA, TensorRT, CoreML EPs), Go"),
-        ExportFormat("coreml", "coreml", ".mlpackage", ("fp32", "fp16"), ("coremltools",), "macOS 13 / iOS 16 and later"),
-        ExportFormat("tensorrt", "tensorrt", ".engine", ("fp32", "fp16"), ("tensorrt", "polygraphy", "onnx"), "NVIDIA GPU with TensorRT"),
+        ExportFormat("onnx", "onnx", ".onnx", PRECISIONS, ("onnx", "onnxruntime", "onnxsim"), "ONNX Runtime (CPU, CUDA, TensorRT, CoreML EPs), Go"),
+        ExportFormat("coreml", "coreml", ".mlpackage", PRECISIONS, ("coremltools",), "macOS 13 / iOS 16 and later"),
+        ExportFormat("tensorrt", "tensorrt", ".engine", PRECISIONS, ("tensorrt", "polygraphy", "onnx"), "NVIDIA GPU with TensorRT"),
     )
 }
 
@@ -51,7 +52,7 @@ class ExportUnfinished(ParityError):
         self.missing, self.written, self.next_step, self.folder = missing, written, next_step, Path(folder)
         super().__init__(f"{missing} — {written} were written to {folder}: {next_step}")
 
-    def moved_to(self, folder: Path) -> "ExportUnfinished":
+    def moved_to(self, folder: Path) -> ExportUnfinished:
         return type(self)(self.missing, self.written, self.next_step, folder)
 
 

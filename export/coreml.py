@@ -186,6 +186,7 @@ def folded_conv_weights(model: nn.Module) -> list[tuple[str, np.ndarray, np.ndar
         bias = np.zeros(weight.shape[0]) if conv.bias is None else conv.bias.detach().double().numpy()
         bn = bn_of.get(conv)
         if bn is not None:
+            assert bn.running_var is not None and bn.running_mean is not None  # BatchNorm2d tracks running stats here
             scale = bn.weight.detach().double().numpy() / np.sqrt(bn.running_var.detach().double().numpy() + bn.eps)
             weight = weight * scale[:, None, None, None]
             bias = (bias - bn.running_mean.detach().double().numpy()) * scale + bn.bias.detach().double().numpy()

@@ -18,8 +18,8 @@ differences. An op it does not implement is a `ParityError` naming the op, never
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -53,7 +53,7 @@ class ProgramEmulator:
                 f"{self.path}: the Core ML emulator does not implement op {kinds[0]!r} (first at {unknown[0].name!r}"
                 f"{'; also ' + ', '.join(map(repr, kinds[1:])) if kinds[1:] else ''}); it cannot check this program"
             )
-        self.inputs = {name: var for name, var in function.inputs.items()}
+        self.inputs = dict(function.inputs.items())
         self.input_names = list(self.inputs)
         self.output_names = [var.name for var in function.outputs]
         self.op_types = sorted({op.op_type for op in self.operations})

@@ -11,11 +11,11 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import json
-import os
 import platform
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ..atomic import write_text_atomically
 from ..errors import ParityError
 
 MANIFEST_NAME = "manifest.json"
@@ -51,9 +51,7 @@ def write_manifest(
         "platform": f"{platform.system()} {platform.machine()} Python {platform.python_version()}",
     }
     path = out_dir / MANIFEST_NAME
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_text_atomically(path, json.dumps(manifest, indent=2) + "\n")
     return path
 
 

@@ -36,19 +36,17 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-from ..atomic import write_text_atomically
 from ..backends import ModelSource, create_backend, get_backend_class
 from ..errors import ParityError
+from .verdict.result import write_result
 
 UNET_GFLOP_PER_FRAME = 9.772  # 4.886 GMAC
 MEMORY_FRAMES = (100, 400)
 DEFAULT_REFERENCE_FRAMES = 8
-RESULT_SCHEMA = "synctalk-parity/result"
 
 OnRow = Callable[["BenchRow"], None]
 
@@ -66,7 +64,7 @@ class BenchRequest:
     models: Path | None = None
     reference_frames: int = DEFAULT_REFERENCE_FRAMES
     memory: bool = False
-    cache: Path | None = None  # where demo inputs live (default: harness.run.cache_dir())
+    cache: Path | None = None  # where demo inputs live (default: the cache root)
 
 
 @dataclass
@@ -120,7 +118,11 @@ def bench(request: BenchRequest, on_row: OnRow | None = None) -> BenchResult:
     """Measure every backend x batch; rows are handed to `on_row` as they are measured."""
     _check(request)
     result = BenchResult(machine=machine_description())
-    emit = lambda row: (result.rows.append(row), on_row and on_row(row))  # noqa: E731
+    def emit(row: BenchRow) -> None:
+        result.rows.append(row)
+        if on_row:
+            on_row(row)
+
 
     reference = reference_row(request)
     emit(reference)
@@ -143,7 +145,7 @@ def model_row(request: BenchRequest, backend_name: str, batch: int) -> BenchRow:
     source = ModelSource.from_paths(request.unet, request.audio_encoder, request.models)
     with create_backend(backend_name, source) as backend:
         images, unet_audio, windows = model_inputs(request, backend, request.frames)
-        run_once = lambda: _model_pass(backend, images, unet_audio, windows, batch)  # noqa: E731
+        run_once = lambda: _model_pass(backend, images, unet_audio, windows, batch)
         run_once()  # warm-up: allocations, kernel choice, lazy initialisation
         seconds, load = _repeat(run_once, request.repeats)
     fps = [request.frames / s for s in seconds]
@@ -229,22 +231,13 @@ def model_inputs(request: BenchRequest, backend, frames: int) -> tuple[np.ndarra
         images, unet_audio, windows = golden["unet_input"], golden["audio_window"], golden["mel_windows"]
     else:
         images, unet_audio, windows = _demo_inputs(request, backend, min(frames, 16))
-    cycle = lambda a: np.ascontiguousarray(a[np.arange(frames) % len(a)])  # noqa: E731
+    cycle = lambda a: np.ascontiguousarray(a[np.arange(frames) % len(a)])
     return cycle(images), cycle(unet_audio), cycle(windows)
 
 
 def write_bench_result(result: BenchResult, out: Path) -> Path:
     """`result.json` (command "bench") in `out`."""
-    document = {
-        "schema": RESULT_SCHEMA, "schema_version": 1, "command": "bench",
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "backend": None, "inputs": None, "comparison": None, "timing": None,
-        "bench": result.to_dict(),
-    }
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "result.json"
-    write_text_atomically(path, json.dumps(document, indent=2) + "\n")
-    return path
+    return write_result(Path(out), "bench", bench=result.to_dict())
 
 
 def machine_description() -> str:
@@ -303,19 +296,20 @@ def steady_fps(done_at: list[float], batch: int) -> float | None:
 
 def _inputs(request: BenchRequest, frames: int) -> tuple[Path, Path]:
     """The dataset and audio: the request's, else a demo long enough for `frames` output frames."""
-    if request.dataset is not None:
+    if request.dataset is not None and request.audio is not None:
         return Path(request.dataset), Path(request.audio)
+    from ..cache import cache_root
     from ..reference.demo import make_demo
-    from .run import cache_dir
 
     seconds = max(4.0, float(np.ceil(frames / 25 + 1)))
-    folder = (request.cache or cache_dir()) / ("demo" if seconds == 4.0 else f"demo-{seconds:g}s")
+    folder = (request.cache or cache_root()) / ("demo" if seconds == 4.0 else f"demo-{seconds:g}s")
     demo = make_demo(folder, seconds=seconds)
     return demo.dataset_dir, demo.audio_path
 
 
 def _demo_inputs(request: BenchRequest, backend, frames: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    from ..reference import audio, frames as frame_stages
+    from ..reference import audio
+    from ..reference import frames as frame_stages
     from ..reference.dataset import open_dataset
 
     dataset_path, audio_path = _inputs(request, frames)
@@ -359,7 +353,7 @@ def _end_to_end_main(argv: list[str]) -> None:
     parser.add_argument("--frames", type=int, default=None)
     parser.add_argument("--video-only", action="store_true", help="no PNG frames, no dump")
     args = parser.parse_args(argv)
-    as_path = lambda p: None if p is None else Path(p)  # noqa: E731
+    as_path = lambda p: None if p is None else Path(p)
     request = RunRequest(Path(args.out), args.backend, as_path(args.dataset), as_path(args.audio), as_path(args.unet),
                          as_path(args.audio_encoder), args.frames, models=as_path(args.models), batch=args.batch,
                          dump="none" if args.video_only else "all", compare=False, save_frames=not args.video_only)

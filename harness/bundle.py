@@ -36,13 +36,14 @@ from ..atomic import building
 from ..errors import ParityError
 from ..models import load_models
 from ..models.specs import IMAGE_PREPROCESSING, audio_encoder_spec, unet_spec
-from ..reference import audio, dataset as dataset_module, frames, video
+from ..reference import audio, frames, video
+from ..reference import dataset as dataset_module
 from ..reference.audio import load_audio
 from ..reference.dataset import IMAGE_DIR, LANDMARK_DIR, open_dataset, template_schedule
 from ..reference.pipeline import REFERENCE_VERSION, ReferencePipeline
 from ..reference.stages import STAGES
-from .dump import DumpWriter, dump_schema
-from .gates import default_gate
+from .verdict.dump import DumpWriter, dump_schema
+from .verdict.gates import default_gate
 
 PIPELINE_SCHEMA = "synctalk-parity/pipeline"
 PIPELINE_VERSION = 1
@@ -189,7 +190,7 @@ def audio_samples_needed(frame_count: int) -> int:
     last_window = frame_count + audio.UNET_AUDIO_ROWS // 2 - 3
     mel_frames = audio.window_start(last_window, mel_frames=sys.maxsize) + audio.WINDOW_FRAMES  # unclamped start
     seconds = mel_frames / audio.MEL_FPS + AUDIO_MARGIN_SECONDS
-    return int(math.ceil(seconds * audio.SAMPLE_RATE))
+    return math.ceil(seconds * audio.SAMPLE_RATE)
 
 
 def gate_table(precision: str = "fp32") -> list[dict]:
@@ -223,20 +224,20 @@ def porting_guide() -> str:
     for stage, row in zip(STAGES, gate_table("fp32")):
         lines.append(f"| `{stage.name}` | `{stage.shape}` {stage.dtype} | {stage.description} | "
                      f"{_tolerance_text(row['tolerance'])} | {_tolerance_text(fp16[stage.name])} |")
-    lines += [""] + _STAGE_NOTES + [""] + _MISTAKES + [""] + _PROVING
+    lines += ["", *_STAGE_NOTES, "", *_MISTAKES, "", *_PROVING]
     return "\n".join(lines) + "\n"
 
 
 def _inputs(request: BundleRequest) -> tuple[Path, Path, bool]:
-    if request.dataset is not None:
+    if request.dataset is not None and request.audio is not None:
         for path, what in ((request.dataset, "--dataset"), (request.audio, "--audio")):
             if not Path(path).exists():
                 raise ParityError(f"{what} {path}: not found")
         return Path(request.dataset).resolve(), Path(request.audio).resolve(), False
+    from ..cache import cache_folder
     from ..reference.demo import make_demo
-    from .run import cache_dir
 
-    demo = make_demo(cache_dir() / "demo")
+    demo = make_demo(cache_folder("demo"))
     return demo.dataset_dir, demo.audio_path, True
 
 
@@ -371,8 +372,8 @@ _MISTAKES = [
     "- RGB instead of BGR anywhere (`channels_swapped`, `channels_swapped_at_paste`): OpenCV decodes BGR and",
     "  the networks were trained on BGR.",
     "- Rounding instead of truncating the mouth (`rounding_not_truncation`): `uint8(x * 255)`, not `round`.",
-    "- Bilinear, Lanczos or Core Image resizes instead of OpenCV bicubic a = -0.75 (`resize_not_bicubic`,",
-    "  `crop_resize`, `paste_resize`). Other bicubics use a = -0.5 or other pixel-centre conventions.",
+    "- Bilinear, Lanczos or Core Image resizes instead of OpenCV bicubic a = -0.75 (`resize_not_bicubic`, on the",
+    "  crop or the pasted region). Other bicubics use a = -0.5 or other pixel-centre conventions.",
     "- Schedule off by one (`template_off_by_one`): the first frame uses template 1; landmarks of the same",
     "  template as the image (`crop_box_wrong_frame`).",
     "- Audio padding: the features get their first and last row repeated, the U-Net window is zero outside",

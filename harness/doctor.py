@@ -1,6 +1,6 @@
-"""`parity doctor`: what can run here — backends, export formats, library versions, CPU, GPU, ffmpeg.
+"""What can run here: backends, export formats, library versions, CPU, GPU and ffmpeg (`parity doctor`).
 
-Always exits 0: it reports, it does not judge.
+    report = probe()      # plain data; the command layer renders it
 """
 
 from __future__ import annotations
@@ -10,10 +10,7 @@ import importlib.util
 import os
 import platform
 import subprocess
-
-import typer
-from rich.console import Console
-from rich.table import Table
+from dataclasses import dataclass
 
 # library shown -> distributions that provide it (first installed wins)
 LIBRARIES: dict[str, tuple[str, ...]] = {
@@ -28,52 +25,43 @@ LIBRARIES: dict[str, tuple[str, ...]] = {
 }
 
 
-def register(app: typer.Typer) -> None:
-    app.command("doctor")(doctor_command)
+@dataclass(frozen=True)
+class BackendStatus:
+    name: str
+    reason: str | None  # None: available
+    description: str
 
 
-def doctor_command() -> None:
-    """Show which backends and export formats work here, and the versions, CPU, GPU and ffmpeg in use."""
-    console = Console()
-    for table in (backend_table(), format_table(), library_table(), machine_table()):
-        console.print(table)
+@dataclass(frozen=True)
+class FormatStatus:
+    name: str
+    missing: list[str]  # exporter libraries that do not import
+    precisions: tuple[str, ...]
+    runs_on: str
 
 
-def backend_table() -> Table:
+@dataclass(frozen=True)
+class DoctorReport:
+    backends: list[BackendStatus]
+    formats: list[FormatStatus]
+    libraries: dict[str, str | None]  # None: not installed
+    machine: dict[str, str]
+    ffmpeg: tuple[str, str]  # executable, first line of its -version (or why not)
+
+
+def probe() -> DoctorReport:
     from ..backends import BACKENDS, availability
-
-    table = _table("backends", "backend", "status", "what it is")
-    for name, reason in availability().items():
-        table.add_row(name, "[green]available[/green]" if reason is None else f"[yellow]{reason}[/yellow]", BACKENDS[name].description)
-    return table
-
-
-def format_table() -> Table:
     from ..export import FORMATS
 
-    table = _table("export formats", "format", "exporter libraries", "precisions", "runs on")
-    for fmt in FORMATS.values():
-        missing = [lib for lib in fmt.libraries if importlib.util.find_spec(lib) is None]
-        status = "[green]all importable[/green]" if not missing else f"[yellow]missing: {', '.join(missing)}[/yellow]"
-        table.add_row(fmt.name, status, ", ".join(fmt.precisions), fmt.runs_on)
-    return table
-
-
-def library_table() -> Table:
-    table = _table("libraries", "library", "version")
-    for library, distributions in LIBRARIES.items():
-        table.add_row(library, _version(distributions))
-    return table
-
-
-def machine_table() -> Table:
-    table = _table("machine", "what", "found")
-    table.add_row("platform", f"{platform.system()} {platform.release()} {platform.machine()}, Python {platform.python_version()}")
-    table.add_row("CPU", f"{cpu_model()}, {os.cpu_count()} logical cores")
-    table.add_row("GPU (torch)", gpu_summary())
-    exe, version = ffmpeg_in_use()
-    table.add_row("ffmpeg", f"{exe}\n{version}")
-    return table
+    backends = [BackendStatus(name, reason, BACKENDS[name].description) for name, reason in availability().items()]
+    formats = [FormatStatus(f.name, [lib for lib in f.libraries if importlib.util.find_spec(lib) is None], f.precisions, f.runs_on)
+               for f in FORMATS.values()]
+    machine = {
+        "platform": f"{platform.system()} {platform.release()} {platform.machine()}, Python {platform.python_version()}",
+        "CPU": f"{cpu_model()}, {os.cpu_count()} logical cores",
+        "GPU (torch)": gpu_summary(),
+    }
+    return DoctorReport(backends, formats, {name: _version(dists) for name, dists in LIBRARIES.items()}, machine, ffmpeg_in_use())
 
 
 def cpu_model() -> str:
@@ -104,7 +92,7 @@ def ffmpeg_in_use() -> tuple[str, str]:
         import imageio_ffmpeg
 
         exe = imageio_ffmpeg.get_ffmpeg_exe()
-    except Exception as exc:  # noqa: BLE001 - doctor reports every failure instead of raising
+    except Exception as exc:
         return "not found", f"{type(exc).__name__}: {exc}"
     try:
         result = subprocess.run([exe, "-version"], capture_output=True, text=True, timeout=10)
@@ -114,18 +102,11 @@ def ffmpeg_in_use() -> tuple[str, str]:
         return exe, f"cannot run it: {exc}"
 
 
-def _version(distributions: tuple[str, ...]) -> str:
+def _version(distributions: tuple[str, ...]) -> str | None:
     for name in distributions:
         try:
             version = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
             continue
         return version if name == distributions[0] else f"{version} ({name})"
-    return "[dim]not installed[/dim]"
-
-
-def _table(title: str, *columns: str) -> Table:
-    table = Table(title=title, title_justify="left")
-    for column in columns:
-        table.add_column(column, overflow="fold")
-    return table
+    return None

@@ -94,7 +94,7 @@ class ProductionPipeline:
         return PipelineTiming(total, dict(run.seconds))
 
     # ----- the three steps ------------------------------------------------------------------
-    def _read(self, dataset: Dataset, features: np.ndarray, run: "_Run") -> None:
+    def _read(self, dataset: Dataset, features: np.ndarray, run: _Run) -> None:
         images = _TemplateCache(dataset, self.template_cache)
         for index, template_index in enumerate(dataset.schedule(run.total)):
             t = time.perf_counter()
@@ -107,7 +107,7 @@ class ProductionPipeline:
             run.put(run.to_infer, item)
         run.put(run.to_infer, _END)
 
-    def _infer(self, run: "_Run") -> None:
+    def _infer(self, run: _Run) -> None:
         pending: list[_Frame] = []
         while True:
             item = run.get(run.to_infer)
@@ -126,7 +126,7 @@ class ProductionPipeline:
                 run.put(run.to_write, _END)
                 return
 
-    def _write(self, on_frame: FrameSink, progress: Progress | None, run: "_Run") -> None:
+    def _write(self, on_frame: FrameSink, progress: Progress | None, run: _Run) -> None:
         while (item := run.get(run.to_write)) is not _END:
             t = time.perf_counter()
             mouth = frames.mouth_from_output(item.unet_output)
@@ -186,7 +186,7 @@ class _Run:
             step(*args)
         except _Stopped:
             pass
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller, which re-raises it
+        except BaseException as exc:
             self.fail(exc)
 
     def fail(self, exc: BaseException) -> None:

@@ -10,20 +10,19 @@ bytes, dataset files, weights, reference version, frame range, stage selection a
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from .. import __version__
-from ..models import load_models, sha256_file
+from ..backends.exports import FIXTURE_WEIGHTS
+from ..cache import cache_folder, key_of, sha256_file
+from ..models import load_models
 from ..reference.audio import load_audio
 from ..reference.dataset import IMAGE_DIR, LANDMARK_DIR, open_dataset
 from ..reference.pipeline import REFERENCE_VERSION, ReferencePipeline
-from .dump import DumpWriter
+from .verdict.dump import DumpWriter
 
-FIXTURE_WEIGHTS = "fixture seed 0"
 PRODUCER = {"name": "synctalk-parity reference", "version": __version__, "backend": "torch-eager", "precision": "fp32"}
 
 Progress = Callable[[int, int], None]
@@ -50,10 +49,10 @@ class ReferenceResult:
     key: str
 
 
-def reference_dump(inputs: ReferenceInputs, cache: Path, progress: Progress | None = None) -> ReferenceResult:
-    """The reference dump of `inputs` under `cache/reference/<key>`, made now unless already there."""
+def reference_dump(inputs: ReferenceInputs, progress: Progress | None = None) -> ReferenceResult:
+    """The reference dump of `inputs` under `<cache>/reference/<key>`, made now unless already there."""
     key = reference_key(inputs)
-    folder = Path(cache) / "reference" / key
+    folder = cache_folder("reference") / key
     if (folder / "manifest.json").is_file():
         return ReferenceResult(folder, True, key)
     write_reference_dump(inputs, folder, progress)
@@ -83,7 +82,7 @@ def heavy_frame(index: int, dump_every: int) -> bool:
 
 
 def reference_key(inputs: ReferenceInputs) -> str:
-    """sha256 (first 24 hex digits) of everything that decides the reference dump."""
+    """The cache key of everything that decides the reference dump."""
     parts = {
         "reference_version": REFERENCE_VERSION,
         "audio": sha256_file(inputs.audio),
@@ -95,7 +94,7 @@ def reference_key(inputs: ReferenceInputs) -> str:
         "stages": sorted(inputs.stages),
         "dump_every": inputs.dump_every,
     }
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
+    return key_of(parts)
 
 
 def dataset_fingerprint(path: Path) -> list[list]:

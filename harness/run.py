@@ -14,36 +14,30 @@ dataset and audio it runs the built-in demo (inputs made locally, fixture weight
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .. import __version__
 from ..atomic import write_text_atomically
 from ..backends import ModelSource, create_backend, get_backend_class
+from ..cache import cache_folder, sha256_file
 from ..errors import ParityError
-from ..models import sha256_file
+from ..precision import checked_precision
 from ..reference.audio import load_audio
 from ..reference.dataset import open_dataset
 from ..reference.video import VideoWriter
-from .dump import DumpWriter, parse_stage_selection
-from .pipeline import DEFAULT_BATCH, ProductionPipeline
+from .pipeline import ProductionPipeline
 from .png import write_png
 from .reference_cache import FIXTURE_WEIGHTS, ReferenceInputs, heavy_frame, reference_dump
+from .verdict.dump import DumpWriter, parse_stage_selection
+from .verdict.result import plain, write_result
+from .verdict.types import RunResult
 
 Progress = Callable[[int, int], None]  # (frames done, frames total)
-PRECISIONS = ("fp32", "fp16")
 DEFAULT_DUMP_EVERY = 10
-RESULT_SCHEMA = "synctalk-parity/result"
-
-
-def cache_dir() -> Path:
-    """Where demo inputs and cached results live (`$SYNCTALK_PARITY_CACHE`, else ~/.cache/synctalk-parity)."""
-    return Path(os.environ.get("SYNCTALK_PARITY_CACHE") or Path.home() / ".cache" / "synctalk-parity")
 
 
 @dataclass
@@ -61,7 +55,7 @@ class RunRequest:
     dump: str = "all"  # stage selection: all, none, or comma-separated stage names
     dump_every: int = DEFAULT_DUMP_EVERY
     compare: bool = True
-    save_frames: bool = True  # lossless PNG of every output frame (costs ~25 ms a 720p frame)
+    save_frames: bool = True  # lossless PNG of every output frame (harness/png.py: ~3 ms a 720p frame)
     gate: Path | None = None
     precision: str = "fp32"
 
@@ -72,38 +66,13 @@ class RunRequest:
             self.backend = default_backend()
 
     @property
+    def backend_name(self) -> str:
+        assert self.backend is not None  # set in __post_init__
+        return self.backend
+
+    @property
     def is_demo(self) -> bool:
         return self.dataset is None and self.audio is None
-
-
-@dataclass
-class RunResult:
-    out: Path
-    backend: str
-    demo: bool
-    dataset: str
-    audio: str
-    weights: dict[str, str]
-    frames_written: int
-    frames_available: int
-    template_count: int
-    frame_size: tuple[int, int]
-    seconds: dict[str, float] = field(default_factory=dict)
-    video: str = "video.mp4"
-    batch: int = DEFAULT_BATCH
-    describe: dict = field(default_factory=dict)
-    dump: str | None = "dump"
-    comparison: object | None = None  # harness.compare.Comparison
-    reference: Path | None = None
-    reference_cached: bool = False
-
-    @property
-    def fps(self) -> float:
-        return self.frames_written / self.seconds["frames"] if self.seconds.get("frames") else 0.0
-
-    @property
-    def passed(self) -> bool:
-        return self.comparison is None or bool(self.comparison)
 
 
 def run(request: RunRequest, progress: Progress | None = None, reference_progress: Progress | None = None) -> RunResult:
@@ -114,7 +83,7 @@ def run(request: RunRequest, progress: Progress | None = None, reference_progres
     dataset = open_dataset(dataset_path, request.start_frame)
     pcm = load_audio(audio_path)
     source = ModelSource.from_paths(request.unet, request.audio_encoder, request.models, precision=request.precision)
-    backend = create_backend(request.backend, source).load()
+    backend = create_backend(request.backend_name, source).load()
     out = Path(request.out)
     try:
         batch = request.batch or backend.preferred_batch()
@@ -135,7 +104,7 @@ def run(request: RunRequest, progress: Progress | None = None, reference_progres
 
     result = RunResult(
         out=out,
-        backend=request.backend,
+        backend=request.backend_name,
         demo=request.is_demo,
         dataset=str(dataset_path),
         audio=str(audio_path),
@@ -147,12 +116,13 @@ def run(request: RunRequest, progress: Progress | None = None, reference_progres
         seconds=timings,
         batch=batch,
         describe=describe,
+        precision=request.precision,
         dump="dump" if stages else None,
     )
     if request.compare:
         _compare(result, request, stages, dataset_path, audio_path, reference_progress)
     timings["total"] = time.perf_counter() - started
-    write_result(result, request)
+    write_run_result(result)
     write_summary(result)
     return result
 
@@ -167,23 +137,16 @@ def weights_labels(request: RunRequest) -> dict[str, str]:
     return labels
 
 
-def write_result(result: RunResult, request: RunRequest) -> Path:
+def write_run_result(result: RunResult) -> Path:
     """`result.json` in the run folder (the contract reports read)."""
-    document = {
-        "schema": RESULT_SCHEMA,
-        "schema_version": 1,
-        "command": "run",
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "backend": {"name": result.backend, "precision": request.precision, "describe": result.describe},
-        "inputs": {"dataset": result.dataset, "audio": result.audio, "weights": result.weights,
-                   "frames": result.frames_written, "demo": result.demo},
-        "comparison": _comparison_document(result, request),
-        "timing": {"frames": result.frames_written, "fps": result.fps, "seconds": result.seconds},
-        "bench": None,
-    }
-    path = result.out / "result.json"
-    write_text_atomically(path, json.dumps(document, indent=2, default=_json_default) + "\n")
-    return path
+    return write_result(
+        result.out, "run",
+        backend={"name": result.backend, "precision": result.precision, "describe": result.describe},
+        inputs={"dataset": result.dataset, "audio": result.audio, "weights": result.weights,
+                "frames": result.frames_written, "demo": result.demo},
+        comparison=result.comparison,
+        timing={"frames": result.frames_written, "fps": result.fps, "seconds": result.seconds},
+    )
 
 
 def write_summary(result: RunResult) -> None:
@@ -192,7 +155,7 @@ def write_summary(result: RunResult) -> None:
         "out": str(result.out), "fps": result.fps, "version": __version__,
         "passed": result.passed, "reference": None if result.reference is None else str(result.reference),
     }
-    write_text_atomically(result.out / "summary.json", json.dumps(summary, indent=2, default=_json_default) + "\n")
+    write_text_atomically(result.out / "summary.json", json.dumps(plain(summary), indent=2) + "\n")
     seconds = result.seconds
     steps = ", ".join(f"{name} {seconds[name]:.2f} s" for name in ("read", "infer", "paste", "write") if name in seconds)
     lines = [
@@ -216,10 +179,9 @@ def write_summary(result: RunResult) -> None:
 
 def check_request(request: RunRequest) -> frozenset[str]:
     """Validate the options before any work; returns the stage selection of the dump."""
-    get_backend_class(request.backend)  # unknown name: ParityError with a "did you mean"
-    reason = get_backend_class(request.backend).available()
+    reason = get_backend_class(request.backend_name).available()  # unknown name: ParityError with a "did you mean"
     if reason:
-        raise ParityError(f"backend {request.backend!r} is not available: {reason}")
+        raise ParityError(f"backend {request.backend_name!r} is not available: {reason}")
     if (request.dataset is None) != (request.audio is None):
         raise ParityError("pass both --dataset and --audio, or neither to run the built-in demo")
     if request.frames is not None and request.frames < 1:
@@ -228,8 +190,7 @@ def check_request(request: RunRequest) -> frozenset[str]:
         raise ParityError(f"--batch must be at least 1, got {request.batch}")
     if request.dump_every < 1:
         raise ParityError(f"--dump-every must be at least 1, got {request.dump_every}")
-    if request.precision not in PRECISIONS:
-        raise ParityError(f"--precision must be one of {', '.join(PRECISIONS)}, got {request.precision!r}")
+    checked_precision(request.precision)
     stages = parse_stage_selection(request.dump)
     if request.compare and not stages:
         raise ParityError("--dump none leaves nothing to compare with the reference; add --no-compare or dump some stages")
@@ -244,11 +205,11 @@ def check_request(request: RunRequest) -> frozenset[str]:
 
 
 def _inputs(request: RunRequest) -> tuple[Path, Path]:
-    if not request.is_demo:
+    if request.dataset is not None and request.audio is not None:
         return Path(request.dataset), Path(request.audio)
     from ..reference.demo import make_demo
 
-    demo = make_demo(cache_dir() / "demo")
+    demo = make_demo(cache_folder("demo"))
     return demo.dataset_dir, demo.audio_path
 
 
@@ -298,25 +259,19 @@ def _write_outputs(out, pipeline, dataset, clip, total, audio_path, stages, dump
 
 def _compare(result: RunResult, request: RunRequest, stages, dataset_path: Path, audio_path: Path,
              reference_progress: Progress | None) -> None:
-    from .compare import compare_dumps
-    from .gates import load_gate
+    from .verdict.compare import compare_dumps
+    from .verdict.gates import load_gate
 
     gate = load_gate(request.gate, request.precision)
     t = time.perf_counter()
     inputs = ReferenceInputs(dataset_path, audio_path, request.unet, request.audio_encoder, result.frames_written,
                              request.start_frame, frozenset(stages), request.dump_every)
-    reference = reference_dump(inputs, cache_dir(), reference_progress)
+    reference = reference_dump(inputs, reference_progress)
     result.seconds["reference"] = time.perf_counter() - t
     result.reference, result.reference_cached = reference.dump, reference.cached
     t = time.perf_counter()
     result.comparison = compare_dumps(reference.dump, result.out / "dump", gate)
     result.seconds["compare"] = time.perf_counter() - t
-
-
-def _comparison_document(result: RunResult, request: RunRequest) -> dict | None:
-    if result.comparison is None:
-        return None
-    return result.comparison.to_dict(relative_to=result.out)
 
 
 def _verdict_lines(result: RunResult) -> list[str]:
@@ -333,14 +288,4 @@ def _verdict_lines(result: RunResult) -> list[str]:
     return lines
 
 
-def _json_default(value):
-    if isinstance(value, Path):
-        return str(value)
-    if hasattr(value, "item"):
-        return value.item()
-    if isinstance(value, (set, frozenset, tuple)):
-        return list(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
-__all__ = ["DEFAULT_DUMP_EVERY", "PRECISIONS", "RunRequest", "RunResult", "cache_dir", "check_request", "run", "write_result", "write_summary"]
+__all__ = ["DEFAULT_DUMP_EVERY", "RunRequest", "check_request", "run", "write_run_result", "write_summary"]

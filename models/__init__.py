@@ -1,7 +1,7 @@
 """PyTorch models of SyncTalk_2D with the original module names, checkpoint I/O and fixture weights."""
 
 from .audio_encoder import AudioEncoder
-from .checkpoints import load_audio_encoder, load_models, load_unet, read_state_dict, save_audio_encoder, save_unet, sha256_file
+from .checkpoints import load_audio_encoder, load_models, load_unet, read_state_dict, save_audio_encoder, save_unet
 from .fixtures import fixture_audio_encoder, fixture_unet
 from .unet import AUDIO_INPUT_SHAPES, AUDIO_MODES, Model
 
@@ -18,5 +18,4 @@ __all__ = [
     "read_state_dict",
     "save_audio_encoder",
     "save_unet",
-    "sha256_file",
 ]

@@ -9,7 +9,6 @@ Every problem a user can fix raises `ParityError` with one line naming the file 
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
 from collections.abc import Mapping
@@ -18,6 +17,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..atomic import writing
+from ..cache import sha256_file
 from ..errors import ParityError
 from .audio_encoder import AudioEncoder
 from .fixtures import fixture_audio_encoder, fixture_unet
@@ -78,14 +79,6 @@ def save_audio_encoder(model: AudioEncoder, path: str | os.PathLike) -> Path:
     return _atomic_save(state, path)
 
 
-def sha256_file(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """The tensor state dict stored at `path`, or a `ParityError` saying what was found instead."""
     path = Path(path)
@@ -98,7 +91,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             f"{path}: not a plain state dict (it pickles Python objects, e.g. a whole nn.Module; "
             f"refusing to unpickle it). Re-save it with torch.save(model.state_dict(), path)"
         ) from exc
-    except Exception as exc:  # noqa: BLE001 - torch.load raises many types for a file that is not a checkpoint
+    except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ParityError(f"{path}: not a readable PyTorch checkpoint ({first})") from exc
     if not isinstance(obj, Mapping):
@@ -150,7 +143,6 @@ def _first(items: list[str]) -> str:
 def _atomic_save(state: Mapping[str, torch.Tensor], path: str | os.PathLike) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    torch.save(dict(state), tmp)
-    os.replace(tmp, path)
+    with writing(path) as tmp:
+        torch.save(dict(state), tmp)
     return path

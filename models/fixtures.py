@@ -40,5 +40,5 @@ def _perturb_batchnorm(model: nn.Module) -> None:
             if isinstance(module, nn.BatchNorm2d):
                 module.weight.uniform_(0.8, 1.2)
                 module.bias.uniform_(-0.1, 0.1)
-                module.running_mean.uniform_(-0.1, 0.1)
-                module.running_var.uniform_(0.8, 1.2)
+                module.running_mean.uniform_(-0.1, 0.1)  # type: ignore[union-attr]  # track_running_stats is on
+                module.running_var.uniform_(0.8, 1.2)  # type: ignore[union-attr]

@@ -40,9 +40,10 @@ DEFAULT_PAD_MODE = "constant"
 def load_audio(path: str | os.PathLike) -> np.ndarray:
     """Mono float32 PCM at 16 kHz, as `librosa.load(path, sr=16000)` gives.
 
-    WAV/FLAC/OGG are read with soundfile; anything else ffmpeg decodes (mp3, m4a, a video's sound)
-    goes through the ffmpeg that imageio-ffmpeg ships. Channels are averaged and the rate is
-    converted with librosa's default resampler, exactly as librosa.load does.
+    What libsndfile reads (WAV, FLAC, OGG, ...) goes through `librosa.load` itself. Anything else
+    ffmpeg decodes (mp3, m4a, a video's sound) is decoded by the ffmpeg that imageio-ffmpeg ships to a
+    float32 WAV on a pipe, read with soundfile, then mixed to mono and resampled the way
+    `librosa.load` does.
     """
     import librosa
     import soundfile
@@ -53,15 +54,16 @@ def load_audio(path: str | os.PathLike) -> np.ndarray:
     if path.stat().st_size == 0:
         raise ParityError(f"{path}: audio file is empty")
     try:
-        data, rate = soundfile.read(path, dtype="float32", always_2d=True)
-        data = data.T  # (channels, samples), librosa's layout
+        soundfile.info(path)
     except soundfile.LibsndfileError:
         data, rate = _decode_with_ffmpeg(path)
-    if data.shape[-1] == 0:
+        pcm = librosa.to_mono(data)
+        if pcm.size and rate != SAMPLE_RATE:
+            pcm = librosa.resample(pcm, orig_sr=rate, target_sr=SAMPLE_RATE)
+    else:
+        pcm, _ = librosa.load(path, sr=SAMPLE_RATE)
+    if pcm.size == 0:
         raise ParityError(f"{path}: audio file holds no samples")
-    pcm = librosa.to_mono(data)
-    if rate != SAMPLE_RATE:
-        pcm = librosa.resample(pcm, orig_sr=rate, target_sr=SAMPLE_RATE)
     return np.ascontiguousarray(pcm, dtype=np.float32)
 
 
@@ -83,7 +85,7 @@ def mel_spectrogram(pcm: np.ndarray, pad_mode: str = DEFAULT_PAD_MODE) -> np.nda
     if pad_mode not in PAD_MODES:
         raise ParityError(f"unknown STFT pad mode {pad_mode!r}: use one of {', '.join(PAD_MODES)}")
     spectrum = librosa.stft(
-        y=preemphasis(pcm), n_fft=N_FFT, hop_length=HOP_LENGTH, win_length=WIN_LENGTH, pad_mode=pad_mode
+        y=preemphasis(pcm), n_fft=N_FFT, hop_length=HOP_LENGTH, win_length=WIN_LENGTH, pad_mode=pad_mode,  # type: ignore[arg-type]
     )
     mel = np.dot(mel_filterbank(), np.abs(spectrum))
     db = 20 * np.log10(np.maximum(1e-5, mel)) - REF_LEVEL_DB
@@ -152,37 +154,24 @@ def unet_audio_window(features: np.ndarray, frame: int) -> np.ndarray:
 
 
 def _decode_with_ffmpeg(path: Path) -> tuple[np.ndarray, int]:
-    """Decode any audio ffmpeg reads to float32 `(channels, samples)` at its own rate."""
-    import imageio_ffmpeg
+    """Decode any audio ffmpeg reads to float32 `(channels, samples)` at its own rate: ffmpeg writes a
+    float32 WAV to a pipe, soundfile reads its rate and channels from the header."""
+    import io
 
-    ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
-    probe = subprocess.run([ffmpeg, "-hide_banner", "-i", str(path)], capture_output=True, text=True)
-    stream = next((line for line in probe.stderr.splitlines() if "Audio:" in line), None)
-    if stream is None:
-        raise ParityError(f"{path}: not an audio file (ffmpeg finds no audio stream in it)")
-    rate, channels = _parse_audio_stream(stream, path)
+    import imageio_ffmpeg
+    import soundfile
+
     decoded = subprocess.run(
-        [ffmpeg, "-hide_banner", "-loglevel", "error", "-i", str(path), "-vn", "-f", "f32le", "-acodec", "pcm_f32le", "-"],
+        [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-i", str(path), "-vn", "-map", "0:a:0",
+         "-f", "wav", "-acodec", "pcm_f32le", "-"],
         capture_output=True,
     )
-    if decoded.returncode != 0:
-        message = decoded.stderr.decode(errors="replace").strip().splitlines()
-        raise ParityError(f"{path}: ffmpeg could not decode the audio ({message[-1] if message else 'no message'})")
-    samples = np.frombuffer(decoded.stdout, dtype="<f4")
-    usable = len(samples) - len(samples) % channels
-    return samples[:usable].reshape(-1, channels).T.copy(), rate
-
-
-def _parse_audio_stream(stream: str, path: Path) -> tuple[int, int]:
-    import re
-
-    rate = re.search(r"(\d+) Hz", stream)
-    if rate is None:
-        raise ParityError(f"{path}: cannot read the audio sample rate from ffmpeg ({stream.strip()})")
-    layout = stream.split(" Hz, ", 1)[1].split(",", 1)[0].strip()
-    named = {"mono": 1, "stereo": 2, "2.1": 3, "quad": 4, "5.0": 5, "5.1": 6, "6.1": 7, "7.1": 8}
-    digits = re.match(r"(\d+) channels", layout)
-    channels = named.get(layout.split("(")[0], int(digits.group(1)) if digits else 0)
-    if channels < 1:
-        raise ParityError(f"{path}: unknown channel layout {layout!r}; convert it to WAV first")
-    return int(rate.group(1)), channels
+    if decoded.returncode != 0 or not decoded.stdout:
+        stderr = decoded.stderr.decode(errors="replace")
+        message = stderr.strip().splitlines()
+        reason = message[-1] if message else "no message"
+        if any(sign in stderr for sign in ("matches no streams", "does not contain any stream", "Invalid data found")):
+            raise ParityError(f"{path}: not an audio file (ffmpeg finds no audio stream in it)")
+        raise ParityError(f"{path}: ffmpeg could not decode the audio ({reason})")
+    data, rate = soundfile.read(io.BytesIO(decoded.stdout), dtype="float32", always_2d=True)
+    return np.ascontiguousarray(data.T), int(rate)

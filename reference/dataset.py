@@ -16,6 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..atomic import building
 from ..errors import ParityError
 from .frames import LANDMARK_COUNT, crop_box
 
@@ -205,23 +206,14 @@ def _decode_video(video: Path, frames_dir: Path) -> None:
     signature = f"{video.resolve()} {video.stat().st_size} {video.stat().st_mtime_ns}"
     if stamp.is_file() and stamp.read_text() == signature:
         return
-    tmp = frames_dir.with_name(frames_dir.name + ".partial")
-    if tmp.exists():
-        for leftover in tmp.iterdir():
-            leftover.unlink()
-    tmp.mkdir(parents=True, exist_ok=True)
-    result = subprocess.run(
-        [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-i", str(video),
-         "-fps_mode", "passthrough", "-start_number", "0", str(tmp / "%d.png")],
-        capture_output=True, text=True,
-    )
-    if result.returncode != 0 or not any(tmp.iterdir()):
-        reason = (result.stderr.strip().splitlines() or ["no frames decoded"])[-1]
-        raise ParityError(f"{video}: ffmpeg could not decode video frames ({reason})")
-    (tmp / ".complete").write_text(signature)
-    if frames_dir.exists():
-        for old in frames_dir.iterdir():
-            old.unlink()
-        frames_dir.rmdir()
-    tmp.rename(frames_dir)
+    with building(frames_dir) as tmp:
+        result = subprocess.run(
+            [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-i", str(video),
+             "-fps_mode", "passthrough", "-start_number", "0", str(tmp / "%d.png")],
+            capture_output=True, text=True,
+        )
+        if result.returncode != 0 or not any(tmp.iterdir()):
+            reason = (result.stderr.strip().splitlines() or ["no frames decoded"])[-1]
+            raise ParityError(f"{video}: ffmpeg could not decode video frames ({reason})")
+        (tmp / ".complete").write_text(signature)
 

@@ -109,7 +109,7 @@ def face_landmarks(face: tuple[int, int, int, int]) -> np.ndarray:
 def speech_like_audio(seconds: float, seed: int = 0) -> np.ndarray:
     """Mono float speech-like sound at 16 kHz, peak 0.9: formant-filtered syllables with pauses."""
     rng = np.random.default_rng(seed)
-    length = int(round(seconds * SAMPLE_RATE))
+    length = round(seconds * SAMPLE_RATE)
     voiced = _glottal_source(length, rng)
     sound = np.zeros(length)
     start = int(0.1 * SAMPLE_RATE)

@@ -71,7 +71,7 @@ class FrameStages:
 
     def as_dict(self) -> dict[str, np.ndarray]:
         return {
-            "frame.template_index": np.int64(self.template_index),
+            "frame.template_index": np.asarray(self.template_index, dtype=np.int64),
             "frame.crop_box": np.asarray(self.crop_box, dtype=np.int64),
             "frame.crop_328": self.crop_328,
             "frame.unet_audio": self.unet_audio,

@@ -11,6 +11,7 @@ interrupted run never leaves a complete-looking video.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -74,13 +75,11 @@ class VideoWriter:
         return self.path
 
     def abort(self) -> None:
-        try:
+        with contextlib.suppress(Exception):
             self._writer.close()
-        except Exception:  # noqa: BLE001 - the run already failed; the partial file is removed either way
-            pass
         self._tmp.unlink(missing_ok=True)
 
-    def __enter__(self) -> "VideoWriter":
+    def __enter__(self) -> VideoWriter:
         return self
 
     def __exit__(self, exc_type, *rest) -> None:

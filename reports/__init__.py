@@ -7,11 +7,10 @@ side by side (a summary table across runs, then one section per run).
 from __future__ import annotations
 
 import difflib
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from ..atomic import write_text_atomically
 from ..errors import ParityError
 from .schema import Run, load_runs
 
@@ -29,7 +28,7 @@ def write_reports(run_dirs: list[Path], formats: list[str], out: Path) -> list[P
     written = []
     for name in formats:
         path = out / REPORT_FILES[name]
-        _write_atomically(path, _renderer(name)(runs, out))
+        write_text_atomically(path, _renderer(name)(runs, out))
         written.append(path)
     return written
 
@@ -62,16 +61,3 @@ def _renderer(name: str) -> Callable[[list[Run], Path], str]:
         "json": lambda runs, out: json_report.render(runs, out),
         "junit": lambda runs, out: junit.render(runs),
     }[name]
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    """Write beside the target then rename, so a reader never sees half a report."""
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as stream:
-            stream.write(text)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise

@@ -14,8 +14,21 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .schema import (BENCH_COLUMNS, MEMORY_COLUMNS, STAGE_COLUMNS, SUMMARY_COLUMNS, Run, bench_row, is_numeric_column,
-                     memory_growth_text, memory_rows, metric_text, number, stage_row, summary_row)
+from .schema import (
+    BENCH_COLUMNS,
+    MEMORY_COLUMNS,
+    STAGE_COLUMNS,
+    SUMMARY_COLUMNS,
+    Run,
+    bench_row,
+    is_numeric_column,
+    memory_growth_text,
+    memory_rows,
+    metric_text,
+    number,
+    stage_row,
+    summary_row,
+)
 
 DIFF_GAIN = 8  # the amplified difference shows |reference - candidate| x 8
 DISPLAY_WIDTH = 640  # wider frames are shown scaled down (differences max-pooled so none disappears)
@@ -132,12 +145,13 @@ def worst_frame_panels(reference: np.ndarray, candidate: np.ndarray) -> WorstFra
     heat = cv2.applyColorMap(_scaled_for_heat(_max_pool(per_pixel, scale), max_abs), cv2.COLORMAP_INFERNO)
     amplified = np.clip(_max_pool(diff, scale).astype(np.int32) * DIFF_GAIN, 0, 255).astype(np.uint8)
     box = _difference_box(per_pixel)
-    zoom = None
+    zoom: tuple[bytes, bytes, bytes] | None = None
     if box is not None:
         x0, y0, x1, y1 = box
         factor = max(1, ZOOM_WIDTH // max(1, x1 - x0))
         crops = (reference[y0:y1, x0:x1], candidate[y0:y1, x0:x1], np.clip(diff[y0:y1, x0:x1].astype(np.int32) * DIFF_GAIN, 0, 255).astype(np.uint8))
-        zoom = tuple(_png(cv2.resize(crop, None, fx=factor, fy=factor, interpolation=cv2.INTER_NEAREST)) for crop in crops)
+        enlarged = [_png(cv2.resize(crop, None, fx=factor, fy=factor, interpolation=cv2.INTER_NEAREST)) for crop in crops]
+        zoom = (enlarged[0], enlarged[1], enlarged[2])
     return WorstFramePanels(
         reference=_png(_shrink(reference, scale)),
         candidate=_png(_shrink(candidate, scale)),
@@ -228,7 +242,7 @@ def _worst_frame(run: Run) -> str:
         return f'<p class="warn">Worst frame {worst["index"]}: image not found: {escape(", ".join(missing))}.</p>'
     reference, candidate = (cv2.imread(str(path), cv2.IMREAD_COLOR) for path in paths)
     unreadable = [str(path) for path, image in zip(paths, (reference, candidate)) if image is None]
-    if unreadable:
+    if unreadable or reference is None or candidate is None:
         return f'<p class="warn">Worst frame {worst["index"]}: not a readable image: {escape(", ".join(unreadable))}.</p>'
     if reference.shape != candidate.shape:
         note = f"Worst frame {worst['index']}: sizes differ (reference {reference.shape[1]}x{reference.shape[0]}, candidate {candidate.shape[1]}x{candidate.shape[0]}); no difference image."

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ def report_document(runs: list[Run], out: Path) -> dict[str, Any]:
     return {
         "schema": REPORT_SCHEMA_NAME,
         "schema_version": SCHEMA_VERSION,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "runs": [{**strict_json(run.result), "run_dir": _relative(run.run_dir, out)} for run in runs],
     }
 

@@ -4,8 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from .schema import (BENCH_COLUMNS, MEMORY_COLUMNS, STAGE_COLUMNS, SUMMARY_COLUMNS, Run, bench_row, is_numeric_column,
-                     memory_growth_text, memory_rows, stage_row, summary_row)
+from .schema import (
+    BENCH_COLUMNS,
+    MEMORY_COLUMNS,
+    STAGE_COLUMNS,
+    SUMMARY_COLUMNS,
+    Run,
+    bench_row,
+    is_numeric_column,
+    memory_growth_text,
+    memory_rows,
+    stage_row,
+    summary_row,
+)
 
 VERDICT_MARK = {"PASS": "✅ PASS", "FAIL": "❌ FAIL", "NOT COMPARED": "➖ NOT COMPARED"}
 

@@ -10,7 +10,7 @@ def test_a_finished_folder_replaces_the_old_one(tmp_path):
     final.mkdir()
     (final / "old.txt").write_text("old")
     with building(final) as tmp:
-        assert tmp.name == "out.partial" and list(tmp.iterdir()) == []
+        assert tmp.parent == tmp_path and tmp.name.startswith(".out.") and tmp.name.endswith(".partial") and list(tmp.iterdir()) == []
         (tmp / "new.txt").write_text("new")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
     assert sorted(p.name for p in final.iterdir()) == ["new.txt"]
@@ -20,10 +20,9 @@ def test_a_failed_folder_leaves_the_old_one_and_no_partial(tmp_path):
     final = tmp_path / "out"
     final.mkdir()
     (final / "old.txt").write_text("old")
-    with pytest.raises(KeyboardInterrupt):
-        with building(final) as tmp:
-            (tmp / "half.txt").write_text("half")
-            raise KeyboardInterrupt  # an interrupted run, not only errors
+    with pytest.raises(KeyboardInterrupt), building(final) as tmp:
+        (tmp / "half.txt").write_text("half")
+        raise KeyboardInterrupt  # an interrupted run, not only errors
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
     assert (final / "old.txt").read_text() == "old" and not (final / "half.txt").exists()
 

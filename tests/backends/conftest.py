@@ -31,21 +31,21 @@ def golden_batch():
 @pytest.fixture(scope="session")
 def onnx_cache(tmp_path_factory):
     """A private export cache for the session (`SYNCTALK_PARITY_CACHE`)."""
-    from synctalk_parity.backends import onnxruntime as ort_backend
+    from synctalk_parity.cache import CACHE_ENV
 
     path = tmp_path_factory.mktemp("cache")
-    previous = os.environ.get(ort_backend.CACHE_ENV)
-    os.environ[ort_backend.CACHE_ENV] = str(path)
+    previous = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(path)
     yield path
     if previous is None:
-        os.environ.pop(ort_backend.CACHE_ENV, None)
+        os.environ.pop(CACHE_ENV, None)
     else:
-        os.environ[ort_backend.CACHE_ENV] = previous
+        os.environ[CACHE_ENV] = previous
 
 
 @pytest.fixture(scope="session")
 def golden_onnx_dir(golden_source, onnx_cache):
     """The golden weights exported once through the onnxruntime backend's cache."""
-    from synctalk_parity.backends.onnxruntime import cached_export
+    from synctalk_parity.backends.exports import cached_export
 
-    return cached_export(golden_source)
+    return cached_export(golden_source, "onnx")

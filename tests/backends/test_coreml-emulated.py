@@ -14,12 +14,13 @@ from typer.testing import CliRunner
 
 pytest.importorskip("coremltools", reason="the coreml-emulated backend reads .mlpackage files with coremltools")
 
-from synctalk_parity.backends import create_backend  # noqa: E402
-from synctalk_parity.backends.base import ModelSource  # noqa: E402
-from synctalk_parity.backends.coreml import LINUX_REASON  # noqa: E402
-from synctalk_parity.backends.coreml_emulated import CoreMLEmulatedBackend, cached_coreml_export  # noqa: E402
-from synctalk_parity.errors import ParityError  # noqa: E402
-from synctalk_parity.export.manifest import MANIFEST_NAME, SCHEMA_VERSION  # noqa: E402
+from synctalk_parity.backends import create_backend
+from synctalk_parity.backends.base import ModelSource
+from synctalk_parity.backends.coreml import LINUX_REASON
+from synctalk_parity.backends.coreml_emulated import CoreMLEmulatedBackend
+from synctalk_parity.backends.exports import cached_export
+from synctalk_parity.errors import ParityError
+from synctalk_parity.export.manifest import MANIFEST_NAME, SCHEMA_VERSION
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +57,7 @@ def test_describe_names_the_program(emulated):
 
 
 def test_loads_an_export_folder_and_reuses_the_cache(emulated, golden_source, golden_batch):
-    folder = cached_coreml_export(golden_source)  # already converted by the fixture: no new conversion
+    folder = cached_export(golden_source, "coreml")  # already converted by the fixture: no new conversion
     assert folder == emulated.export_dir
     written = (folder / MANIFEST_NAME).stat().st_mtime_ns
     mel = golden_batch["mel_windows"][:8]
@@ -73,7 +74,7 @@ def test_refuses_an_export_of_another_format(tmp_path):
 
 @pytest.mark.slow
 def test_parity_run_on_the_demo(tmp_path, onnx_cache):
-    from synctalk_parity.harness.cli import app
+    from synctalk_parity.cli import app
 
     result = CliRunner().invoke(
         app, ["run", "--backend", "coreml-emulated", "--frames", "2", "--no-compare", "--out", str(tmp_path / "run")], env={"COLUMNS": "120"}

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from synctalk_parity.harness.dump import DumpWriter
+from synctalk_parity.harness.verdict.dump import DumpWriter
 from synctalk_parity.reference.stages import FrameStages
 
 PRODUCER = {"name": "tests", "version": "0", "backend": "torch", "precision": "fp32"}

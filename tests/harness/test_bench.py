@@ -8,8 +8,8 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
+from synctalk_parity.cli import app
 from synctalk_parity.harness.bench import UNET_GFLOP_PER_FRAME, BenchResult, MemoryRow, steady_fps
-from synctalk_parity.harness.cli import app
 
 runner = CliRunner()
 ENV = {"COLUMNS": "160"}
@@ -64,8 +64,8 @@ def test_a_child_reports_its_own_peak_memory_not_its_parents():
 def test_bench_table_fits_80_columns_without_cutting_a_figure():
     from rich.console import Console
 
+    from synctalk_parity.cli.bench import bench_table
     from synctalk_parity.harness.bench import BenchRow
-    from synctalk_parity.harness.bench_cmd import bench_table
 
     rows = [BenchRow("torch-reference", 1, "reference", 3.16, 3.12, 3.2, 2, 30.9),
             BenchRow("onnxruntime", 8, "model", 17.85, 17.1, 18.04, 3, 174.4, ratio_to_reference=5.64),

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from synctalk_parity.cli import app
 from synctalk_parity.harness.bundle import hann_window, pipeline_constants
-from synctalk_parity.harness.cli import app
-from synctalk_parity.harness.gates import default_gate
+from synctalk_parity.harness.verdict.gates import default_gate
 from synctalk_parity.models.golden import golden_weights
 from synctalk_parity.reference import audio, frames
 from synctalk_parity.reference.dataset import template_schedule

@@ -12,10 +12,10 @@ import soundfile as sf
 
 from synctalk_parity.backends import ModelSource, create_backend
 from synctalk_parity.errors import ParityError
-from synctalk_parity.harness.compare import compare_dumps
-from synctalk_parity.harness.dump import DumpWriter
-from synctalk_parity.harness.gates import load_gate
 from synctalk_parity.harness.pipeline import ProductionPipeline
+from synctalk_parity.harness.verdict.compare import compare_dumps
+from synctalk_parity.harness.verdict.dump import DumpWriter
+from synctalk_parity.harness.verdict.gates import load_gate
 from synctalk_parity.models import load_models
 from synctalk_parity.reference import frames as frame_stages
 from synctalk_parity.reference.audio import load_audio
@@ -133,9 +133,8 @@ def test_an_unreadable_template_stops_the_run_with_its_name(tiny_inputs):
     dataset, clip = tiny_inputs
     dataset.templates[1].image_path.write_bytes(b"not an image")  # the schedule starts at template 1
     before = _threads_before()
-    with create_backend("torch") as backend:
-        with pytest.raises(ParityError, match="1.png: cannot decode"):
-            ProductionPipeline(backend, batch=2).run(dataset, clip, 4, lambda frame: None)
+    with create_backend("torch") as backend, pytest.raises(ParityError, match="1.png: cannot decode"):
+        ProductionPipeline(backend, batch=2).run(dataset, clip, 4, lambda frame: None)
     _assert_no_thread_left(before)
 
 
@@ -149,9 +148,8 @@ def test_a_failing_frame_writer_stops_the_run(tiny_inputs):
         written.append(frame.index)
 
     before = _threads_before()
-    with create_backend("torch") as backend:
-        with pytest.raises(OSError, match="disk full"):
-            ProductionPipeline(backend, batch=1).run(dataset, clip, clip.frame_count, sink)
+    with create_backend("torch") as backend, pytest.raises(OSError, match="disk full"):
+        ProductionPipeline(backend, batch=1).run(dataset, clip, clip.frame_count, sink)
     assert written == [0]
     _assert_no_thread_left(before)
 

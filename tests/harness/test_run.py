@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from synctalk_parity.harness.cli import app
+from synctalk_parity.cli import app
 
 runner = CliRunner()
 ENV = {"COLUMNS": "120"}
@@ -115,7 +115,7 @@ def test_an_unavailable_backend_says_why_in_one_line(tmp_path):
         (["--models", "exports/onnx-fp32"], "the reference needs the PyTorch weights"),
         (["--batch", "0"], "--batch must be at least 1"),
         (["--dump-every", "0"], "--dump-every must be at least 1"),
-        (["--precision", "int8"], "--precision must be one of fp32, fp16"),
+        (["--precision", "int8"], "--precision: unknown precision 'int8'; use fp32 or fp16"),
         (["--gate", "missing.toml"], "missing.toml: gate file not found"),
         (["--report", "pdf"], "unknown report format 'pdf'"),
     ],

@@ -81,7 +81,7 @@ def test_worst_frame_side_by_side_with_difference_heat_map_and_zoom(failing_run)
     page = html.render(load_runs([failing_run]))
     images = _images(page)
     assert len(images) == 7  # reference, candidate, difference, heat map, zoomed reference, candidate, difference
-    reference, candidate = worst_frames()
+    reference, _ = worst_frames()
     shown_reference = images[0]
     assert shown_reference.shape == (360, 640, 3)  # 1280x720 shown at 1/2
     assert np.abs(shown_reference.astype(int) - cv2.resize(reference, (640, 360), interpolation=cv2.INTER_AREA)).max() == 0

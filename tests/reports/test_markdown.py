@@ -97,7 +97,7 @@ def test_several_runs_get_a_summary_and_a_section_each(passing_run, failing_run,
 
 def test_numeric_columns_are_right_aligned_and_text_left(passing_run, failing_run):
     text = markdown.render(load_runs([passing_run, failing_run]))
-    rule = text.splitlines()[text.splitlines().index(next(l for l in text.splitlines() if l.startswith("| run |"))) + 1]
+    rule = text.splitlines()[text.splitlines().index(next(line for line in text.splitlines() if line.startswith("| run |"))) + 1]
     assert rule == "| --- | --- | --- | --- | --- | ---: | --- | ---: |"
 
 

@@ -54,14 +54,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..errors import ParityError
-from ..reference.stages import CLIP_STAGES, FRAME_STAGES, STAGE_NAMES
-from .png import write_png
+from ...errors import ParityError
+from ...precision import PRECISIONS
+from ...reference.stages import CLIP_STAGES, FRAME_STAGES, STAGE_NAMES
+from ..png import write_png
+from .validate import validate
 
 SCHEMA = "synctalk-parity/dump"
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
-PRECISIONS = ("fp32", "fp16")
 LIGHT_STAGES = frozenset({"frame.template_index", "frame.crop_box", "frame.unet_audio"})
 HEAVY_STAGES = frozenset(FRAME_STAGES) - LIGHT_STAGES
 IMAGE_STAGES = frozenset({"frame.crop_328", "frame.mouth", "frame.pasted_region", "frame.output"})
@@ -151,8 +152,8 @@ class DumpWriter:
                 "per": "frame", "layout": "stacked", "file": file, "frames": order,
                 "shape": list(stacked.shape), "dtype": stacked.dtype.name,
             }
-        for name, frames in self._heavy_frames.items():
-            self._entries[name]["frames"] = sorted(frames)
+        for name, indices in self._heavy_frames.items():
+            self._entries[name]["frames"] = sorted(indices)
             self._entries[name]["shape"] = self._heavy_shapes[name]
         manifest = {
             "schema": SCHEMA,
@@ -169,7 +170,7 @@ class DumpWriter:
         self._closed = True
         return self.path
 
-    def __enter__(self) -> "DumpWriter":
+    def __enter__(self) -> DumpWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -210,7 +211,7 @@ class Dump:
         self._stacked: dict[str, np.ndarray] = {}
 
     @classmethod
-    def open(cls, path: str | os.PathLike) -> "Dump":
+    def open(cls, path: str | os.PathLike) -> Dump:
         path = Path(path)
         manifest_path = path / MANIFEST
         if not manifest_path.is_file():
@@ -268,15 +269,6 @@ class Dump:
                 self._stacked[stage] = self._load_npy(self.path / entry["file"], entry, stage)
             return self._stacked[stage][frames.index(index)]
         return self._load_frame_file(stage, entry, index)
-
-    def stacked(self, stage: str) -> np.ndarray:
-        """All rows of a stacked stage, row r being frame `frames(stage)[r]`."""
-        entry = self.entry(stage)
-        if entry.get("layout") != "stacked":
-            raise ParityError(f"{self.path}: {stage} is not stored stacked")
-        if stage not in self._stacked:
-            self._stacked[stage] = self._load_npy(self.path / entry["file"], entry, stage)
-        return self._stacked[stage]
 
     def frame_path(self, stage: str, index: int) -> Path:
         """The file holding frame `index` of a file-per-frame stage."""
@@ -347,9 +339,9 @@ def dump_schema() -> dict:
             "frames": frames, "shape": dims, "dtype": {"type": "string"},
         },
     }
-    stage_schema = {name: clip for name in CLIP_STAGES}
-    stage_schema.update({name: stacked for name in LIGHT_STAGES})
-    stage_schema.update({name: files for name in HEAVY_STAGES})
+    stage_schema = dict.fromkeys(CLIP_STAGES, clip)
+    stage_schema.update(dict.fromkeys(LIGHT_STAGES, stacked))
+    stage_schema.update(dict.fromkeys(HEAVY_STAGES, files))
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": "https://synctalk-parity/dump.schema.json",
@@ -378,63 +370,26 @@ def dump_schema() -> dict:
 
 
 def _validate_manifest(manifest, path: Path) -> None:
+    """The schema and version first (their own messages), stage names with a "did you mean", then `dump_schema()`
+    with jsonschema, then what a schema cannot say (dtype names, PNG stages are uint8)."""
     if not isinstance(manifest, dict):
         raise ParityError(f"{path}: expected a JSON object")
     if manifest.get("schema") != SCHEMA:
         raise ParityError(f"{path}: 'schema' is {manifest.get('schema')!r}, expected {SCHEMA!r}")
     if manifest.get("schema_version") != SCHEMA_VERSION:
         raise ParityError(f"{path}: schema_version {manifest.get('schema_version')!r} is not supported (this toolkit reads {SCHEMA_VERSION})")
-    producer = manifest.get("producer")
-    if not isinstance(producer, dict) or any(not isinstance(producer.get(key), str) for key in PRODUCER_KEYS):
-        raise ParityError(f"{path}: 'producer' needs string fields {', '.join(PRODUCER_KEYS)}")
-    if producer["precision"] not in PRECISIONS:
-        raise ParityError(f"{path}: producer precision {producer['precision']!r} is not one of {', '.join(PRECISIONS)}")
-    count = manifest.get("frame_count")
-    if not isinstance(count, int) or isinstance(count, bool) or count < 0:
-        raise ParityError(f"{path}: 'frame_count' must be a non-negative integer, got {count!r}")
     stages = manifest.get("stages")
-    if not isinstance(stages, dict):
-        raise ParityError(f"{path}: 'stages' must be an object of stage name -> entry")
-    for name, entry in stages.items():
+    for name in stages if isinstance(stages, dict) else ():
         _check_stage_name(name, str(path))
-        _validate_entry(name, entry, path)
-
-
-def _validate_entry(name: str, entry, path: Path) -> None:
-    where = f"{path}: stage {name}"
-    if not isinstance(entry, dict):
-        raise ParityError(f"{where}: expected an object")
-    per = "clip" if name in CLIP_STAGES else "frame"
-    if entry.get("per") != per:
-        raise ParityError(f"{where}: 'per' is {entry.get('per')!r}, the contract says {per!r}")
-    if per == "clip":
-        required = ("file", "shape", "dtype")
-    else:
-        layout = "stacked" if name in LIGHT_STAGES else "files"
-        if entry.get("layout") != layout:
-            raise ParityError(f"{where}: 'layout' is {entry.get('layout')!r}, expected {layout!r}")
-        required = ("file" if layout == "stacked" else "pattern", "frames", "shape", "dtype")
-    for key in required:
-        if key not in entry:
-            raise ParityError(f"{where}: missing {key!r}")
-    shape = entry["shape"]
-    if not isinstance(shape, list) or any(d is not None and (not isinstance(d, int) or d < 0) for d in shape):
-        raise ParityError(f"{where}: 'shape' must be a list of non-negative integers (or null), got {shape!r}")
-    try:
-        np.dtype(entry["dtype"])
-    except TypeError:
-        raise ParityError(f"{where}: unknown dtype {entry['dtype']!r} (use NumPy names: float32, int64, uint8)") from None
-    if per == "frame":
-        frames = entry["frames"]
-        if not isinstance(frames, list) or any(not isinstance(i, int) or isinstance(i, bool) or i < 0 for i in frames):
-            raise ParityError(f"{where}: 'frames' must be a list of frame indices")
-        if len(set(frames)) != len(frames):
-            raise ParityError(f"{where}: 'frames' lists a frame twice")
-    if "pattern" in entry:
-        pattern = entry["pattern"]
-        if not isinstance(pattern, str) or "{index:05d}" not in pattern or not pattern.endswith((".npy", ".png")):
-            raise ParityError(f"{where}: 'pattern' must contain {{index:05d}} and end in .npy or .png, got {pattern!r}")
-        if pattern.endswith(".png") and np.dtype(entry["dtype"]) != np.uint8:
+    validate(manifest, dump_schema(), path)
+    assert isinstance(stages, dict)  # the schema says so
+    for name, entry in stages.items():
+        where = f"{path}: stage {name}"
+        try:
+            dtype = np.dtype(entry["dtype"])
+        except TypeError:
+            raise ParityError(f"{where}: unknown dtype {entry['dtype']!r} (use NumPy names: float32, int64, uint8)") from None
+        if entry.get("pattern", "").endswith(".png") and dtype != np.uint8:
             raise ParityError(f"{where}: PNG frames must be uint8, manifest says {entry['dtype']}")
 
 

@@ -1,18 +1,25 @@
-"""Render a `Comparison` for the terminal: a rich table of stage metrics and a few lines of verdict.
-
-Used by `parity compare` and `parity run`.
-"""
+"""What the commands show: the consoles, a frame progress bar, and a `Comparison` as a rich table of stage
+metrics plus a few lines of verdict (used by `parity compare` and `parity run`)."""
 
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING, Any
 
 from rich import box
 from rich.console import Console
 from rich.measure import Measurement
 from rich.table import Table
 
-from .compare import PSNR_IDENTICAL, Comparison, StageMetrics
+from ..harness.verdict.types import PSNR_IDENTICAL
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+    from ..harness.verdict.types import Comparison, StageResult
+
+console = Console()
+err_console = Console(stderr=True)
 
 COLUMNS = ("stage", "frames", "max |diff|", "mean |diff|", "p99", "identical %", "PSNR", "SSIM", "cosine", "NaN/Inf", "result")
 
@@ -56,7 +63,7 @@ def comparison_lines(comparison: Comparison) -> list[str]:
     return lines
 
 
-def _row(stage: StageMetrics, first: bool) -> list[str]:
+def _row(stage: StageResult, first: bool) -> list[str]:
     nonfinite = f"{stage.nan}/{stage.inf}" if (stage.nan or stage.inf) else "0"
     result = "[green]pass[/]" if stage.passed else ("[bold red]FAIL first[/]" if first else "[red]fail[/]")
     return [
@@ -93,3 +100,38 @@ def _escape(text: str) -> str:
     from rich.markup import escape
 
     return escape(text)
+
+
+class FrameProgress:
+    """A rich progress bar that appears with the first frame, so input errors print alone, and stops with
+    the last, so bars that follow one another never overlap (rich before 14 allows one live display)."""
+
+    def __init__(self, description: str = "frames"):
+        self.description = description
+        self._bar: Progress | None = None
+        self._task: Any = None
+
+    def update(self, done: int, total: int) -> None:
+        if self._bar is None:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+            self._bar = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                console=console,
+            )
+            self._bar.start()
+            self._task = self._bar.add_task(self.description, total=total)
+        self._bar.update(self._task, completed=done, total=total)
+        if done >= total:  # one live display at a time: the next bar (the reference's) may start now
+            self._bar.stop()
+
+    def __enter__(self) -> FrameProgress:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._bar is not None:
+            self._bar.stop()

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from synctalk_parity.harness.compare import compare_dumps
-from synctalk_parity.harness.gates import load_gate
+from synctalk_parity.harness.verdict.compare import compare_dumps
+from synctalk_parity.harness.verdict.gates import load_gate
 from synctalk_parity.models import fixture_audio_encoder, fixture_unet
 from synctalk_parity.reference import audio, frames
 from synctalk_parity.reference.stages import FrameStages
 
-from .conftest import frame_dict, write_dump
+from ..conftest import frame_dict, write_dump
 
 FLOAT_STAGES = ("audio.pcm", "audio.windows", "audio.features", "frame.unet_audio", "frame.unet_input", "frame.unet_output")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typer.testing import CliRunner
 
-from synctalk_parity.harness.cli import app
+from synctalk_parity.cli import app
 
 
 def test_doctor_reports_everything_and_exits_0():

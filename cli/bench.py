@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich import box
@@ -23,16 +23,16 @@ def bench_command(
     repeats: Annotated[int, typer.Option(help="Timed passes after the warm-up; median, min and max are reported.")] = 3,
     reference_frames: Annotated[int, typer.Option("--reference-frames", help="Frames of the eager reference loop (it is slow).")] = 8,
     memory: Annotated[bool, typer.Option("--memory", help="Also measure peak RSS of end-to-end runs of 100 and 400 frames (slow).")] = False,
-    dataset: Annotated[Optional[Path], typer.Option(help="SyncTalk dataset for end-to-end runs (default: the built-in demo).")] = None,
-    audio: Annotated[Optional[Path], typer.Option(help="Audio for end-to-end runs, with --dataset.")] = None,
-    models: Annotated[Optional[Path], typer.Option(help="Export folder written by `parity export`.")] = None,
-    unet: Annotated[Optional[Path], typer.Option(help="U-Net checkpoint. Default: fixture weights.")] = None,
-    audio_encoder: Annotated[Optional[Path], typer.Option("--audio-encoder", help="Audio encoder checkpoint.")] = None,
+    dataset: Annotated[Path | None, typer.Option(help="SyncTalk dataset for end-to-end runs (default: the built-in demo).")] = None,
+    audio: Annotated[Path | None, typer.Option(help="Audio for end-to-end runs, with --dataset.")] = None,
+    models: Annotated[Path | None, typer.Option(help="Export folder written by `parity export`.")] = None,
+    unet: Annotated[Path | None, typer.Option(help="U-Net checkpoint. Default: fixture weights.")] = None,
+    audio_encoder: Annotated[Path | None, typer.Option("--audio-encoder", help="Audio encoder checkpoint.")] = None,
     out: Annotated[Path, typer.Option(help="Folder for result.json (and reports).")] = Path("parity-bench"),
-    report: Annotated[Optional[str], typer.Option(help="Also write reports into --out: md,html,json,junit (or all).")] = None,
+    report: Annotated[str | None, typer.Option(help="Also write reports into --out: md,html,json,junit (or all).")] = None,
 ) -> None:
     """Frames/s of each backend: the networks alone, the whole pipeline, and the eager reference loop."""
-    from .cli import console
+    from .view import console
 
     _bench(console, backend, batch, frames, repeats, reference_frames, memory, dataset, audio, models, unet,
            audio_encoder, out, report)
@@ -40,7 +40,7 @@ def bench_command(
 
 def _bench(console, backend, batch, frames, repeats, reference_frames, memory, dataset, audio, models, unet,
            audio_encoder, out, report) -> None:
-    from .bench import BenchRequest, bench, write_bench_result
+    from ..harness.bench import BenchRequest, bench, write_bench_result
 
     formats = None
     if report is not None:
@@ -79,7 +79,7 @@ def bench_table(result) -> Table:
     table = Table(box=box.SIMPLE_HEAD, padding=0, show_edge=False)
     for column in ("backend", "batch", "mode", "fps", "range", "x model", "x ref", "whole", "GFLOP/s", "MB"):
         table.add_column(column, justify="left" if column in ("backend", "mode") else "right")
-    ratio = lambda value: "" if value is None else f"{value:.2f}x"  # noqa: E731
+    ratio = lambda value: "" if value is None else f"{value:.2f}x"
     for row in result.rows:
         table.add_row(
             row.backend.removesuffix("-reference"), str(row.batch), MODE_LABELS.get(row.mode, row.mode), f"{row.fps_median:.2f}",

@@ -6,7 +6,7 @@ A thin typer layer over `reports.write_reports`; several run folders are reporte
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -23,7 +23,7 @@ def register(app: typer.Typer) -> None:
 def report_command(
     run_dirs: Annotated[list[Path], typer.Argument(metavar="RUN_DIR", help="run folders written by `parity run`, `compare` or `bench` (each holds result.json)", show_default=False)],
     format_names: Annotated[str, typer.Option("--format", "-f", help=f"comma-separated: {', '.join(REPORT_FILES)} or all")] = "md,html,json,junit",
-    out: Annotated[Optional[Path], typer.Option(help="folder for the reports; default: the run folder, or ./parity-report for several")] = None,
+    out: Annotated[Path | None, typer.Option(help="folder for the reports; default: the run folder, or ./parity-report for several")] = None,
 ) -> None:
     """Write report.md, report.html (self-contained), report.json and report.junit.xml from run folders."""
     console = Console()

@@ -7,10 +7,10 @@ import json
 import pytest
 from typer.testing import CliRunner
 
+from synctalk_parity.cli import app
+from synctalk_parity.cli import export as export_cmd
 from synctalk_parity.errors import ParityError
 from synctalk_parity.export import FORMATS
-from synctalk_parity.harness import export_cmd
-from synctalk_parity.harness.cli import app
 
 ENV = {"COLUMNS": "120"}
 

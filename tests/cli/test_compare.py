@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 from typer.testing import CliRunner
 
-from synctalk_parity.harness.cli import app
+from synctalk_parity.cli import app
 
-from .conftest import synthetic_stages, write_dump
+from ..harness.conftest import synthetic_stages, write_dump
 
 runner = CliRunner()
 ENV = {"COLUMNS": "120"}

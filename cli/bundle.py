@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from .bundle import DEFAULT_FRAMES, BundleRequest, folder_size, write_bundle
+from .view import console
 
 
 def register(app: typer.Typer) -> None:
@@ -17,15 +16,17 @@ def register(app: typer.Typer) -> None:
 
 def bundle(
     out: Annotated[Path, typer.Option(help="Bundle folder to write (replaced if it holds an earlier bundle).")],
-    dataset: Annotated[Optional[Path], typer.Option(help="SyncTalk dataset folder. Omitted with --audio: the built-in demo.")] = None,
-    audio: Annotated[Optional[Path], typer.Option(help="Audio file (WAV or anything ffmpeg decodes).")] = None,
-    unet: Annotated[Optional[Path], typer.Option(help="U-Net checkpoint (.pth). Omitted: fixture weights.")] = None,
-    audio_encoder: Annotated[Optional[Path], typer.Option(help="Audio encoder checkpoint (.pth). Omitted: fixture weights.")] = None,
-    frames: Annotated[int, typer.Option(help="Output frames in the golden dump.")] = DEFAULT_FRAMES,
+    dataset: Annotated[Path | None, typer.Option(help="SyncTalk dataset folder. Omitted with --audio: the built-in demo.")] = None,
+    audio: Annotated[Path | None, typer.Option(help="Audio file (WAV or anything ffmpeg decodes).")] = None,
+    unet: Annotated[Path | None, typer.Option(help="U-Net checkpoint (.pth). Omitted: fixture weights.")] = None,
+    audio_encoder: Annotated[Path | None, typer.Option(help="Audio encoder checkpoint (.pth). Omitted: fixture weights.")] = None,
+    frames: Annotated[int | None, typer.Option(help="Output frames in the golden dump.  [default: 8]", show_default=False)] = None,
 ) -> None:
     """Write everything a Go or Swift port needs to prove itself: models, constants, a golden dump, a guide."""
-    console = Console()
-    request = BundleRequest(out=out, dataset=dataset, audio=audio, unet=unet, audio_encoder=audio_encoder, frames=frames)
+    from ..harness.bundle import DEFAULT_FRAMES, BundleRequest, folder_size, write_bundle
+
+    request = BundleRequest(out=out, dataset=dataset, audio=audio, unet=unet, audio_encoder=audio_encoder,
+                            frames=DEFAULT_FRAMES if frames is None else frames)
     folder = write_bundle(request, progress=lambda step: console.print(f"[dim]{step}...[/]", highlight=False))
     console.print(f"wrote {folder}", highlight=False, soft_wrap=True)
     for item in sorted(folder.iterdir()):

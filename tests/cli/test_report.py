@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from synctalk_parity.cli import app
 from synctalk_parity.errors import ParityError
-from synctalk_parity.harness.cli import app
 from synctalk_parity.reports import parse_formats, write_reports
 
+from ..harness.conftest import synthetic_stages, write_dump
 from ..reports.conftest import failing_result, passing_result, write_run
-from .conftest import synthetic_stages, write_dump
 
 ENV = {"COLUMNS": "120"}
 ALL_FILES = ["report.md", "report.html", "report.json", "report.junit.xml"]
@@ -81,7 +81,7 @@ def test_invalid_result_json_names_the_file(tmp_path):
     (run / "result.json").write_text('{"schema": "synctalk-parity/result", "schema_version": 1, "command": "run", "comparison": {"passed": "yes", "stages": []}}')
     result = _invoke(run)
     assert result.exit_code == 2
-    assert f"{run / 'result.json'} does not follow the result.json schema: $.comparison.passed: expected boolean" in result.output
+    assert f"{run / 'result.json'} does not follow the result.json schema: $.comparison.passed: 'yes' is not of type 'boolean'" in result.output
 
 
 def test_report_folder_that_is_a_file_is_refused(failing_run, tmp_path):
@@ -108,7 +108,7 @@ def test_write_reports_needs_a_run_folder(tmp_path):
 
 def test_reports_a_real_comparison(tmp_path):
     """`parity compare` writes result.json from two real dumps; every report reads it and agrees with it."""
-    from synctalk_parity.harness.compare_cmd import run_compare
+    from synctalk_parity.harness.verdict.judge import judge
 
     clip, rows = synthetic_stages(frames=(0, 1, 2, 3))
     reference = write_dump(tmp_path / "reference", clip, rows, frame_count=5)
@@ -119,7 +119,7 @@ def test_reports_a_real_comparison(tmp_path):
         row["frame.output"] = np.clip(output, 0, 255).astype(np.uint8)
     run = tmp_path / "run"
     write_dump(run / "dump", clip, changed, frame_count=5)
-    comparison, _ = run_compare(run / "dump", reference, None, "fp32", run)
+    comparison, _ = judge(run / "dump", reference, None, "fp32", run)
     assert not comparison and comparison.first_divergent_stage == "frame.output"
 
     result = _invoke(run)

@@ -6,7 +6,7 @@ A thin typer layer over `export.export_models`; the table is rendered with rich.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -24,8 +24,8 @@ def register(app: typer.Typer) -> None:
 def export_command(
     format_name: Annotated[str, typer.Option("--format", "-f", help=f"{' | '.join(FORMATS)} | all")] = "onnx",
     precision: Annotated[str, typer.Option(help="fp32 | fp16")] = "fp32",
-    unet: Annotated[Optional[Path], typer.Option("--unet", help="U-Net checkpoint (.pth); fixture weights when omitted")] = None,
-    audio_encoder: Annotated[Optional[Path], typer.Option("--audio-encoder", help="audio encoder checkpoint (audio_visual_encoder.pth)")] = None,
+    unet: Annotated[Path | None, typer.Option("--unet", help="U-Net checkpoint (.pth); fixture weights when omitted")] = None,
+    audio_encoder: Annotated[Path | None, typer.Option("--audio-encoder", help="audio encoder checkpoint (audio_visual_encoder.pth)")] = None,
     mode: Annotated[str, typer.Option(help="U-Net audio branch: ave | hubert | wenet")] = "ave",
     out: Annotated[Path, typer.Option(help="folder that receives <format>-<precision>/")] = Path("exports"),
 ) -> None:

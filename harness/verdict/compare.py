@@ -19,17 +19,18 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
-from ..errors import ParityError
-from ..reference.stages import CLIP_STAGES, STAGE_NAMES
+from ...errors import ParityError
+from ...reference.stages import CLIP_STAGES, STAGE_NAMES
+from .diagnose import diagnose
 from .dump import IMAGE_STAGES, Dump
 from .gates import Gate, Tolerance
+from .types import PSNR_IDENTICAL, Comparison, StageResult
 
-PSNR_IDENTICAL = 100.0
 COSINE_STAGES = frozenset({"audio.features", "frame.unet_audio"})
 PSNR_FLOAT_STAGES = frozenset({"frame.unet_output"})  # float in [0, 1]: PSNR on the 0..255 scale
 SSIM_MAX_FRAMES = 16
@@ -38,91 +39,8 @@ EXACT_P99_ELEMENTS = 5_000_000
 _FLOAT_EDGES = np.concatenate([[0.0], np.logspace(-12, 6, 1801)])
 
 
-@dataclass
-class StageMetrics:
-    stage: str
-    per: str
-    frames_compared: int
-    max_abs: float | None = None
-    mean_abs: float | None = None
-    p99: float | None = None
-    identical: float | None = None
-    psnr: float | None = None
-    ssim: float | None = None
-    cosine: float | None = None
-    nan: int = 0
-    inf: int = 0
-    passed: bool = True
-    failure: str | None = None
-    worst: dict | None = None
-    tolerance: dict = field(default_factory=dict)
-    per_frame: dict | None = None
-
-    def as_dict(self) -> dict:
-        return _plain(asdict(self))
-
-
-@dataclass
-class Comparison:
-    """Truthy when every gate passes (and the frame counts agree)."""
-
-    reference: Path
-    candidate: Path
-    gate: Gate
-    stages: list[StageMetrics]
-    frame_count: dict[str, int]
-    problems: list[str] = field(default_factory=list)
-    diagnoses: list = field(default_factory=list)
-    worst_frame: dict | None = None
-    not_compared: dict[str, list[str]] = field(default_factory=dict)
-
-    @property
-    def passed(self) -> bool:
-        return not self.problems and all(stage.passed for stage in self.stages)
-
-    def __bool__(self) -> bool:
-        return self.passed
-
-    @property
-    def first_divergent_stage(self) -> str | None:
-        return next((stage.stage for stage in self.stages if not stage.passed), None)
-
-    def stage(self, name: str) -> StageMetrics | None:
-        return next((stage for stage in self.stages if stage.stage == name), None)
-
-    @property
-    def failures(self) -> list[str]:
-        return self.problems + [stage.failure for stage in self.stages if stage.failure]
-
-    def to_dict(self, relative_to: str | os.PathLike | None = None) -> dict:
-        """The `comparison` object of result.json; paths relative to `relative_to` when inside it."""
-        where = Path(relative_to) if relative_to is not None else None
-        worst = None
-        if self.worst_frame:
-            worst = {
-                "index": self.worst_frame["index"],
-                "reference_png": _relative(self.worst_frame["reference_png"], where),
-                "candidate_png": _relative(self.worst_frame["candidate_png"], where),
-            }
-        return {
-            "reference": _relative(self.reference, where),
-            "candidate": _relative(self.candidate, where),
-            "passed": self.passed,
-            "first_divergent_stage": self.first_divergent_stage,
-            "gate": self.gate.as_dict(),
-            "frame_count": dict(self.frame_count),
-            "problems": list(self.problems),
-            "stages": [stage.as_dict() for stage in self.stages],
-            "diagnoses": [{"name": d.name, "stage": d.stage, "message": d.message} for d in self.diagnoses],
-            "worst_frame": worst,
-            "not_compared": {k: list(v) for k, v in self.not_compared.items()},
-        }
-
-
 def compare_dumps(reference: Dump | str | os.PathLike, candidate: Dump | str | os.PathLike, gate: Gate) -> Comparison:
     """Compare every stage present in both dumps, in contract order; then run the diagnoses."""
-    from .diagnose import diagnose
-
     reference = reference if isinstance(reference, Dump) else Dump.open(reference)
     candidate = candidate if isinstance(candidate, Dump) else Dump.open(candidate)
     common = [name for name in STAGE_NAMES if name in reference.stage_names and name in candidate.stage_names]
@@ -154,12 +72,12 @@ def compare_dumps(reference: Dump | str | os.PathLike, candidate: Dump | str | o
     return comparison
 
 
-def compare_stage(stage: str, reference: Dump, candidate: Dump, tolerance: Tolerance) -> StageMetrics:
+def compare_stage(stage: str, reference: Dump, candidate: Dump, tolerance: Tolerance) -> StageResult:
     """Metrics and the gate verdict for one stage present in both dumps."""
     per = "clip" if stage in CLIP_STAGES else "frame"
-    metrics = StageMetrics(stage=stage, per=per, frames_compared=0, tolerance=tolerance.as_dict())
+    metrics = StageResult(stage=stage, per=per, frames_compared=0, tolerance=tolerance.as_dict())
     if per == "clip":
-        pairs = [(None, reference.clip(stage), candidate.clip(stage))]
+        pairs: Iterable[tuple[int | None, np.ndarray, np.ndarray]] = [(None, reference.clip(stage), candidate.clip(stage))]
     else:
         frames = sorted(set(reference.frames(stage)) & set(candidate.frames(stage)))
         if not frames:
@@ -227,7 +145,7 @@ class _Accumulator:
         self.first_nonfinite: dict | None = None
         self.diffs: list[np.ndarray] | None = []
         self.histogram: np.ndarray | None = None
-        self.per_frame = {"frames": [], "psnr": [], "max_abs": []}
+        self.per_frame: dict[str, list[Any]] = {"frames": [], "psnr": [], "max_abs": []}
         self.ssim: list[float] = []
         self.ssim_frames = 0
         self.cosines: list[float] = []
@@ -304,7 +222,7 @@ class _Accumulator:
                 self.first_nonfinite = {"frame": frame, "index": [int(i) for i in index]}
         return diff, False, np.where(np.isnan(diff), np.inf, diff)
 
-    def finish(self, metrics: StageMetrics) -> None:
+    def finish(self, metrics: StageResult) -> None:
         metrics.frames_compared = len(self.per_frame["frames"])
         if metrics.per != "clip":
             metrics.per_frame = self.per_frame
@@ -323,7 +241,7 @@ class _Accumulator:
         metrics.passed = not failures
         metrics.failure = "; ".join(failures) if failures else None
 
-    def _failures(self, m: StageMetrics) -> list[str]:
+    def _failures(self, m: StageResult) -> list[str]:
         t, stage, failures = self.tolerance, self.stage, []
         worst = _worst_text(m.worst)
         unit = "pixels" if self.image else "elements"
@@ -339,9 +257,9 @@ class _Accumulator:
                 f"{stage}: {self.exceed:,} of {self.elements:,} elements ({self.exceed / self.elements:.2%}) exceed max |diff| "
                 f"{t.max_abs:.3g}; worst |diff| {m.max_abs:.4g} {worst}"
             )
-        if t.max_mean_abs is not None and m.mean_abs > t.max_mean_abs:
+        if t.max_mean_abs is not None and m.mean_abs is not None and m.mean_abs > t.max_mean_abs:
             failures.append(f"{stage}: mean |diff| {m.mean_abs:.4g} exceeds {t.max_mean_abs:.3g}; worst |diff| {m.max_abs:.4g} {worst}")
-        if t.min_identical is not None and m.identical < t.min_identical:
+        if t.min_identical is not None and m.identical is not None and m.identical < t.min_identical:
             failures.append(
                 f"{stage}: {m.identical:.3%} of {unit} identical, gate needs >= {t.min_identical:.3%}; worst |diff| {m.max_abs:.4g} {worst}"
             )
@@ -378,6 +296,7 @@ class _Accumulator:
         if self.diffs is not None:
             values = np.concatenate(self.diffs) if self.diffs else np.zeros(1)
             return float(np.percentile(values.astype(np.float64), 99)) if values.size else 0.0
+        assert self.histogram is not None  # filled by every add()
         cumulative = np.cumsum(self.histogram)
         position = int(np.searchsorted(cumulative, 0.99 * cumulative[-1]))
         if self.uint8:
@@ -400,11 +319,11 @@ def _row_cosines(reference: np.ndarray, candidate: np.ndarray) -> list[float]:
     return out
 
 
-def _worst_frame(stages: list[StageMetrics], reference: Dump, candidate: Dump) -> dict | None:
+def _worst_frame(stages: list[StageResult], reference: Dump, candidate: Dump) -> dict | None:
     output = next((s for s in stages if s.stage == "frame.output"), None)
     if output is None or not output.per_frame or not output.per_frame["frames"]:
         return None
-    psnr, index = min(zip(output.per_frame["psnr"], output.per_frame["frames"]))
+    _, index = min(zip(output.per_frame["psnr"], output.per_frame["frames"]))
     return {
         "index": int(index),
         "reference_png": reference.frame_path("frame.output", index),
@@ -444,27 +363,3 @@ def _span(first: int, last: int, size: int) -> tuple[int, int]:
 
 def _scalar(value) -> float:
     return float(value)
-
-
-def _relative(path, where: Path | None) -> str:
-    path = Path(path)
-    if where is not None:
-        try:
-            return str(path.resolve().relative_to(where.resolve()))
-        except ValueError:
-            pass
-    return str(path)
-
-
-def _plain(value):
-    """numpy scalars to Python, NaN/Inf floats to None: result.json stays strict JSON."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        value = float(value)
-        return value if math.isfinite(value) else None
-    return value

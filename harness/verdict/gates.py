@@ -34,10 +34,10 @@ import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
-from ..errors import ParityError
-from ..reference.stages import STAGE_NAMES
+from ...errors import ParityError
+from ...precision import checked_precision
+from ...reference.stages import STAGE_NAMES
 
-PRECISIONS = ("fp32", "fp16")
 ONE_LEVEL = 1 / 255 + 1e-6
 
 
@@ -105,8 +105,7 @@ def load_gate(path: str | os.PathLike | None = None, precision: str | None = "fp
 
 def default_gate(precision: str = "fp32", where: str = "--precision") -> Gate:
     """The built-in tolerances for fp32 or fp16 (table in the module docstring)."""
-    if precision not in PRECISIONS:
-        raise ParityError(f"{where}: unknown precision {precision!r}; use {' or '.join(PRECISIONS)}")
+    checked_precision(precision, where)
     network = 1e-4 if precision == "fp32" else 1e-2
     exact = Tolerance(max_abs=0.0)
     audio = Tolerance(max_abs=1e-5)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from synctalk_parity.errors import ParityError
-from synctalk_parity.harness.gates import ONE_LEVEL, Tolerance, default_gate, load_gate
+from synctalk_parity.harness.verdict.gates import ONE_LEVEL, Tolerance, default_gate, load_gate
 from synctalk_parity.reference.stages import STAGE_NAMES
 
 

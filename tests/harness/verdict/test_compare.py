@@ -7,13 +7,14 @@ import json
 import numpy as np
 import pytest
 
+from synctalk_parity.cli.view import comparison_lines, comparison_table
 from synctalk_parity.errors import ParityError
-from synctalk_parity.harness.compare import PSNR_IDENTICAL, compare_dumps
-from synctalk_parity.harness.compare_view import comparison_lines, comparison_table
-from synctalk_parity.harness.gates import load_gate
+from synctalk_parity.harness.verdict.compare import PSNR_IDENTICAL, compare_dumps
+from synctalk_parity.harness.verdict.gates import load_gate
+from synctalk_parity.harness.verdict.result import comparison_document
 from synctalk_parity.reference.stages import STAGE_NAMES
 
-from .conftest import synthetic_stages, write_dump
+from ..conftest import synthetic_stages, write_dump
 
 
 def _pair(tmp_path, edit=None, frame_count=5, candidate_frames=(0, 1, 2)):
@@ -38,7 +39,7 @@ def test_identical_dumps_pass_with_exact_metrics(tmp_path):
     assert output.psnr == PSNR_IDENTICAL and output.ssim == 1.0 and output.frames_compared == 3
     assert output.per_frame["frames"] == [0, 1, 2] and output.per_frame["psnr"] == [PSNR_IDENTICAL] * 3
     assert comparison.stage("audio.features").cosine == pytest.approx(1.0)
-    data = json.loads(json.dumps(comparison.to_dict(relative_to=tmp_path), allow_nan=False))
+    data = json.loads(json.dumps(comparison_document(comparison, tmp_path), allow_nan=False))
     assert data["passed"] is True and data["reference"] == "ref" and data["worst_frame"]["candidate_png"] == "cand/frame.output/00000.png"
 
 
@@ -88,7 +89,7 @@ def test_shape_mismatch_nan_frame_count_and_missing_frames(tmp_path):
     unet = comparison.stage("frame.unet_output")
     assert unet.nan == 1 and "1 NaN and 0 Inf values (first at frame 2, index (0, 1, 2))" in unet.failure
     assert "frame count: the candidate makes 4 output frames, the reference 5" in comparison.failures
-    json.dumps(comparison.to_dict(), allow_nan=False)
+    json.dumps(comparison_document(comparison), allow_nan=False)
 
 
 def test_only_common_frames_are_compared_and_gates_can_loosen(tmp_path):
@@ -134,7 +135,7 @@ def test_table_keeps_every_figure_on_an_80_column_console(tmp_path):
     """CI logs are 80 columns wide to rich: the table is printed at its natural width, not cut."""
     from rich.console import Console
 
-    from synctalk_parity.harness.compare_view import print_table
+    from synctalk_parity.cli.view import print_table
 
     def edit(clip, rows):
         rows[0]["frame.unet_output"] += np.float32(5e-3)
@@ -149,7 +150,7 @@ def test_table_keeps_every_figure_on_an_80_column_console(tmp_path):
 
 
 def test_psnr_cell_says_equal_only_when_nothing_differs():
-    from synctalk_parity.harness.compare_view import _psnr
+    from synctalk_parity.cli.view import _psnr
 
     assert _psnr(100.0, 0.0) == "equal"
     assert _psnr(100.0, 3e-6) == ">=100"  # capped, but not identical: the identical % column has the rest
@@ -157,7 +158,7 @@ def test_psnr_cell_says_equal_only_when_nothing_differs():
 
 
 def test_p99_from_the_histogram_matches_the_exact_one(tmp_path, monkeypatch):
-    from synctalk_parity.harness import compare
+    from synctalk_parity.harness.verdict import compare
 
     def edit(clip, rows):
         rng = np.random.default_rng(1)

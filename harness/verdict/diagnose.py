@@ -24,17 +24,16 @@ Each detector looks only at stages that failed their gate, reads a few frames, a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
-from ..reference.frames import INNER, INTERPOLATION, MASK_RECT
-from ..reference.stages import STAGE_NAMES
+from ...reference.frames import INNER, INTERPOLATION, MASK_RECT
+from ...reference.stages import STAGE_NAMES
+from .types import Comparison, Diagnosis
 
 if TYPE_CHECKING:
-    from .compare import Comparison
     from .dump import Dump
 
 SAMPLE_FRAMES = 4
@@ -43,14 +42,7 @@ FAR_PSNR = 20.0
 FAR_COSINE = 0.9
 
 
-@dataclass(frozen=True)
-class Diagnosis:
-    name: str
-    stage: str
-    message: str
-
-
-def diagnose(comparison: "Comparison", reference: "Dump", candidate: "Dump") -> list[Diagnosis]:
+def diagnose(comparison: Comparison, reference: Dump, candidate: Dump) -> list[Diagnosis]:
     """Every diagnosis whose signature is present, in stage order."""
     context = _Context(comparison, reference, candidate)
     found = []
@@ -60,12 +52,12 @@ def diagnose(comparison: "Comparison", reference: "Dump", candidate: "Dump") -> 
             found.append(result)
     explained = {d.stage for d in found if d.name != "random_weights"}
     found = [d for d in found if d.name != "random_weights" or d.stage not in explained]  # the specific cause wins
-    order = {name: i for i, name in enumerate(STAGE_NAMES + ("video",))}
+    order = {name: i for i, name in enumerate((*STAGE_NAMES, "video"))}
     return sorted(found, key=lambda d: order.get(d.stage, -1))
 
 
 class _Context:
-    def __init__(self, comparison: "Comparison", reference: "Dump", candidate: "Dump"):
+    def __init__(self, comparison: Comparison, reference: Dump, candidate: Dump):
         self.comparison, self.reference, self.candidate = comparison, reference, candidate
 
     def metrics(self, stage: str):
@@ -277,7 +269,7 @@ def _crop_resize(c: _Context) -> Diagnosis | None:
         sharpness.append(_laplacian_energy(cand) / max(_laplacian_energy(ref), 1e-9))
     if not duplicated:
         return None
-    cand_dup, ref_dup = np.mean([d[0] for d in duplicated]), np.mean([d[1] for d in duplicated])
+    cand_dup, ref_dup = float(np.mean([d[0] for d in duplicated])), float(np.mean([d[1] for d in duplicated]))
     if cand_dup > 0.15 and cand_dup > 5 * max(ref_dup, 0.01):
         return Diagnosis(
             "resize_not_bicubic", "frame.crop_328",
@@ -310,7 +302,7 @@ def _paste_resize(c: _Context) -> Diagnosis | None:
             name: float(np.mean(np.abs(cv2.resize(crop, (xmax - xmin, ymax - ymin), interpolation=flag).astype(np.float64) - cand)))
             for name, flag in methods.items()
         }
-        best = min(errors, key=errors.get)
+        best = min(errors, key=lambda name: errors[name])
         if best != "bicubic" and errors[best] < 0.5 * errors["bicubic"]:
             return Diagnosis(
                 "resize_not_bicubic", "frame.pasted_region",
@@ -401,8 +393,8 @@ def _random_weights(c: _Context) -> Diagnosis | None:
                 "the U-Net weights are not loaded, random, or from another checkpoint (check load_state_dict's missing keys)",
             )
     features = c.metrics("audio.features")
-    if features is not None and not features.passed and features.cosine is not None and c.passed("audio.windows"):
-        if features.cosine < FAR_COSINE:
+    if (features is not None and not features.passed and features.cosine is not None and c.passed("audio.windows")
+            and features.cosine < FAR_COSINE):
             return Diagnosis(
                 "random_weights", "audio.features",
                 f"the audio features are far off (cosine {features.cosine:.2f}) while the mel windows match: the audio encoder "

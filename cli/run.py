@@ -1,0 +1,102 @@
+"""`parity run`: the pipeline on a backend, its frames, video and dump, and the comparison with the reference."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .view import FrameProgress, console
+
+
+def register(app: typer.Typer) -> None:
+    app.command(name="run")(run)
+
+
+
+def run(
+    backend: Annotated[str | None, typer.Option(help="Runtime to run the networks on (torch, onnxruntime, coreml, coreml-emulated, tensorrt; `parity doctor` shows which work here). Default: the best available, onnxruntime, else torch.")] = None,
+    dataset: Annotated[Path | None, typer.Option(help="SyncTalk dataset folder (full_body_img/, landmarks/) or a video with landmarks/ beside it. Omit with --audio for the built-in demo.")] = None,
+    audio: Annotated[Path | None, typer.Option(help="Speech to lip-sync: WAV (any rate, any channels) or anything ffmpeg decodes.")] = None,
+    models: Annotated[Path | None, typer.Option(help="Export folder written by `parity export` (onnx, coreml, tensorrt backends).")] = None,
+    unet: Annotated[Path | None, typer.Option(help="U-Net checkpoint (original unet_328 state dict). Default: fixture weights.")] = None,
+    audio_encoder: Annotated[Path | None, typer.Option("--audio-encoder", help="audio_visual_encoder.pth. Default: fixture weights.")] = None,
+    frames: Annotated[int | None, typer.Option(help="Write only the first N output frames.")] = None,
+    start_frame: Annotated[int, typer.Option("--start-frame", help="First template frame of the dataset to use.")] = 0,
+    batch: Annotated[int | None, typer.Option(help="U-Net batch size (default: the backend's choice, 1 for ONNX Runtime on CPU, else 4).")] = None,
+    out: Annotated[Path, typer.Option(help="Output folder: frames/*.png, video.mp4, dump/, result.json, summary.md.")] = Path("parity-out"),
+    dump: Annotated[str, typer.Option(help="Stages to dump: all, none, or comma-separated stage names.")] = "all",
+    dump_every: Annotated[int, typer.Option("--dump-every", help="Dump heavy stages (images, U-Net tensors) every K-th frame; light stages every frame.")] = 10,
+    compare: Annotated[bool, typer.Option("--compare/--no-compare", help="Compare the dump with the (cached) eager reference.")] = True,
+    gate: Annotated[Path | None, typer.Option(help="Gate file (TOML) with per-stage tolerances. Default: built-in per precision.")] = None,
+    precision: Annotated[str, typer.Option(help="fp32 or fp16: what the backend runs and which default gate applies.")] = "fp32",
+    report: Annotated[str | None, typer.Option(help="Also write reports into --out: md,html,json,junit (or all).")] = None,
+    save_frames: Annotated[bool, typer.Option("--save-frames/--no-save-frames", help="Write every output frame as lossless PNG into frames/ (the video and the dump are written either way).")] = True,
+) -> None:
+    """Run the pipeline: audio + avatar -> frames, video, stage dump, and a comparison with the reference.
+
+    No arguments: the built-in demo. Exit 0 when every gate passes, 1 when one fails, 2 on bad input.
+    """
+    from ..errors import GateFailure
+    from ..harness.run import RunRequest, check_request
+    from ..harness.run import run as run_pipeline
+
+    formats = None
+    if report is not None:
+        from ..reports import parse_formats
+
+        formats = parse_formats(report)
+    request = RunRequest(out, backend, dataset, audio, unet, audio_encoder, frames, start_frame, models=models, batch=batch,
+                         dump=dump, dump_every=dump_every, compare=compare, gate=gate, precision=precision,
+                         save_frames=save_frames)
+    check_request(request)
+    if request.is_demo:
+        console.print("Built-in demo: avatar from scikit-image's astronaut, synthetic speech, fixture weights.")
+    with FrameProgress() as progress, FrameProgress("reference (eager torch)") as reference_progress:
+        result = run_pipeline(request, progress=progress.update, reference_progress=reference_progress.update)
+    console.print(
+        f"[green]wrote[/] {result.frames_written} frames ({result.frames_written} of {result.frames_available}) "
+        f"{'to ' + str(result.out / 'frames') + ', ' if save_frames else ''}video {result.out / result.video}, summary {result.out / 'summary.md'} "
+        f"— {result.fps:.2f} frames/s on {result.backend}",
+        highlight=False,
+    )
+    if backend is None:
+        console.print(f"backend: {result.backend}, the best available here (--backend to choose)", highlight=False)
+    _print_run_details(result)
+    if formats:
+        from ..reports import write_reports
+
+        written = write_reports([result.out], formats, result.out)
+        console.print(f"reports: {', '.join(str(p) for p in written)}", highlight=False)
+    if result.comparison is not None and not result.comparison:
+        raise GateFailure(
+            f"gate failed: first divergent stage {result.comparison.first_divergent_stage}; see {result.out / 'summary.md'}"
+        )
+
+
+def _print_run_details(result) -> None:
+    """The comparison table, then speed and per-step time."""
+    from rich.table import Table
+
+    if result.comparison is not None:
+        from .view import comparison_lines, comparison_table, print_table
+
+        if result.reference_cached:
+            console.print(f"reference: cached result from {result.reference}", highlight=False)
+        else:
+            console.print(f"reference: computed with eager torch, cached in {result.reference}", highlight=False)
+        print_table(console, comparison_table(result.comparison))
+        for line in comparison_lines(result.comparison):
+            console.print(line, highlight=False)
+    else:
+        console.print("comparison: skipped (--no-compare)")
+    console.print(f"speed: {result.fps:.2f} frames/s end to end, batch {result.batch} on {result.backend}", highlight=False)
+    timing = Table()
+    timing.add_column("step")
+    timing.add_column("seconds", justify="right")
+    for name, seconds in result.seconds.items():
+        timing.add_row(name, f"{seconds:.2f}")
+    console.print(timing)
+
+
