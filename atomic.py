@@ -6,14 +6,17 @@
         ...
     write_text_atomically(out / "result.json", text)
 
-Temporary names are unique (several processes may build the same target at once: the last one to
-finish wins, and no one deletes another's work in progress). They sit beside the target, so the
-final rename stays on one file system, and they end in `.partial`, so nothing reads them as done.
+Temporary names are unique and carry the writer's process id (several processes may build the same
+target at once: the last one to finish wins, and no one deletes another's work in progress; a folder
+left by a killed process is removed by the next build of the same target). They sit beside the
+target, so the final rename stays on one file system, and they end in `.partial`, so nothing reads
+them as done.
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import shutil
 import tempfile
@@ -30,13 +33,35 @@ def building(final: str | os.PathLike) -> Iterator[Path]:
     removed when the block raises (a block may also move it elsewhere itself before raising)."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=PARTIAL, dir=final.parent))
+    remove_abandoned(final)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.{os.getpid()}.", suffix=PARTIAL, dir=final.parent))
     try:
         yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     replace_folder(tmp, final)
+
+
+def remove_abandoned(final: Path) -> list[Path]:
+    """Remove temporary folders of `final` left by processes that no longer run (killed mid-write); returns them."""
+    removed = []
+    for leftover in final.parent.glob(f".{glob.escape(final.name)}.*{PARTIAL}"):
+        owner = leftover.name[len(final.name) + 2:].split(".", 1)[0]
+        if owner.isdigit() and not _running(int(owner)):
+            shutil.rmtree(leftover, ignore_errors=True)
+            removed.append(leftover)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def replace_folder(source: Path, final: Path) -> None:

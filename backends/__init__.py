@@ -25,7 +25,7 @@ class BackendEntry:
 BACKENDS: dict[str, BackendEntry] = {
     entry.name: entry
     for entry in (
-        BackendEntry("torch", "torch:TorchBackend", "eager PyTorch, the reference network (CPU, or CUDA when present)"),
+        BackendEntry("torch", "torch:TorchBackend", "eager PyTorch, the reference network (CPU, or CUDA when asked for with --device)"),
         BackendEntry("onnxruntime", "onnxruntime:OnnxRuntimeBackend", "ONNX Runtime with the CPU, CUDA, TensorRT or CoreML execution provider"),
         BackendEntry("coreml", "coreml:CoreMLBackend", "Core ML package via coremltools (macOS)"),
         BackendEntry("coreml-emulated", "coreml_emulated:CoreMLEmulatedBackend", "Core ML program executed op by op in PyTorch on any OS (emulates its arithmetic, not Apple's Neural Engine/GPU)"),

@@ -4,19 +4,23 @@ once into the cache.
     folder = export_for(source, "onnx")   # source.export_dir checked, else <cache>/exports/<key>/onnx-fp32/
 
 The cache key is made from the checkpoint files' sha256 (or the fixture seed), the audio mode, the
-format and precision, the package version and the versions of the exporting libraries, so finding a
-cached export needs no torch; torch is imported only to export one.
+format and precision, and the environment (package version, a digest of the models/ and export/
+code, torch, numpy and the exporters' versions), so finding a cached export needs no torch; torch
+is imported only to export one. An entry is checked (every file's size and sha256) before reuse;
+a damaged one is exported again.
 """
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from pathlib import Path
+from typing import Any
 
-from .. import __version__
-from ..cache import cache_folder, key_of, sha256_file
+from ..cache import cache_folder, check_entry, environment, key_of, publish, sha256_file, write_entry
 from ..errors import ParityError
-from ..export import export_folder_name, export_models, get_format
-from ..export.manifest import MANIFEST_NAME, library_versions, read_manifest
+from ..export import ExportUnfinished, export_folder_name, export_models, get_format
+from ..export.manifest import MANIFEST_NAME, read_manifest
 from .base import ModelSource
 
 FIXTURE_WEIGHTS = "fixture seed 0"
@@ -36,24 +40,52 @@ def export_for(source: ModelSource, fmt: str) -> Path:
 
 
 def cached_export(source: ModelSource, fmt: str) -> Path:
-    """`<cache>/exports/<key>/<fmt>-<precision>/` for `source`'s checkpoints, exported now when missing."""
-    folder = cache_folder("exports") / export_key(source, fmt) / export_folder_name(fmt, source.precision)
-    if not (folder / MANIFEST_NAME).is_file():
-        from .torch import source_models
+    """`<cache>/exports/<key>/<fmt>-<precision>/` for `source`'s checkpoints, exported now when missing or damaged."""
+    parts = export_parts(source, fmt)
+    entry = cache_folder("exports") / key_of(parts)
+    folder = entry / export_folder_name(fmt, source.precision)
+    if check_entry(entry) is None and (folder / MANIFEST_NAME).is_file():
+        return folder
+    from .torch import source_models
 
-        unet, encoder, _ = source_models(source)
-        export_models(fmt, unet, encoder, folder.parent, source.precision)
+    unet, encoder, _ = source_models(source)
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", suffix=".partial", dir=entry.parent))
+    try:
+        export_models(fmt, unet, encoder, tmp, source.precision)
+        write_entry(tmp, "exports", f"{fmt} {source.precision} export of {_weights_label(source)}", parts)
+    except ExportUnfinished as exc:  # what could be made here (TensorRT-ready ONNX) is kept beside the entry
+        kept = entry.with_name(entry.name + ".unbuilt")
+        shutil.rmtree(kept, ignore_errors=True)
+        tmp.rename(kept)
+        raise exc.moved_to(kept / exc.folder.name) from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    publish(tmp, entry)
     return folder
 
 
 def export_key(source: ModelSource, fmt: str) -> str:
-    """The cache key of `source`'s `fmt` export: weights, mode, precision, package and exporter versions."""
-    return key_of({
-        "unet": sha256_file(source.unet) if source.unet is not None else FIXTURE_WEIGHTS,
-        "audio_encoder": sha256_file(source.audio_encoder) if source.audio_encoder is not None else FIXTURE_WEIGHTS,
-        "mode": source.mode,
-        "format": fmt,
-        "precision": source.precision,
-        "synctalk-parity": __version__,
-        "libraries": library_versions(("torch", "numpy", *get_format(fmt).libraries)),
-    })
+    """The cache key of `source`'s `fmt` export."""
+    return key_of(export_parts(source, fmt))
+
+
+def export_parts(source: ModelSource, fmt: str) -> dict[str, Any]:
+    """What decides an export's bytes: the weights (sha256 of the checkpoint files), audio mode, format, precision,
+    and the environment (package version, models/ and export/ code, torch, numpy and the format's exporters)."""
+    return {
+        "inputs": {
+            "unet": sha256_file(source.unet) if source.unet is not None else FIXTURE_WEIGHTS,
+            "audio_encoder": sha256_file(source.audio_encoder) if source.audio_encoder is not None else FIXTURE_WEIGHTS,
+            "mode": source.mode,
+            "format": fmt,
+            "precision": source.precision,
+        },
+        "environment": environment(("models", "export"), ("torch", "numpy", *get_format(fmt).libraries)),
+    }
+
+
+def _weights_label(source: ModelSource) -> str:
+    names = [p.name for p in (source.unet, source.audio_encoder) if p is not None]
+    return " + ".join(names) if names else FIXTURE_WEIGHTS

@@ -2,9 +2,17 @@
 
 Loads `unet.onnx` and `audio_encoder.onnx` from an export folder (checked against its manifest),
 or exports the source's checkpoints (fixture weights when none) once into the cache (`backends/exports.py`).
+
+The provider asked for is the one that runs, or the load fails: ORT quietly runs a session on the CPU
+when a GPU provider's libraries fail to load, and quietly sends nodes a provider cannot run to the CPU.
+A GPU provider's sessions are created with CPU fallback of nodes disabled
+(`session.disable_cpu_ep_fallback`) and without the Python API's retry on the CPU, and each session's
+provider in use is checked after creation (`check_session_providers`).
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 
@@ -19,6 +27,52 @@ PROVIDERS = {
     "tensorrt": "TensorrtExecutionProvider",
     "coreml": "CoreMLExecutionProvider",
 }
+NETWORKS = ("unet", "audio_encoder")
+# ORT's session config key (onnxruntime_session_options_config_keys.h): "1" fails session creation when a node
+# would be assigned to the CPU EP; invalid together with an explicitly listed CPUExecutionProvider.
+DISABLE_CPU_FALLBACK = "session.disable_cpu_ep_fallback"
+_LOAD_HINTS = {
+    "CUDAExecutionProvider": "check the CUDA/cuDNN libraries",
+    "TensorrtExecutionProvider": "check the TensorRT, CUDA and cuDNN libraries",
+    "CoreMLExecutionProvider": "the CoreML provider needs macOS",
+}
+
+
+def check_session_providers(requested: str, in_use: list[str], network: str) -> None:
+    """Refuse a session that does not run on `requested` (full ORT provider name) first: `in_use` is its
+    `get_providers()`, where ORT lists the CPU first when a GPU provider failed to load."""
+    actual = in_use[0] if in_use else "no execution provider"
+    if actual != requested:
+        hint = _LOAD_HINTS.get(requested, "check that provider's libraries")
+        raise ParityError(f"onnxruntime: asked for {requested} but the {network} session runs on {actual} "
+                          f"(the provider failed to load; {hint}, or use --provider cpu)")
+
+
+def create_session(path: Path, network: str, provider: str, threads: int | None = None):
+    """An `onnxruntime.InferenceSession` of `path` on `provider` (full ORT name) alone, or a one-line `ParityError`.
+
+    Off the CPU, CPU fallback of nodes is disabled: a node the provider cannot run fails here instead
+    of running on the CPU. `enable_fallback=0` stops the Python API from retrying a failed creation
+    (or run) on the CPU."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    # No spin-waiting between ops: in the pipeline, decoding, pasting and encoding threads need
+    # the cores that spinning ORT threads would burn (measured: 720p end-to-end 10 -> 11.7 fps).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if threads:
+        options.intra_op_num_threads = threads
+    if provider != PROVIDERS["cpu"]:
+        options.add_session_config_entry(DISABLE_CPU_FALLBACK, "1")  # so the CPU EP must not be listed too
+    try:
+        return ort.InferenceSession(str(path), options, providers=[provider], enable_fallback=0)
+    except Exception as exc:  # ORT raises its own pybind exception types (Fail, InvalidArgument...), not RuntimeError
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        if provider == PROVIDERS["cpu"]:
+            raise ParityError(f"onnxruntime: the {network} network ({path}) does not load: {reason} (re-export it with `parity export`, or upgrade onnxruntime)") from exc
+        hint = _LOAD_HINTS.get(provider, "check that provider's libraries")
+        raise ParityError(f"onnxruntime: the {network} network ({path}) does not load on {provider}: {reason} "
+                          f"({hint}, or a node it cannot run; or use --provider cpu)") from exc
 
 
 class OnnxRuntimeBackend(Backend):
@@ -40,17 +94,11 @@ class OnnxRuntimeBackend(Backend):
 
         provider = self._provider(ort.get_available_providers())
         self.export_dir = export_for(self.source, "onnx")
-        options = ort.SessionOptions()
-        # No spin-waiting between ops: in the pipeline, decoding, pasting and encoding threads need
-        # the cores that spinning ORT threads would burn (measured: 720p end-to-end 10 -> 11.7 fps).
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        if self.options.get("threads"):
-            options.intra_op_num_threads = int(self.options["threads"])
-        providers = [provider] if provider == PROVIDERS["cpu"] else [provider, PROVIDERS["cpu"]]
-        self.sessions = {
-            network: ort.InferenceSession(str(artifact_path(self.export_dir, network)), options, providers=providers)
-            for network in ("unet", "audio_encoder")
-        }
+        self.provider_requested = provider
+        threads = int(self.options["threads"]) if self.options.get("threads") else None
+        self.sessions = {network: create_session(artifact_path(self.export_dir, network), network, provider, threads) for network in NETWORKS}
+        for network, session in self.sessions.items():
+            check_session_providers(provider, session.get_providers(), network)
 
     def _encode_audio_impl(self, windows: np.ndarray) -> np.ndarray:
         return self.sessions["audio_encoder"].run(["audio_feature"], {"mel_window": windows})[0]
@@ -70,13 +118,19 @@ class OnnxRuntimeBackend(Backend):
         return super().preferred_batch()
 
     def describe(self) -> dict[str, str]:
+        """Backend, precision, the provider in use (`provider`) and asked for (`provider_requested`), the
+        session's provider list (`providers`), onnxruntime and numpy versions, export folder."""
         info = super().describe()
         if self._loaded:
             import onnxruntime as ort
 
+            in_use = self.sessions["unet"].get_providers()
             info.update(
-                provider=self.sessions["unet"].get_providers()[0],
+                provider=in_use[0],
+                provider_requested=self.provider_requested,
+                providers=", ".join(in_use),
                 onnxruntime=ort.__version__,
+                numpy=np.__version__,
                 precision=read_manifest(self.export_dir)["precision"],
                 export_dir=str(self.export_dir),
             )
@@ -87,5 +141,6 @@ class OnnxRuntimeBackend(Backend):
         if choice not in PROVIDERS:
             raise ParityError(f"unknown onnxruntime provider {choice!r}: choose from {', '.join(PROVIDERS)}")
         if PROVIDERS[choice] not in available:
-            raise ParityError(f"onnxruntime has no {PROVIDERS[choice]} here; available: {', '.join(available)}")
+            raise ParityError(f"onnxruntime has no {PROVIDERS[choice]} here; available: {', '.join(available)} "
+                              f"(providers come with the onnxruntime build, e.g. onnxruntime-gpu for cuda; or use --provider cpu)")
         return PROVIDERS[choice]

@@ -30,16 +30,18 @@ def bench_command(
     audio_encoder: Annotated[Path | None, typer.Option("--audio-encoder", help="Audio encoder checkpoint.")] = None,
     out: Annotated[Path, typer.Option(help="Folder for result.json (and reports).")] = Path("parity-bench"),
     report: Annotated[str | None, typer.Option(help="Also write reports into --out: md,html,json,junit (or all).")] = None,
+    provider: Annotated[str | None, typer.Option(help="ONNX Runtime execution provider for the onnxruntime rows: cpu, cuda, tensorrt, coreml. Default: cpu.", show_default=False)] = None,
+    device: Annotated[str | None, typer.Option(help="torch device for the torch rows: cpu, cuda, cuda:N. Default: cpu.", show_default=False)] = None,
 ) -> None:
     """Frames/s of each backend: the networks alone, the whole pipeline, and the eager reference loop."""
     from .view import console
 
     _bench(console, backend, batch, frames, repeats, reference_frames, memory, dataset, audio, models, unet,
-           audio_encoder, out, report)
+           audio_encoder, out, report, provider, device)
 
 
 def _bench(console, backend, batch, frames, repeats, reference_frames, memory, dataset, audio, models, unet,
-           audio_encoder, out, report) -> None:
+           audio_encoder, out, report, provider=None, device=None) -> None:
     from ..harness.bench import BenchRequest, bench, write_bench_result
 
     formats = None
@@ -50,6 +52,7 @@ def _bench(console, backend, batch, frames, repeats, reference_frames, memory, d
     request = BenchRequest(
         backends=_names(backend), batches=_sizes(batch), frames=frames, repeats=repeats, dataset=dataset, audio=audio,
         unet=unet, audio_encoder=audio_encoder, models=models, reference_frames=reference_frames, memory=memory,
+        provider=provider, device=device,
     )
     with console.status("measuring the eager reference loop...") as status:
         result = bench(request, on_row=lambda row: status.update(f"measured {row.backend} batch {row.batch} {row.mode}..."))

@@ -30,7 +30,10 @@ def run(
     dump_every: Annotated[int, typer.Option("--dump-every", help="Dump heavy stages (images, U-Net tensors) every K-th frame; light stages every frame.")] = 10,
     compare: Annotated[bool, typer.Option("--compare/--no-compare", help="Compare the dump with the (cached) eager reference.")] = True,
     gate: Annotated[Path | None, typer.Option(help="Gate file (TOML) with per-stage tolerances. Default: built-in per precision.")] = None,
-    precision: Annotated[str, typer.Option(help="fp32 or fp16: what the backend runs and which default gate applies.")] = "fp32",
+    precision: Annotated[str | None, typer.Option(help="fp32 or fp16: the default gate (and, from checkpoints, what the backend runs). Default: the precision of the --models export (its manifest), else fp32.", show_default=False)] = None,
+    provider: Annotated[str | None, typer.Option(help="ONNX Runtime execution provider: cpu, cuda, tensorrt or coreml (checked after loading: a provider that fails to load is an error, not a silent CPU run). Default: cpu.", show_default=False)] = None,
+    device: Annotated[str | None, typer.Option(help="torch device: cpu, cuda or cuda:N. Default: cpu.", show_default=False)] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace --out even when it holds files a run does not write (a run folder is always replaced, once the new run is complete).")] = False,
     report: Annotated[str | None, typer.Option(help="Also write reports into --out: md,html,json,junit (or all).")] = None,
     save_frames: Annotated[bool, typer.Option("--save-frames/--no-save-frames", help="Write every output frame as lossless PNG into frames/ (the video and the dump are written either way).")] = True,
 ) -> None:
@@ -49,7 +52,7 @@ def run(
         formats = parse_formats(report)
     request = RunRequest(out, backend, dataset, audio, unet, audio_encoder, frames, start_frame, models=models, batch=batch,
                          dump=dump, dump_every=dump_every, compare=compare, gate=gate, precision=precision,
-                         save_frames=save_frames)
+                         save_frames=save_frames, provider=provider, device=device, overwrite=overwrite)
     check_request(request)
     if request.is_demo:
         console.print("Built-in demo: avatar from scikit-image's astronaut, synthetic speech, fixture weights.")
@@ -82,13 +85,15 @@ def _print_run_details(result) -> None:
     if result.comparison is not None:
         from .view import comparison_lines, comparison_table, print_table
 
+        if result.reference_note:
+            console.print(f"[yellow]note:[/] {result.reference_note}", highlight=False, soft_wrap=True)
         if result.reference_cached:
             console.print(f"reference: cached result from {result.reference}", highlight=False)
         else:
             console.print(f"reference: computed with eager torch, cached in {result.reference}", highlight=False)
         print_table(console, comparison_table(result.comparison))
-        for line in comparison_lines(result.comparison):
-            console.print(line, highlight=False)
+        for line in comparison_lines(result.comparison, result.gate_reason):
+            console.print(line, highlight=False, soft_wrap=True)
     else:
         console.print("comparison: skipped (--no-compare)")
     console.print(f"speed: {result.fps:.2f} frames/s end to end, batch {result.batch} on {result.backend}", highlight=False)

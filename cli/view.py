@@ -47,28 +47,34 @@ def print_table(console: Console, table: Table) -> None:
         console.width = width
 
 
-def comparison_lines(comparison: Comparison) -> list[str]:
+def comparison_lines(comparison: Comparison, gate_reason: str = "") -> list[str]:
     """The verdict: pass/fail, the first divergent stage, each failure and each diagnosis (rich markup)."""
     lines = []
+    why = f" ({_escape(gate_reason)})" if gate_reason else ""
+    coverage = _escape(comparison.coverage)
     if comparison.passed:
-        lines.append(f"[green]PASS[/]: every compared stage is within the {comparison.gate.precision} gate")
+        lines.append(f"[green]PASS[/]: {coverage}; every one within the {comparison.gate.precision} gate{why}")
     else:
         first = comparison.first_divergent_stage
-        lines.append(f"[red]FAIL[/]: first divergent stage [bold]{first}[/]" if first else "[red]FAIL[/]")
+        missing = comparison.missing_stages
+        cause = f"first divergent stage [bold]{first}[/]" if first else ""
+        if missing:
+            cause += ("; " if cause else "") + f"{len(missing)} required stage{'s' if len(missing) > 1 else ''} missing"
+        lines.append(f"[red]FAIL[/]: {cause or 'see below'} ({coverage}; {comparison.gate.precision} gate{why})")
     lines.extend(f"  [red]x[/] {_escape(failure)}" for failure in comparison.failures)
     lines.extend(f"  [yellow]diagnosis[/] {d.name} ({d.stage}): {_escape(d.message)}" for d in comparison.diagnoses)
-    skipped = comparison.not_compared.get("reference_only", [])
-    if skipped:
-        lines.append(f"  not in the candidate dump (not compared): {', '.join(skipped)}")
     return lines
 
 
 def _row(stage: StageResult, first: bool) -> list[str]:
+    if stage.status != "compared":
+        result = "[red]MISSING[/]" if stage.status == "missing" else "[dim]not provided[/]"
+        return [stage.stage, "clip" if stage.per == "clip" else f"0/{stage.frames_expected}", *[""] * 8, result]
     nonfinite = f"{stage.nan}/{stage.inf}" if (stage.nan or stage.inf) else "0"
     result = "[green]pass[/]" if stage.passed else ("[bold red]FAIL first[/]" if first else "[red]fail[/]")
     return [
         stage.stage,
-        "clip" if stage.per == "clip" else str(stage.frames_compared),
+        "clip" if stage.per == "clip" else (f"{stage.frames_compared}/{stage.frames_expected}" if stage.frames_missing else str(stage.frames_compared)),
         _number(stage.max_abs),
         _number(stage.mean_abs),
         _number(stage.p99),

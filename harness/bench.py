@@ -65,6 +65,16 @@ class BenchRequest:
     reference_frames: int = DEFAULT_REFERENCE_FRAMES
     memory: bool = False
     cache: Path | None = None  # where demo inputs live (default: the cache root)
+    provider: str | None = None  # ONNX Runtime execution provider for the onnxruntime rows (default cpu)
+    device: str | None = None  # torch device for the torch rows (default cpu)
+
+    def options(self, backend: str) -> dict[str, str]:
+        """The backend options this request asks of `backend`: --provider for onnxruntime, --device for torch."""
+        if backend == "onnxruntime" and self.provider:
+            return {"provider": self.provider}
+        if backend == "torch" and self.device:
+            return {"device": self.device}
+        return {}
 
 
 @dataclass
@@ -143,7 +153,7 @@ def bench(request: BenchRequest, on_row: OnRow | None = None) -> BenchResult:
 def model_row(request: BenchRequest, backend_name: str, batch: int) -> BenchRow:
     """Network-only frames/s: U-Net batches plus the audio encoder's per-frame share."""
     source = ModelSource.from_paths(request.unet, request.audio_encoder, request.models)
-    with create_backend(backend_name, source) as backend:
+    with create_backend(backend_name, source, **request.options(backend_name)) as backend:
         images, unet_audio, windows = model_inputs(request, backend, request.frames)
         run_once = lambda: _model_pass(backend, images, unet_audio, windows, batch)
         run_once()  # warm-up: allocations, kernel choice, lazy initialisation
@@ -207,6 +217,8 @@ def end_to_end_child(request: BenchRequest, backend_name: str, batch: int, frame
                    "--frames", str(frames), "--out", out, "--dataset", str(dataset), "--audio", str(audio)]
         if video_only:
             command.append("--video-only")
+        for option, value in request.options(backend_name).items():
+            command += [f"--{option}", value]
         for flag, path in (("--unet", request.unet), ("--audio-encoder", request.audio_encoder), ("--models", request.models)):
             if path is not None:
                 command += [flag, str(path)]
@@ -347,7 +359,7 @@ def _end_to_end_main(argv: list[str]) -> None:
     from .run import RunRequest, run
 
     parser = argparse.ArgumentParser(prog="python -m synctalk_parity.harness.bench end-to-end")
-    for flag in ("--backend", "--out", "--dataset", "--audio", "--unet", "--audio-encoder", "--models"):
+    for flag in ("--backend", "--out", "--dataset", "--audio", "--unet", "--audio-encoder", "--models", "--provider", "--device"):
         parser.add_argument(flag)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--frames", type=int, default=None)
@@ -356,7 +368,8 @@ def _end_to_end_main(argv: list[str]) -> None:
     as_path = lambda p: None if p is None else Path(p)
     request = RunRequest(Path(args.out), args.backend, as_path(args.dataset), as_path(args.audio), as_path(args.unet),
                          as_path(args.audio_encoder), args.frames, models=as_path(args.models), batch=args.batch,
-                         dump="none" if args.video_only else "all", compare=False, save_frames=not args.video_only)
+                         dump="none" if args.video_only else "all", compare=False, save_frames=not args.video_only,
+                         provider=args.provider, device=args.device)
     done_at: list[float] = []
     try:
         result = run(request, progress=lambda done, total: done_at.append(time.perf_counter()))

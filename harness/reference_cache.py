@@ -1,26 +1,32 @@
 """The reference result of a run's inputs, computed once with the eager reference and cached on disk.
 
 A candidate run is compared with a reference dump of the same stages and frames. Making it means
-running eager PyTorch one frame at a time (`reference/pipeline.py`), which is slow, so the dump
-is kept under `<cache>/reference/<key>/`, the key a sha256 of everything that decides it: audio
-bytes, dataset files, weights, reference version, frame range, stage selection and dump spacing.
+running eager PyTorch one frame at a time (`reference/pipeline.py`), which is slow, so the dump is
+kept under `<cache>/reference/<key>/dump/`, the key a sha256 of everything that can change its bytes:
+the inputs (audio bytes, dataset files, weights, frame range, stage selection, dump spacing) and the
+environment (`cache.environment`: package version, a digest of the models/ and reference/ code,
+torch, numpy, SciPy, OpenCV, librosa, soundfile and soxr versions, `ONEDNN_MAX_CPU_ISA`, the CPU's
+instruction set, and the audio decoder with its version). An entry is checked before reuse (every
+file present with its recorded size and sha256); a damaged one is made again, and so is one whose
+environment changed, each with a note saying why.
 
-    dump, cached = reference_dump(ReferenceInputs(dataset, audio, None, None, frames=100, ...))
+    result = reference_dump(ReferenceInputs(dataset, audio, None, None, frames=100, ...))
+    result.dump, result.cached, result.note
 """
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .. import __version__
 from ..backends.exports import FIXTURE_WEIGHTS
-from ..cache import cache_folder, key_of, sha256_file
-from ..models import load_models
-from ..reference.audio import load_audio
-from ..reference.dataset import IMAGE_DIR, LANDMARK_DIR, open_dataset
-from ..reference.pipeline import REFERENCE_VERSION, ReferencePipeline
+from ..cache import REFERENCE_LIBRARIES, cache_folder, check_entry, entries, environment, key_of, publish, read_entry, sha256_file, write_entry
+from ..reference.dataset import IMAGE_DIR, LANDMARK_DIR
 from .verdict.dump import DumpWriter
 
 PRODUCER = {"name": "synctalk-parity reference", "version": __version__, "backend": "torch-eager", "precision": "fp32"}
@@ -47,20 +53,41 @@ class ReferenceResult:
     dump: Path
     cached: bool  # True when an earlier run made it
     key: str
+    note: str | None = None  # why it was made again, when an entry for the same inputs existed
 
 
 def reference_dump(inputs: ReferenceInputs, progress: Progress | None = None) -> ReferenceResult:
-    """The reference dump of `inputs` under `<cache>/reference/<key>`, made now unless already there."""
-    key = reference_key(inputs)
+    """The reference dump of `inputs` under `<cache>/reference/<key>/dump`, made now unless a valid entry is there."""
+    parts = reference_parts(inputs)
+    key = key_of(parts)
     folder = cache_folder("reference") / key
-    if (folder / "manifest.json").is_file():
-        return ReferenceResult(folder, True, key)
-    write_reference_dump(inputs, folder, progress)
-    return ReferenceResult(folder, False, key)
+    note = None
+    if folder.exists():
+        problem = check_entry(folder)
+        if problem is None:
+            return ReferenceResult(folder / "dump", True, key)
+        note = f"cached reference {key} is damaged ({problem}); computing it again"
+    else:
+        note = _changed_environment(parts)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", suffix=".partial", dir=folder.parent))
+    try:
+        write_reference_dump(inputs, tmp / "dump", progress)
+        write_entry(tmp, "reference", _what(inputs), parts)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    publish(tmp, folder)
+    return ReferenceResult(folder / "dump", False, key, note)
 
 
 def write_reference_dump(inputs: ReferenceInputs, folder: Path, progress: Progress | None = None) -> Path:
     """Run the eager reference on `inputs` and write its dump to `folder` (atomically)."""
+    from ..models import load_models
+    from ..reference.audio import load_audio
+    from ..reference.dataset import open_dataset
+    from ..reference.pipeline import ReferencePipeline
+
     unet, encoder, _ = load_models(inputs.unet, inputs.audio_encoder)
     reference = ReferencePipeline(unet, encoder)
     dataset = open_dataset(inputs.dataset, inputs.start_frame)
@@ -83,18 +110,60 @@ def heavy_frame(index: int, dump_every: int) -> bool:
 
 def reference_key(inputs: ReferenceInputs) -> str:
     """The cache key of everything that decides the reference dump."""
-    parts = {
-        "reference_version": REFERENCE_VERSION,
-        "audio": sha256_file(inputs.audio),
-        "dataset": dataset_fingerprint(Path(inputs.dataset)),
-        "unet": sha256_file(inputs.unet) if inputs.unet is not None else FIXTURE_WEIGHTS,
-        "audio_encoder": sha256_file(inputs.audio_encoder) if inputs.audio_encoder is not None else FIXTURE_WEIGHTS,
-        "frames": inputs.frames,
-        "start_frame": inputs.start_frame,
-        "stages": sorted(inputs.stages),
-        "dump_every": inputs.dump_every,
+    return key_of(reference_parts(inputs))
+
+
+def reference_parts(inputs: ReferenceInputs) -> dict[str, Any]:
+    """Everything that decides the reference dump: its inputs, and the environment that computes it."""
+    from ..reference.audio import audio_decoder
+    from ..reference.pipeline import REFERENCE_VERSION
+
+    return {
+        "inputs": {
+            "audio": sha256_file(inputs.audio),
+            "dataset": dataset_fingerprint(Path(inputs.dataset)),
+            "unet": sha256_file(inputs.unet) if inputs.unet is not None else FIXTURE_WEIGHTS,
+            "audio_encoder": sha256_file(inputs.audio_encoder) if inputs.audio_encoder is not None else FIXTURE_WEIGHTS,
+            "frames": inputs.frames,
+            "start_frame": inputs.start_frame,
+            "stages": sorted(inputs.stages),
+            "dump_every": inputs.dump_every,
+        },
+        "environment": {
+            **environment(("models", "reference"), REFERENCE_LIBRARIES),
+            "reference_version": REFERENCE_VERSION,
+            "audio_decoder": audio_decoder(inputs.audio),
+        },
     }
-    return key_of(parts)
+
+
+def _changed_environment(parts: dict[str, Any]) -> str | None:
+    """When a cached reference of the same inputs exists for another environment: what changed, in one line."""
+    for entry in entries():
+        if entry.kind != "reference":
+            continue
+        old = (read_entry(entry.path) or {}).get("parts") or {}
+        if old.get("inputs") != parts["inputs"]:
+            continue
+        changed = _differences(old.get("environment") or {}, parts["environment"])
+        if changed:
+            return f"the cached reference of these inputs ({entry.key}) was made with {'; '.join(changed)}: computing it again"
+    return None
+
+
+def _differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    found = []
+    for name in sorted(set(old) | set(new)):
+        before, after = old.get(name), new.get(name)
+        if isinstance(before, dict) and isinstance(after, dict):
+            found += _differences(before, after, f"{prefix}{name} ")
+        elif before != after:
+            found.append(f"{prefix}{name} {before} (now {after})")
+    return found
+
+
+def _what(inputs: ReferenceInputs) -> str:
+    return f"reference dump: {Path(inputs.dataset).name} + {Path(inputs.audio).name}, {inputs.frames} frames, {len(inputs.stages)} stages"
 
 
 def dataset_fingerprint(path: Path) -> list[list]:

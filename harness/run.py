@@ -14,14 +14,13 @@ dataset and audio it runs the built-in demo (inputs made locally, fixture weight
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .. import __version__
-from ..atomic import write_text_atomically
+from ..atomic import building, write_text_atomically
 from ..backends import ModelSource, create_backend, get_backend_class
 from ..cache import cache_folder, sha256_file
 from ..errors import ParityError
@@ -57,7 +56,10 @@ class RunRequest:
     compare: bool = True
     save_frames: bool = True  # lossless PNG of every output frame (harness/png.py: ~3 ms a 720p frame)
     gate: Path | None = None
-    precision: str = "fp32"
+    precision: str | None = None  # None: the loaded export's precision (its manifest), else fp32
+    provider: str | None = None  # onnxruntime execution provider (cpu, cuda, tensorrt, coreml); None: cpu
+    device: str | None = None  # torch device (cpu, cuda, cuda:N); None: cpu
+    overwrite: bool = False  # replace an --out folder that holds files a run does not write
 
     def __post_init__(self) -> None:
         if self.backend is None:
@@ -74,57 +76,111 @@ class RunRequest:
     def is_demo(self) -> bool:
         return self.dataset is None and self.audio is None
 
+    def backend_options(self) -> dict[str, str]:
+        options = {}
+        if self.provider is not None:
+            options["provider"] = self.provider
+        if self.device is not None:
+            options["device"] = self.device
+        return options
+
+
+@dataclass(frozen=True)
+class Precision:
+    """What the networks run in, which default gate judges them, and why."""
+
+    runs: str
+    gate: str
+    why: str
+
+
+def resolve_precision(request: RunRequest) -> Precision:
+    """The gate follows what runs: an export's manifest precision, else the checkpoints' (fp32, or --precision)."""
+    if request.models is not None:
+        from ..export.manifest import read_manifest
+
+        runs = checked_precision(read_manifest(request.models)["precision"], f"{request.models}/manifest.json")
+        if request.precision is not None:
+            return Precision(runs, request.precision, f"--precision {request.precision} (the export runs {runs})")
+        return Precision(runs, runs, f"the precision of {request.models} (its manifest.json)")
+    if request.precision is not None:
+        return Precision(request.precision, request.precision, f"--precision {request.precision}")
+    return Precision("fp32", "fp32", "the checkpoints run in fp32")
+
 
 def run(request: RunRequest, progress: Progress | None = None, reference_progress: Progress | None = None) -> RunResult:
-    """Run the pipeline on the backend, write frames, video, dump and result; compare with the reference."""
+    """Run the pipeline on the backend, write frames, video, dump and result; compare with the reference.
+
+    Everything is written into a fresh folder beside `request.out`, which replaces `out` only when the run
+    is complete: an error or an interruption leaves the previous complete run (or nothing) in place.
+    """
     stages = check_request(request)
+    final = Path(request.out)
+    check_out_folder(final, request.overwrite)
     started = time.perf_counter()
     dataset_path, audio_path = _inputs(request)
     dataset = open_dataset(dataset_path, request.start_frame)
     pcm = load_audio(audio_path)
-    source = ModelSource.from_paths(request.unet, request.audio_encoder, request.models, precision=request.precision)
-    backend = create_backend(request.backend_name, source).load()
-    out = Path(request.out)
-    try:
-        batch = request.batch or backend.preferred_batch()
-        pipeline = ProductionPipeline(backend, batch=batch)
-        timings = {"setup": time.perf_counter() - started}
-        t = time.perf_counter()
-        clip = pipeline.audio_stages(pcm, source=str(audio_path))
-        timings["audio"] = time.perf_counter() - t
-        total = clip.frame_count if request.frames is None else min(request.frames, clip.frame_count)
-        producer = {"name": "synctalk-parity", "version": __version__, "backend": backend.name, "precision": request.precision}
-        _clear_previous_results(out)
-        frame_timing = _write_outputs(out, pipeline, dataset, clip, total, audio_path, stages, request.dump_every, producer,
-                                      progress, request.save_frames)
-        timings.update(frame_timing.seconds)
-        describe = backend.describe()
-    finally:
-        backend.close()
+    precision = resolve_precision(request)
+    source = ModelSource.from_paths(request.unet, request.audio_encoder, request.models, precision=precision.runs)
+    with building(final) as out:
+        backend = create_backend(request.backend_name, source, **request.backend_options()).load()
+        try:
+            batch = request.batch or backend.preferred_batch()
+            pipeline = ProductionPipeline(backend, batch=batch)
+            timings = {"setup": time.perf_counter() - started}
+            t = time.perf_counter()
+            clip = pipeline.audio_stages(pcm, source=str(audio_path))
+            timings["audio"] = time.perf_counter() - t
+            total = clip.frame_count if request.frames is None else min(request.frames, clip.frame_count)
+            producer = {"name": "synctalk-parity", "version": __version__, "backend": backend.name, "precision": precision.runs}
+            frame_timing = _write_outputs(out, pipeline, dataset, clip, total, audio_path, stages, request.dump_every, producer,
+                                          progress, request.save_frames)
+            timings.update(frame_timing.seconds)
+            describe = backend.describe()
+        finally:
+            backend.close()
 
-    result = RunResult(
-        out=out,
-        backend=request.backend_name,
-        demo=request.is_demo,
-        dataset=str(dataset_path),
-        audio=str(audio_path),
-        weights=weights_labels(request),
-        frames_written=total,
-        frames_available=clip.frame_count,
-        template_count=dataset.template_count,
-        frame_size=dataset.frame_size,
-        seconds=timings,
-        batch=batch,
-        describe=describe,
-        precision=request.precision,
-        dump="dump" if stages else None,
-    )
-    if request.compare:
-        _compare(result, request, stages, dataset_path, audio_path, reference_progress)
-    timings["total"] = time.perf_counter() - started
-    write_run_result(result)
-    write_summary(result)
+        result = RunResult(
+            out=final,
+            backend=request.backend_name,
+            demo=request.is_demo,
+            dataset=str(dataset_path),
+            audio=str(audio_path),
+            weights=weights_labels(request),
+            frames_written=total,
+            frames_available=clip.frame_count,
+            template_count=dataset.template_count,
+            frame_size=dataset.frame_size,
+            seconds=timings,
+            batch=batch,
+            describe=describe,
+            precision=precision.runs,
+            dump="dump" if stages else None,
+            gate_reason=precision.why,
+        )
+        if request.compare:
+            _compare(result, request, precision, stages, dataset_path, audio_path, out, reference_progress)
+        timings["total"] = time.perf_counter() - started
+        write_run_result(result, out)
+        write_summary(result, out)
     return result
+
+
+RUN_OUTPUTS = frozenset({"frames", "dump", "video.mp4", "result.json", "summary.json", "summary.md", "report.md", "report.html",
+                         "report.json", "report.junit.xml", "parity-error.log"})
+
+
+def check_out_folder(out: Path, overwrite: bool = False) -> None:
+    """`out` may be new, empty, or an earlier run's folder; anything else only with `overwrite`."""
+    if out.exists() and not out.is_dir():
+        raise ParityError(f"--out {out}: is a file; pass a folder")
+    if out.is_dir() and not overwrite:
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in RUN_OUTPUTS)
+        if foreign:
+            shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+            raise ParityError(f"--out {out}: holds files a run does not write ({shown}); choose another folder, "
+                              "or pass --overwrite to replace it whole")
 
 
 def weights_labels(request: RunRequest) -> dict[str, str]:
@@ -137,11 +193,11 @@ def weights_labels(request: RunRequest) -> dict[str, str]:
     return labels
 
 
-def write_run_result(result: RunResult) -> Path:
-    """`result.json` in the run folder (the contract reports read)."""
+def write_run_result(result: RunResult, folder: Path) -> Path:
+    """`result.json` in the run folder being written (the contract reports read)."""
     return write_result(
-        result.out, "run",
-        backend={"name": result.backend, "precision": result.precision, "describe": result.describe},
+        folder, "run",
+        backend={"name": result.backend, "precision": result.precision, "describe": result.describe, "gate_reason": result.gate_reason},
         inputs={"dataset": result.dataset, "audio": result.audio, "weights": result.weights,
                 "frames": result.frames_written, "demo": result.demo},
         comparison=result.comparison,
@@ -149,13 +205,13 @@ def write_run_result(result: RunResult) -> Path:
     )
 
 
-def write_summary(result: RunResult) -> None:
+def write_summary(result: RunResult, folder: Path) -> None:
     summary = {
         **{k: v for k, v in asdict(result).items() if k not in ("comparison", "reference")},
         "out": str(result.out), "fps": result.fps, "version": __version__,
         "passed": result.passed, "reference": None if result.reference is None else str(result.reference),
     }
-    write_text_atomically(result.out / "summary.json", json.dumps(plain(summary), indent=2) + "\n")
+    write_text_atomically(folder / "summary.json", json.dumps(plain(summary), indent=2) + "\n")
     seconds = result.seconds
     steps = ", ".join(f"{name} {seconds[name]:.2f} s" for name in ("read", "infer", "paste", "write") if name in seconds)
     lines = [
@@ -171,7 +227,7 @@ def write_summary(result: RunResult) -> None:
         *_verdict_lines(result),
         "",
     ]
-    write_text_atomically(result.out / "summary.md", "\n".join(lines))
+    write_text_atomically(folder / "summary.md", "\n".join(lines))
 
 
 # ----- steps ------------------------------------------------------------------------------------
@@ -190,7 +246,12 @@ def check_request(request: RunRequest) -> frozenset[str]:
         raise ParityError(f"--batch must be at least 1, got {request.batch}")
     if request.dump_every < 1:
         raise ParityError(f"--dump-every must be at least 1, got {request.dump_every}")
-    checked_precision(request.precision)
+    if request.precision is not None:
+        checked_precision(request.precision)
+    if request.provider is not None and request.backend_name != "onnxruntime":
+        raise ParityError(f"--provider chooses ONNX Runtime's execution provider; backend {request.backend_name!r} has none (use --backend onnxruntime)")
+    if request.device is not None and request.backend_name != "torch":
+        raise ParityError(f"--device chooses the torch device; backend {request.backend_name!r} does not take one (use --backend torch)")
     stages = parse_stage_selection(request.dump)
     if request.compare and not stages:
         raise ParityError("--dump none leaves nothing to compare with the reference; add --no-compare or dump some stages")
@@ -199,8 +260,10 @@ def check_request(request: RunRequest) -> frozenset[str]:
             f"--models {request.models}: the reference needs the PyTorch weights this export came from; "
             "pass --unet and --audio-encoder too, or --no-compare"
         )
-    if request.gate is not None and not Path(request.gate).is_file():
-        raise ParityError(f"{request.gate}: gate file not found")
+    if request.gate is not None:
+        from .verdict.gates import load_gate
+
+        load_gate(request.gate, request.precision)  # a mistyped gate file fails now, before any work
     return stages
 
 
@@ -213,64 +276,46 @@ def _inputs(request: RunRequest) -> tuple[Path, Path]:
     return demo.dataset_dir, demo.audio_path
 
 
-def _clear_previous_results(out: Path) -> None:
-    """A run that fails must not leave an earlier run's verdict looking like its own."""
-    for name in ("result.json", "summary.json", "summary.md"):
-        (out / name).unlink(missing_ok=True)
-
-
 def _write_outputs(out, pipeline, dataset, clip, total, audio_path, stages, dump_every, producer, progress, save_frames=True):
-    """Frames (PNG, unless `save_frames` is off), video and dump, written from the pipeline's writer thread;
-    all or nothing."""
-    out.mkdir(parents=True, exist_ok=True)
-    frames_tmp = out / "frames.partial"
-    shutil.rmtree(frames_tmp, ignore_errors=True)
-    frames_tmp.mkdir()
-    dump = DumpWriter(out / "dump", producer, total, stages) if stages else None
-    try:
-        with VideoWriter(out / "video.mp4", dataset.frame_size, audio=audio_path) as video:
-            if dump is not None:
-                dump.add_clip(clip.as_dict())
-
-            def write_frame(frame) -> None:
-                if save_frames:
-                    write_png(frames_tmp / f"{frame.index:05d}.png", frame.output)
-                video.write(frame.output)
-                if dump is not None:
-                    dump.add_frame(frame.index, frame.as_dict(), heavy=heavy_frame(frame.index, dump_every))
-
-            timing = pipeline.run(dataset, clip, total, write_frame, progress)
-            if dump is not None:
-                dump.close()
-    except BaseException:
-        shutil.rmtree(frames_tmp, ignore_errors=True)
-        if dump is not None:
-            shutil.rmtree(dump.partial, ignore_errors=True)
-        raise
-    shutil.rmtree(out / "frames", ignore_errors=True)
+    """Frames (PNG, unless `save_frames` is off), video and dump, written from the pipeline's writer thread
+    into the run's own (temporary) folder."""
+    frames_dir = out / "frames"
     if save_frames:
-        frames_tmp.rename(out / "frames")
-    else:
-        frames_tmp.rmdir()
-    if dump is None:
-        shutil.rmtree(out / "dump", ignore_errors=True)
+        frames_dir.mkdir()
+    dump = DumpWriter(out / "dump", producer, total, stages) if stages else None
+    with VideoWriter(out / "video.mp4", dataset.frame_size, audio=audio_path) as video:
+        if dump is not None:
+            dump.add_clip(clip.as_dict())
+
+        def write_frame(frame) -> None:
+            if save_frames:
+                write_png(frames_dir / f"{frame.index:05d}.png", frame.output)
+            video.write(frame.output)
+            if dump is not None:
+                dump.add_frame(frame.index, frame.as_dict(), heavy=heavy_frame(frame.index, dump_every))
+
+        timing = pipeline.run(dataset, clip, total, write_frame, progress)
+        if dump is not None:
+            dump.close()
     return timing
 
 
-def _compare(result: RunResult, request: RunRequest, stages, dataset_path: Path, audio_path: Path,
-             reference_progress: Progress | None) -> None:
+def _compare(result: RunResult, request: RunRequest, precision: Precision, stages, dataset_path: Path, audio_path: Path,
+             out: Path, reference_progress: Progress | None) -> None:
     from .verdict.compare import compare_dumps
     from .verdict.gates import load_gate
 
-    gate = load_gate(request.gate, request.precision)
+    gate = load_gate(request.gate, precision.gate)
+    if request.gate is not None:
+        result.gate_reason = f"the gate file {request.gate}" + ("" if gate.precision == precision.gate else f" (precision {gate.precision})")
     t = time.perf_counter()
     inputs = ReferenceInputs(dataset_path, audio_path, request.unet, request.audio_encoder, result.frames_written,
                              request.start_frame, frozenset(stages), request.dump_every)
     reference = reference_dump(inputs, reference_progress)
     result.seconds["reference"] = time.perf_counter() - t
-    result.reference, result.reference_cached = reference.dump, reference.cached
+    result.reference, result.reference_cached, result.reference_note = reference.dump, reference.cached, reference.note
     t = time.perf_counter()
-    result.comparison = compare_dumps(reference.dump, result.out / "dump", gate)
+    result.comparison = compare_dumps(reference.dump, out / "dump", gate)
     result.seconds["compare"] = time.perf_counter() - t
 
 

@@ -67,6 +67,21 @@ def load_audio(path: str | os.PathLike) -> np.ndarray:
     return np.ascontiguousarray(pcm, dtype=np.float32)
 
 
+def audio_decoder(path: str | os.PathLike) -> str:
+    """What `load_audio` decodes `path` with, and its version: part of a cached reference's key, since
+    another decoder (or another ffmpeg) can give other samples."""
+    import soundfile
+
+    try:
+        soundfile.info(path)
+        return f"libsndfile {soundfile.__libsndfile_version__}"
+    except soundfile.LibsndfileError:
+        import imageio_ffmpeg
+
+        version = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-version"], capture_output=True, text=True).stdout
+        return (version.strip().splitlines() or ["ffmpeg (unknown version)"])[0]
+
+
 def preemphasis(pcm: np.ndarray) -> np.ndarray:
     """`y[n] = x[n] - 0.97 x[n-1]` (float64, as scipy.signal.lfilter returns)."""
     from scipy.signal import lfilter

@@ -21,6 +21,7 @@ from .schema import (
     SUMMARY_COLUMNS,
     Run,
     bench_row,
+    headline_parts,
     is_numeric_column,
     memory_growth_text,
     memory_rows,
@@ -167,15 +168,7 @@ def worst_frame_panels(reference: np.ndarray, candidate: np.ndarray) -> WorstFra
 
 
 def _headline(run: Run) -> str:
-    parts = [f"{run.verdict} — {run.backend}" + (f" {run.precision}" if run.precision != "-" else "")]
-    if run.comparison is not None:
-        parts.append(f"{len(run.stages) - len(run.failed_stages)}/{len(run.stages)} stages within tolerance")
-    if run.first_divergent_stage:
-        parts.append(f"first divergent stage {run.first_divergent_stage}")
-    parts += run.problems
-    if run.diagnoses:
-        parts.append("diagnoses: " + ", ".join(d["name"] for d in run.diagnoses))
-    return "; ".join(parts)
+    return "; ".join([f"{run.verdict} — {run.backend}" + (f" {run.precision}" if run.precision != "-" else ""), *headline_parts(run)])
 
 
 def _facts(run: Run) -> str:

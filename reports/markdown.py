@@ -11,6 +11,7 @@ from .schema import (
     SUMMARY_COLUMNS,
     Run,
     bench_row,
+    headline_parts,
     is_numeric_column,
     memory_growth_text,
     memory_rows,
@@ -61,15 +62,8 @@ def run_section(run: Run, level: int) -> list[str]:
 
 def headline(run: Run) -> str:
     """"**✅ PASS** — onnxruntime fp32, 12 stages" or the FAIL line naming the first divergent stage and diagnoses."""
-    parts = [f"**{VERDICT_MARK[run.verdict]}** — {cell(run.backend)}" + (f" {cell(run.precision)}" if run.precision != "-" else "")]
-    if run.comparison is not None:
-        parts.append(f"{len(run.stages) - len(run.failed_stages)}/{len(run.stages)} stages within tolerance")
-    if run.first_divergent_stage:
-        parts.append(f"first divergent stage `{run.first_divergent_stage}`")
-    parts += [cell(problem) for problem in run.problems]
-    if run.diagnoses:
-        parts.append("diagnoses: " + ", ".join(f"`{d['name']}`" for d in run.diagnoses))
-    return "; ".join(parts)
+    first = f"**{VERDICT_MARK[run.verdict]}** — {cell(run.backend)}" + (f" {cell(run.precision)}" if run.precision != "-" else "")
+    return "; ".join([first, *headline_parts(run, code=lambda name: f"`{name}`", text=cell)])
 
 
 def table(columns: tuple[str, ...] | list[str], rows: list[list[str]]) -> list[str]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,11 @@ class Run:
     def failures(self) -> list[tuple[str, str]]:
         """("comparison", problem) for each whole-comparison problem, then (stage, failure text) per failed stage."""
         return [("comparison", problem) for problem in self.problems] + self.failed_stages
+
+    @property
+    def coverage(self) -> str | None:
+        """"13 of 13 stages, 249 of 249 frames compared" as the comparison wrote it; None without one."""
+        return (self.comparison or {}).get("coverage")
 
     @property
     def not_compared(self) -> str | None:
@@ -190,7 +196,7 @@ def stage_row(stage: dict[str, Any]) -> list[str]:
         metric_text(stage.get("ssim"), "ratio"),
         metric_text(stage.get("cosine"), "ratio"),
         "-" if nan is None and inf is None else f"{nan or 0}/{inf or 0}",
-        "pass" if stage.get("passed") else "FAIL",
+        stage_verdict(stage),
     ]
 
 
@@ -230,6 +236,33 @@ def memory_growth_text(bench: dict[str, Any]) -> str | None:
     """"onnxruntime +3 MB, torch +1 MB" from the shortest to the longest run; None when not measured."""
     growth = {name: value for name, value in (bench.get("memory_growth_mb") or {}).items() if value is not None}
     return ", ".join(f"{name} {value:+.0f} MB" for name, value in growth.items()) or None
+
+
+def headline_parts(run: Run, code: Callable[[str], str] = str, text: Callable[[str], str] = str) -> list[str]:
+    """The pieces of a run's one-line verdict after its label: stages within tolerance, coverage, first divergent
+    stage, problems, diagnoses; names go through `code` (Markdown backticks), free text through `text` (escaping)."""
+    parts = []
+    if run.comparison is not None:
+        judged = [stage for stage in run.stages if stage.get("status") != "not provided"]
+        parts.append(f"{len(judged) - len(run.failed_stages)}/{len(judged)} stages within tolerance")
+        if run.coverage:
+            parts.append(text(run.coverage))
+    if run.first_divergent_stage:
+        parts.append(f"first divergent stage {code(run.first_divergent_stage)}")
+    parts += [text(problem) for problem in run.problems]
+    if run.diagnoses:
+        parts.append("diagnoses: " + ", ".join(code(d["name"]) for d in run.diagnoses))
+    return parts
+
+
+def stage_verdict(stage: dict[str, Any]) -> str:
+    """pass, FAIL, MISSING (required, absent: a failure) or "not provided" (absent, allowed by the gate: skipped)."""
+    status = stage.get("status") or "compared"
+    if status == "missing":
+        return "MISSING"
+    if status == "not provided":
+        return "not provided"
+    return "pass" if stage.get("passed") else "FAIL"
 
 
 def failure_text(stage: dict[str, Any]) -> str:

@@ -1,5 +1,7 @@
 """atomic.py: a folder or file appears complete or not at all."""
 
+import os
+
 import pytest
 
 from synctalk_parity.atomic import building, write_text_atomically
@@ -10,7 +12,7 @@ def test_a_finished_folder_replaces_the_old_one(tmp_path):
     final.mkdir()
     (final / "old.txt").write_text("old")
     with building(final) as tmp:
-        assert tmp.parent == tmp_path and tmp.name.startswith(".out.") and tmp.name.endswith(".partial") and list(tmp.iterdir()) == []
+        assert tmp.parent == tmp_path and tmp.name.startswith(f".out.{os.getpid()}.") and tmp.name.endswith(".partial") and list(tmp.iterdir()) == []
         (tmp / "new.txt").write_text("new")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
     assert sorted(p.name for p in final.iterdir()) == ["new.txt"]
@@ -32,3 +34,17 @@ def test_text_is_written_whole(tmp_path):
     write_text_atomically(path, "{}\n")
     write_text_atomically(path, '{"a": 1}\n')
     assert path.read_text() == '{"a": 1}\n' and sorted(p.name for p in tmp_path.iterdir()) == ["result.json"]
+
+
+def test_a_folder_left_by_a_killed_writer_is_removed_by_the_next_build(tmp_path):
+    import subprocess
+    import sys
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
+    abandoned = tmp_path / f".out.{gone}.abc123.partial"
+    abandoned.mkdir()
+    alive = tmp_path / f".out.{os.getpid()}.def456.partial"  # a writer still at work (this process)
+    alive.mkdir()
+    with building(tmp_path / "out") as tmp:
+        (tmp / "new.txt").write_text("new")
+    assert not abandoned.exists() and alive.exists() and (tmp_path / "out" / "new.txt").is_file()

@@ -101,7 +101,7 @@ def test_the_checker_sees_real_imports():
     assert "export" in edges["backends"] and "harness" in edges["cli"] and "harness" in edges["reports"]
 
 
-@pytest.mark.parametrize("command", [None, "run", "compare", "export", "doctor", "bench", "report", "bundle"])
+@pytest.mark.parametrize("command", [None, "run", "compare", "export", "doctor", "bench", "report", "bundle", "cache"])
 def test_help_imports_nothing_heavy(command):
     """`parity [COMMAND] --help` loads the command layer without torch, onnx, OpenCV or numpy."""
     args = ["--help"] if command is None else [command, "--help"]

@@ -1,25 +1,28 @@
-"""Compare two stage dumps stage by stage: metrics, gates, the first divergent stage, diagnoses.
+"""Compare two stage dumps stage by stage: coverage, metrics, gates, the first divergent stage, diagnoses.
 
     comparison = compare_dumps(reference_dump, candidate_dump, load_gate(None, "fp32"))
     if not comparison:
         print(comparison.first_divergent_stage, [s.failure for s in comparison.stages if not s.passed])
 
-Per stage (frames present in both dumps): max, mean and 99th percentile of |diff|; share of
-identical elements (of identical pixels, all three channels, for images); PSNR (uint8 images, and
-the U-Net output scaled to 0..255; identical data reports 100 dB so result.json stays plain JSON);
-SSIM (scikit-image, channel_axis=2, per frame over the rectangle that differs, see `ssim_of_frame`;
-on the first 16 frames that differ, identical frames count 1.0; the stage reports the mean);
-cosine similarity per 512-value feature row (audio features, U-Net audio windows; the mean over
-rows); NaN/Inf counts in the candidate (any fails the stage). The 99th percentile is exact up to
-5 M elements per stage, then read from a histogram (exact for uint8, 100 log bins per decade for
-floats: within 2.3 %).
+Coverage first: every stage of the reference is either compared, "missing" (a failure) or, where the
+gate's `provides` allows it, "not provided" (skipped); a compared per-frame stage fails when any
+frame the reference dumped is absent. Then, per stage, over the frames both hold (each metric is
+defined once in the README, "Metrics"): max, mean and 99th percentile of |diff|; share of identical
+elements (of identical pixels, all three channels, for images); PSNR (uint8 images, and the U-Net
+output scaled to 0..255; identical data reports 100 dB so result.json stays plain JSON); SSIM of each
+image over the whole image (scikit-image, 7 x 7 window, channel mean; the stage reports the mean over
+frames, independent of their order) and, for `frame.output`, also over each frame's crop box
+(`ssim_crop`); cosine similarity per 512-value feature row (audio features, U-Net audio windows; the
+mean over rows); NaN/Inf counts in the candidate (any fails the stage). The 99th percentile is exact
+up to 5 M elements per stage, then read from a histogram (exact for uint8, 100 log bins per decade
+for floats: within 2.3 %).
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -33,8 +36,7 @@ from .types import PSNR_IDENTICAL, Comparison, StageResult
 
 COSINE_STAGES = frozenset({"audio.features", "frame.unet_audio"})
 PSNR_FLOAT_STAGES = frozenset({"frame.unet_output"})  # float in [0, 1]: PSNR on the 0..255 scale
-SSIM_MAX_FRAMES = 16
-SSIM_MARGIN = 8
+SSIM_WINDOW = 7  # scikit-image's default window
 EXACT_P99_ELEMENTS = 5_000_000
 _FLOAT_EDGES = np.concatenate([[0.0], np.logspace(-12, 6, 1801)])
 
@@ -49,7 +51,17 @@ def compare_dumps(reference: Dump | str | os.PathLike, candidate: Dump | str | o
             f"{candidate.path}: no stage in common with the reference dump {reference.path} "
             f"(candidate has {', '.join(candidate.stage_names) or 'none'}; reference has {', '.join(reference.stage_names) or 'none'})"
         )
-    stages = [compare_stage(name, reference, candidate, gate.tolerance(name)) for name in common]
+    if gate.provides is not None:
+        absent = [name for name in gate.provides if name not in reference.stage_names]
+        if absent:
+            raise ParityError(f"{gate.file}: provides {', '.join(absent)}, which the reference dump {reference.path} does not hold; "
+                              "dump those stages in the reference (parity run --dump all) or drop them from 'provides'")
+    stages = []
+    for name in reference.stage_names:
+        if name in common:
+            stages.append(compare_stage(name, reference, candidate, gate.tolerance(name)))
+        else:
+            stages.append(_absent_stage(name, reference, candidate, gate))
     problems = []
     if reference.frame_count != candidate.frame_count:
         problems.append(
@@ -67,19 +79,62 @@ def compare_dumps(reference: Dump | str | os.PathLike, candidate: Dump | str | o
             "reference_only": [n for n in reference.stage_names if n not in common],
             "candidate_only": [n for n in candidate.stage_names if n not in common],
         },
+        frames=_frame_coverage(stages, reference, candidate),
     )
     comparison.diagnoses = diagnose(comparison, reference, candidate)
     return comparison
 
 
+def _crop_boxes(stage: str, reference: Dump) -> Callable[[int], Any] | None:
+    """For `frame.output`: each frame's crop box from the reference dump (None for frames it lacks)."""
+    if stage != "frame.output" or "frame.crop_box" not in reference.stage_names:
+        return None
+    dumped = set(reference.frames("frame.crop_box"))
+    return lambda frame: reference.frame("frame.crop_box", frame) if frame in dumped else None
+
+
+def _absent_stage(stage: str, reference: Dump, candidate: Dump, gate: Gate) -> StageResult:
+    """A reference stage the candidate does not hold: a failure, unless the gate says the candidate need not provide it."""
+    per = "clip" if stage in CLIP_STAGES else "frame"
+    expected = None if per == "clip" else len(reference.frames(stage))
+    result = StageResult(stage=stage, per=per, frames_compared=0, tolerance=gate.tolerance(stage).as_dict(), frames_expected=expected,
+                         frames_missing=expected or 0)
+    if gate.required(stage):
+        result.status, result.passed = "missing", False
+        why = "every stage of the reference" if gate.provides is None else f"it ({gate.file}: provides)"
+        result.failure = (f"{stage}: missing from the candidate ({candidate.path} has {', '.join(candidate.stage_names)}); the gate requires {why}"
+                          + ("" if gate.provides is not None else "; a gate file with 'provides' lists the stages a candidate writes"))
+    else:
+        result.status = "not provided"
+    return result
+
+
+def _frame_coverage(stages: list[StageResult], reference: Dump, candidate: Dump) -> dict[str, int]:
+    """Distinct output frames the reference dumped for its required per-frame stages, and how many of them were compared."""
+    expected: set[int] = set()
+    compared: set[int] = set()
+    for stage in stages:
+        if stage.per != "frame" or stage.skipped:
+            continue
+        frames = set(reference.frames(stage.stage))
+        expected |= frames
+        if stage.status == "compared":
+            compared |= frames & set(candidate.frames(stage.stage))
+    return {"compared": len(compared), "expected": len(expected)}
+
+
 def compare_stage(stage: str, reference: Dump, candidate: Dump, tolerance: Tolerance) -> StageResult:
-    """Metrics and the gate verdict for one stage present in both dumps."""
+    """Metrics and the gate verdict for one stage present in both dumps; every frame the reference dumped must be there."""
     per = "clip" if stage in CLIP_STAGES else "frame"
     metrics = StageResult(stage=stage, per=per, frames_compared=0, tolerance=tolerance.as_dict())
+    missing: list[int] = []
     if per == "clip":
         pairs: Iterable[tuple[int | None, np.ndarray, np.ndarray]] = [(None, reference.clip(stage), candidate.clip(stage))]
     else:
-        frames = sorted(set(reference.frames(stage)) & set(candidate.frames(stage)))
+        expected, present = reference.frames(stage), set(candidate.frames(stage))
+        missing = [i for i in expected if i not in present]
+        metrics.frames_expected, metrics.frames_missing = len(expected), len(missing)
+        frames = sorted(set(expected) & present)
         if not frames:
             metrics.passed = False
             metrics.failure = (
@@ -88,7 +143,7 @@ def compare_stage(stage: str, reference: Dump, candidate: Dump, tolerance: Toler
             )
             return metrics
         pairs = ((i, reference.frame(stage, i), candidate.frame(stage, i)) for i in frames)
-    accumulator = _Accumulator(stage, tolerance)
+    accumulator = _Accumulator(stage, tolerance, _crop_boxes(stage, reference))
     for frame, ref, cand in pairs:
         if ref.shape != cand.shape:
             where = "" if frame is None else f" frame {frame}:"
@@ -100,6 +155,10 @@ def compare_stage(stage: str, reference: Dump, candidate: Dump, tolerance: Toler
             return metrics
         accumulator.add(frame, ref, cand)
     accumulator.finish(metrics)
+    if missing:
+        gap = f"{stage}: {len(missing)} of {metrics.frames_expected} frames missing from the candidate ({_frames_text(missing)})"
+        metrics.passed = False
+        metrics.failure = gap if metrics.failure is None else f"{gap}; {metrics.failure}"
     return metrics
 
 
@@ -112,29 +171,38 @@ def psnr_from_mse(mse: float, peak: float = 255.0) -> float:
 
 
 def ssim_of_frame(reference: np.ndarray, candidate: np.ndarray) -> float:
-    """SSIM of two uint8 BGR images over the rectangle that holds their differences.
+    """SSIM (scikit-image: 7 x 7 window, channel mean, data range 255) of two uint8 images over the whole image.
 
-    Only that rectangle (plus an 8-pixel margin, at least 7 x 7) is measured: most of an output
-    frame is the untouched template, which would pull SSIM towards 1 and hide the mouth.
+    Exactly what `structural_similarity(reference, candidate, channel_axis=2)` returns, computed only where
+    the images differ: a window with no differing pixel has SSIM exactly 1, so the map is evaluated on the
+    rectangle that differs (plus the window's reach) and every other pixel counts 1. NaN for images under
+    7 x 7 pixels.
     """
     from skimage.metrics import structural_similarity
 
-    differs = np.any(reference != candidate, axis=-1)
+    if min(reference.shape[:2]) < SSIM_WINDOW:
+        return float("nan")
+    differs = np.any(reference != candidate, axis=-1) if reference.ndim == 3 else reference != candidate
     if not differs.any():
         return 1.0
+    pad = (SSIM_WINDOW - 1) // 2
+    height, width = differs.shape
     rows, cols = np.nonzero(differs.any(axis=1))[0], np.nonzero(differs.any(axis=0))[0]
-    top, bottom = _span(rows[0], rows[-1], reference.shape[0])
-    left, right = _span(cols[0], cols[-1], reference.shape[1])
-    ref, cand = reference[top:bottom, left:right], candidate[top:bottom, left:right]
-    if min(ref.shape[:2]) < 7:
-        return float("nan")
-    return float(structural_similarity(ref, cand, channel_axis=2, data_range=255))
+    y0, y1 = max(0, rows[0] - pad), min(height, rows[-1] + 1 + pad)  # pixels whose window sees a difference
+    x0, x1 = max(0, cols[0] - pad), min(width, cols[-1] + 1 + pad)
+    cy0, cy1, cx0, cx1 = max(0, y0 - pad), min(height, y1 + pad), max(0, x0 - pad), min(width, x1 + pad)  # their windows
+    channel = {"channel_axis": 2} if reference.ndim == 3 else {}
+    _, local = structural_similarity(reference[cy0:cy1, cx0:cx1], candidate[cy0:cy1, cx0:cx1], data_range=255, full=True, **channel)
+    local = local.mean(axis=2) if local.ndim == 3 else local
+    window_map = np.ones((height, width))
+    window_map[y0:y1, x0:x1] = local[y0 - cy0 : y1 - cy0, x0 - cx0 : x1 - cx0]
+    return float(window_map[pad : height - pad, pad : width - pad].mean())  # scikit-image leaves out the border
 
 
 class _Accumulator:
     """Running metrics over the frames of one stage (memory flat in the number of frames)."""
 
-    def __init__(self, stage: str, tolerance: Tolerance):
+    def __init__(self, stage: str, tolerance: Tolerance, crop_box: Callable[[int], Any] | None = None):
         self.stage = stage
         self.tolerance = tolerance
         self.image = stage in IMAGE_STAGES
@@ -147,7 +215,8 @@ class _Accumulator:
         self.histogram: np.ndarray | None = None
         self.per_frame: dict[str, list[Any]] = {"frames": [], "psnr": [], "max_abs": []}
         self.ssim: list[float] = []
-        self.ssim_frames = 0
+        self.ssim_crop: list[float] = []
+        self.crop_box = crop_box
         self.cosines: list[float] = []
         self.uint8 = True
 
@@ -195,12 +264,15 @@ class _Accumulator:
             self.per_frame["max_abs"].append(frame_max)
             psnr = psnr_from_mse(squared / max(diff.size, 1)) if (self.image or self.stage in PSNR_FLOAT_STAGES) else None
             self.per_frame["psnr"].append(psnr)
-        if self.image and self.ssim_frames < SSIM_MAX_FRAMES and reference.ndim == 3:
-            if frame_max > 0:
-                self.ssim_frames += 1
-                self.ssim.append(ssim_of_frame(reference, candidate))
-            else:
-                self.ssim.append(1.0)
+        if self.image and reference.ndim == 3:
+            ssim = ssim_of_frame(reference, candidate) if frame_max > 0 else 1.0
+            self.ssim.append(ssim)
+            if frame is not None:
+                self.per_frame.setdefault("ssim", []).append(ssim)
+            box = self.crop_box(frame) if self.crop_box is not None and frame is not None else None
+            if box is not None:
+                xmin, ymin, xmax, ymax = (int(v) for v in box)
+                self.ssim_crop.append(ssim_of_frame(reference[ymin:ymax, xmin:xmax], candidate[ymin:ymax, xmin:xmax]) if frame_max > 0 else 1.0)
         if self.stage in COSINE_STAGES:
             ref, cand = reference.astype(np.float64), candidate.astype(np.float64)
             rows = (ref.reshape(-1, 512), cand.reshape(-1, 512)) if ref.size % 512 == 0 else (ref.reshape(1, -1), cand.reshape(1, -1))
@@ -213,6 +285,10 @@ class _Accumulator:
         all_finite = bool(np.isfinite(diff).all())
         if all_finite:
             return diff, True, diff
+        if not np.isfinite(reference).all():
+            where = "" if frame is None else f" (frame {frame})"
+            raise ParityError(f"the reference dump holds NaN or Inf in {self.stage}{where}: it is damaged or was made wrong; "
+                              "make it again (parity cache --clear, or re-run the reference)")
         nan, inf = np.isnan(cand), np.isinf(cand)
         if nan.any() or inf.any():
             self.nan += int(nan.sum())
@@ -234,6 +310,8 @@ class _Accumulator:
         metrics.worst = self.worst
         if self.image or self.stage in PSNR_FLOAT_STAGES:
             metrics.psnr = psnr_from_mse(self.total_squared / self.elements if self.elements else 0.0)
+        finite_crop = [s for s in self.ssim_crop if np.isfinite(s)]
+        metrics.ssim_crop = float(np.mean(finite_crop)) if finite_crop else None
         finite_ssim = [s for s in self.ssim if np.isfinite(s)]
         metrics.ssim = float(np.mean(finite_ssim)) if finite_ssim else None
         metrics.cosine = float(np.mean(self.cosines)) if self.cosines else None
@@ -351,14 +429,17 @@ def _worst_text(worst: dict | None) -> str:
 
 
 def _frames_text(frames: list[int]) -> str:
-    return "no frames" if not frames else ", ".join(map(str, frames[:6])) + (", ..." if len(frames) > 6 else "")
-
-
-def _span(first: int, last: int, size: int) -> tuple[int, int]:
-    start, stop = max(0, first - SSIM_MARGIN), min(size, last + 1 + SSIM_MARGIN)
-    while stop - start < 7 and (start > 0 or stop < size):
-        start, stop = max(0, start - 1), min(size, stop + 1)
-    return start, stop
+    """"0, 3..9, 12" (consecutive runs shown as ranges; at most 6 pieces)."""
+    if not frames:
+        return "no frames"
+    runs: list[list[int]] = []
+    for frame in sorted(frames):
+        if runs and frame == runs[-1][1] + 1:
+            runs[-1][1] = frame
+        else:
+            runs.append([frame, frame])
+    pieces = [str(a) if a == b else f"{a}..{b}" for a, b in runs]
+    return ", ".join(pieces[:6]) + (", ..." if len(pieces) > 6 else "")
 
 
 def _scalar(value) -> float:

@@ -65,15 +65,15 @@ class _Context:
 
     def failed(self, stage: str) -> bool:
         metrics = self.metrics(stage)
-        return metrics is not None and not metrics.passed
+        return metrics is not None and metrics.status == "compared" and not metrics.passed
 
     def passed(self, stage: str) -> bool:
         metrics = self.metrics(stage)
-        return metrics is not None and metrics.passed
+        return metrics is not None and metrics.status == "compared" and metrics.passed
 
     def compared(self, stage: str) -> bool:
         metrics = self.metrics(stage)
-        return metrics is not None and metrics.max_abs is not None
+        return metrics is not None and metrics.status == "compared" and metrics.max_abs is not None
 
     def frames(self, stage: str, count: int = SAMPLE_FRAMES) -> list[int]:
         metrics = self.metrics(stage)
@@ -353,7 +353,7 @@ def _ghost_audio(c: _Context) -> Diagnosis | None:
 
 def _audio_shifted_or_dropped(c: _Context) -> Diagnosis | None:
     features = c.metrics("audio.features")
-    if features is not None and not features.passed:
+    if features is not None and c.failed("audio.features"):
         ref, cand = c.reference.clip("audio.features").astype(np.float64), c.candidate.clip("audio.features").astype(np.float64)
         tolerance = c.tolerance("audio.features")
         if cand.ndim == 2 and ref.ndim == 2 and cand.shape[1] == ref.shape[1]:
@@ -383,7 +383,7 @@ def _audio_shifted_or_dropped(c: _Context) -> Diagnosis | None:
 
 def _random_weights(c: _Context) -> Diagnosis | None:
     unet = c.metrics("frame.unet_output")
-    if unet is not None and not unet.passed and unet.psnr is not None and c.passed("frame.unet_input") and not c.failed("frame.unet_audio"):
+    if unet is not None and c.failed("frame.unet_output") and unet.psnr is not None and c.passed("frame.unet_input") and not c.failed("frame.unet_audio"):
         cosine = _centred_cosine(c, "frame.unet_output")
         first = unet.per_frame["psnr"][0] if unet.per_frame and unet.per_frame["psnr"] else unet.psnr
         if unet.psnr < FAR_PSNR and first < FAR_PSNR and cosine < FAR_COSINE:
@@ -393,7 +393,7 @@ def _random_weights(c: _Context) -> Diagnosis | None:
                 "the U-Net weights are not loaded, random, or from another checkpoint (check load_state_dict's missing keys)",
             )
     features = c.metrics("audio.features")
-    if (features is not None and not features.passed and features.cosine is not None and c.passed("audio.windows")
+    if (features is not None and c.failed("audio.features") and features.cosine is not None and c.passed("audio.windows")
             and features.cosine < FAR_COSINE):
             return Diagnosis(
                 "random_weights", "audio.features",

@@ -296,12 +296,18 @@ class Dump:
 
     def _validate_files(self, stage: str) -> None:
         entry = self.manifest["stages"][stage]
+        if entry["per"] == "frame":
+            outside = [i for i in entry["frames"] if i >= self.frame_count]
+            if outside:
+                raise ParityError(f"{self.path / MANIFEST}: {stage} lists frame {outside[0]}, outside the run's {self.frame_count} frames "
+                                  f"(0..{self.frame_count - 1}); frame indices count from 0 in output order")
         if "file" in entry:
             file = self.path / entry["file"]
             if not file.is_file():
                 raise ParityError(f"{file}: missing; manifest.json lists it for {stage}")
             shape, dtype = _npy_header(file)
             _check_shape(shape, dtype, entry["shape"], entry["dtype"], file)
+            _check_complete(file, shape, dtype)
             if entry["per"] == "frame" and shape[0] != len(entry["frames"]):
                 raise ParityError(f"{file}: {shape[0]} rows but manifest.json lists {len(entry['frames'])} frames for {stage}")
             return
@@ -311,6 +317,7 @@ class Dump:
                 raise ParityError(f"{file}: missing; manifest.json lists frame {index} of {stage}")
             shape, dtype = _png_header(file) if file.suffix == ".png" else _npy_header(file)
             _check_shape(shape, dtype, entry["shape"], entry["dtype"], file)
+            _check_complete(file, shape, dtype)
 
 
 def dump_schema() -> dict:
@@ -419,6 +426,23 @@ def _npy_header(file: Path) -> tuple[tuple[int, ...], np.dtype]:
     except (OSError, ValueError) as exc:
         raise ParityError(f"{file}: not a .npy file ({exc})") from None
     return shape, dtype
+
+
+def _check_complete(file: Path, shape: tuple[int, ...], dtype: np.dtype) -> None:
+    """A file cut short (a crashed writer, a partial copy) is refused when the dump is opened, not half-read later."""
+    size = file.stat().st_size
+    if file.suffix == ".png":
+        with open(file, "rb") as handle:
+            handle.seek(max(0, size - 12))
+            if handle.read(12)[4:8] != b"IEND":
+                raise ParityError(f"{file}: truncated PNG (no IEND chunk at its end); write it again")
+        return
+    with open(file, "rb") as handle:
+        version = np.lib.format.read_magic(handle)
+        (np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0)(handle)
+        expected = handle.tell() + int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+    if size < expected:
+        raise ParityError(f"{file}: truncated .npy ({size:,} bytes, its header needs {expected:,}); write it again")
 
 
 def _png_header(file: Path) -> tuple[tuple[int, ...], np.dtype]:

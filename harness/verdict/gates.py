@@ -13,9 +13,15 @@ Built-in defaults (overridable per stage in a TOML gate file):
 | `frame.mouth`, `frame.pasted_region`, `frame.output` | >= 99.9 % identical pixels, PSNR >= 50 dB | PSNR >= 40 dB |
 
 The crop and the U-Net input come before any network, so fp16 does not loosen them: a difference
-there is a port mistake, not precision. A gate file::
+there is a port mistake, not precision. Coverage is part of the gate: by default the candidate must hold every stage the reference dump
+holds, every frame of each, and make as many frames; a missing stage or frame fails, named. A gate
+file may say instead which stages the candidate provides (a port that writes only its frames and
+features): those are required, the others are reported as "not provided" (skipped, never passed).
+
+A gate file::
 
     precision = "fp16"            # picks the built-in defaults (else the precision asked for)
+    provides = ["audio.features", "frame.output"]   # optional: what the candidate must hold
     [stages."frame.unet_output"]
     max_abs = 2e-2
     [stages."frame.output"]
@@ -57,6 +63,7 @@ class Tolerance:
 
 
 TOLERANCE_KEYS = tuple(f.name for f in fields(Tolerance))
+GATE_KEYS = ("precision", "provides", "stages")
 
 
 @dataclass(frozen=True)
@@ -66,12 +73,16 @@ class Gate:
     precision: str
     stages: dict[str, Tolerance] = field(default_factory=dict)
     file: str | None = None
+    provides: tuple[str, ...] | None = None  # stages the candidate must provide; None: every stage the reference has
 
     def tolerance(self, stage: str) -> Tolerance:
         return self.stages.get(stage, Tolerance())
 
+    def required(self, stage: str) -> bool:
+        return self.provides is None or stage in self.provides
+
     def as_dict(self) -> dict:
-        return {"precision": self.precision, "file": self.file}
+        return {"precision": self.precision, "file": self.file, "provides": None if self.provides is None else list(self.provides)}
 
 
 def load_gate(path: str | os.PathLike | None = None, precision: str | None = "fp32") -> Gate:
@@ -87,8 +98,8 @@ def load_gate(path: str | os.PathLike | None = None, precision: str | None = "fp
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ParityError(f"{path}: not a valid TOML gate file ({exc})") from None
     for key in data:
-        if key not in ("precision", "stages"):
-            raise ParityError(f"{path}: unknown key {key!r}{_did_you_mean(key, ('precision', 'stages'))}")
+        if key not in GATE_KEYS:
+            raise ParityError(f"{path}: unknown key {key!r}{_did_you_mean(key, GATE_KEYS)}")
     gate = default_gate(data.get("precision", precision), where=str(path))
     stages = data.get("stages", {})
     if not isinstance(stages, dict):
@@ -100,7 +111,7 @@ def load_gate(path: str | os.PathLike | None = None, precision: str | None = "fp
         if not isinstance(overrides, dict):
             raise ParityError(f"{path}: stages.{stage} must be a table of tolerances ({', '.join(TOLERANCE_KEYS)})")
         merged[stage] = replace(merged.get(stage, Tolerance()), **_checked_overrides(overrides, stage, path))
-    return Gate(gate.precision, merged, str(path))
+    return Gate(gate.precision, merged, str(path), _checked_provides(data.get("provides"), path))
 
 
 def default_gate(precision: str = "fp32", where: str = "--precision") -> Gate:
@@ -127,6 +138,17 @@ def default_gate(precision: str = "fp32", where: str = "--precision") -> Gate:
         "frame.output": image,
     }
     return Gate(precision, stages, None)
+
+
+def _checked_provides(value, path: Path) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value or not all(isinstance(name, str) for name in value):
+        raise ParityError(f"{path}: 'provides' must be a non-empty list of stage names, like [\"frame.output\", \"audio.features\"]")
+    for name in value:
+        if name not in STAGE_NAMES:
+            raise ParityError(f"{path}: provides: unknown stage {name!r}{_did_you_mean(name, STAGE_NAMES)}")
+    return tuple(name for name in STAGE_NAMES if name in value)
 
 
 def _checked_overrides(overrides: dict, stage: str, path: Path) -> dict[str, float]:

@@ -104,6 +104,9 @@ RESULT_SCHEMA: dict[str, Any] = {
                 "problems": {"type": "array", "items": {"type": "string"},
                              "description": "failures of the whole comparison, not of one stage (e.g. frame counts differ)"},
                 "frame_count": {"type": "object", "additionalProperties": {"type": "integer"}},
+                "coverage": {"type": "string", "description": "what was compared: '13 of 13 stages, 249 of 249 frames compared'"},
+                "frames": {"type": "object", "additionalProperties": {"type": "integer"},
+                           "description": "distinct output frames over the required per-frame stages: expected, compared"},
                 "not_compared": {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}},
                                  "description": "stages present in one dump only: reference_only, candidate_only"},
             },
@@ -124,7 +127,11 @@ RESULT_SCHEMA: dict[str, Any] = {
                 "cosine": {"$ref": "#/$defs/metric"},
                 "nan": _NULLABLE_INTEGER,
                 "inf": _NULLABLE_INTEGER,
-                "passed": {"type": "boolean"},
+                "passed": {"type": "boolean", "description": "false when the stage fails its gate; a 'not provided' stage neither passes nor fails"},
+                "status": {"enum": ["compared", "missing", "not provided"]},
+                "frames_expected": _NULLABLE_INTEGER,
+                "frames_missing": _NULLABLE_INTEGER,
+                "ssim_crop": {"$ref": "#/$defs/metric"},
                 "failure": _NULLABLE_STRING,
                 "worst": {"type": ["object", "null"]},
                 "tolerance": {"type": ["object", "null"]},
@@ -246,6 +253,8 @@ def comparison_document(comparison: Comparison, relative_to: Path | None = None)
         "diagnoses": [{"name": d.name, "stage": d.stage, "message": d.message} for d in comparison.diagnoses],
         "worst_frame": worst,
         "not_compared": {k: list(v) for k, v in comparison.not_compared.items()},
+        "coverage": comparison.coverage,
+        "frames": dict(comparison.frames),
     }
 
 

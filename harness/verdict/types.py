@@ -38,7 +38,15 @@ class StageResult:
     failure: str | None = None
     worst: dict[str, Any] | None = None  # {frame, index, reference, candidate}
     tolerance: dict[str, float] = field(default_factory=dict)
-    per_frame: dict[str, list[Any]] | None = None  # {frames, psnr, max_abs}
+    per_frame: dict[str, list[Any]] | None = None  # {frames, psnr, max_abs[, ssim]}
+    status: str = "compared"  # "compared"; "missing": required but absent (fails); "not provided": absent, allowed by the gate
+    frames_expected: int | None = None  # per-frame stages: frames the reference dumped
+    frames_missing: int = 0  # of those, absent from the candidate (any fails the stage)
+    ssim_crop: float | None = None  # frame.output: SSIM over each frame's crop box (the mean over frames)
+
+    @property
+    def skipped(self) -> bool:
+        return self.status == "not provided"
 
 
 @dataclass(frozen=True)
@@ -63,17 +71,39 @@ class Comparison:
     diagnoses: list[Diagnosis] = field(default_factory=list)
     worst_frame: dict[str, Any] | None = None  # {index, reference_png, candidate_png}
     not_compared: dict[str, list[str]] = field(default_factory=dict)
+    frames: dict[str, int] = field(default_factory=dict)  # {"compared", "expected"}: distinct frames over per-frame stages
 
     @property
     def passed(self) -> bool:
-        return not self.problems and all(stage.passed for stage in self.stages)
+        """Every required stage was compared and passed, and nothing about the whole comparison failed."""
+        compared = [stage for stage in self.stages if stage.status == "compared"]
+        return bool(compared) and not self.problems and all(stage.passed for stage in self.stages)
+
+    @property
+    def coverage(self) -> str:
+        """"13 of 13 stages, 249 of 249 frames compared" (+ what the gate let the candidate leave out)."""
+        required = [s for s in self.stages if not s.skipped]
+        compared = [s for s in required if s.status == "compared"]
+        text = f"{len(compared)} of {len(required)} stages"
+        if self.frames.get("expected"):
+            text += f", {self.frames.get('compared', 0)} of {self.frames['expected']} frames"
+        text += " compared"
+        skipped = [s.stage for s in self.stages if s.skipped]
+        if skipped:
+            text += f"; not provided (the gate allows it): {', '.join(skipped)}"
+        return text
 
     def __bool__(self) -> bool:
         return self.passed
 
     @property
     def first_divergent_stage(self) -> str | None:
-        return next((stage.stage for stage in self.stages if not stage.passed), None)
+        """The earliest compared stage that fails its gate (a missing stage is a coverage failure, not a divergence)."""
+        return next((stage.stage for stage in self.stages if stage.status == "compared" and not stage.passed), None)
+
+    @property
+    def missing_stages(self) -> list[str]:
+        return [stage.stage for stage in self.stages if stage.status == "missing"]
 
     def stage(self, name: str) -> StageResult | None:
         return next((stage for stage in self.stages if stage.stage == name), None)
@@ -106,6 +136,8 @@ class RunResult:
     comparison: Comparison | None = None
     reference: Path | None = None
     reference_cached: bool = False
+    reference_note: str | None = None  # why the cached reference was made again (damaged, other environment)
+    gate_reason: str = ""  # why the gate has its precision: the export's manifest, --precision, a gate file
 
     @property
     def fps(self) -> float:

@@ -7,6 +7,7 @@ import pytest
 
 from synctalk_parity.backends import create_backend
 from synctalk_parity.backends.base import ModelSource
+from synctalk_parity.backends.onnxruntime import check_session_providers, create_session
 from synctalk_parity.errors import ParityError
 
 pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
@@ -21,6 +22,32 @@ def ort_backend(golden_onnx_dir):
 def test_describe_reports_the_provider_used(ort_backend):
     info = ort_backend.describe()
     assert info["provider"] == "CPUExecutionProvider" and info["precision"] == "fp32"
+
+
+def test_describe_records_provider_asked_and_used_and_versions(ort_backend, golden_onnx_dir):
+    import onnxruntime as ort
+
+    info = ort_backend.describe()
+    assert info["backend"] == "onnxruntime"
+    assert info["provider_requested"] == info["provider"] == "CPUExecutionProvider"
+    assert info["providers"] == "CPUExecutionProvider"  # the session's whole list: nothing else registered
+    assert info["onnxruntime"] == ort.__version__ and info["numpy"] == np.__version__
+    assert info["export_dir"] == str(golden_onnx_dir)
+
+
+def test_provider_check_refuses_a_silent_cpu_fallback():
+    with pytest.raises(ParityError, match=r"asked for CUDAExecutionProvider but the unet session runs on CPUExecutionProvider .*--provider cpu") as err:
+        check_session_providers("CUDAExecutionProvider", ["CPUExecutionProvider"], "unet")
+    assert "\n" not in str(err.value) and "CUDA/cuDNN" in str(err.value)
+    with pytest.raises(ParityError, match="asked for TensorrtExecutionProvider but the audio_encoder session runs on CUDAExecutionProvider"):
+        check_session_providers("TensorrtExecutionProvider", ["CUDAExecutionProvider", "CPUExecutionProvider"], "audio_encoder")
+    with pytest.raises(ParityError, match="runs on no execution provider"):
+        check_session_providers("CPUExecutionProvider", [], "unet")
+
+
+def test_provider_check_accepts_the_provider_asked_for():
+    check_session_providers("CUDAExecutionProvider", ["CUDAExecutionProvider", "CPUExecutionProvider"], "unet")
+    check_session_providers("CPUExecutionProvider", ["CPUExecutionProvider"], "audio_encoder")
 
 
 def test_agrees_with_torch_on_golden_inputs(ort_backend, golden_source, golden_batch):
@@ -52,14 +79,29 @@ def test_checkpoints_reuse_the_cached_export(golden_source, golden_onnx_dir, onn
     assert sorted((onnx_cache / "exports").iterdir()) == cached  # nothing exported again
 
 
+def test_off_the_cpu_a_node_the_provider_cannot_run_fails_the_load(golden_onnx_dir):
+    """Real ORT, no GPU needed: AzureExecutionProvider (in the stock CPU wheel) runs no graph node, so every node
+    would fall back to the CPU; with the fallback disabled the session must not be created."""
+    import onnxruntime as ort
+
+    from synctalk_parity.export.manifest import artifact_path
+
+    if "AzureExecutionProvider" not in ort.get_available_providers():
+        pytest.skip("this onnxruntime build has no AzureExecutionProvider to stand for a provider that runs no node")
+    with pytest.raises(ParityError, match="audio_encoder network .* does not load on AzureExecutionProvider: .*fallback to CPU EP") as err:
+        create_session(artifact_path(golden_onnx_dir, "audio_encoder"), "audio_encoder", "AzureExecutionProvider")
+    assert "\n" not in str(err.value) and "--provider cpu" in str(err.value)
+
+
 def test_missing_provider_names_the_available_ones(golden_onnx_dir):
     import onnxruntime as ort
 
     missing = next((p for p, full in [("tensorrt", "TensorrtExecutionProvider"), ("coreml", "CoreMLExecutionProvider"), ("cuda", "CUDAExecutionProvider")] if full not in ort.get_available_providers()), None)
     if missing is None:
         pytest.skip("every execution provider is available here")
-    with pytest.raises(ParityError, match="available: .*CPUExecutionProvider"):
+    with pytest.raises(ParityError, match="available: .*CPUExecutionProvider") as err:
         create_backend("onnxruntime", ModelSource(export_dir=golden_onnx_dir), provider=missing).load()
+    assert "\n" not in str(err.value)
 
 
 def test_unknown_provider_is_refused(golden_onnx_dir):

@@ -40,10 +40,28 @@ def test_fixture_weights_when_no_checkpoint():
         assert backend.encode_audio(np.zeros((2, 1, 80, 16), np.float32)).shape == (2, 512)
 
 
+def test_default_device_is_cpu_even_with_a_gpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a GPU "present": the default must not consult it
+    with create_backend("torch", ModelSource()) as backend:
+        info = backend.describe()
+    assert info["device"] == "cpu"
+    assert info["torch"] == torch.__version__ and info["numpy"] == np.__version__
+
+
+def test_cuda_without_a_gpu_is_refused_in_one_line(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the same on a GPU machine
+    with pytest.raises(ParityError, match="sees no CUDA GPU; use device='cpu'") as err:
+        create_backend("torch", ModelSource(), device="cuda").load()
+    assert "\n" not in str(err.value)
+
+
+def test_unknown_device_is_refused():
+    with pytest.raises(ParityError, match="choose from cpu, cuda, cuda:N"):
+        create_backend("torch", ModelSource(), device="gpu").load()
+
+
 def test_fp16_needs_cuda():
-    if torch.cuda.is_available():
-        pytest.skip("CUDA present: fp16 is allowed here")
-    with pytest.raises(ParityError, match="fp16 only on CUDA"):
+    with pytest.raises(ParityError, match="fp16 only on CUDA"):  # the default device is the CPU, GPU or not
         create_backend("torch", ModelSource(precision="fp16")).load()
 
 

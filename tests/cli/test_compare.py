@@ -41,21 +41,32 @@ def _hand_written_dump(root, clip, rows, frame_count, nudge=0.0):
     return root
 
 
-def test_a_port_dump_passes_and_result_json_is_written(tmp_path):
+PROVIDES = 'provides = ["audio.features", "frame.crop_box", "frame.unet_output", "frame.output"]\n'
+
+
+def test_a_port_dump_passes_when_the_gate_says_what_it_provides(tmp_path):
     clip, rows = synthetic_stages()
     reference = write_dump(tmp_path / "reference", clip, rows, 5)
     port = _hand_written_dump(tmp_path / "port" / "dump", clip, rows, 5)
     out = tmp_path / "out"
+    # by default every stage of the reference is required: the port's four are not enough
     result = runner.invoke(app, ["compare", str(port), "--reference", str(reference), "--out", str(out)], env=ENV)
+    assert result.exit_code == 1, result.output
+    assert "9 required stages missing" in result.output and "4 of 13 stages, 3 of 3 frames compared" in result.output
+    gate = tmp_path / "port.toml"
+    gate.write_text(PROVIDES)
+    result = runner.invoke(app, ["compare", str(port), "--reference", str(reference), "--out", str(out), "--gate", str(gate)], env=ENV)
     assert result.exit_code == 0, result.output
     assert "PASS" in result.output and "frame.unet_output" in result.output
-    assert "not in the candidate dump (not compared): audio.pcm" in result.output
+    assert "4 of 4 stages, 3 of 3 frames compared; not provided (the gate allows it): audio.pcm" in result.output
     data = json.loads((out / "result.json").read_text())
     assert data["command"] == "compare" and data["schema"] == "synctalk-parity/result"
     comparison = data["comparison"]
     assert comparison["passed"] is True and comparison["first_divergent_stage"] is None
-    assert [s["stage"] for s in comparison["stages"]] == ["audio.features", "frame.crop_box", "frame.unet_output", "frame.output"]
-    assert comparison["gate"] == {"precision": "fp32", "file": None}
+    compared = [s["stage"] for s in comparison["stages"] if s["status"] == "compared"]
+    assert compared == ["audio.features", "frame.crop_box", "frame.unet_output", "frame.output"]
+    assert {s["status"] for s in comparison["stages"] if s["stage"] not in compared} == {"not provided"}
+    assert comparison["gate"]["provides"] == compared and comparison["gate"]["file"] == str(gate)
     assert data["backend"]["name"] == "coreml"
 
 
@@ -69,7 +80,7 @@ def test_a_failing_gate_exits_1_and_names_the_stage(tmp_path):
     data = json.loads((tmp_path / "result.json").read_text())  # default --out: the dump's parent
     assert data["comparison"]["passed"] is False and data["comparison"]["first_divergent_stage"] == "frame.unet_output"
     gate = tmp_path / "gate.toml"
-    gate.write_text('precision = "fp16"\n')
+    gate.write_text('precision = "fp16"\n' + PROVIDES)
     result = runner.invoke(app, ["compare", str(port), "--reference", str(reference), "--gate", str(gate)], env=ENV)
     assert result.exit_code == 0, result.output
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import cv2
 import numpy as np
 import pytest
 
@@ -92,13 +93,16 @@ def test_shape_mismatch_nan_frame_count_and_missing_frames(tmp_path):
     json.dumps(comparison_document(comparison), allow_nan=False)
 
 
-def test_only_common_frames_are_compared_and_gates_can_loosen(tmp_path):
+def test_frames_the_candidate_lacks_fail_by_name_and_gates_can_loosen(tmp_path):
     def edit(clip, rows):
         rows[0]["frame.unet_output"] += np.float32(5e-3)
 
-    reference, candidate = _pair(tmp_path, edit, candidate_frames=(1, 2))
+    reference, candidate = _pair(tmp_path, edit, candidate_frames=(1, 2))  # frame 0, the one that differs, left out
     comparison = compare_dumps(reference, candidate, load_gate(None))
-    assert comparison and comparison.stage("frame.output").frames_compared == 2
+    output = comparison.stage("frame.output")
+    assert not comparison and output.frames_compared == 2 and output.frames_missing == 1 and not output.passed
+    assert "frame.output: 1 of 3 frames missing from the candidate (0)" in output.failure
+    assert comparison.coverage == "13 of 13 stages, 2 of 3 frames compared"
     reference, candidate = _pair(tmp_path / "b", edit)
     assert not compare_dumps(reference, candidate, load_gate(None))
     gate = tmp_path / "gate.toml"
@@ -172,3 +176,34 @@ def test_p99_from_the_histogram_matches_the_exact_one(tmp_path, monkeypatch):
     binned = compare_dumps(reference, candidate, load_gate(None))
     assert binned.stage("frame.output").p99 == exact.stage("frame.output").p99 > 0
     assert binned.stage("frame.unet_output").p99 == pytest.approx(exact.stage("frame.unet_output").p99, rel=0.03)
+
+
+@pytest.mark.parametrize("where", ["middle", "corner", "everywhere"])
+def test_ssim_of_frame_is_scikit_images_whole_frame_ssim(where):
+    from skimage.metrics import structural_similarity
+
+    from synctalk_parity.harness.verdict.compare import ssim_of_frame
+
+    rng = np.random.default_rng(3)
+    reference = cv2.GaussianBlur(rng.integers(0, 256, (180, 240, 3), dtype=np.uint8), (5, 5), 0)
+    candidate = reference.copy()
+    region = {"middle": np.s_[60:100, 90:150], "corner": np.s_[0:12, 230:240], "everywhere": np.s_[:, :]}[where]
+    candidate[region] = np.clip(candidate[region].astype(int) + rng.integers(-25, 25, candidate[region].shape), 0, 255)
+    expected = structural_similarity(reference, candidate, channel_axis=2, data_range=255)
+    assert ssim_of_frame(reference, candidate) == pytest.approx(expected, abs=1e-12)
+    assert ssim_of_frame(reference, reference) == 1.0
+
+
+def test_ssim_does_not_depend_on_frame_order(tmp_path):
+    """Every frame's SSIM counts, whatever order they come in; frame.output also reports it over the crop box."""
+    clip, rows = synthetic_stages(frames=tuple(range(6)))
+    reference = write_dump(tmp_path / "ref", clip, rows, 8)
+    changed = [dict(row) for row in rows]
+    for row in changed[3:]:  # the last frames differ, the first are identical
+        row["frame.output"] = np.clip(row["frame.output"].astype(int) + 20, 0, 255).astype(np.uint8)
+    candidate = write_dump(tmp_path / "cand", clip, changed, 8)
+    output = compare_dumps(reference, candidate, load_gate(None)).stage("frame.output")
+    per_frame = output.per_frame["ssim"]
+    assert per_frame[:3] == [1.0, 1.0, 1.0] and all(s < 1 for s in per_frame[3:])
+    assert output.ssim == pytest.approx(np.mean(per_frame))
+    assert output.ssim_crop is not None and output.ssim_crop < 1

@@ -38,9 +38,12 @@ def _frame(case, index, template_index=None, box=None, crop_fn=None, input_fn=No
 
 
 def _compare(case, tmp_path, frame_list, clip=None, frame_count=None):
+    """A candidate whose listed frames carry the mistake and whose other reference frames are right (a complete dump:
+    coverage holds, and the mistake is what is judged)."""
     clip = case.clip.as_dict() if clip is None else clip
-    dump = write_dump(tmp_path / "candidate", clip, [frame_dict(f) for f in frame_list],
-                      frame_count=case.clip.frame_count if frame_count is None else frame_count)
+    wrong = {f.index: f for f in frame_list}
+    rows = [frame_dict(wrong.get(i, case.frames[i])) for i in sorted(set(case.frames) | set(wrong))]
+    dump = write_dump(tmp_path / "candidate", clip, rows, frame_count=case.clip.frame_count if frame_count is None else frame_count)
     return compare_dumps(case.dump, dump, load_gate(None))
 
 

@@ -120,8 +120,8 @@ def _break(path, edit):
         (lambda m: m["stages"].__setitem__("frame.outptu", m["stages"].pop("frame.output")), "unknown stage 'frame.outptu'; did you mean 'frame.output'"),
         (lambda m: m["stages"]["audio.features"].__setitem__("shape", [4, 512]), r"audio.features.npy: shape \[5, 512\] does not match manifest.json's \[4, 512\]"),
         (lambda m: m["stages"]["audio.mel"].__setitem__("dtype", "float32"), "audio.mel.npy: dtype float64 does not match manifest.json's float32"),
-        (lambda m: m["stages"]["frame.output"]["frames"].append(9), r"frame.output/00009.png: missing; manifest.json lists frame 9"),
-        (lambda m: m["stages"]["frame.crop_box"]["frames"].append(9), "3 rows but manifest.json lists 4 frames"),
+        (lambda m: m["stages"]["frame.output"]["frames"].append(4), r"frame.output/00004.png: missing; manifest.json lists frame 4"),
+        (lambda m: m["stages"]["frame.crop_box"]["frames"].append(4), "3 rows but manifest.json lists 4 frames"),
         (lambda m: m["stages"]["frame.output"].__setitem__("shape", [720, 1280, 3]), r"00000.png: shape \[48, 64, 3\] does not match"),
         (lambda m: m["stages"]["frame.unet_input"].__setitem__("shape", [3, 320, 320]), r"frame.unet_input/00000.npy: shape \[6, 320, 320\]"),
         (lambda m: m.__setitem__("schema_version", 7), "schema_version 7 is not supported"),
@@ -159,3 +159,23 @@ def test_schema_describes_every_stage_and_accepts_written_manifests(synthetic_du
         stage_schema = schema["properties"]["stages"]["properties"][name]
         assert set(stage_schema["required"]) <= set(entry), name
         assert entry["per"] == stage_schema["properties"]["per"]["const"]
+
+
+def test_truncated_files_and_frames_outside_the_run_are_refused_when_opened(synthetic_dump):
+    npy = synthetic_dump / "audio.features.npy"
+    npy.write_bytes(npy.read_bytes()[:-100])
+    with pytest.raises(ParityError, match=r"audio.features.npy: truncated .npy \(.* bytes, its header needs"):
+        Dump.open(synthetic_dump)
+
+
+def test_a_truncated_png_is_refused(synthetic_dump):
+    png = synthetic_dump / "frame.output" / "00001.png"
+    png.write_bytes(png.read_bytes()[:200])
+    with pytest.raises(ParityError, match=r"frame.output/00001.png: truncated PNG"):
+        Dump.open(synthetic_dump)
+
+
+def test_frame_indices_outside_the_run_are_refused(synthetic_dump):
+    _break(synthetic_dump, lambda m: m.__setitem__("frame_count", 2))  # frames 0..2 dumped, but the run makes 2
+    with pytest.raises(ParityError, match=r"lists frame 2, outside the run's 2 frames \(0..1\)"):
+        Dump.open(synthetic_dump)

@@ -20,7 +20,7 @@ def test_defaults_follow_the_issue():
     assert fp32.tolerance("frame.crop_box").max_abs == 0 and fp32.tolerance("frame.template_index").max_abs == 0
     assert fp32.tolerance("frame.unet_input").max_abs == ONE_LEVEL
     assert fp16.tolerance("frame.unet_audio") == fp16.tolerance("audio.features")
-    assert fp32.as_dict() == {"precision": "fp32", "file": None}
+    assert fp32.as_dict() == {"precision": "fp32", "file": None, "provides": None}
 
 
 def test_file_overrides_keep_other_keys(tmp_path):
