@@ -78,6 +78,24 @@ def _write_error_log(out: object, command: str) -> Path:
     return Path("(could not be written)")
 
 
+def _flags_without_type_hints() -> None:
+    """typer's rich help (0.2x) prints a `<bool>` type beside every flag (`--overwrite <bool>`, even `--help`),
+    where its plain help prints none; a flag takes no value, so show none."""
+    option = getattr(getattr(typer, "core", None), "TyperOption", None)
+    original = getattr(option, "display_type_rich", None)
+    if option is None or original is None or getattr(original, "_parity_flags", False):
+        return
+
+    def display_type_rich(self, ctx):
+        return None if getattr(self, "is_flag", False) or getattr(self, "count", False) else original(self, ctx)
+
+    display_type_rich._parity_flags = True  # type: ignore[attr-defined]
+    option.display_type_rich = display_type_rich
+
+
+_flags_without_type_hints()
+
+
 class ParityTyper(typer.Typer):
     """A Typer whose every command maps its outcome to the exit codes above."""
 
@@ -123,7 +141,3 @@ _register_commands()
 
 def main() -> None:
     app()
-
-
-if __name__ == "__main__":  # python -m synctalk_parity.cli.app ...
-    main()

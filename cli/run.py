@@ -57,7 +57,8 @@ def run(
     if request.is_demo:
         console.print("Built-in demo: avatar from scikit-image's astronaut, synthetic speech, fixture weights.")
     with FrameProgress() as progress, FrameProgress("reference (eager torch)") as reference_progress:
-        result = run_pipeline(request, progress=progress.update, reference_progress=reference_progress.update)
+        result = run_pipeline(request, progress=progress.update, reference_progress=reference_progress.update,
+                              progress_note=lambda text: console.print(f"[dim]{text}[/]", highlight=False, soft_wrap=True))
     console.print(
         f"[green]wrote[/] {result.frames_written} frames ({result.frames_written} of {result.frames_available}) "
         f"{'to ' + str(result.out / 'frames') + ', ' if save_frames else ''}video {result.out / result.video}, summary {result.out / 'summary.md'} "

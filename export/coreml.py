@@ -9,7 +9,10 @@ itself only runs on macOS, so the numeric comparison happens there and is record
 
 from __future__ import annotations
 
+import contextlib
+import io
 import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -268,18 +271,32 @@ def convert(model: nn.Module, spec: ExportSpec, precision: str):
     ct = _coremltools()
     batch = torch.export.Dim("batch", min=1, max=spec.max_batch)
     names = _forward_argument_names(model)
-    # Example batch 2: torch.export specializes a dimension of size 1 to a constant.
-    program = torch.export.export(model, spec.example_inputs(batch=2), dynamic_shapes={n: {0: batch} for n in names})
-    program = program.run_decompositions({})
-    batch_range = ct.RangeDim(1, spec.max_batch, default=1)
-    return ct.convert(
-        program,
-        inputs=[ct.TensorType(name=t.name, shape=(batch_range, *t.shape), dtype=np.float32) for t in spec.inputs],
-        outputs=[ct.TensorType(name=t.name, dtype=np.float32) for t in spec.outputs],
-        convert_to="mlprogram",
-        minimum_deployment_target=ct.target.iOS16,
-        compute_precision=ct.precision.FLOAT16 if precision == "fp16" else ct.precision.FLOAT32,
-    )
+    with _quiet_conversion():
+        # Example batch 2: torch.export specializes a dimension of size 1 to a constant.
+        program = torch.export.export(model, spec.example_inputs(batch=2), dynamic_shapes={n: {0: batch} for n in names})
+        program = program.run_decompositions({})
+        batch_range = ct.RangeDim(1, spec.max_batch, default=1)
+        return ct.convert(
+            program,
+            inputs=[ct.TensorType(name=t.name, shape=(batch_range, *t.shape), dtype=np.float32) for t in spec.inputs],
+            outputs=[ct.TensorType(name=t.name, dtype=np.float32) for t in spec.outputs],
+            convert_to="mlprogram",
+            minimum_deployment_target=ct.target.iOS16,
+            compute_precision=ct.precision.FLOAT16 if precision == "fp16" else ct.precision.FLOAT32,
+        )
+
+
+@contextlib.contextmanager
+def _quiet_conversion():
+    """Without coremltools' tqdm progress bars (one per MIL pass pipeline, on stderr) and the known, benign warnings
+    of this conversion: torch's pytree deprecation inside torch.export (FutureWarning) and coremltools' own
+    registry deprecation (DeprecationWarning). Our own message says what was converted."""
+    # coremltools makes its bars with tqdm's defaults (file=sys.stderr, looked up when each bar is made) and
+    # offers no switch: the bars go to a buffer for the conversion; errors still arrive as exceptions
+    with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+        warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)", category=FutureWarning)
+        warnings.filterwarnings("ignore", message=r"Function _TORCH_OPS_REGISTRY", category=DeprecationWarning)
+        yield
 
 
 def _check_inputs(spec: ExportSpec, batch: int = 4) -> tuple[str, list[np.ndarray]]:

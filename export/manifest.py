@@ -69,6 +69,32 @@ def read_manifest(export_dir: Path) -> dict:
     return manifest
 
 
+def find_export(path: Path, fmt: str | None) -> tuple[Path, str | None]:
+    """The export folder `path` names: `path` itself when it holds a manifest, else its one subfolder holding an
+    export of `fmt` (the folder `parity export --out` wrote). Returns the folder and a note saying which was taken
+    (None when `path` was the export itself); a ParityError lists the subfolders and which fit otherwise."""
+    path = Path(path)
+    if (path / MANIFEST_NAME).is_file():
+        return path, None
+    if not path.is_dir():
+        raise ParityError(f"{path}: not found; pass a folder written by `parity export` (or the --out folder it wrote into)")
+    found = {}
+    for child in sorted(p for p in path.iterdir() if (p / MANIFEST_NAME).is_file()):
+        try:
+            found[child] = read_manifest(child).get("format")
+        except ParityError:
+            continue
+    fitting = [child for child, kind in found.items() if fmt is None or kind == fmt]
+    if len(fitting) == 1:
+        return fitting[0], f"{path} holds exports; using {fitting[0].name}/ ({found[fitting[0]]})"
+    if not found:
+        raise ParityError(f"{path}: no {MANIFEST_NAME}, and no subfolder holds one; pass a folder written by `parity export`")
+    listed = ", ".join(f"{child.name} ({kind}{', fits' if child in fitting else ''})" for child, kind in found.items())
+    wanted = f" {fmt}" if fmt else ""
+    why = "several fit" if fitting else f"none is a{wanted} export"
+    raise ParityError(f"{path}: holds exports {listed}; {why}: pass one of them, e.g. --models {path / (fitting or list(found))[0].name}")
+
+
 def artifact_path(export_dir: Path, network: str, verify: bool = True) -> Path:
     """The file of `network` in an export folder, checked against its recorded sha256."""
     manifest = read_manifest(export_dir)

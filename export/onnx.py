@@ -67,7 +67,13 @@ def to_onnx(model: nn.Module, spec: ExportSpec, precision: str = "fp32"):
 
     buffer = io.BytesIO()
     names = spec.input_names + spec.output_names
-    with torch.inference_mode():
+    with torch.inference_mode(), warnings.catch_warnings():
+        # benign, and known: the U-Net's pad-to-match branch (`if diff_y or diff_x`) is never taken at 320 x 320,
+        # which the tracer reports as a TracerWarning; the TorchScript exporter itself is deprecated in favour of
+        # torch.export, which this export does not use (coremltools does)
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", message="The feature will be removed", category=DeprecationWarning)
         torch.onnx.export(
             model,
             spec.example_inputs(batch=2),

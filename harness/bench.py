@@ -127,6 +127,10 @@ class BenchResult:
 def bench(request: BenchRequest, on_row: OnRow | None = None) -> BenchResult:
     """Measure every backend x batch; rows are handed to `on_row` as they are measured."""
     _check(request)
+    if request.models is not None:
+        from ..export.manifest import find_export
+
+        request.models, _ = find_export(request.models, None)
     result = BenchResult(machine=machine_description())
     def emit(row: BenchRow) -> None:
         result.rows.append(row)

@@ -108,13 +108,23 @@ def resolve_precision(request: RunRequest) -> Precision:
     return Precision("fp32", "fp32", "the checkpoints run in fp32")
 
 
-def run(request: RunRequest, progress: Progress | None = None, reference_progress: Progress | None = None) -> RunResult:
+BACKEND_FORMATS = {"onnxruntime": "onnx", "coreml": "coreml", "coreml-emulated": "coreml", "tensorrt": "tensorrt"}
+
+
+def run(request: RunRequest, progress: Progress | None = None, reference_progress: Progress | None = None,
+        progress_note: Callable[[str], None] | None = None) -> RunResult:
     """Run the pipeline on the backend, write frames, video, dump and result; compare with the reference.
 
     Everything is written into a fresh folder beside `request.out`, which replaces `out` only when the run
     is complete: an error or an interruption leaves the previous complete run (or nothing) in place.
     """
     stages = check_request(request)
+    if request.models is not None:
+        from ..export.manifest import find_export
+
+        request.models, note = find_export(request.models, BACKEND_FORMATS.get(request.backend_name))
+        if note and progress_note is not None:
+            progress_note(note)
     final = Path(request.out)
     check_out_folder(final, request.overwrite)
     started = time.perf_counter()

@@ -54,3 +54,12 @@ def test_an_interruption_exits_130(tmp_path, monkeypatch):
 @pytest.mark.parametrize(("args", "code"), [(["compare", "/nonexistent/dump"], 2), (["report"], 2)])
 def test_usage_and_input_errors_exit_2(args, code):
     assert runner.invoke(app, args).exit_code == code
+
+
+@pytest.mark.parametrize("command", [[], ["run"], ["bench"], ["cache"]])
+def test_flags_show_no_type_hints(command):
+    result = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0 and "--help" in result.output
+    assert "<bool>" not in result.output
+    if command == ["run"]:
+        assert "<integer>" in result.output or "INTEGER" in result.output or "int" in result.output  # options with values keep theirs

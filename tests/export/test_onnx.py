@@ -90,3 +90,26 @@ def test_check_inputs_fall_back_to_example_inputs(monkeypatch):
 
     source, inputs = onnx_export.check_inputs(audio_encoder_spec())
     assert source == "example" and inputs[0].shape == (4, 1, 80, 16)
+
+
+def test_a_parent_folder_with_one_fitting_export_is_accepted(tmp_path):
+    """`parity export --out exports` writes exports/onnx-fp32/: `--models exports` takes it, and says so;
+    with several that fit, or none, the error lists what is there."""
+    import json
+
+    from synctalk_parity.export.manifest import MANIFEST_NAME, SCHEMA_VERSION, find_export
+
+    def manifest_only_export(name: str, fmt: str) -> None:  # a manifest is all find_export reads
+        (tmp_path / name).mkdir()
+        (tmp_path / name / MANIFEST_NAME).write_text(json.dumps({"schema_version": SCHEMA_VERSION, "format": fmt, "precision": "fp32", "artifacts": []}))
+
+    manifest_only_export("onnx-fp32", "onnx")
+    manifest_only_export("coreml-fp32", "coreml")
+    folder, note = find_export(tmp_path, "onnx")
+    assert folder == tmp_path / "onnx-fp32" and note == f"{tmp_path} holds exports; using onnx-fp32/ (onnx)"
+    assert find_export(tmp_path / "onnx-fp32", "onnx") == (tmp_path / "onnx-fp32", None)
+    manifest_only_export("onnx-fp16", "onnx")
+    with pytest.raises(ParityError, match=r"holds exports coreml-fp32 \(coreml\), onnx-fp16 \(onnx, fits\), onnx-fp32 \(onnx, fits\); several fit"):
+        find_export(tmp_path, "onnx")
+    with pytest.raises(ParityError, match="none is a tensorrt export"):
+        find_export(tmp_path, "tensorrt")

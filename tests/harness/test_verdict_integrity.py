@@ -107,7 +107,7 @@ def test_two_concurrent_runs_both_pass_and_leave_one_valid_entry(tmp_path, cache
     env = {**os.environ, "SYNCTALK_PARITY_CACHE": str(cache)}
     # the demo inputs first, so the two runs race on the reference and nothing else
     assert runner.invoke(app, ["run", "--backend", "torch", "--frames", "1", "--no-compare", "--out", str(tmp_path / "warm")], env=ENV).exit_code == 0
-    command = [sys.executable, "-m", "synctalk_parity.cli.app"]
+    command = [sys.executable, "-m", "synctalk_parity.cli"]
     runs = [subprocess.Popen([*command, *_demo_run(tmp_path / f"run{i}")], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             for i in range(2)]
     outputs = [run.communicate(timeout=600)[0] for run in runs]
@@ -150,7 +150,7 @@ def test_an_out_folder_with_other_files_needs_overwrite(tmp_path, cache):
 def test_killing_a_run_leaves_the_previous_output_or_nothing(tmp_path, cache, sig):
     env = {**os.environ, "SYNCTALK_PARITY_CACHE": str(cache)}
     out = tmp_path / "run"
-    command = [sys.executable, "-m", "synctalk_parity.cli.app", "run", "--backend", "torch", "--no-compare", "--out", str(out)]
+    command = [sys.executable, "-m", "synctalk_parity.cli", "run", "--backend", "torch", "--no-compare", "--out", str(out)]
     assert subprocess.run([*command, "--frames", "1"], env=env, capture_output=True, timeout=600).returncode == 0
     previous = sorted(p.relative_to(out) for p in out.rglob("*"))
     for attempt in range(2):  # once killed early (loading), once mid-frames
