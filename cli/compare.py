@@ -1,7 +1,10 @@
-"""`parity compare`: compare a candidate dump (or a run folder's dump/) with a reference dump.
+"""`parity compare`: judge a candidate against the reference — a dump, or what a port already writes.
 
-Prints the stage table and verdict, writes result.json (command "compare") and exits 0 when every
-gate passes, 1 when one fails, 2 on a usage or input error.
+A dump (or a run folder holding dump/) is compared with a reference dump. Anything else a port writes
+(a folder of frames, a video, mouth crops, raw tensors) is judged against the reference made from the
+same inputs (`--dataset --audio --unet --audio-encoder`, or the built-in demo's): aligned, compared per
+stage and per frame region, and diagnosed by simulation. Writes result.json; exits 0 when every gate
+passes, 1 when one fails, 2 on a usage or input error.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from ..errors import GateFailure
+from ..errors import GateFailure, ParityError
 from .view import comparison_lines, comparison_table, console, print_table
 
 
@@ -20,19 +23,83 @@ def register(app: typer.Typer) -> None:
 
 
 def compare(
-    candidate: Annotated[Path, typer.Argument(help="Candidate dump folder, or a run folder holding dump/ and result.json.")],
-    reference: Annotated[Path | None, typer.Option(help="Reference dump. Default: the one named in the run folder's result.json.")] = None,
-    gate: Annotated[Path | None, typer.Option(help="Gate file (TOML) with per-stage tolerances.")] = None,
-    precision: Annotated[str | None, typer.Option(help="fp32 or fp16 default tolerances. Default: the candidate's precision.")] = None,
-    out: Annotated[Path | None, typer.Option(help="Where result.json goes. Default: the run folder, or the dump's parent.")] = None,
+    candidate: Annotated[Path, typer.Argument(help="What to judge: a dump folder, a run folder holding dump/, or a port's output: a folder of frames (PNG/JPEG/WebP, any numbering), a video (mp4/mov/webm), a folder of 320x320 mouth crops, or a folder of raw tensors (.npy, .bin).")],
+    reference: Annotated[Path | None, typer.Option(help="Reference dump (for a dump candidate). Default: the one named in the run folder's result.json.")] = None,
+    dataset: Annotated[Path | None, typer.Option(help="The dataset the port was given (for a port's frames or video). Omit with --audio: the built-in demo's.")] = None,
+    audio: Annotated[Path | None, typer.Option(help="The audio the port was given.")] = None,
+    unet: Annotated[Path | None, typer.Option(help="U-Net checkpoint the port's weights came from. Default: fixture weights.")] = None,
+    audio_encoder: Annotated[Path | None, typer.Option("--audio-encoder", help="Audio encoder checkpoint. Default: fixture weights.")] = None,
+    start_frame: Annotated[int, typer.Option("--start-frame", help="First template frame of the dataset the port used.")] = 0,
+    shape: Annotated[list[str] | None, typer.Option(help="Shape of a raw .bin tensor stage, e.g. --shape frame.unet_output=3,320,320 (or a NAME.toml sidecar).", show_default=False)] = None,
+    simulate: Annotated[bool, typer.Option("--simulate/--no-simulate", help="Diagnose a port's frames by simulation (the reference re-run with known port mistakes).")] = True,
+    gate: Annotated[Path | None, typer.Option(help="Gate file (TOML): tolerances, provides, lossy_ok and [regions].")] = None,
+    precision: Annotated[str | None, typer.Option(help="fp32 or fp16 default tolerances. Default: the candidate's precision.", show_default=False)] = None,
+    out: Annotated[Path | None, typer.Option(help="Where result.json goes. Default: the run folder or the dump's parent; for a port's output, ./parity-port.", show_default=False)] = None,
 ) -> None:
-    """Compare a candidate's stage dump with the reference's, stage by stage."""
-    from ..harness.verdict.judge import judge
+    """Judge a candidate against the reference, stage by stage — a dump, or a port's frames, video or tensors."""
+    from ..harness.verdict.ingest import detect_kind
 
-    comparison, result_path = judge(candidate, reference, gate, precision, out)
-    print_table(console, comparison_table(comparison))
-    for line in comparison_lines(comparison):
-        console.print(line, highlight=False, soft_wrap=True)
-    console.print(f"wrote {result_path}", highlight=False, soft_wrap=True)
-    if not comparison:
+    if detect_kind(candidate) == "dump":
+        from ..harness.verdict.judge import judge
+
+        comparison, result_path = judge(candidate, reference, gate, precision, out)
+        _print_verdict(comparison, "")
+        console.print(f"wrote {result_path}", highlight=False, soft_wrap=True)
+        if not comparison:
+            raise typer.Exit(GateFailure.exit_code)
+        return
+    if reference is not None:
+        raise ParityError(f"{candidate}: not a dump, so it is judged against the reference made from --dataset/--audio, not --reference")
+    from ..harness.judge_port import PortRequest, judge_port
+
+    request = PortRequest(candidate, dataset, audio, unet, audio_encoder, start_frame, out or Path("parity-port"), gate, precision,
+                          _shapes(shape or []), simulate)
+    result = judge_port(request, progress=lambda text: console.print(f"[dim]{text}...[/]", highlight=False, soft_wrap=True))
+    _print_port(result)
+    _print_verdict(result.comparison, "")
+    console.print(f"wrote {result.result_path}", highlight=False, soft_wrap=True)
+    if not result.comparison:
         raise typer.Exit(GateFailure.exit_code)
+
+
+def _print_verdict(comparison, why: str) -> None:
+    print_table(console, comparison_table(comparison))
+    for line in comparison_lines(comparison, why):
+        console.print(line, highlight=False, soft_wrap=True)
+
+
+def _print_port(result) -> None:
+    from rich.table import Table
+
+    console.print(f"candidate: {result.kind}", highlight=False)
+    if result.alignment is not None:
+        console.print(f"alignment: {result.alignment.summary()}", highlight=False, soft_wrap=True)
+    if result.audio_track is not None:
+        console.print(f"sound track: {result.audio_track['text']}", highlight=False, soft_wrap=True)
+    psnr = (result.regions or {}).get("psnr") or {}
+    if psnr:
+        table = Table(title="frame.output by region (PSNR over all frames)", title_justify="left")
+        for column in ("mouth box", "rest of the crop box", "outside the crop box"):
+            table.add_column(column, justify="right")
+        table.add_row(*(("equal" if value is not None and value >= 100 else "-" if value is None else f"{value:.2f} dB")
+                        for value in (psnr.get("mouth"), psnr.get("crop_rest"), psnr.get("outside"))))
+        console.print(table)
+    if result.lossy is not None:
+        console.print(f"encoding: {result.lossy.text}", highlight=False, soft_wrap=True)
+    if result.explanation is not None:
+        console.print("simulation:", highlight=False)
+        for line in result.explanation.summary().splitlines():
+            console.print(f"  {line}", highlight=False, soft_wrap=True)
+
+
+def _shapes(items: list[str]) -> dict[str, tuple[int, ...]]:
+    shapes = {}
+    for item in items:
+        stage, _, dims = item.partition("=")
+        try:
+            shapes[stage.strip()] = tuple(int(d) for d in dims.split(",") if d.strip())
+        except ValueError:
+            raise ParityError(f"--shape {item!r}: expected STAGE=D,D,D such as frame.unet_output=3,320,320") from None
+        if not stage.strip() or not shapes[stage.strip()]:
+            raise ParityError(f"--shape {item!r}: expected STAGE=D,D,D such as frame.unet_output=3,320,320")
+    return shapes

@@ -31,7 +31,8 @@ def comparison_table(comparison: Comparison) -> Table:
         table.add_column(name, justify="left" if name in ("stage", "result") else "right", no_wrap=True)
     first = comparison.first_divergent_stage
     for stage in comparison.stages:
-        table.add_row(*_row(stage, stage.stage == first))
+        if not stage.skipped:  # "not provided" stages are listed once, in the verdict's coverage line
+            table.add_row(*_row(stage, stage.stage == first))
     return table
 
 

@@ -178,7 +178,7 @@ def run(request: RunRequest, progress: Progress | None = None, reference_progres
 
 
 RUN_OUTPUTS = frozenset({"frames", "dump", "video.mp4", "result.json", "summary.json", "summary.md", "report.md", "report.html",
-                         "report.json", "report.junit.xml", "parity-error.log"})
+                         "report.json", "report.junit.xml", "parity-error.log", "candidate-dump", "port"})  # what runs and verdicts write
 
 
 def check_out_folder(out: Path, overwrite: bool = False) -> None:

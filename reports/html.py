@@ -17,6 +17,7 @@ import numpy as np
 from .schema import (
     BENCH_COLUMNS,
     MEMORY_COLUMNS,
+    REGION_LABELS,
     STAGE_COLUMNS,
     SUMMARY_COLUMNS,
     Run,
@@ -61,6 +62,8 @@ def run_section(run: Run, index: int) -> str:
         items = [f"<li><b>{escape(d['name'])}</b> <span class=\"muted\">({escape(d.get('stage') or 'all stages')})</span>: "
                  f"{escape(d['message'])}</li>" for d in run.diagnoses]
         parts.append(_section("Diagnoses", f"<ul>{''.join(items)}</ul>", level=3))
+    if run.port:
+        parts.append(_section("The port's own output", _port(run), level=3))
     if run.comparison is not None:
         parts.append(_section("PSNR per frame", _psnr_plots(run), level=3))
         parts.append(_section("Worst frame", _worst_frame(run), level=3))
@@ -75,6 +78,33 @@ def run_section(run: Run, index: int) -> str:
             note = f"<p>Growth from the shortest to the longest run: {escape(growth)}</p>" if growth else ""
             parts.append(_section("Memory by video length", _table(MEMORY_COLUMNS, memory_rows(run.bench)) + note, level=3))
     return _section(run.label, "\n".join(parts), f"run-{index}", level=2)
+
+
+def _port(run: Run) -> str:
+    """Which candidate file is which frame, PSNR per region over the clip, encoding, sound, simulation findings."""
+    rows = "".join(f"<tr><th>{escape(what)}</th><td>{escape(text)}</td></tr>" for what, text in run.port_lines())
+    parts = [f'<table class="facts">{rows}</table>']
+    regions = (run.port or {}).get("regions") or {}
+    for name, label in REGION_LABELS.items():
+        series = (regions.get("per_frame") or {}).get(name)
+        if series:
+            parts.append(f"<figure>{psnr_plot_svg(label, list(regions['frames']), series, None)}<figcaption>{escape(label)}: PSNR per frame</figcaption></figure>")
+    worst = (run.port or {}).get("worst_mouth")
+    if worst:
+        images = []
+        for name, label in (("reference", "reference"), ("candidate", "candidate"), ("simulation", "best simulation"),
+                            ("difference", "candidate - simulation, x8")):
+            path = run.path(worst["files"][name])
+            if path.is_file():
+                images.append((label, path.read_bytes()))
+        if images:
+            parts.append(f"<p>Mouth box of the least-explained sampled frame — {escape(worst['note'])}</p>" + _gallery(images, pixelated=True))
+    mapping = ((run.port or {}).get("alignment") or {}).get("mapping") or {}
+    if mapping:
+        shown = list(mapping.items())
+        cells = ", ".join(f"{escape(number)} &rarr; {index}" for number, index in shown[:12]) + (", &hellip;" if len(shown) > 12 else "")
+        parts.append(f'<p class="muted">candidate frame number &rarr; reference frame: {cells}</p>')
+    return "\n".join(parts)
 
 
 def psnr_plot_svg(stage: str, frames: list[int], psnr: list[Any], threshold: float | None) -> str:

@@ -43,6 +43,10 @@ def run_section(run: Run, level: int) -> list[str]:
         lines += [f"{heading} Failures", ""]
         for stage, text in run.failures:
             lines += [f"**{cell(stage)}**", "", *fenced(text), ""]
+    if run.port_lines():
+        lines += [f"{heading} The port's own output", ""]
+        lines += [f"- **{cell(what)}**: {cell(text)}" for what, text in run.port_lines()]
+        lines += [""]
     if run.diagnoses:
         lines += [f"{heading} Diagnoses", ""]
         lines += [f"- **{cell(d['name'])}** ({cell(d.get('stage') or 'all stages')}): {cell(d['message'])}" for d in run.diagnoses]

@@ -113,6 +113,34 @@ class Run:
         return "; ".join(parts) or None
 
     @property
+    def port(self) -> dict[str, Any] | None:
+        """What `parity compare` found judging a port's own output (alignment, regions, encoding, sound, simulation)."""
+        return self.result.get("port")
+
+    def port_lines(self) -> list[tuple[str, str]]:
+        """(what, text) lines about a judged port, for the reports; empty for other runs."""
+        port = self.port or {}
+        lines = []
+        if port.get("kind"):
+            lines.append(("candidate", f"{port['kind']}: {port.get('candidate', '')}"))
+        if port.get("alignment"):
+            lines.append(("alignment", port["alignment"]["summary"]))
+        psnr = (port.get("regions") or {}).get("psnr") or {}
+        if psnr:
+            shown = ", ".join(f"{REGION_LABELS[name]} {metric_text(value, 'db')} dB" for name, value in psnr.items() if name in REGION_LABELS)
+            lines.append(("PSNR by region", shown))
+        if port.get("lossy"):
+            lines.append(("encoding", port["lossy"]["text"]))
+        if port.get("audio_track"):
+            lines.append(("sound track", port["audio_track"]["text"]))
+        simulation = port.get("simulation") or {}
+        for finding in simulation.get("findings") or []:
+            lines.append((f"simulated: {finding['name']}", f"{finding['description']}; {finding['evidence']}"))
+        if simulation:
+            lines.append(("simulation", "explained" if simulation.get("explained") else "not fully explained: " + "; ".join(simulation.get("unexplained") or [])))
+        return lines
+
+    @property
     def timing(self) -> dict[str, Any] | None:
         return self.result.get("timing")
 
@@ -178,6 +206,8 @@ def is_numeric_column(values: list[str]) -> bool:
 
 
 _NUMBER = re.compile(r"^[-+]?(\d[\d,]*(\.\d+)?([eE][-+]?\d+)?|inf|NaN)(%|x|\.\.[\d.]+|/\d+)?$")
+
+REGION_LABELS = {"mouth": "mouth box", "crop_rest": "rest of the crop box", "outside": "outside the crop box"}
 
 STAGE_COLUMNS = ("stage", "frames", "max |diff|", "mean |diff|", "p99", "identical", "PSNR dB", "SSIM", "cosine", "NaN/Inf", "result")
 

@@ -11,8 +11,8 @@ defined once in the README, "Metrics"): max, mean and 99th percentile of |diff|;
 elements (of identical pixels, all three channels, for images); PSNR (uint8 images, and the U-Net
 output scaled to 0..255; identical data reports 100 dB so result.json stays plain JSON); SSIM of each
 image over the whole image (scikit-image, 7 x 7 window, channel mean; the stage reports the mean over
-frames, independent of their order) and, for `frame.output`, also over each frame's crop box
-(`ssim_crop`); cosine similarity per 512-value feature row (audio features, U-Net audio windows; the
+frames, independent of their order; for output frames of 0.3 MP or more, 32 spread evenly by index) and, for
+`frame.output`, also over each frame's crop box (`ssim_crop`, every frame); cosine similarity per 512-value feature row (audio features, U-Net audio windows; the
 mean over rows); NaN/Inf counts in the candidate (any fails the stage). The 99th percentile is exact
 up to 5 M elements per stage, then read from a histogram (exact for uint8, 100 log bins per decade
 for floats: within 2.3 %).
@@ -37,6 +37,8 @@ from .types import PSNR_IDENTICAL, Comparison, StageResult
 COSINE_STAGES = frozenset({"audio.features", "frame.unet_audio"})
 PSNR_FLOAT_STAGES = frozenset({"frame.unet_output"})  # float in [0, 1]: PSNR on the 0..255 scale
 SSIM_WINDOW = 7  # scikit-image's default window
+SSIM_FRAMES = 32  # frames of 0.3 megapixels or more (output frames) whose whole-image SSIM is computed (spread evenly; the crop box's: every frame)
+LARGE_IMAGE_PIXELS = 300_000  # output frames (720p: 0.92 MP), not crops or mouths (0.1 MP)
 EXACT_P99_ELEMENTS = 5_000_000
 _FLOAT_EDGES = np.concatenate([[0.0], np.logspace(-12, 6, 1801)])
 
@@ -144,6 +146,8 @@ def compare_stage(stage: str, reference: Dump, candidate: Dump, tolerance: Toler
             return metrics
         pairs = ((i, reference.frame(stage, i), candidate.frame(stage, i)) for i in frames)
     accumulator = _Accumulator(stage, tolerance, _crop_boxes(stage, reference))
+    if per == "frame" and stage in IMAGE_STAGES:
+        accumulator.ssim_frames = ssim_frames(frames, reference.entry(stage).get("shape"))
     for frame, ref, cand in pairs:
         if ref.shape != cand.shape:
             where = "" if frame is None else f" frame {frame}:"
@@ -168,6 +172,17 @@ def psnr_from_mse(mse: float, peak: float = 255.0) -> float:
     if mse <= 0:
         return PSNR_IDENTICAL
     return float(min(PSNR_IDENTICAL, 10 * math.log10(peak * peak / mse)))
+
+
+def ssim_frames(frames: list[int], shape: list | None) -> set[int] | None:
+    """The frames whose whole-image SSIM is computed: all of them for small images; for images of 0.3 megapixels or more (output frames)
+    (scikit-image takes ~0.45 s on a 720p frame that differs everywhere), `SSIM_FRAMES` spread evenly over the
+    compared frames, chosen by index (so the mean does not depend on the order the frames come in)."""
+    pixels = int(shape[0] or 0) * int(shape[1] or 0) if shape and len(shape) >= 2 and shape[0] and shape[1] else 0
+    if pixels < LARGE_IMAGE_PIXELS or len(frames) <= SSIM_FRAMES:
+        return None
+    ordered = sorted(frames)
+    return {ordered[round(p)] for p in np.linspace(0, len(ordered) - 1, SSIM_FRAMES)}
 
 
 def ssim_of_frame(reference: np.ndarray, candidate: np.ndarray) -> float:
@@ -217,6 +232,7 @@ class _Accumulator:
         self.ssim: list[float] = []
         self.ssim_crop: list[float] = []
         self.crop_box = crop_box
+        self.ssim_frames: set[int] | None = None  # frames whose whole-image SSIM is computed (None: all)
         self.cosines: list[float] = []
         self.uint8 = True
 
@@ -265,8 +281,11 @@ class _Accumulator:
             psnr = psnr_from_mse(squared / max(diff.size, 1)) if (self.image or self.stage in PSNR_FLOAT_STAGES) else None
             self.per_frame["psnr"].append(psnr)
         if self.image and reference.ndim == 3:
-            ssim = ssim_of_frame(reference, candidate) if frame_max > 0 else 1.0
-            self.ssim.append(ssim)
+            if frame is None or self.ssim_frames is None or frame in self.ssim_frames:
+                ssim = ssim_of_frame(reference, candidate) if frame_max > 0 else 1.0
+                self.ssim.append(ssim)
+            else:
+                ssim = None  # a large frame between the sampled ones (see SSIM_FRAMES)
             if frame is not None:
                 self.per_frame.setdefault("ssim", []).append(ssim)
             box = self.crop_box(frame) if self.crop_box is not None and frame is not None else None

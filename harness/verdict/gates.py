@@ -39,6 +39,7 @@ import os
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any
 
 from ...errors import ParityError
 from ...precision import checked_precision
@@ -63,7 +64,9 @@ class Tolerance:
 
 
 TOLERANCE_KEYS = tuple(f.name for f in fields(Tolerance))
-GATE_KEYS = ("precision", "provides", "stages")
+GATE_KEYS = ("precision", "provides", "lossy_ok", "regions", "stages")
+REGION_NAMES = ("mouth", "crop_rest", "outside")
+LOSSY_REGIONS = {"mouth": 35.0, "crop_rest": 35.0, "outside": 35.0}  # default region floors with lossy_ok
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,8 @@ class Gate:
     stages: dict[str, Tolerance] = field(default_factory=dict)
     file: str | None = None
     provides: tuple[str, ...] | None = None  # stages the candidate must provide; None: every stage the reference has
+    lossy_ok: bool = False  # frames re-encoded lossily (JPEG, video) are judged by region PSNR (`regions`) instead
+    regions: dict[str, float] = field(default_factory=dict)  # with lossy_ok: minimum PSNR (dB) per frame region
 
     def tolerance(self, stage: str) -> Tolerance:
         return self.stages.get(stage, Tolerance())
@@ -82,7 +87,11 @@ class Gate:
         return self.provides is None or stage in self.provides
 
     def as_dict(self) -> dict:
-        return {"precision": self.precision, "file": self.file, "provides": None if self.provides is None else list(self.provides)}
+        document: dict[str, Any] = {"precision": self.precision, "file": self.file,
+                                    "provides": None if self.provides is None else list(self.provides)}
+        if self.lossy_ok:
+            document.update(lossy_ok=True, regions=dict(self.regions))
+        return document
 
 
 def load_gate(path: str | os.PathLike | None = None, precision: str | None = "fp32") -> Gate:
@@ -111,7 +120,14 @@ def load_gate(path: str | os.PathLike | None = None, precision: str | None = "fp
         if not isinstance(overrides, dict):
             raise ParityError(f"{path}: stages.{stage} must be a table of tolerances ({', '.join(TOLERANCE_KEYS)})")
         merged[stage] = replace(merged.get(stage, Tolerance()), **_checked_overrides(overrides, stage, path))
-    return Gate(gate.precision, merged, str(path), _checked_provides(data.get("provides"), path))
+    lossy_ok = data.get("lossy_ok", False)
+    if not isinstance(lossy_ok, bool):
+        raise ParityError(f"{path}: 'lossy_ok' must be true or false, got {lossy_ok!r}")
+    regions = _checked_regions(data.get("regions"), path)
+    if regions and not lossy_ok:
+        raise ParityError(f"{path}: [regions] thresholds apply to lossy frames; add lossy_ok = true")
+    return Gate(gate.precision, merged, str(path), _checked_provides(data.get("provides"), path), lossy_ok,
+                {**LOSSY_REGIONS, **regions} if lossy_ok else {})
 
 
 def default_gate(precision: str = "fp32", where: str = "--precision") -> Gate:
@@ -138,6 +154,21 @@ def default_gate(precision: str = "fp32", where: str = "--precision") -> Gate:
         "frame.output": image,
     }
     return Gate(precision, stages, None)
+
+
+def _checked_regions(value, path: Path) -> dict[str, float]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ParityError(f"{path}: 'regions' must be a table like [regions] mouth = 35")
+    checked = {}
+    for name, floor in value.items():
+        if name not in REGION_NAMES:
+            raise ParityError(f"{path}: regions: unknown region {name!r}{_did_you_mean(name, REGION_NAMES)}")
+        if isinstance(floor, bool) or not isinstance(floor, (int, float)) or floor < 0:
+            raise ParityError(f"{path}: regions.{name} must be a PSNR in dB (a non-negative number), got {floor!r}")
+        checked[name] = float(floor)
+    return checked
 
 
 def _checked_provides(value, path: Path) -> tuple[str, ...] | None:

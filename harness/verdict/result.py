@@ -12,7 +12,10 @@ with `read_result` (checked against `RESULT_SCHEMA` with jsonschema)::
                     "diagnoses": [{"name", "stage", "message"}],
                     "worst_frame": {"index", "reference_png", "candidate_png"} | null} | null,
      "timing":     {"frames", "fps", "seconds": {stage or phase: seconds}} | null,
-     "bench":      {"machine", "rows": [...], "memory": [...], "memory_growth_mb": {backend: MB}} | null}
+     "bench":      {"machine", "rows": [...], "memory": [...], "memory_growth_mb": {backend: MB}} | null,
+     "port":       (parity compare of a port's own output) {"kind", "candidate", "alignment": {"summary", "base",
+                    "offset", "missing", "extra", "mapping", ...}, "regions": {"psnr": {mouth, crop_rest, outside},
+                    "frames", "per_frame"}, "lossy": {...}, "audio_track": {...}, "simulation": {"findings", ...}}}
 
 Stage results: `stage`, `per` (clip | frame), `frames_compared`, `max_abs`, `mean_abs`, `p99`, `identical`
 (share 0..1), `psnr` (dB), `ssim`, `cosine`, `nan`, `inf`, `passed`, `failure` (text or null), `worst`
@@ -211,7 +214,7 @@ RESULT_SCHEMA: dict[str, Any] = {
 
 def write_result(folder: Path, command: str, *, backend: dict[str, Any] | None = None, inputs: dict[str, Any] | None = None,
                  comparison: Comparison | None = None, timing: dict[str, Any] | None = None,
-                 bench: dict[str, Any] | None = None) -> Path:
+                 bench: dict[str, Any] | None = None, extra: dict[str, Any] | None = None) -> Path:
     """Write `folder/result.json` (atomically) for `command`; paths in the comparison relative to `folder`."""
     document = {
         "schema": RESULT_SCHEMA_NAME,
@@ -223,6 +226,7 @@ def write_result(folder: Path, command: str, *, backend: dict[str, Any] | None =
         "comparison": None if comparison is None else comparison_document(comparison, folder),
         "timing": timing,
         "bench": bench,
+        **(extra or {}),
     }
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

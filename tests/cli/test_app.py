@@ -12,6 +12,14 @@ from synctalk_parity.harness.verdict import judge
 runner = CliRunner()
 
 
+def _dump(tmp_path):
+    """A folder the compare command takes for a dump (the broken judge never opens it)."""
+    folder = tmp_path / "candidate"
+    folder.mkdir()
+    (folder / "manifest.json").write_text("{}")
+    return str(folder)
+
+
 def _broken(exc: BaseException):
     def judge_that_breaks(*args, **kwargs):
         raise exc
@@ -28,7 +36,7 @@ def test_help_documents_the_exit_codes():
 def test_an_internal_error_exits_3_with_one_line_and_the_traceback_in_a_log(tmp_path, monkeypatch):
     monkeypatch.setattr(judge, "judge", _broken(ZeroDivisionError("division by zero in a comparison")))
     out = tmp_path / "out"
-    result = runner.invoke(app, ["compare", str(tmp_path), "--out", str(out)])
+    result = runner.invoke(app, ["compare", _dump(tmp_path), "--out", str(out)])
     assert result.exit_code == 3
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and "internal error (ZeroDivisionError: division by zero in a comparison)" in lines[0]
@@ -40,14 +48,14 @@ def test_an_internal_error_exits_3_with_one_line_and_the_traceback_in_a_log(tmp_
 
 def test_debug_prints_the_traceback_instead(tmp_path, monkeypatch):
     monkeypatch.setattr(judge, "judge", _broken(ZeroDivisionError("boom")))
-    result = runner.invoke(app, ["--debug", "compare", str(tmp_path), "--out", str(tmp_path / "out")])
+    result = runner.invoke(app, ["--debug", "compare", _dump(tmp_path), "--out", str(tmp_path / "out")])
     assert result.exit_code == 3
     assert not (tmp_path / "out" / "parity-error.log").exists()
 
 
 def test_an_interruption_exits_130(tmp_path, monkeypatch):
     monkeypatch.setattr(judge, "judge", _broken(KeyboardInterrupt()))
-    result = runner.invoke(app, ["compare", str(tmp_path)])
+    result = runner.invoke(app, ["compare", _dump(tmp_path)])
     assert result.exit_code == 130 and "interrupted" in result.output
 
 

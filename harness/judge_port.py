@@ -1,0 +1,410 @@
+"""Judge a port from what it already writes: frames (PNG, JPEG, WebP), a video, mouth crops or raw tensors.
+
+    result = judge_port(PortRequest(Path("port/frames"), dataset=DS, audio=WAV, unet=U, audio_encoder=E, out=Path("verdict")))
+    result.comparison, result.alignment, result.regions, result.lossy, result.explanation
+
+1. **Read** (`verdict/ingest.py`): what kind the candidate is, its frames or tensors.
+2. **Reference** (`reference_cache.py`): the eager reference on the same inputs, cached as usual, with
+   `frame.output`, `frame.pasted_region`, `frame.mouth` and the crop boxes for every frame.
+3. **Align** (`verdict/align.py`): the numbering base and any constant frame offset, found from the
+   region outside the crop box (where a correct port equals the template); missing and extra frames by
+   index. A video's sound track is cross-correlated with the input audio (an A/V offset in ms).
+4. **Compare**: the candidate becomes a dump of the stages it provides (at the reference's indices), and
+   the usual comparison, gates, coverage, reports and JUnit apply (the gate requires what it provides).
+5. **Localize** (`verdict/regions.py`): PSNR per region of every output frame (the mouth box the network
+   writes, the rest of the crop box, outside it), and whether the whole frame was re-encoded lossily
+   (JPEG quantization tables, re-encoding the reference), so "lossy everywhere" is told apart from "the
+   mouth is wrong". A gate file with `lossy_ok = true` judges lossy frames by region PSNR instead
+   (`[regions]` thresholds).
+6. **Diagnose by simulation** (`verdict/simulate.py`): on a few sampled frames, the reference re-run with
+   known port mistakes applied, searched greedily for the combination that explains the candidate.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..atomic import building
+from ..cache import cache_folder
+from ..errors import ParityError
+from ..reference.stages import CLIP_STAGES
+from .reference_cache import ReferenceInputs, reference_dump
+from .run import check_out_folder
+from .verdict.align import Alignment, align_frames, align_video, dataset_templates
+from .verdict.compare import compare_dumps
+from .verdict.dump import Dump, DumpWriter
+from .verdict.gates import Gate, load_gate
+from .verdict.ingest import FrameFiles, VideoFrames, detect_kind, read_frame_files, read_tensors, read_video
+from .verdict.regions import REGIONS, LossyEvidence, lossy_evidence, region_metrics
+from .verdict.result import write_result
+from .verdict.types import Comparison, Diagnosis, StageResult
+
+PORT_STAGES = frozenset({*CLIP_STAGES, "frame.template_index", "frame.crop_box", "frame.unet_audio", "frame.mouth",
+                         "frame.pasted_region", "frame.output"})
+SIMULATION_FRAMES = 4
+AV_OFFSET_MS = 20.0  # half a frame at 25 fps: beyond it, lips and sound are visibly apart
+Progress = Callable[[str], None]
+
+
+@dataclass
+class PortRequest:
+    candidate: Path
+    dataset: Path | None = None  # None with audio None: the built-in demo's inputs
+    audio: Path | None = None
+    unet: Path | None = None
+    audio_encoder: Path | None = None
+    start_frame: int = 0
+    out: Path = Path("parity-port")
+    gate: Path | None = None
+    precision: str | None = None
+    shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)  # for raw .bin tensors
+    simulate: bool = True
+    backend: str | None = None  # runs the networks of the simulation (default: the best available)
+
+
+@dataclass
+class PortResult:
+    out: Path
+    kind: str
+    comparison: Comparison
+    result_path: Path
+    alignment: Alignment | None = None
+    regions: dict[str, Any] = field(default_factory=dict)
+    lossy: LossyEvidence | None = None
+    audio_track: dict[str, Any] | None = None
+    explanation: Any = None  # simulate.Explanation
+    reference: Path | None = None
+    reference_cached: bool = False
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def judge_port(request: PortRequest, progress: Progress | None = None) -> PortResult:
+    """Read the port's output, build the reference, align, compare, localize, diagnose; write result.json."""
+    say = progress or (lambda text: None)
+    started = time.perf_counter()
+    kind = detect_kind(request.candidate)
+    if kind == "dump":
+        raise ParityError(f"{request.candidate}: a dump; `parity compare` judges it against --reference")
+    if (request.dataset is None) != (request.audio is None):
+        raise ParityError("pass both --dataset and --audio (the inputs the port was given), or neither for the built-in demo")
+    gate_file = load_gate(request.gate, request.precision) if request.gate is not None else None
+    final = Path(request.out)
+    check_out_folder(final, overwrite=False)
+    dataset_path, audio_path = _inputs(request)
+    from ..reference.audio import HOP_LENGTH, load_audio, window_count
+    from ..reference.dataset import open_dataset
+
+    dataset = open_dataset(dataset_path, request.start_frame)
+    pcm = load_audio(audio_path)
+    frame_count = window_count(1 + len(pcm) // HOP_LENGTH) + 2
+    seconds: dict[str, float] = {}
+
+    t = time.perf_counter()
+    say("reference (cached after the first time)")
+    reference = reference_dump(ReferenceInputs(dataset_path, audio_path, request.unet, request.audio_encoder, frame_count,
+                                               request.start_frame, PORT_STAGES, 1))
+    ref = Dump.open(reference.dump)
+    seconds["reference"] = time.perf_counter() - t
+
+    with building(final) as out:  # a verdict appears complete or not at all; an earlier one stays until then
+        t = time.perf_counter()
+        candidate_dump = out / "candidate-dump"
+        template = dataset_templates(dataset, frame_count)
+        alignment = None
+        audio_track = None
+        video: VideoFrames | None = None
+        files: FrameFiles | None = None
+        producer = {"name": request.candidate.name, "version": "unknown", "backend": kind, "precision": request.precision or "fp32"}
+        if kind == "frames":
+            files = read_frame_files(request.candidate)
+            say(f"{len(files)} frames ({files.size[0]}x{files.size[1]}) in {request.candidate}")
+            alignment = align_frames(files, template, frame_count)
+            by_number = files.by_number()
+            provides: tuple[str, ...] = ("frame.output",)
+            _write_frames(candidate_dump, producer, alignment, lambda n: by_number[n].load(), "frame.output")
+        elif kind == "video":
+            video = read_video(request.candidate)
+            say(f"video {video.frame_count} frames at {video.fps:g} fps ({video.codec}), sound {video.audio_codec or 'none'}")
+            alignment = align_video(video, template, frame_count)
+            audio_track = _audio_track(video, pcm)
+            provides = ("frame.output",)
+            _write_video_frames(candidate_dump, producer, alignment, video)
+        elif kind == "mouths":
+            files = read_frame_files(request.candidate)  # mouths hold no template to align on: numbered from their base
+            mouths = files.by_number()
+            mapping = {f.number: f.number - files.base for f in files if 0 <= f.number - files.base < frame_count}
+            provides = ("frame.mouth",)
+            _write_mapped(candidate_dump, producer, max(len(files), max(mapping.values(), default=0) + 1), mapping,
+                          lambda n: mouths[n].load(), "frame.mouth")
+        else:  # tensors
+            tensors = read_tensors(request.candidate, request.shapes or None)
+            provides = tuple(sorted(tensors))
+            _write_tensors(candidate_dump, producer, frame_count, tensors)
+        seconds["read"] = time.perf_counter() - t
+
+        gate = _port_gate(gate_file, request.precision, provides)
+        t = time.perf_counter()
+        say("comparing with the reference")
+        cand = Dump.open(candidate_dump)
+        comparison = compare_dumps(ref, cand, gate)
+        seconds["compare"] = time.perf_counter() - t
+
+        regions: dict[str, Any] = {}
+        lossy = None
+        if "frame.output" in provides and comparison.stage("frame.output") is not None:
+            t = time.perf_counter()
+            regions, lossy = _localize(ref, cand, files, video)
+            _apply_lossy_gate(comparison, gate_file, regions, lossy)
+            seconds["regions"] = time.perf_counter() - t
+        _port_diagnoses(comparison, alignment, lossy, audio_track, frame_count)
+
+        explanation = None
+        worst_mouth = None
+        output = comparison.stage("frame.output")
+        if request.simulate and output is not None and output.status == "compared" and not _within_encoding(output, lossy):
+            t = time.perf_counter()
+            say("diagnosing by simulation (the reference re-run with known port mistakes)")
+            explanation, simulated = _simulate(request, dataset, pcm, cand, ref, alignment, lossy)
+            _simulation_diagnoses(comparison, explanation)
+            worst_mouth = _worst_mouth(out, ref, cand, explanation, simulated)
+            seconds["simulate"] = time.perf_counter() - t
+        seconds["total"] = time.perf_counter() - started
+
+        port = port_document(kind, request.candidate, alignment, regions, lossy, audio_track, explanation)
+        if worst_mouth is not None:
+            port["worst_mouth"] = worst_mouth
+        result_path = write_result(out, "compare", backend={"name": request.candidate.name, "precision": gate.precision, "describe": {"kind": kind}},
+                                   inputs={"dataset": str(dataset_path), "audio": str(audio_path), "frames": frame_count, "demo": request.dataset is None},
+                                   comparison=comparison, timing={"frames": len(cand.frames("frame.output")) if "frame.output" in cand.stage_names else 0,
+                                                                 "fps": 0.0, "seconds": seconds},
+                                   extra={"port": port})
+    result_path = final / result_path.name
+    return PortResult(final, kind, comparison, result_path, alignment, regions, lossy, audio_track, explanation, reference.dump, reference.cached,
+                      seconds)
+
+
+# ----- steps --------------------------------------------------------------------------------------
+
+
+def _inputs(request: PortRequest) -> tuple[Path, Path]:
+    if request.dataset is not None and request.audio is not None:
+        return Path(request.dataset), Path(request.audio)
+    from ..reference.demo import make_demo
+
+    demo = make_demo(cache_folder("demo"))
+    return demo.dataset_dir, demo.audio_path
+
+
+def _port_gate(gate: Gate | None, precision: str | None, provides: tuple[str, ...]) -> Gate:
+    """The gate file's (its `provides` wins), else the default gate; a port is required to provide what it wrote."""
+    from dataclasses import replace
+
+    base = gate or load_gate(None, precision)
+    return base if base.provides is not None else replace(base, provides=tuple(provides))
+
+
+def _write_mapped(folder: Path, producer: dict, frame_count: int, mapping: dict[int, int], load: Callable[[int], np.ndarray], stage: str) -> None:
+    with DumpWriter(folder, producer, frame_count, stage) as writer:
+        for number, index in sorted(mapping.items(), key=lambda item: item[1]):
+            writer.add_frame(index, {stage: load(number)})
+
+
+def _write_frames(folder: Path, producer: dict, alignment: Alignment, load: Callable[[int], np.ndarray], stage: str) -> None:
+    frame_count = max(alignment.candidate_count, max(alignment.mapping.values(), default=0) + 1)
+    _write_mapped(folder, producer, frame_count, alignment.mapping, load, stage)
+
+
+def _write_video_frames(folder: Path, producer: dict, alignment: Alignment, video: VideoFrames) -> None:
+    frame_count = max(alignment.candidate_count, max(alignment.mapping.values(), default=0) + 1)
+    with DumpWriter(folder, producer, frame_count, "frame.output") as writer:
+        for number, frame in enumerate(video):
+            index = alignment.mapping.get(number)
+            if index is not None:
+                writer.add_frame(index, {"frame.output": frame})
+
+
+def _write_tensors(folder: Path, producer: dict, frame_count: int, tensors: dict[str, dict[int | None, np.ndarray]]) -> None:
+    with DumpWriter(folder, producer, frame_count, ",".join(sorted(tensors))) as writer:
+        clip = {stage: values[None] for stage, values in tensors.items() if None in values}
+        if clip:
+            writer.add_clip(clip)
+        indices = sorted({i for values in tensors.values() for i in values if i is not None})
+        for index in indices:
+            writer.add_frame(index, {stage: values[index] for stage, values in tensors.items() if index in values})
+
+
+def _localize(ref: Dump, cand: Dump, files: FrameFiles | None, video: VideoFrames | None) -> tuple[dict[str, Any], LossyEvidence]:
+    """Per-region PSNR of every compared output frame, and the lossy-encoding evidence on a few of them."""
+    frames = sorted(set(ref.frames("frame.output")) & set(cand.frames("frame.output")))
+    per_frame: dict[str, list[float]] = {name: [] for name in REGIONS}
+    squared: dict[str, float] = dict.fromkeys(REGIONS, 0.0)
+    pixels: dict[str, int] = dict.fromkeys(REGIONS, 0)
+    sampled = set(frames[:: max(1, len(frames) // 3)][:3])
+    refs, cands, boxes = [], [], []
+    for index in frames:
+        reference, candidate = ref.frame("frame.output", index), cand.frame("frame.output", index)
+        box = tuple(int(v) for v in ref.frame("frame.crop_box", index))
+        metrics = region_metrics(reference, candidate, box)  # type: ignore[arg-type]
+        for name, values in metrics.items():
+            per_frame[name].append(values["psnr"])
+            count = int(values["pixels"]) * 3
+            squared[name] += (255.0 ** 2 / 10 ** (values["psnr"] / 10)) * count if values["psnr"] < 100 else 0.0
+            pixels[name] += count
+        if index in sampled:
+            refs.append(reference)
+            cands.append(candidate)
+            boxes.append(box)
+    from .verdict.compare import psnr_from_mse
+
+    overall = {name: psnr_from_mse(squared[name] / pixels[name]) if pixels[name] else None for name in REGIONS}
+    paths = None
+    if files is not None:
+        paths = [files[0].path]
+    lossy = lossy_evidence(refs, cands, boxes, candidate_paths=paths, source="video" if video is not None else None)  # type: ignore[arg-type]
+    return {"frames": frames, "psnr": overall, "per_frame": per_frame}, lossy
+
+
+def _apply_lossy_gate(comparison: Comparison, gate: Gate | None, regions: dict[str, Any], lossy: LossyEvidence | None) -> None:
+    """With `lossy_ok` and lossy frames, `frame.output` is judged by region PSNR (the gate's `[regions]`)."""
+    output = comparison.stage("frame.output")
+    if gate is None or not gate.lossy_ok or output is None or output.status != "compared" or lossy is None or not lossy.lossy:
+        return
+    low = [f"{name} {value:.2f} dB < {gate.regions[name]:g} dB" for name, value in (regions.get("psnr") or {}).items()
+           if value is not None and name in gate.regions and value < gate.regions[name]]
+    nonfinite = output.nan or output.inf
+    output.passed = not low and not nonfinite
+    output.failure = None if output.passed else "frame.output: lossy frames (lossy_ok): " + ("; ".join(low) or "NaN/Inf values")
+    output.tolerance = {**output.tolerance, **{f"{name}_min_psnr": value for name, value in gate.regions.items()}, "lossy_ok": 1.0}
+
+
+def _within_encoding(output: StageResult, lossy: LossyEvidence | None) -> bool:
+    """Nothing to simulate: the frames pass, or differ only as much as their lossy encoding explains."""
+    return output.passed and (lossy is None or not lossy.lossy)
+
+
+def _audio_track(video: VideoFrames, pcm: np.ndarray) -> dict[str, Any]:
+    """Is the video's sound the input audio, and how far apart in time (cross-correlation, ms; > 0: the sound is late)."""
+    if video.audio is None:
+        return {"present": False, "text": "the video has no sound track"}
+    from scipy.signal import correlate
+
+    track, source = video.audio.astype(np.float64), pcm.astype(np.float64)
+    length = min(len(track), len(source))
+    if length < 1600:
+        return {"present": True, "text": "the sound track is too short to compare"}
+    a, b = track[:length] - track[:length].mean(), source[:length] - source[:length].mean()
+    xcorr = correlate(a, b, mode="full", method="fft")
+    lag = int(np.argmax(np.abs(xcorr))) - (length - 1)
+    peak = float(np.abs(xcorr).max() / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
+    offset_ms = lag / 16.0  # 16 kHz
+    same = peak > 0.5
+    text = (f"the sound track is the input audio (correlation {peak:.2f}), offset {offset_ms:+.1f} ms" if same else
+            f"the sound track does not match the input audio (best correlation {peak:.2f})")
+    return {"present": True, "same_signal": same, "correlation": peak, "offset_ms": offset_ms, "text": text,
+            "duration_s": len(track) / 16000.0, "input_duration_s": len(source) / 16000.0}
+
+
+def _port_diagnoses(comparison: Comparison, alignment: Alignment | None, lossy: LossyEvidence | None, audio_track: dict | None,
+                    frame_count: int) -> None:
+    found = list(comparison.diagnoses)
+    if alignment is not None:
+        if alignment.offset:
+            found.append(Diagnosis("frame_offset", "frame.output", f"the frames are shifted by {alignment.offset:+d} against the reference "
+                                   f"({alignment.summary()}): a numbering or template-index mistake"))
+        if alignment.missing or alignment.extra:
+            found.append(Diagnosis("frames_missing", "frame.output", alignment.summary()))
+    if lossy is not None and lossy.lossy:
+        found.append(Diagnosis("lossy_output", "frame.output", lossy.text))
+    if audio_track and audio_track.get("same_signal") and abs(audio_track["offset_ms"]) > AV_OFFSET_MS:
+        found.append(Diagnosis("av_offset", "video", f"the video's sound is {audio_track['offset_ms']:+.0f} ms off the frames "
+                               f"(cross-correlation with the input audio, {audio_track['correlation']:.2f}): lips and sound are out of sync"))
+    elif audio_track and audio_track.get("present") and audio_track.get("same_signal") is False:
+        found.append(Diagnosis("wrong_sound_track", "video", audio_track["text"]))
+    comparison.diagnoses = found
+
+
+def _simulate(request: PortRequest, dataset, pcm: np.ndarray, cand: Dump, ref: Dump, alignment: Alignment | None, lossy: LossyEvidence | None):
+    from ..backends import ModelSource, create_backend, default_backend
+    from .verdict.simulate import Hypothesis, Simulator, explain
+
+    frames = sorted(set(cand.frames("frame.output")) & set(ref.frames("frame.output")))
+    picks = sorted({frames[round(p)] for p in np.linspace(0, len(frames) - 1, min(SIMULATION_FRAMES, len(frames)))})
+    candidate = {i: cand.frame("frame.output", i) for i in picks}
+    boxes = {i: tuple(int(v) for v in ref.frame("frame.crop_box", i)) for i in picks}
+    source = ModelSource.from_paths(request.unet, request.audio_encoder)
+    with create_backend(request.backend or default_backend(), source) as backend:
+        simulator = Simulator(dataset, pcm, generate=backend.generate, encode=backend.encode_audio)
+        count = alignment.candidate_count if alignment is not None else None
+        prior = []
+        if lossy is not None and lossy.lossy and lossy.kind == "jpeg" and lossy.estimated_quality:
+            q = lossy.estimated_quality
+            prior.append((Hypothesis(f"lossy_output_q{q}", f"output frame JPEG-encoded at quality {q} (a lossy frame writer)", "output frame",
+                                     (("lossy_output", q),)), f"the frames are JPEG quality {q} ({lossy.text.split(';')[0]})"))
+        explanation = explain(simulator, candidate, boxes, sample=picks, candidate_frame_count=count, prior=prior)  # type: ignore[arg-type]
+        worst = min(explanation.per_frame, key=lambda i: explanation.per_frame[i].box_db)
+        return explanation, {worst: simulator.frames(explanation.variant, [worst])[worst]}
+
+
+def _worst_mouth(out: Path, ref: Dump, cand: Dump, explanation, simulated: dict[int, np.ndarray]) -> dict[str, Any]:
+    """The least-explained sampled frame's mouth box: reference | candidate | best simulation | amplified difference
+    (candidate against the simulation: what the explanation leaves), as PNGs for the reports."""
+    import cv2
+
+    from .png import write_png
+    from .verdict.regions import mouth_box
+
+    index, simulation = next(iter(simulated.items()))
+    x0, y0, x1, y1 = mouth_box(tuple(int(v) for v in ref.frame("frame.crop_box", index)))  # type: ignore[arg-type]
+    crops = {"reference": ref.frame("frame.output", index)[y0:y1, x0:x1], "candidate": cand.frame("frame.output", index)[y0:y1, x0:x1],
+             "simulation": simulation[y0:y1, x0:x1]}
+    diff = np.abs(crops["candidate"].astype(np.int16) - crops["simulation"].astype(np.int16))
+    crops["difference"] = np.clip(diff * 8, 0, 255).astype(np.uint8)
+    folder = out / "port"
+    folder.mkdir(exist_ok=True)
+    files = {}
+    for name, image in crops.items():
+        write_png(folder / f"worst_mouth_{name}.png", cv2.resize(image, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST))
+        files[name] = f"port/worst_mouth_{name}.png"
+    score = explanation.per_frame[index]
+    return {"index": index, "files": files, "box_db": score.box_db, "note": f"frame {index}: candidate vs best simulation "
+            f"{score.describe()}; difference x8"}
+
+
+def _simulation_diagnoses(comparison: Comparison, explanation) -> None:
+    found = list(comparison.diagnoses)
+    for finding in explanation.findings:
+        found.append(Diagnosis(f"simulated:{finding.name}", "frame.output", f"{finding.hypothesis.description}: {finding.evidence}"))
+    if not explanation.explained and explanation.registration is not None:
+        found.append(Diagnosis("geometry", "frame.output", explanation.registration.describe()))
+    comparison.diagnoses = found
+
+
+def port_document(kind: str, candidate: Path, alignment: Alignment | None, regions: dict[str, Any], lossy: LossyEvidence | None,
+                  audio_track: dict | None, explanation) -> dict[str, Any]:
+    """The `port` object of result.json: what was read, how it aligned, per-region PSNR, lossy evidence, simulation."""
+    document: dict[str, Any] = {"kind": kind, "candidate": str(candidate)}
+    if alignment is not None:
+        document["alignment"] = {"summary": alignment.summary(), "base": alignment.base, "offset": alignment.offset,
+                                 "candidate_frames": alignment.candidate_count, "reference_frames": alignment.frame_count,
+                                 "missing": list(alignment.missing), "extra": list(alignment.extra), "confidence": alignment.confidence,
+                                 "mapping": {str(k): v for k, v in sorted(alignment.mapping.items())}}
+    if regions:
+        document["regions"] = {"psnr": regions["psnr"], "frames": regions["frames"], "per_frame": regions["per_frame"]}
+    if lossy is not None:
+        document["lossy"] = {"lossy": lossy.lossy, "kind": lossy.kind, "estimated_quality": lossy.estimated_quality,
+                             "outside_psnr": lossy.outside_psnr, "text": lossy.text}
+    if audio_track is not None:
+        document["audio_track"] = audio_track
+    if explanation is not None:
+        document["simulation"] = {
+            "findings": [{"name": f.name, "description": f.hypothesis.description, "evidence": f.evidence} for f in explanation.findings],
+            "explained": explanation.explained, "summary": explanation.summary(), "sample": list(explanation.sample),
+            "unexplained": list(explanation.unexplained), "seconds": explanation.seconds,
+        }
+    return document

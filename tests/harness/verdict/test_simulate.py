@@ -1,0 +1,282 @@
+"""Diagnosis by simulation on real data (sanders-mini, golden weights, 2 s of the golden WAV).
+
+Each candidate is made here with the reference's own stage functions and a hand-written mistake (not with
+the simulator, or the test would prove nothing); `explain` must name the mistake from the output frames
+alone, name both of two mistakes, name nothing for a correct candidate, and report sensible evidence.
+The simulator runs the same eager PyTorch networks as the candidates (`reference_case.generate`, whose
+U-Net outputs are cached for the whole session), so a right explanation is bit-exact: the fast tests use
+`noise_floor_db=inf`, and a subset of the catalogue (each mistake among distractors of its own family and
+others) to keep the U-Net runs few; the slow tests search the whole catalogue, and on ONNX Runtime.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from synctalk_parity.harness.verdict.simulate import (
+    FP16_NOISE_FLOOR_DB,
+    HYPOTHESES,
+    HYPOTHESES_BY_NAME,
+    NOISE_FLOOR_DB,
+    Simulator,
+    Variant,
+    explain,
+    variant_mel,
+)
+from synctalk_parity.reference import audio, frames
+
+SAMPLE = (1, 3)  # the reference_case fixture holds these frames' U-Net outputs already
+FAST = tuple(HYPOTHESES_BY_NAME[name] for name in (
+    # after the network (no U-Net runs)
+    "no_canvas", "paste_bilinear", "rounding", "output_rgb", "jpeg_mouth_q90", "lossy_output_q75", "lossy_output_q90", "lossy_output_q95",
+    # before it
+    "mask_smaller_2", "mask_smaller_4", "mask_missing", "input_rgb", "audio_tiled", "audio_zero", "audio_shift_+1", "audio_shift_-1",
+    "crop_bilinear", "template_offset_+1",
+))
+EXACT = math.inf  # the simulator runs the candidates' own networks: a right explanation is identical
+
+
+@pytest.fixture(scope="module")
+def simulator(reference_case) -> Simulator:
+    def generate(images, unet_audio):
+        return np.stack([reference_case.generate(x, a) for x, a in zip(images, unet_audio)])
+
+    return Simulator(reference_case.dataset, reference_case.clip.pcm, generate, reference_case.pipeline.encode_audio)
+
+
+# ----- candidates: the reference stages (ReferencePipeline.frame) with one step written by hand -----
+
+
+def _made(case, index, features=None, unet_input=None, unet_audio=None, generate=None, region=None, output=None) -> np.ndarray:
+    template = case.dataset.templates[case.schedule[index]]
+    image = template.read_image()
+    box = template.box
+    crop = frames.crop_328(image, box)
+    image_in = (unet_input or frames.unet_input)(crop)
+    audio_in = (unet_audio or audio.unet_audio_window)(case.clip.features if features is None else features, index)
+    mouth = frames.mouth_from_output((generate or case.generate)(image_in, audio_in))
+    pasted = (region or frames.pasted_region)(crop, mouth, box)
+    return (output or (lambda frame: frame))(frames.paste(image, pasted, box))
+
+
+def _candidate(case, **mistake) -> dict[int, np.ndarray]:
+    return {i: _made(case, i, **mistake) for i in SAMPLE}
+
+
+def _no_canvas(crop, mouth, box):
+    xmin, ymin, xmax, ymax = box
+    return cv2.resize(mouth, (xmax - xmin, ymax - ymin), interpolation=cv2.INTER_CUBIC)
+
+
+def _mask_smaller_by_2(crop):
+    real = crop[4:324, 4:324].copy()
+    masked = real.copy()
+    masked[7:308, 7:313] = 0  # the reference blacks rows 5..309, cols 5..314; 2 px less on each side
+    return np.concatenate([real.transpose(2, 0, 1), masked.transpose(2, 0, 1)]).astype(np.float32) / np.float32(255)
+
+
+def _rgb_input(crop):
+    return frames.unet_input(np.ascontiguousarray(crop[..., ::-1]))
+
+
+def _tiled(features, index):
+    return np.repeat(features[index][None], 16, axis=0).reshape(32, 16, 16)
+
+
+def _shifted_one_row(features, index):
+    rows = [features[r] if 0 <= r < len(features) else np.zeros(features.shape[1], np.float32) for r in range(index - 7, index + 9)]
+    return np.stack(rows).astype(np.float32).reshape(32, 16, 16)
+
+
+def _jpeg_90(frame):
+    ok, data = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    assert ok
+    return cv2.imdecode(data, cv2.IMREAD_COLOR)
+
+
+# ----- the simulator itself -----
+
+
+def test_the_reference_variant_is_the_reference_bit_for_bit(reference_case, simulator):
+    assert np.array_equal(variant_mel(reference_case.clip.pcm, Variant()), reference_case.clip.mel)
+    assert simulator.frame_count(Variant()) == reference_case.clip.frame_count
+    for stages in simulator.stages(Variant(), SAMPLE):
+        theirs = reference_case.frames[stages.index]
+        assert (stages.template_index, stages.crop_box) == (theirs.template_index, theirs.crop_box)
+        for name in ("crop_328", "unet_input", "unet_audio", "unet_output", "mouth", "pasted_region", "output"):
+            assert np.array_equal(getattr(stages, name), getattr(theirs, name)), name
+
+
+def test_front_end_mistakes_change_the_frame_count(simulator):
+    assert [simulator.frame_count(Variant(**f)) for f in ({}, {"no_center": True}, {"features_unpadded": True},
+                                                           {"no_center": True, "features_unpadded": True})] == [49, 48, 47, 46]
+    ten_seconds = np.zeros(160_000, np.float32)
+    assert variant_mel(ten_seconds, Variant()).shape[0] == 801 and variant_mel(ten_seconds, Variant(no_center=True)).shape[0] == 797
+    assert audio.window_count(801) + 2 == 249 and audio.window_count(797) + 2 == 248  # 246 windows, 248 frames without centring
+
+
+def test_the_catalogue_is_named_and_each_hypothesis_changes_the_reference():
+    names = [h.name for h in HYPOTHESES]
+    assert len(names) == len(set(names)) and len(HYPOTHESES) >= 50
+    assert all(h(Variant()) != Variant() and h.description and h.category for h in HYPOTHESES)
+    assert HYPOTHESES_BY_NAME["no_canvas"].description == "mouth resized straight onto the crop box without the 328 canvas"
+    assert HYPOTHESES_BY_NAME["no_canvas"].after_network and not HYPOTHESES_BY_NAME["mask_smaller_2"].after_network
+    assert HYPOTHESES_BY_NAME["audio_shift_+1"](Variant()).differences() == {"audio_shift": 1}
+
+
+# ----- explanations -----
+
+
+def test_a_correct_candidate_gets_no_hypothesis(reference_case, simulator):
+    candidate = {i: reference_case.frames[i].output for i in SAMPLE}
+    explanation = explain(simulator, candidate, sample=SAMPLE, noise_floor_db=EXACT)
+    assert explanation.names == [] and explanation.explained and explanation.identical
+    assert explanation.evaluations == 1 and explanation.unexplained == ()  # the reference only: no hypothesis was tried
+
+
+def test_runtime_noise_is_below_the_floor_and_gets_no_hypothesis(reference_case, simulator):
+    """fp32 ulps in the U-Net output (another runtime) pass the default floor; fp16-rounded outputs the fp16 floor."""
+    rng = np.random.default_rng(0)
+    ulps = _candidate(reference_case, generate=lambda x, a: reference_case.generate(x, a) + rng.normal(0, 3e-6, (3, 320, 320)).astype(np.float32))
+    found = explain(simulator, ulps, sample=SAMPLE)
+    assert found.names == [] and found.explained and found.final.box_db > NOISE_FLOOR_DB
+    fp16 = _candidate(reference_case, generate=lambda x, a: reference_case.generate(x, a).astype(np.float16).astype(np.float32))
+    found = explain(simulator, fp16, sample=SAMPLE, noise_floor_db=FP16_NOISE_FLOOR_DB)
+    assert found.names == [] and found.explained and 55 < found.final.box_db < NOISE_FLOOR_DB
+
+
+@pytest.mark.parametrize(
+    ("mistake", "name"),
+    [
+        ({"region": _no_canvas}, "no_canvas"),
+        ({"unet_input": _mask_smaller_by_2}, "mask_smaller_2"),
+        ({"unet_input": _rgb_input}, "input_rgb"),
+        ({"unet_audio": _tiled}, "audio_tiled"),
+        ({"unet_audio": _shifted_one_row}, "audio_shift_+1"),
+        ({"output": _jpeg_90}, "lossy_output_q90"),
+    ],
+)
+def test_one_mistake_is_named_by_simulation(reference_case, simulator, mistake, name):
+    candidate = _candidate(reference_case, **mistake)
+    explanation = explain(simulator, candidate, sample=SAMPLE, noise_floor_db=EXACT, hypotheses=FAST)
+    assert explanation.names == [name], explanation.summary()
+    assert explanation.explained and explanation.identical
+    finding = explanation.findings[0]
+    assert finding.before == explanation.initial and finding.after == explanation.final
+    assert math.isinf(finding.after.box_db) and finding.before.box_db < 66  # audio mistakes move the box least: 52-62 dB here
+    assert "simulated vs" in finding.evidence and f"{finding.before.box_db:.1f} dB as-is" in finding.evidence
+    if name == "lossy_output_q90":  # an output-wide mistake shows outside the crop box too
+        assert finding.before.outside_db < 60 and "outside the box" in finding.evidence
+    else:
+        assert math.isinf(finding.before.outside_db)
+
+
+def test_two_mistakes_at_once_are_both_named(reference_case, simulator):
+    candidate = _candidate(reference_case, region=_no_canvas, unet_input=_mask_smaller_by_2)
+    explanation = explain(simulator, candidate, sample=SAMPLE, noise_floor_db=EXACT, hypotheses=FAST)
+    assert explanation.names == ["no_canvas", "mask_smaller_2"], explanation.summary()
+    first, second = explanation.findings
+    assert first.before.box_db < first.after.box_db < second.after.box_db == math.inf
+    assert explanation.variant == Variant(no_canvas=True, mask_rect=(7, 7, 306, 301)) and explanation.identical
+
+
+def test_a_front_end_mistake_is_named_by_the_frame_count(reference_case, simulator):
+    unpadded = reference_case.clip.features[1:-1]  # first and last rows not repeated
+    candidate = _candidate(reference_case, features=unpadded)
+    explanation = explain(simulator, candidate, sample=SAMPLE, noise_floor_db=EXACT, candidate_frame_count=len(unpadded))
+    assert explanation.names == ["features_unpadded"] and explanation.identical, explanation.summary()
+    assert "makes 47 frames (the reference 49, the candidate 47)" in explanation.findings[0].evidence
+    assert explanation.simulated_frame_count == 47
+
+
+def test_stft_without_centring_is_named_by_the_frame_count(reference_case, simulator):
+    import librosa
+
+    spectrum = librosa.stft(audio.preemphasis(reference_case.clip.pcm), n_fft=800, hop_length=200, win_length=800, center=False)
+    db = 20 * np.log10(np.maximum(1e-5, audio.mel_filterbank() @ np.abs(spectrum))) - 20
+    mel = np.clip(8 * ((db + 100) / 100) - 4, -4, 4).T
+    features = audio.pad_features(audio.encode_windows(reference_case.pipeline.encode_audio, audio.mel_windows(mel)))
+    candidate = _candidate(reference_case, features=features)
+    explanation = explain(simulator, candidate, sample=SAMPLE, noise_floor_db=EXACT, candidate_frame_count=len(features))
+    assert len(features) == 48 and explanation.names == ["stft_no_center"] and explanation.identical, explanation.summary()
+
+
+def test_an_uncatalogued_scale_is_measured_by_registration(reference_case, simulator):
+    """Without `no_canvas` in the catalogue, nothing explains a mouth resized onto the box without the canvas;
+    registration measures what it is: the crop box scaled by 328 / 320 about its centre."""
+    candidate = _candidate(reference_case, region=_no_canvas)
+    without = tuple(h for h in FAST if h.name != "no_canvas")
+    explanation = explain(simulator, candidate, sample=SAMPLE, noise_floor_db=EXACT, hypotheses=without)
+    assert explanation.names == [] and not explanation.explained, explanation.summary()
+    registration = explanation.registration
+    assert registration is not None and registration.method == "ecc-affine"
+    assert registration.scale == pytest.approx((328 / 320, 328 / 320), abs=0.004)
+    assert registration.shift == pytest.approx((0, 0), abs=0.5) and abs(registration.rotation_deg) < 0.2
+    assert registration.after_db > registration.before_db + 3
+    assert any("scaled by 1.02" in line for line in explanation.unexplained)
+
+
+def test_an_uncatalogued_shift_is_measured_by_registration(reference_case, simulator):
+    """The pasted region written 3 px right and 2 px down of its box."""
+    def shifted(index):
+        template = reference_case.dataset.templates[reference_case.schedule[index]]
+        xmin, ymin, xmax, ymax = template.box
+        return frames.paste(template.read_image(), reference_case.frames[index].pasted_region, (xmin + 3, ymin + 2, xmax + 3, ymax + 2))
+
+    explanation = explain(simulator, {i: shifted(i) for i in SAMPLE}, sample=SAMPLE, noise_floor_db=EXACT, hypotheses=())
+    registration = explanation.registration
+    assert registration is not None, explanation.summary()
+    assert registration.shift == pytest.approx((3, 2), abs=0.3) and registration.scale == pytest.approx((1, 1), abs=0.003)
+
+
+def test_bad_requests_are_refused(reference_case, simulator):
+    from synctalk_parity.errors import ParityError
+
+    candidate = {i: reference_case.frames[i].output for i in SAMPLE}
+    with pytest.raises(ParityError, match="not among the candidate frames"):
+        explain(simulator, candidate, sample=[2])
+    with pytest.raises(ParityError, match="outside the 40 frames"):
+        explain(simulator, {45: candidate[1]}, sample=[45], candidate_frame_count=40)
+    with pytest.raises(ParityError, match="cannot be simulated"):
+        explain(simulator, {1: candidate[1][:100]}, sample=[1])
+    with pytest.raises(ParityError, match="audio_input"):
+        Variant(audio_input="silence")
+
+
+# ----- the whole catalogue -----
+
+
+@pytest.mark.slow
+def test_the_whole_catalogue_names_two_mistakes(reference_case, simulator):
+    candidate = _candidate(reference_case, region=_no_canvas, unet_input=_mask_smaller_by_2)
+    began = time.perf_counter()
+    explanation = explain(simulator, candidate, sample=SAMPLE, noise_floor_db=EXACT)
+    assert explanation.names == ["no_canvas", "mask_smaller_2"] and explanation.identical, explanation.summary()
+    print("\n" + explanation.summary())
+    print(f"whole catalogue, eager torch: {time.perf_counter() - began:.1f} s, {explanation.unet_runs} U-Net runs, "
+          f"{explanation.evaluations} variants scored")
+
+
+@pytest.mark.slow
+def test_onnxruntime_explains_a_torch_candidate_over_four_frames(reference_case, golden):
+    """The intended use: the simulator on ONNX Runtime, a candidate from another runtime (here eager torch),
+    4 sampled frames, the whole catalogue, the default (fp32) floor."""
+    from synctalk_parity.backends import ModelSource, create_backend
+
+    source = ModelSource.from_paths(golden / "weights" / "unet_328_ave.pth", golden / "weights" / "audio_visual_encoder.pth")
+    sample = (0, 1, 2, 3)
+    candidate = {i: _made(reference_case, i, region=_no_canvas, unet_input=_mask_smaller_by_2) for i in sample}
+    with create_backend("onnxruntime", source) as backend:
+        onnx = Simulator(reference_case.dataset, reference_case.clip.pcm, backend.generate, backend.encode_audio)
+        began = time.perf_counter()
+        explanation = explain(onnx, candidate, sample=sample)
+        seconds = time.perf_counter() - began
+    assert explanation.names == ["no_canvas", "mask_smaller_2"] and explanation.explained, explanation.summary()
+    assert explanation.final.box_db > 80  # runtime noise only
+    print("\n" + explanation.summary())
+    print(f"whole catalogue, onnxruntime, 4 frames: {seconds:.1f} s, {explanation.unet_runs} U-Net runs ({onnx.unet_seconds:.1f} s)")
