@@ -9,13 +9,13 @@ constants (channel order, scaling), exporter and library versions, and the expor
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import json
 import platform
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..atomic import write_text_atomically
+from ..cache import library_versions
 from ..errors import ParityError
 
 MANIFEST_NAME = "manifest.json"
@@ -120,13 +120,3 @@ def sha256_artifact(path: Path) -> str:
             for chunk in iter(lambda: f.read(1 << 20), b""):
                 digest.update(chunk)
     return digest.hexdigest()
-
-
-def library_versions(names: tuple[str, ...]) -> dict[str, str]:
-    versions = {}
-    for name in names:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
