@@ -162,7 +162,7 @@ def judge_port(request: PortRequest, progress: Progress | None = None) -> PortRe
             regions, lossy = _localize(ref, cand, files, video)
             _apply_lossy_gate(comparison, gate_file, regions, lossy)
             seconds["regions"] = time.perf_counter() - t
-        _port_diagnoses(comparison, alignment, lossy, audio_track, frame_count)
+        _port_diagnoses(comparison, alignment, lossy, audio_track, frame_count, video.fps if video is not None else None)
 
         explanation = None
         worst_mouth = None
@@ -177,6 +177,9 @@ def judge_port(request: PortRequest, progress: Progress | None = None) -> PortRe
         seconds["total"] = time.perf_counter() - started
 
         port = port_document(kind, request.candidate, alignment, regions, lossy, audio_track, explanation)
+        if video is not None:
+            port["video"] = {"fps": video.fps, "frame_count": video.frame_count, "size": list(video.size), "codec": video.codec,
+                             "audio_codec": video.audio_codec, "expected_fps": 25, "fps_ok": abs(video.fps - 25) < 0.01}
         if worst_mouth is not None:
             port["worst_mouth"] = worst_mouth
         result_path = write_result(out, "compare", backend={"name": request.candidate.name, "precision": gate.precision, "describe": {"kind": kind}},
@@ -311,7 +314,7 @@ def _audio_track(video: VideoFrames, pcm: np.ndarray) -> dict[str, Any]:
 
 
 def _port_diagnoses(comparison: Comparison, alignment: Alignment | None, lossy: LossyEvidence | None, audio_track: dict | None,
-                    frame_count: int) -> None:
+                    frame_count: int, video_fps: float | None = None) -> None:
     found = list(comparison.diagnoses)
     if alignment is not None:
         if alignment.offset:
@@ -321,6 +324,8 @@ def _port_diagnoses(comparison: Comparison, alignment: Alignment | None, lossy: 
             found.append(Diagnosis("frames_missing", "frame.output", alignment.summary()))
     if lossy is not None and lossy.lossy:
         found.append(Diagnosis("lossy_output", "frame.output", lossy.text))
+    if video_fps is not None and abs(video_fps - 25) >= 0.01:
+        found.append(Diagnosis("wrong_frame_rate", "video", f"the video runs at {video_fps:g} fps; the pipeline makes 25 frames a second of audio"))
     if audio_track and audio_track.get("same_signal") and abs(audio_track["offset_ms"]) > AV_OFFSET_MS:
         found.append(Diagnosis("av_offset", "video", f"the video's sound is {audio_track['offset_ms']:+.0f} ms off the frames "
                                f"(cross-correlation with the input audio, {audio_track['correlation']:.2f}): lips and sound are out of sync"))

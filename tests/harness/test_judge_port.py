@@ -154,6 +154,7 @@ def test_an_mp4_with_its_sound_80_ms_late_is_reported(inputs, port_frames, tmp_p
     probe = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(video)], capture_output=True, text=True).stderr
     assert "Audio: aac" in probe
     result, data = _compare(inputs, video, tmp_path / "verdict", "--no-simulate")
+    assert data["port"]["video"]["fps"] == 25 and data["port"]["video"]["frame_count"] == 49 and data["port"]["video"]["fps_ok"]
     track = data["port"]["audio_track"]
     assert track["same_signal"] and 70 <= track["offset_ms"] <= 90, track
     assert "av_offset" in [d["name"] for d in data["comparison"]["diagnoses"]]
