@@ -56,6 +56,8 @@ def run(
     check_request(request)
     if request.is_demo:
         console.print("Built-in demo: avatar from scikit-image's astronaut, synthetic speech, fixture weights.")
+        if formats is None and compare:  # the demo shows its result: the HTML report, unless asked for others
+            formats = ["html"]
     with FrameProgress() as progress, FrameProgress("reference (eager torch)") as reference_progress:
         result = run_pipeline(request, progress=progress.update, reference_progress=reference_progress.update,
                               progress_note=lambda text: console.print(f"[dim]{text}[/]", highlight=False, soft_wrap=True))
@@ -72,7 +74,10 @@ def run(
         from ..reports import write_reports
 
         written = write_reports([result.out], formats, result.out)
-        console.print(f"reports: {', '.join(str(p) for p in written)}", highlight=False)
+        console.print(f"reports: {', '.join(str(p) for p in written)}", highlight=False, soft_wrap=True)
+        html = next((p for p in written if p.suffix == ".html"), None)
+        if html is not None:
+            console.print(f"[bold]open the report:[/] {html.resolve().as_uri()}", highlight=False, soft_wrap=True)
     if result.comparison is not None and not result.comparison:
         raise GateFailure(
             f"gate failed: first divergent stage {result.comparison.first_divergent_stage}; see {result.out / 'summary.md'}"

@@ -40,6 +40,7 @@ def test_demo_runs_out_of_the_box(tmp_path):
     result = runner.invoke(app, ["run", "--backend", "torch", "--frames", "3", "--out", str(out)], env=ENV)
     assert result.exit_code == 0, result.output
     assert "Built-in demo" in result.output and "wrote 3 frames" in result.output
+    assert (out / "report.html").is_file() and f"open the report: {(out / 'report.html').resolve().as_uri()}" in result.output
     frames = sorted((out / "frames").glob("*.png"))
     assert [f.name for f in frames] == ["00000.png", "00001.png", "00002.png"]
     first = cv2.imread(str(frames[0]))
