@@ -102,7 +102,7 @@ class Alignment:
         return index if 0 <= index < self.frame_count else None
 
     def missing_runs(self) -> list[tuple[int, int]]:
-        return _runs(self.missing)
+        return frame_runs(self.missing)
 
     @property
     def missing_head(self) -> tuple[int, int] | None:
@@ -131,7 +131,7 @@ class Alignment:
         if self.missing_gaps:
             parts.append(f"missing in between: {_runs_text(self.missing_gaps)}")
         if self.extra:
-            parts.append(f"{len(self.extra)} candidate frame(s) beyond the reference: {_runs_text(_runs(self.extra))}")
+            parts.append(f"{len(self.extra)} candidate frame(s) beyond the reference: {_runs_text(frame_runs(self.extra))}")
         if self.score > POOR_MATCH:
             parts.append(f"poor match: {self.score:.1f} levels mean |diff| outside the crop box even at the best offset "
                          "(another dataset, start frame or frame size?)")
@@ -310,7 +310,8 @@ def _base(lowest: int, shift: int) -> int:
     return lowest
 
 
-def _runs(values: Iterable[int]) -> list[tuple[int, int]]:
+def frame_runs(values: Iterable[int]) -> list[tuple[int, int]]:
+    """Consecutive runs of frame indices as (first, last) pairs, in order: [0, 3, 4, 5] -> [(0, 0), (3, 5)]."""
     runs: list[list[int]] = []
     for value in sorted(values):
         if runs and value == runs[-1][1] + 1:

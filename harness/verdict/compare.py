@@ -29,6 +29,7 @@ import numpy as np
 
 from ...errors import ParityError
 from ...reference.stages import CLIP_STAGES, STAGE_NAMES
+from .align import frame_runs
 from .diagnose import diagnose
 from .dump import IMAGE_STAGES, Dump
 from .gates import Gate, Tolerance
@@ -451,13 +452,7 @@ def _frames_text(frames: list[int]) -> str:
     """"0, 3..9, 12" (consecutive runs shown as ranges; at most 6 pieces)."""
     if not frames:
         return "no frames"
-    runs: list[list[int]] = []
-    for frame in sorted(frames):
-        if runs and frame == runs[-1][1] + 1:
-            runs[-1][1] = frame
-        else:
-            runs.append([frame, frame])
-    pieces = [str(a) if a == b else f"{a}..{b}" for a, b in runs]
+    pieces = [str(a) if a == b else f"{a}..{b}" for a, b in frame_runs(frames)]
     return ", ".join(pieces[:6]) + (", ..." if len(pieces) > 6 else "")
 
 
