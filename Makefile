@@ -13,6 +13,10 @@ test: setup
 test-fast: setup
 	.venv/bin/python -m pytest -m "not slow"
 
+# mypy names the package after its folder; a clone's folder may have any name (ci-check), so it checks the
+# package through a link called synctalk_parity
 lint: setup
 	.venv/bin/ruff check .
-	.venv/bin/mypy .
+	@d=$$(mktemp -d) && ln -s "$(CURDIR)" "$$d/synctalk_parity" && cd "$$d" && \
+	  "$(CURDIR)/.venv/bin/mypy" --config-file "$(CURDIR)/pyproject.toml" --no-namespace-packages -p synctalk_parity; \
+	  status=$$?; rm -rf "$$d"; exit $$status

@@ -249,11 +249,13 @@ def _localize(ref: Dump, cand: Dump, files: FrameFiles | None, video: VideoFrame
     squared: dict[str, float] = dict.fromkeys(REGIONS, 0.0)
     pixels: dict[str, int] = dict.fromkeys(REGIONS, 0)
     sampled = set(frames[:: max(1, len(frames) // 3)][:3])
-    refs, cands, boxes = [], [], []
+    refs: list[np.ndarray] = []
+    cands: list[np.ndarray] = []
+    boxes: list[tuple[int, int, int, int]] = []
     for index in frames:
         reference, candidate = ref.frame("frame.output", index), cand.frame("frame.output", index)
-        box = tuple(int(v) for v in ref.frame("frame.crop_box", index))
-        metrics = region_metrics(reference, candidate, box)  # type: ignore[arg-type]
+        box = _box(ref.frame("frame.crop_box", index))
+        metrics = region_metrics(reference, candidate, box)
         for name, values in metrics.items():
             per_frame[name].append(values["psnr"])
             count = int(values["pixels"]) * 3
@@ -266,11 +268,17 @@ def _localize(ref: Dump, cand: Dump, files: FrameFiles | None, video: VideoFrame
     from .verdict.compare import psnr_from_mse
 
     overall = {name: psnr_from_mse(squared[name] / pixels[name]) if pixels[name] else None for name in REGIONS}
-    paths = None
+    paths: list[Path] | None = None
     if files is not None:
         paths = [files[0].path]
-    lossy = lossy_evidence(refs, cands, boxes, candidate_paths=paths, source="video" if video is not None else None)  # type: ignore[arg-type]
+    lossy = lossy_evidence(refs, cands, boxes, candidate_paths=paths, source="video" if video is not None else None)
     return {"frames": frames, "psnr": overall, "per_frame": per_frame}, lossy
+
+
+def _box(value) -> tuple[int, int, int, int]:
+    """A crop box from a dump row as four ints."""
+    x0, y0, x1, y1 = (int(v) for v in value)
+    return x0, y0, x1, y1
 
 
 def _apply_lossy_gate(comparison: Comparison, gate: Gate | None, regions: dict[str, Any], lossy: LossyEvidence | None) -> None:
@@ -341,7 +349,7 @@ def _simulate(request: PortRequest, dataset, pcm: np.ndarray, cand: Dump, ref: D
     frames = sorted(set(cand.frames("frame.output")) & set(ref.frames("frame.output")))
     picks = sorted({frames[round(p)] for p in np.linspace(0, len(frames) - 1, min(SIMULATION_FRAMES, len(frames)))})
     candidate = {i: cand.frame("frame.output", i) for i in picks}
-    boxes = {i: tuple(int(v) for v in ref.frame("frame.crop_box", i)) for i in picks}
+    boxes = {i: _box(ref.frame("frame.crop_box", i)) for i in picks}
     source = ModelSource.from_paths(request.unet, request.audio_encoder)
     with create_backend(request.backend or default_backend(), source) as backend:
         simulator = Simulator(dataset, pcm, generate=backend.generate, encode=backend.encode_audio)
@@ -351,7 +359,7 @@ def _simulate(request: PortRequest, dataset, pcm: np.ndarray, cand: Dump, ref: D
             q = lossy.estimated_quality
             prior.append((Hypothesis(f"lossy_output_q{q}", f"output frame JPEG-encoded at quality {q} (a lossy frame writer)", "output frame",
                                      (("lossy_output", q),)), f"the frames are JPEG quality {q} ({lossy.text.split(';')[0]})"))
-        explanation = explain(simulator, candidate, boxes, sample=picks, candidate_frame_count=count, prior=prior)  # type: ignore[arg-type]
+        explanation = explain(simulator, candidate, boxes, sample=picks, candidate_frame_count=count, prior=prior)
         worst = min(explanation.per_frame, key=lambda i: explanation.per_frame[i].box_db)
         return explanation, {worst: simulator.frames(explanation.variant, [worst])[worst]}
 
@@ -365,7 +373,7 @@ def _worst_mouth(out: Path, ref: Dump, cand: Dump, explanation, simulated: dict[
     from .verdict.regions import mouth_box
 
     index, simulation = next(iter(simulated.items()))
-    x0, y0, x1, y1 = mouth_box(tuple(int(v) for v in ref.frame("frame.crop_box", index)))  # type: ignore[arg-type]
+    x0, y0, x1, y1 = mouth_box(_box(ref.frame("frame.crop_box", index)))
     crops = {"reference": ref.frame("frame.output", index)[y0:y1, x0:x1], "candidate": cand.frame("frame.output", index)[y0:y1, x0:x1],
              "simulation": simulation[y0:y1, x0:x1]}
     diff = np.abs(crops["candidate"].astype(np.int16) - crops["simulation"].astype(np.int16))
