@@ -3,6 +3,7 @@ written, checked and listed.
 
     <root>/                      $SYNCTALK_PARITY_CACHE, else ~/.cache/synctalk-parity
       demo/                      the built-in demo's inputs
+      weights/<key>/             the demo weights (`reference/demo_weights.py`)
       reference/<key>/           reference dumps (`harness/reference_cache.py`): dump/ + entry.json
       exports/<key>/<fmt>-<p>/   exports of checkpoints, made on the fly by the backends (`backends/exports.py`)
 
@@ -31,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 CACHE_ENV = "SYNCTALK_PARITY_CACHE"
-KINDS = ("demo", "reference", "exports")
+KINDS = ("demo", "weights", "reference", "exports")
 KEY_DIGITS = 24
 ENTRY_FILE = "entry.json"
 ENTRY_SCHEMA = "synctalk-parity/cache-entry"
@@ -46,7 +47,7 @@ def cache_root() -> Path:
 
 
 def cache_folder(kind: str) -> Path:
-    """The folder of one kind of entry (`demo`, `reference`, `exports`) under the cache root."""
+    """The folder of one kind of entry (`demo`, `weights`, `reference`, `exports`) under the cache root."""
     if kind not in KINDS:
         raise ValueError(f"unknown cache kind {kind!r}; one of {', '.join(KINDS)}")
     return cache_root() / kind
@@ -231,4 +232,6 @@ def _describe(kind: str, path: Path) -> str:
         return "exports " + ", ".join(sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")))
     if kind == "demo":
         return f"built-in demo inputs ({path.name})"
+    if kind == "weights":
+        return "demo weights"
     return kind

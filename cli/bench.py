@@ -26,7 +26,7 @@ def bench_command(
     dataset: Annotated[Path | None, typer.Option(help="SyncTalk dataset for end-to-end runs (default: the built-in demo).")] = None,
     audio: Annotated[Path | None, typer.Option(help="Audio for end-to-end runs, with --dataset.")] = None,
     models: Annotated[Path | None, typer.Option(help="Export folder written by `parity export`.")] = None,
-    unet: Annotated[Path | None, typer.Option(help="U-Net checkpoint. Default: fixture weights.")] = None,
+    unet: Annotated[Path | None, typer.Option(help="U-Net checkpoint. Default: the demo weights.")] = None,
     audio_encoder: Annotated[Path | None, typer.Option("--audio-encoder", help="Audio encoder checkpoint.")] = None,
     out: Annotated[Path, typer.Option(help="Folder for result.json (and reports).")] = Path("parity-bench"),
     report: Annotated[str | None, typer.Option(help="Also write reports into --out: md,html,json,junit (or all).")] = None,

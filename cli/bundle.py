@@ -18,8 +18,8 @@ def bundle(
     out: Annotated[Path, typer.Option(help="Bundle folder to write (replaced if it holds an earlier bundle).")],
     dataset: Annotated[Path | None, typer.Option(help="SyncTalk dataset folder. Omitted with --audio: the built-in demo.")] = None,
     audio: Annotated[Path | None, typer.Option(help="Audio file (WAV or anything ffmpeg decodes).")] = None,
-    unet: Annotated[Path | None, typer.Option(help="U-Net checkpoint (.pth). Omitted: fixture weights.")] = None,
-    audio_encoder: Annotated[Path | None, typer.Option(help="Audio encoder checkpoint (.pth). Omitted: fixture weights.")] = None,
+    unet: Annotated[Path | None, typer.Option(help="U-Net checkpoint (.pth). Omitted: the demo weights.")] = None,
+    audio_encoder: Annotated[Path | None, typer.Option(help="Audio encoder checkpoint (.pth). Omitted: the demo weights.")] = None,
     frames: Annotated[int | None, typer.Option(help="Output frames in the golden dump.  [default: 8]", show_default=False)] = None,
 ) -> None:
     """Write everything a Go or Swift port needs to prove itself: models, constants, a golden dump, a guide."""

@@ -24,7 +24,7 @@ def register(app: typer.Typer) -> None:
 def export_command(
     format_name: Annotated[str, typer.Option("--format", "-f", help=f"{' | '.join(FORMATS)} | all")] = "onnx",
     precision: Annotated[str, typer.Option(help="fp32 | fp16")] = "fp32",
-    unet: Annotated[Path | None, typer.Option("--unet", help="U-Net checkpoint (.pth); fixture weights when omitted")] = None,
+    unet: Annotated[Path | None, typer.Option("--unet", help="U-Net checkpoint (.pth); the demo weights when omitted")] = None,
     audio_encoder: Annotated[Path | None, typer.Option("--audio-encoder", help="audio encoder checkpoint (audio_visual_encoder.pth)")] = None,
     mode: Annotated[str, typer.Option(help="U-Net audio branch: ave | hubert | wenet")] = "ave",
     out: Annotated[Path, typer.Option(help="folder that receives <format>-<precision>/")] = Path("exports"),
@@ -69,9 +69,14 @@ def _load_models(unet: Path | None, audio_encoder: Path | None, mode: str):
 
     if mode not in AUDIO_MODES:
         raise ParityError(f"unknown U-Net audio mode {mode!r}: use one of {', '.join(AUDIO_MODES)}")
+    given = unet, audio_encoder
+    if mode == "ave":  # weights not given: the demo weights (fit for the ave branch; other branches: fixture weights)
+        from ..reference.demo_weights import with_demo_weights
+
+        unet, audio_encoder = with_demo_weights(unet, audio_encoder)
     unet_model, encoder_model, labels = load_models(unet, audio_encoder, mode)
     notes = [f"no --{flag} given: exporting {labels[key]}" for flag, key, path in
-             (("unet", "unet", unet), ("audio-encoder", "audio_encoder", audio_encoder)) if path is None]
+             (("unet", "unet", given[0]), ("audio-encoder", "audio_encoder", given[1])) if path is None]
     return unet_model, encoder_model, notes
 
 

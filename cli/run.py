@@ -20,8 +20,8 @@ def run(
     dataset: Annotated[Path | None, typer.Option(help="SyncTalk dataset folder (full_body_img/, landmarks/) or a video with landmarks/ beside it. Omit with --audio for the built-in demo.")] = None,
     audio: Annotated[Path | None, typer.Option(help="Speech to lip-sync: WAV (any rate, any channels) or anything ffmpeg decodes.")] = None,
     models: Annotated[Path | None, typer.Option(help="Export folder written by `parity export` (onnx, coreml, tensorrt backends).")] = None,
-    unet: Annotated[Path | None, typer.Option(help="U-Net checkpoint (original unet_328 state dict). Default: fixture weights.")] = None,
-    audio_encoder: Annotated[Path | None, typer.Option("--audio-encoder", help="audio_visual_encoder.pth. Default: fixture weights.")] = None,
+    unet: Annotated[Path | None, typer.Option(help="U-Net checkpoint (original unet_328 state dict). Default: the demo weights.")] = None,
+    audio_encoder: Annotated[Path | None, typer.Option("--audio-encoder", help="audio_visual_encoder.pth. Default: the demo weights.")] = None,
     frames: Annotated[int | None, typer.Option(help="Write only the first N output frames.")] = None,
     start_frame: Annotated[int, typer.Option("--start-frame", help="First template frame of the dataset to use.")] = 0,
     batch: Annotated[int | None, typer.Option(help="U-Net batch size (default: the backend's choice, 1 for ONNX Runtime on CPU, else 4).")] = None,
@@ -55,7 +55,7 @@ def run(
                          save_frames=save_frames, provider=provider, device=device, overwrite=overwrite)
     check_request(request)
     if request.is_demo:
-        console.print("Built-in demo: avatar from scikit-image's astronaut, synthetic speech, fixture weights.")
+        console.print("Built-in demo: avatar from scikit-image's astronaut, synthetic speech, demo weights (fit to the avatar; not a SyncTalk model).")
         if formats is None and compare:  # the demo shows its result: the HTML report, unless asked for others
             formats = ["html"]
     with FrameProgress() as progress, FrameProgress("reference (eager torch)") as reference_progress:

@@ -40,6 +40,7 @@ from ..reference import audio, frames, video
 from ..reference import dataset as dataset_module
 from ..reference.audio import load_audio
 from ..reference.dataset import IMAGE_DIR, LANDMARK_DIR, open_dataset, template_schedule
+from ..reference.demo_weights import with_demo_weights
 from ..reference.pipeline import REFERENCE_VERSION, ReferencePipeline
 from ..reference.stages import STAGES
 from .verdict.dump import DumpWriter, dump_schema
@@ -52,7 +53,7 @@ MODEL_EXPORTS = (("onnx", "fp32"), ("coreml", "fp32"), ("coreml", "fp16"))
 AUDIO_MARGIN_SECONDS = 0.2  # audio kept past the last feature row a frame reads (STFT edge padding)
 PRODUCER = {"name": "synctalk-parity reference", "version": __version__, "backend": "torch-eager", "precision": "fp32"}
 HANN_WINDOW = "hann"
-FIXTURE_NOTE = "fixture weights (seed 0, untrained): the mouths are nearly constant; fine for proving a port"
+DEMO_WEIGHTS_NOTE = "the demo weights (fit to the demo avatar, not a SyncTalk model): trained-like outputs, fine for proving a port"
 
 Progress = Callable[[str], None]
 
@@ -80,7 +81,8 @@ def write_bundle(request: BundleRequest, progress: Progress | None = None) -> Pa
         raise ParityError(f"{final} exists and is not a bundle: choose a new or empty folder")
     dataset_path, audio_path, demo = _inputs(request)
     with building(final) as tmp:
-        unet, encoder, labels = load_models(request.unet, request.audio_encoder)
+        unet_path, encoder_path = with_demo_weights(request.unet, request.audio_encoder, say)
+        unet, encoder, labels = load_models(unet_path, encoder_path)
         say("golden inputs")
         frame_count = _write_golden_inputs(tmp / "golden", dataset_path, audio_path, request.frames)
         say("golden dump (eager reference)")
@@ -89,7 +91,7 @@ def write_bundle(request: BundleRequest, progress: Progress | None = None) -> Pa
         np.save(tmp / "window.npy", hann_window())
         _write_json(tmp / "dump.schema.json", dump_schema())
         weights = {"unet": labels["unet"], "audio_encoder": labels["audio_encoder"],
-                   "fixture": request.unet is None or request.audio_encoder is None}
+                   "demo_weights": request.unet is None or request.audio_encoder is None}
         inputs = {"dataset": str(dataset_path), "audio": str(audio_path), "demo": demo, "frames": frame_count}
         _write_json(tmp / "pipeline.json", {**pipeline_constants(), "bundle": {"weights": weights, "inputs": inputs}})
         if request.models:
@@ -289,7 +291,7 @@ def _export(fmt: str, unet, encoder, out: Path, precision: str) -> None:
 
 def _readme(folder: Path, weights: dict, inputs: dict, frame_count: int) -> str:
     sizes = {name: folder_size(folder / name) for name in ("golden", "models")}
-    weights_line = FIXTURE_NOTE if weights["fixture"] else f"U-Net {weights['unet']}; audio encoder {weights['audio_encoder']}"
+    weights_line = DEMO_WEIGHTS_NOTE if weights["demo_weights"] else f"U-Net {weights['unet']}; audio encoder {weights['audio_encoder']}"
     return "\n".join([
         "# SyncTalk_2D port bundle",
         "",

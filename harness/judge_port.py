@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +98,10 @@ def judge_port(request: PortRequest, progress: Progress | None = None) -> PortRe
     check_out_folder(final, overwrite=False)
     dataset_path, audio_path = _inputs(request)
     from ..reference.audio import HOP_LENGTH, load_audio, window_count
+    from ..reference.demo_weights import with_demo_weights
+
+    unet, encoder = with_demo_weights(request.unet, request.audio_encoder, say)  # weights not given: the demo weights
+    request = replace(request, unet=unet, audio_encoder=encoder)
     from ..reference.dataset import open_dataset
 
     dataset = open_dataset(dataset_path, request.start_frame)
@@ -206,7 +210,6 @@ def _inputs(request: PortRequest) -> tuple[Path, Path]:
 
 def _port_gate(gate: Gate | None, precision: str | None, provides: tuple[str, ...]) -> Gate:
     """The gate file's (its `provides` wins), else the default gate; a port is required to provide what it wrote."""
-    from dataclasses import replace
 
     base = gate or load_gate(None, precision)
     return base if base.provides is not None else replace(base, provides=tuple(provides))

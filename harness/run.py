@@ -2,7 +2,8 @@
 
 The production pipeline (`harness/pipeline.py`) runs on the chosen backend; its stage dump is
 compared with the eager reference's dump of the same inputs (computed once, then cached). With no
-dataset and audio it runs the built-in demo (inputs made locally, fixture weights). Output folder:
+dataset and audio it runs the built-in demo (inputs made locally). Weights not given are the demo weights
+(`reference/demo_weights.py`: fit to the demo avatar, made once and cached). Output folder:
 
     frames/00000.png ...   every output frame, lossless, numbered in output order
     video.mp4              H.264 + AAC, 25 fps (lossy; compare frames, not the video)
@@ -22,15 +23,16 @@ from pathlib import Path
 from .. import __version__
 from ..atomic import building, write_text_atomically
 from ..backends import ModelSource, create_backend, get_backend_class
-from ..cache import cache_folder, sha256_file
+from ..cache import cache_folder
 from ..errors import ParityError
 from ..precision import checked_precision
 from ..reference.audio import load_audio
 from ..reference.dataset import open_dataset
+from ..reference.demo_weights import checkpoint_label, with_demo_weights
 from ..reference.video import VideoWriter
 from .pipeline import ProductionPipeline
 from .png import write_png
-from .reference_cache import FIXTURE_WEIGHTS, ReferenceInputs, heavy_frame, reference_dump
+from .reference_cache import ReferenceInputs, heavy_frame, reference_dump
 from .verdict.dump import DumpWriter, parse_stage_selection
 from .verdict.result import plain, write_result
 from .verdict.types import RunResult
@@ -129,6 +131,8 @@ def run(request: RunRequest, progress: Progress | None = None, reference_progres
     check_out_folder(final, request.overwrite)
     started = time.perf_counter()
     dataset_path, audio_path = _inputs(request)
+    if request.models is None or request.compare:  # weights not given: the demo weights (an export needs none)
+        request.unet, request.audio_encoder = with_demo_weights(request.unet, request.audio_encoder, progress_note)
     dataset = open_dataset(dataset_path, request.start_frame)
     pcm = load_audio(audio_path)
     precision = resolve_precision(request)
@@ -197,7 +201,7 @@ def weights_labels(request: RunRequest) -> dict[str, str]:
     """Where each network came from, with sha256 for files."""
     labels = {}
     for name, path in (("unet", request.unet), ("audio_encoder", request.audio_encoder)):
-        labels[name] = f"{path} (sha256 {sha256_file(path)})" if path is not None else FIXTURE_WEIGHTS
+        labels[name] = checkpoint_label(path) if path is not None else "the export's own (not given)"
     if request.models is not None:
         labels["models"] = str(request.models)
     return labels
