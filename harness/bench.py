@@ -256,6 +256,32 @@ def write_bench_result(result: BenchResult, out: Path) -> Path:
     return write_result(Path(out), "bench", bench=result.to_dict())
 
 
+def write_port_bench_result(result, out: Path) -> Path:
+    """`result.json` (command "bench") of `parity bench --port`: the timings under `bench.port`, and the port's
+    verdict as the document's comparison (and `port`), so the reports show how fast and how right it is."""
+    out = Path(out)
+    extra: dict = {}
+    backend = None
+    if result.verdict is not None:
+        verdict = json.loads(Path(result.verdict.result_path).read_text())
+        where = os.path.relpath(result.verdict.out, out)
+        inside = lambda path: path if path is None or os.path.isabs(path) else f"{where}/{path}"  # relative to the verdict there
+        comparison = verdict["comparison"]
+        comparison["candidate"] = inside(comparison.get("candidate"))
+        for key in ("reference_png", "candidate_png"):
+            if comparison.get("worst_frame"):
+                comparison["worst_frame"][key] = inside(comparison["worst_frame"][key])
+        port = verdict.get("port") or {}
+        for name, file in ((port.get("worst_mouth") or {}).get("files") or {}).items():
+            port["worst_mouth"]["files"][name] = inside(file)
+        extra = {"comparison": comparison, "port": port}
+        backend = {"name": f"port ({Path(result.port_argv[0]).name})", "precision": comparison["gate"]["precision"],
+                   "describe": {"kind": result.verdict.kind}}
+    bench_document = {"machine": machine_description(), "rows": [], "memory": [], "memory_growth_mb": {}, "port": result.to_dict()}
+    return write_result(out, "bench", backend=backend, inputs={"dataset": result.dataset, "audio": result.audio, "frames": result.frames},
+                        bench=bench_document, extra=extra)  # extra's comparison: the verdict's document, paths from here
+
+
 def machine_description() -> str:
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     return f"{platform.machine()} {platform.system()}, {os.cpu_count()} CPUs, {platform.processor() or 'cpu'}; load average {load}"

@@ -7,6 +7,7 @@ from typing import Any
 from .schema import (
     BENCH_COLUMNS,
     MEMORY_COLUMNS,
+    PORT_BENCH_COLUMNS,
     STAGE_COLUMNS,
     SUMMARY_COLUMNS,
     Run,
@@ -15,6 +16,8 @@ from .schema import (
     is_numeric_column,
     memory_growth_text,
     memory_rows,
+    port_bench_rows,
+    port_bench_text,
     stage_row,
     summary_row,
 )
@@ -53,6 +56,12 @@ def run_section(run: Run, level: int) -> list[str]:
         lines += [""]
     if run.timing:
         lines += [f"{heading} Timing", "", *_timing(run.timing), ""]
+    if run.bench and run.bench.get("port"):
+        machine = run.bench.get("machine")
+        lines += [f"{heading} The port beside our pipeline", ""] + ([f"Machine: {cell(machine)}", ""] if machine else [])
+        lines += [*(f"- {cell(line)}" for line in port_bench_text(run.bench)), ""]
+        if port_bench_rows(run.bench):
+            lines += [*table(PORT_BENCH_COLUMNS, port_bench_rows(run.bench)), ""]
     if run.bench and run.bench.get("rows"):
         machine = run.bench.get("machine")
         lines += [f"{heading} Benchmark", ""] + ([f"Machine: {cell(machine)}", ""] if machine else [])

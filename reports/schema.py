@@ -253,6 +253,38 @@ def bench_row(row: dict[str, Any]) -> list[str]:
     ]
 
 
+PORT_BENCH_COLUMNS = ("", "port", "ours", "port/ours")
+PORT_BENCH_METRICS = (("wall_s", "wall s", "{:.2f}"), ("cpu_s", "CPU s (user+sys)", "{:.2f}"), ("peak_rss_mb", "peak RSS MB", "{:.0f}"),
+                      ("first_frame_s", "first frame s (from process start)", "{:.2f}"))
+
+
+def port_bench_rows(bench: dict[str, Any]) -> list[list[str]]:
+    """`parity bench --port`: per metric, the port's, ours and port/ours pair by pair, as "median (min..max)"."""
+    port = bench.get("port") or {}
+    if not port.get("pairs"):
+        return []
+
+    def spread(value: dict[str, float] | None, form: str) -> str:
+        if not value:
+            return "-"
+        return f"{form.format(value['median'])} ({form.format(value['min'])}..{form.format(value['max'])})"
+
+    return [[label, spread((port.get("port") or {}).get(key), form), spread((port.get("ours") or {}).get(key), form),
+             spread((port.get("ratio") or {}).get(key), "{:.2f}x")] for key, label, form in PORT_BENCH_METRICS]
+
+
+def port_bench_text(bench: dict[str, Any]) -> list[str]:
+    """The commands and the outcome of `parity bench --port`, one line each."""
+    port = bench.get("port") or {}
+    if not port:
+        return []
+    lines = [f"port: {port.get('command')}", f"ours: {' '.join(port.get('ours_argv') or [])}",
+             f"{len(port.get('pairs') or [])} timed pairs, port and ours alternately, whole processes"]
+    if port.get("failure"):
+        lines.append(f"FAIL: {port['failure']}; no verdict")
+    return lines
+
+
 MEMORY_COLUMNS = ("backend", "batch", "frames", "peak RSS MB")
 
 
