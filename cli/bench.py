@@ -68,6 +68,9 @@ def _bench(console, backend, batch, frames, repeats, reference_frames, memory, d
     with console.status("measuring the eager reference loop...") as status:
         result = bench(request, on_row=lambda row: status.update(f"measured {row.backend} batch {row.batch} {row.mode}..."))
     console.print(f"machine: {result.machine}", highlight=False)
+    if result.sgemm_gflops:
+        console.print(f"sgemm peak: {result.sgemm_gflops:.0f} GFLOP/s (float32 matmul, measured now; peak %: a row's U-Net "
+                      "GFLOP/s over it)", highlight=False)
     console.print(bench_table(result))
     console.print(TABLE_LEGEND, style="dim", highlight=False)
     for backend_name in dict.fromkeys(m.backend for m in result.memory):
@@ -85,7 +88,7 @@ def _bench(console, backend, batch, frames, repeats, reference_frames, memory, d
 MODE_LABELS = {"end-to-end": "e2e", "end-to-end-video": "e2e video"}
 TABLE_LEGEND = ("fps: steady frames/s (median of the repeats; range: min..max); x model, x ref: fps over the same backend's "
                 "model-only fps and over the eager reference loop; whole: fps over the whole frame phase, "
-                "start-up included; GFLOP/s: the U-Net's achieved; MB: peak RSS; e2e: parity run --no-compare (PNG frames, video, dump); e2e video: the video only")
+                "start-up included; GFLOP/s: the U-Net's achieved and its share of the sgemm peak; MB: peak RSS; e2e: parity run --no-compare (PNG frames, video, dump); e2e video: the video only")
 
 
 def bench_table(result) -> Table:
@@ -99,10 +102,17 @@ def bench_table(result) -> Table:
             row.backend.removesuffix("-reference"), str(row.batch), MODE_LABELS.get(row.mode, row.mode), f"{row.fps_median:.2f}",
             f"{row.fps_min:.2f}..{row.fps_max:.2f}", ratio(row.ratio_to_model), ratio(row.ratio_to_reference),
             "" if row.whole_run_fps is None else f"{row.whole_run_fps:.2f}",
-            "" if row.unet_gflops is None else f"{row.unet_gflops:.0f}",
+            _gflops(row),
             "" if row.peak_rss_mb is None else f"{row.peak_rss_mb:.0f}",
         )
     return table
+
+
+def _gflops(row) -> str:
+    """"174 59%": the U-Net's achieved GFLOP/s and its share of the measured sgemm peak."""
+    if row.unet_gflops is None:
+        return ""
+    return f"{row.unet_gflops:.0f}" + ("" if row.peak_share is None else f" {row.peak_share:.0%}")
 
 
 def _names(text: str) -> list[str]:

@@ -45,6 +45,8 @@ from ..errors import ParityError
 from .verdict.result import write_result
 
 UNET_GFLOP_PER_FRAME = 9.772  # 4.886 GMAC
+SGEMM_SIZE = 2048  # one float32 matmul: 17.2 GFLOP, 0.06-0.3 s on 2 cores (smaller sizes read lower)
+SGEMM_REPEATS = 3
 MEMORY_FRAMES = (100, 400)
 DEFAULT_REFERENCE_FRAMES = 8
 
@@ -93,6 +95,7 @@ class BenchRow:
     ratio_to_model: float | None = None  # end-to-end rows: fps over the model-only fps (same backend, batch)
     whole_run_fps: float | None = None  # end-to-end rows: frames over the whole frame phase, start-up included
     first_frame_s: float | None = None  # end-to-end rows: frame phase start to the first frame written
+    peak_share: float | None = None  # unet_gflops over the machine's measured sgemm peak (BenchResult.sgemm_gflops)
 
 
 @dataclass
@@ -108,6 +111,7 @@ class BenchResult:
     machine: str
     rows: list[BenchRow] = field(default_factory=list)
     memory: list[MemoryRow] = field(default_factory=list)
+    sgemm_gflops: float | None = None  # the machine's fp32 matmul peak, measured at the start (sgemm_peak_gflops)
 
     def memory_growth_mb(self, backend: str) -> float | None:
         """Peak RSS of the longest run minus the shortest's, for `backend`."""
@@ -118,6 +122,8 @@ class BenchResult:
         backends = dict.fromkeys(m.backend for m in self.memory)
         return {
             "machine": self.machine,
+            "sgemm_gflops": self.sgemm_gflops,
+            "sgemm": f"numpy float32 {SGEMM_SIZE}x{SGEMM_SIZE} matmul, best of {SGEMM_REPEATS} after a warm-up, numpy's default threads",
             "rows": [asdict(r) for r in self.rows],
             "memory": [asdict(m) for m in self.memory],
             "memory_growth_mb": {b: self.memory_growth_mb(b) for b in backends},
@@ -131,12 +137,14 @@ def bench(request: BenchRequest, on_row: OnRow | None = None) -> BenchResult:
         from ..export.manifest import find_export
 
         request.models, _ = find_export(request.models, None)
-    result = BenchResult(machine=machine_description())
+    result = BenchResult(machine=machine_description(), sgemm_gflops=sgemm_peak_gflops())
+
     def emit(row: BenchRow) -> None:
+        if row.unet_gflops is not None and result.sgemm_gflops:
+            row.peak_share = row.unet_gflops / result.sgemm_gflops
         result.rows.append(row)
         if on_row:
             on_row(row)
-
 
     reference = reference_row(request)
     emit(reference)
@@ -152,6 +160,22 @@ def bench(request: BenchRequest, on_row: OnRow | None = None) -> BenchResult:
                 measured = end_to_end_child(request, name, request.batches[0], frames, inputs)
                 result.memory.append(MemoryRow(name, request.batches[0], frames, measured["peak_rss_mb"]))
     return result
+
+
+def sgemm_peak_gflops(size: int = SGEMM_SIZE, repeats: int = SGEMM_REPEATS) -> float:
+    """The machine's fp32 limit as the backends meet it: GFLOP/s of the fastest of `repeats` float32
+    `size` x `size` matmuls (numpy's BLAS with its default threads, one per CPU as ONNX Runtime's and torch's
+    pools on these machines) after a warm-up; a few hundred ms. Each backend row's `peak_share` is its
+    achieved U-Net GFLOP/s over this, so figures compare across machines."""
+    rng = np.random.default_rng(0)
+    a, b, product = (rng.random((size, size), dtype=np.float32) for _ in range(3))
+
+    def multiply() -> None:
+        np.matmul(a, b, out=product)
+
+    multiply()  # warm-up: thread pool start, page faults
+    best = min(_repeat(multiply, repeats)[0])
+    return 2 * size**3 / best / 1e9
 
 
 def model_row(request: BenchRequest, backend_name: str, batch: int) -> BenchRow:

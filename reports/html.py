@@ -25,6 +25,7 @@ from .schema import (
     bench_row,
     headline_parts,
     is_numeric_column,
+    machine_text,
     memory_growth_text,
     memory_rows,
     metric_text,
@@ -73,13 +74,13 @@ def run_section(run: Run, index: int) -> str:
     if run.timing:
         parts.append(_section("Timing", _timing(run.timing), level=3))
     if run.bench and run.bench.get("port"):
-        machine = run.bench.get("machine")
+        machine = machine_text(run.bench)
         intro = f'<p class="muted">Machine: {escape(machine)}</p>' if machine else ""
         facts = "".join(f"<li>{escape(line)}</li>" for line in port_bench_text(run.bench))
         table_html = _table(PORT_BENCH_COLUMNS, port_bench_rows(run.bench)) if port_bench_rows(run.bench) else ""
         parts.append(_section("The port beside our pipeline", f"{intro}<ul>{facts}</ul>{table_html}", level=3))
     if run.bench and run.bench.get("rows"):
-        machine = run.bench.get("machine")
+        machine = machine_text(run.bench)
         intro = f'<p class="muted">Machine: {escape(machine)}</p>' if machine else ""
         parts.append(_section("Benchmark", intro + _table(BENCH_COLUMNS, [bench_row(row) for row in run.bench["rows"]]), level=3))
         if memory_rows(run.bench):

@@ -14,6 +14,7 @@ from .schema import (
     bench_row,
     headline_parts,
     is_numeric_column,
+    machine_text,
     memory_growth_text,
     memory_rows,
     port_bench_rows,
@@ -57,13 +58,13 @@ def run_section(run: Run, level: int) -> list[str]:
     if run.timing:
         lines += [f"{heading} Timing", "", *_timing(run.timing), ""]
     if run.bench and run.bench.get("port"):
-        machine = run.bench.get("machine")
+        machine = machine_text(run.bench)
         lines += [f"{heading} The port beside our pipeline", ""] + ([f"Machine: {cell(machine)}", ""] if machine else [])
         lines += [*(f"- {cell(line)}" for line in port_bench_text(run.bench)), ""]
         if port_bench_rows(run.bench):
             lines += [*table(PORT_BENCH_COLUMNS, port_bench_rows(run.bench)), ""]
     if run.bench and run.bench.get("rows"):
-        machine = run.bench.get("machine")
+        machine = machine_text(run.bench)
         lines += [f"{heading} Benchmark", ""] + ([f"Machine: {cell(machine)}", ""] if machine else [])
         lines += [*table(BENCH_COLUMNS, [bench_row(row) for row in run.bench["rows"]]), ""]
         if memory_rows(run.bench):

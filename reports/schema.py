@@ -231,7 +231,15 @@ def stage_row(stage: dict[str, Any]) -> list[str]:
 
 
 BENCH_COLUMNS = ("backend", "mode", "batch", "fps median", "fps min..max", "repeats", "x model", "x reference",
-                 "whole-run fps", "first frame s", "U-Net GFLOP/s", "peak RSS MB")
+                 "whole-run fps", "first frame s", "U-Net GFLOP/s", "sgemm peak %", "peak RSS MB")
+
+
+def machine_text(bench: dict[str, Any]) -> str | None:
+    """The machine the benchmark ran on, with its measured sgemm peak when there is one."""
+    machine = bench.get("machine")
+    if machine and bench.get("sgemm_gflops"):
+        return f"{machine}; sgemm peak {bench['sgemm_gflops']:.0f} GFLOP/s ({bench.get('sgemm') or 'float32 matmul'})"
+    return machine
 
 
 def bench_row(row: dict[str, Any]) -> list[str]:
@@ -249,6 +257,7 @@ def bench_row(row: dict[str, Any]) -> list[str]:
         "-" if row.get("whole_run_fps") is None else f"{row['whole_run_fps']:.2f}",
         "-" if row.get("first_frame_s") is None else f"{row['first_frame_s']:.2f}",
         "-" if row.get("unet_gflops") is None else f"{row['unet_gflops']:.1f}",
+        "-" if row.get("peak_share") is None else f"{row['peak_share']:.0%}",
         "-" if row.get("peak_rss_mb") is None else f"{row['peak_rss_mb']:.0f}",
     ]
 
