@@ -73,6 +73,8 @@ def _bench(console, backend, batch, frames, repeats, reference_frames, memory, d
                       "GFLOP/s over it)", highlight=False)
     console.print(bench_table(result))
     console.print(TABLE_LEGEND, style="dim", highlight=False)
+    for line in start_up_lines(result):
+        console.print(line, highlight=False)
     for backend_name in dict.fromkeys(m.backend for m in result.memory):
         rows = " vs ".join(f"{m.frames} frames {m.peak_rss_mb:.0f} MB" for m in result.memory if m.backend == backend_name)
         console.print(f"memory {backend_name}: peak RSS {rows} (+{result.memory_growth_mb(backend_name):.0f} MB)", highlight=False)
@@ -89,6 +91,17 @@ MODE_LABELS = {"end-to-end": "e2e", "end-to-end-video": "e2e video"}
 TABLE_LEGEND = ("fps: steady frames/s (median of the repeats; range: min..max); x model, x ref: fps over the same backend's "
                 "model-only fps and over the eager reference loop; whole: fps over the whole frame phase, "
                 "start-up included; GFLOP/s: the U-Net's achieved and its share of the sgemm peak; MB: peak RSS; e2e: parity run --no-compare (PNG frames, video, dump); e2e video: the video only")
+
+
+def start_up_lines(result) -> list[str]:
+    """Per e2e row: `parity run --no-compare` as a whole process, from its start (medians of the repeats)."""
+    lines = []
+    for row in result.rows:
+        if row.mode == "end-to-end" and row.process_wall_s is not None:
+            first = "-" if row.process_first_frame_s is None else f"{row.process_first_frame_s:.2f} s"
+            lines.append(f"parity run {row.backend} batch {row.batch}: first frame {first} after process start, "
+                         f"whole process {row.process_wall_s:.2f} s")
+    return lines
 
 
 def bench_table(result) -> Table:

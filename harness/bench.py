@@ -3,24 +3,28 @@
 Per backend and batch size:
 - model: U-Net batches plus the audio encoder's share per frame, on real inputs (the golden
   subset when present, else inputs made from the demo), after a warm-up; R repeats;
-- end-to-end: what `parity run --no-compare` does by default (PNG frames, video, the default dump:
-  light stages every frame, heavy ones every 10th) in a child process, whose own peak RSS is read
-  back; R repeats;
-- end-to-end-video: the same run writing the video only (no PNG frames, no dump): what a deployed
-  pipeline does;
-and once: the eager reference loop (torch, one frame at a time), the yardstick of every ratio.
+- end-to-end: `parity run --no-compare` itself (PNG frames, video, the default dump: light stages every
+  frame, heavy ones every 10th) as a child process; R repeats;
+- end-to-end-video: the same pipeline writing the video only (no PNG frames, no dump), in a bench child:
+  what a deployed pipeline does;
+and once: the eager reference loop (torch, one frame at a time), the yardstick of every ratio. Before
+all of it, the machine's fp32 limit: the sgemm peak (`sgemm_peak_gflops`); every row's `peak_share` is its
+achieved U-Net GFLOP/s over it, so figures compare across machines.
 
 End-to-end frames/s is the steady throughput of the frame phase (template decode to video): output
 frames after the first batch divided by the time from the first batch's last frame to the last frame
-out, like the model-only figure, which is timed after a warm-up pass. What comes before (model
-loading, the clip's audio stage, the pipeline filling up and the backend's first call) is reported
-beside it: `whole_run_fps` (frames over the whole frame phase) and `first_frame_s`. The model-only
-figure includes the audio encoder's share per frame; `ratio_to_model` is end-to-end over model-only
-for the same backend and batch (the pipeline's overhead).
+out (for `parity run`, from the modification times of the PNG frames it wrote), like the model-only
+figure, which is timed after a warm-up pass. What comes before (model loading, the clip's audio stage,
+the pipeline filling up and the backend's first call) is reported beside it: `whole_run_fps` (frames over
+the whole frame phase) and `first_frame_s` (frame phase start to first frame). As whole processes, measured
+from outside (`bench_port.measure_process`): `process_wall_s`, `process_first_frame_s` (process start to
+frames/00000.png: imports, checkpoints, caches and model loading included) and `peak_rss_mb` (the child's
+own). The model-only figure includes the audio encoder's share per frame; `ratio_to_model` is end-to-end
+over model-only for the same backend and batch (the pipeline's overhead).
 `memory=True` adds peak RSS of default end-to-end runs of 100 and 400 frames (memory must stay flat).
 
-Timed runs go to a child with `python -m synctalk_parity.harness.bench end-to-end ...`, which prints
-one JSON line.
+Video-only runs go to a child with `python -m synctalk_parity.harness.bench end-to-end --video-only ...`,
+which prints one JSON line. `parity bench --port` (a port's own command beside ours) is `bench_port.py`.
 """
 
 from __future__ import annotations
@@ -30,7 +34,6 @@ import os
 import platform
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -96,6 +99,8 @@ class BenchRow:
     whole_run_fps: float | None = None  # end-to-end rows: frames over the whole frame phase, start-up included
     first_frame_s: float | None = None  # end-to-end rows: frame phase start to the first frame written
     peak_share: float | None = None  # unet_gflops over the machine's measured sgemm peak (BenchResult.sgemm_gflops)
+    process_wall_s: float | None = None  # end-to-end rows: the child's whole-process wall time (median)
+    process_first_frame_s: float | None = None  # end-to-end rows: process start to frames/00000.png written (median)
 
 
 @dataclass
@@ -193,19 +198,23 @@ def model_row(request: BenchRequest, backend_name: str, batch: int) -> BenchRow:
 
 
 def end_to_end_row(request: BenchRequest, backend_name: str, batch: int, video_only: bool = False) -> BenchRow:
-    """Production pipeline steady frames/s (no comparison) in child processes, with their peak RSS.
+    """Production pipeline steady frames/s (no comparison) in child processes, with their peak RSS and, as whole
+    processes, their wall time and (frames written) time from process start to the first frame.
 
-    Default: PNG frames, video and the default dump, as `parity run --no-compare` writes them (mode
-    "end-to-end"); `video_only`: the video alone (mode "end-to-end-video")."""
+    Default: `parity run --no-compare` itself (PNG frames, video and the default dump; mode "end-to-end");
+    `video_only`: the video alone, in a bench child (mode "end-to-end-video")."""
     runs = [end_to_end_child(request, backend_name, batch, request.frames, video_only=video_only)
             for _ in range(request.repeats)]
     fps = [r["steady_fps"] for r in runs]
     median = statistics.median(fps)
+    starts = [r["process_first_frame_s"] for r in runs if r.get("process_first_frame_s") is not None]
     return BenchRow(backend_name, batch, "end-to-end-video" if video_only else "end-to-end", median, min(fps), max(fps),
                     request.repeats, unet_gflops=median * UNET_GFLOP_PER_FRAME,
                     peak_rss_mb=max(r["peak_rss_mb"] for r in runs), load_average=os.getloadavg()[0],
                     whole_run_fps=statistics.median(r["fps"] for r in runs),
-                    first_frame_s=statistics.median(r["first_frame_s"] for r in runs))
+                    first_frame_s=statistics.median(r["first_frame_s"] for r in runs),
+                    process_wall_s=statistics.median(r["process_wall_s"] for r in runs),
+                    process_first_frame_s=statistics.median(starts) if starts else None)
 
 
 def reference_row(request: BenchRequest) -> BenchRow:
@@ -237,28 +246,54 @@ def reference_row(request: BenchRequest) -> BenchRow:
 
 def end_to_end_child(request: BenchRequest, backend_name: str, batch: int, frames: int,
                      inputs: tuple[Path, Path] | None = None, video_only: bool = False) -> dict:
-    """Run the production pipeline in a fresh process; returns its `steady_fps`, `fps` (whole frame
-    phase), `first_frame_s`, `frames` and `peak_rss_mb`."""
+    """Run the production pipeline in a fresh process, measured from outside (`bench_port.measure_process`).
+
+    Default: `parity run --no-compare`, timed from the files it writes: steady frames/s from the modification
+    times of frames/*.png, the frame phase (`fps`, `first_frame_s`) from its result.json, and, from process
+    start, `process_wall_s` and `process_first_frame_s` (frames/00000.png written). `video_only`: the bench child
+    (`python -m synctalk_parity.harness.bench end-to-end --video-only`), which reports its frame times itself.
+    Both: `frames` and `peak_rss_mb` (the child's own, see `measure_process`)."""
+    from .bench_port import measure_process, parity_run_command
+
     dataset, audio = inputs or _inputs(request, frames)
-    with tempfile.TemporaryDirectory(prefix="parity-bench-") as out:
-        command = [sys.executable, "-m", __name__, "end-to-end", "--backend", backend_name, "--batch", str(batch),
-                   "--frames", str(frames), "--out", out, "--dataset", str(dataset), "--audio", str(audio)]
+    env = {**os.environ}
+    if request.cache is not None:
+        env["SYNCTALK_PARITY_CACHE"] = str(request.cache)
+    paths = {"unet": request.unet, "audio_encoder": request.audio_encoder, "models": request.models}
+    with tempfile.TemporaryDirectory(prefix="parity-bench-") as scratch:
+        out, log, stdout = Path(scratch) / "out", Path(scratch) / "log.txt", Path(scratch) / "stdout.txt"
         if video_only:
-            command.append("--video-only")
-        for option, value in request.options(backend_name).items():
-            command += [f"--{option}", value]
-        for flag, path in (("--unet", request.unet), ("--audio-encoder", request.audio_encoder), ("--models", request.models)):
-            if path is not None:
-                command += [flag, str(path)]
-        env = {**os.environ}
-        if request.cache is not None:
-            env["SYNCTALK_PARITY_CACHE"] = str(request.cache)
-        done = subprocess.run(command, capture_output=True, text=True, env=env)
-    lines = done.stdout.strip().splitlines()
-    if done.returncode != 0 or not lines:
-        reason = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise ParityError(f"end-to-end benchmark of {backend_name} (batch {batch}, {frames} frames) failed: {reason}")
-    return json.loads(lines[-1])
+            command = [sys.executable, "-m", __name__, "end-to-end", "--backend", backend_name, "--batch", str(batch),
+                       "--frames", str(frames), "--out", str(out), "--dataset", str(dataset), "--audio", str(audio), "--video-only"]
+            for option, value in {**request.options(backend_name), **paths}.items():
+                if value is not None:
+                    command += [f"--{option.replace('_', '-')}", str(value)]
+        else:
+            command = parity_run_command(out, dataset, audio, backend=backend_name, batch=batch, frames=frames,
+                                         **request.options(backend_name), **paths)
+        measured = measure_process(command, out, frames_dir=out / "frames", env=env, log=log, stdout=stdout)
+        if measured.returncode != 0:
+            raise ParityError(f"end-to-end benchmark of {backend_name} (batch {batch}, {frames} frames) failed: "
+                              f"{measured.error or 'no output'}")
+        if video_only:
+            lines = stdout.read_text().strip().splitlines()
+            if not lines:
+                raise ParityError(f"end-to-end benchmark of {backend_name} (batch {batch}, {frames} frames) printed nothing")
+            child = json.loads(lines[-1])
+        else:
+            child = _run_figures(out, batch)
+    return {**child, "peak_rss_mb": measured.peak_rss_mb, "process_wall_s": measured.wall_s,
+            "process_first_frame_s": measured.first_frame_s if not video_only else None}
+
+
+def _run_figures(out: Path, batch: int) -> dict:
+    """Frame-phase figures of a finished `parity run` from what it wrote: PNG mtimes and result.json's timing."""
+    timing = json.loads((out / "result.json").read_text())["timing"]
+    done_at = [p.stat().st_mtime for p in sorted((out / "frames").glob("*.png"))]
+    frame_phase = timing["seconds"]["frames"]
+    started = done_at[-1] - frame_phase if done_at else 0.0  # the frame phase ends when the last frame is out
+    return {"fps": timing["fps"], "steady_fps": steady_fps(done_at, batch) or timing["fps"], "frames": timing["frames"],
+            "first_frame_s": done_at[0] - started if done_at else None}
 
 
 def model_inputs(request: BenchRequest, backend, frames: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

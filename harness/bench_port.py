@@ -92,18 +92,20 @@ class ProcessRun:
 
 
 def measure_process(command: list[str], out: Path, frames_dir: Path | None = None, env: dict[str, str] | None = None,
-                    log: Path | None = None) -> ProcessRun:
-    """Run `command` to its end as a whole process; its stdout and stderr go to `log` (default: discarded).
+                    log: Path | None = None, stdout: Path | None = None) -> ProcessRun:
+    """Run `command` to its end as a whole process; its stderr goes to `log` (default: discarded), and its stdout
+    too unless `stdout` names a file of its own.
 
     The first frame is the oldest image file in `frames_dir` (default `out`, searched recursively)."""
     with tempfile.TemporaryDirectory(prefix="parity-measure-") as scratch:
         report = Path(scratch) / "measured.json"
         log_path = log or Path(scratch) / "log.txt"
-        with open(log_path, "wb") as sink:
+        with open(log_path, "wb") as sink, open(stdout or os.devnull, "wb") as own_stdout:
             import subprocess
 
             subprocess.run([sys.executable, "-I", "-S", "-c", LAUNCHER, str(report), *command], stdin=subprocess.DEVNULL,
-                           stdout=sink, stderr=subprocess.STDOUT, env=env if env is not None else dict(os.environ), check=False)
+                           stdout=sink if stdout is None else own_stdout, stderr=sink,
+                           env=env if env is not None else dict(os.environ), check=False)
         measured: dict[str, Any] = json.loads(report.read_text()) if report.is_file() else {"error": "the launcher did not report"}
         tail = _last_line(log_path)
     if "wall_s" not in measured:
@@ -280,15 +282,20 @@ def bench_port(request: PortBenchRequest, on_run: Any = None) -> PortBenchResult
 
 
 def _ours_argv(request: PortBenchRequest, out: Path, dataset: Path, audio: Path) -> list[str]:
-    """`parity run --no-compare` on the same inputs, through the installed `parity` script when there is one."""
+    return parity_run_command(out, dataset, audio, frames=request.frames, backend=request.backend, batch=request.batch,
+                              provider=request.provider, device=request.device, unet=request.unet,
+                              audio_encoder=request.audio_encoder, models=request.models)
+
+
+def parity_run_command(out: Path, dataset: Path, audio: Path, **options: object) -> list[str]:
+    """`parity run --no-compare` on these inputs, through the installed `parity` script when there is one; each
+    option not None becomes `--name value` (underscores as dashes)."""
     script = Path(sys.executable).parent / "parity"
     command = [str(script)] if script.is_file() else [sys.executable, "-m", "synctalk_parity.cli"]
     command += ["run", "--no-compare", "--out", str(out), "--dataset", str(dataset), "--audio", str(audio)]
-    for flag, value in (("--frames", request.frames), ("--backend", request.backend), ("--batch", request.batch),
-                        ("--provider", request.provider), ("--device", request.device), ("--unet", request.unet),
-                        ("--audio-encoder", request.audio_encoder), ("--models", request.models)):
+    for name, value in options.items():
         if value is not None:
-            command += [flag, str(value)]
+            command += [f"--{name.replace('_', '-')}", str(value)]
     return command
 
 

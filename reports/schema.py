@@ -231,7 +231,8 @@ def stage_row(stage: dict[str, Any]) -> list[str]:
 
 
 BENCH_COLUMNS = ("backend", "mode", "batch", "fps median", "fps min..max", "repeats", "x model", "x reference",
-                 "whole-run fps", "first frame s", "U-Net GFLOP/s", "sgemm peak %", "peak RSS MB")
+                 "whole-run fps", "first frame s", "U-Net GFLOP/s", "sgemm peak %", "peak RSS MB",
+                 "process: first frame s", "process: wall s")
 
 
 def machine_text(bench: dict[str, Any]) -> str | None:
@@ -259,6 +260,8 @@ def bench_row(row: dict[str, Any]) -> list[str]:
         "-" if row.get("unet_gflops") is None else f"{row['unet_gflops']:.1f}",
         "-" if row.get("peak_share") is None else f"{row['peak_share']:.0%}",
         "-" if row.get("peak_rss_mb") is None else f"{row['peak_rss_mb']:.0f}",
+        "-" if row.get("process_first_frame_s") is None else f"{row['process_first_frame_s']:.2f}",
+        "-" if row.get("process_wall_s") is None else f"{row['process_wall_s']:.2f}",
     ]
 
 

@@ -133,7 +133,12 @@ def test_bench_measures_every_backend_and_batch_and_writes_result_json(tmp_path)
         if row["mode"].startswith("end-to-end"):
             model = next(r for r in rows if r["mode"] == "model" and r["batch"] == row["batch"])
             assert row["ratio_to_model"] == pytest.approx(row["fps_median"] / model["fps_median"])
-            assert row["whole_run_fps"] > 0 and row["first_frame_s"] > 0
+            assert row["whole_run_fps"] > 0 and row["first_frame_s"] > 0 and row["process_wall_s"] > 0
+            if row["mode"] == "end-to-end":  # parity run itself: from process start to frames/00000.png
+                assert 0 < row["process_first_frame_s"] < row["process_wall_s"]
+                assert f"parity run onnxruntime batch {row['batch']}: first frame {row['process_first_frame_s']:.2f} s after process start" in result.output
+            else:
+                assert row["process_first_frame_s"] is None  # the video only: no frame file
         else:
             assert row["ratio_to_model"] is None and row["whole_run_fps"] is None
     assert document["bench"]["machine"] and document["bench"]["memory"] == []
