@@ -69,8 +69,9 @@ def _bench(console, backend, batch, frames, repeats, reference_frames, memory, d
         result = bench(request, on_row=lambda row: status.update(f"measured {row.backend} batch {row.batch} {row.mode}..."))
     console.print(f"machine: {result.machine}", highlight=False)
     if result.sgemm_gflops:
-        console.print(f"sgemm peak: {result.sgemm_gflops:.0f} GFLOP/s (float32 matmul, measured now; peak %: a row's U-Net "
-                      "GFLOP/s over it)", highlight=False)
+        readings = ", ".join(f"{value:.0f}" for value in result.sgemm_readings)
+        console.print(f"sgemm peak: {result.sgemm_gflops:.0f} GFLOP/s (float32 matmul, the best of readings {readings}; "
+                      "a row's GFLOP/s % is its share of it)", highlight=False)
     console.print(bench_table(result))
     console.print(TABLE_LEGEND, style="dim", highlight=False)
     for line in start_up_lines(result):

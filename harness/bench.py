@@ -8,7 +8,8 @@ Per backend and batch size:
 - end-to-end-video: the same pipeline writing the video only (no PNG frames, no dump), in a bench child:
   what a deployed pipeline does;
 and once: the eager reference loop (torch, one frame at a time), the yardstick of every ratio. Before
-all of it, the machine's fp32 limit: the sgemm peak (`sgemm_peak_gflops`); every row's `peak_share` is its
+all of it, before each model row and at the end, the machine's fp32 limit: the sgemm peak (`sgemm_peak_gflops`,
+the best of those readings: on a shared machine one reading can be low); every row's `peak_share` is its
 achieved U-Net GFLOP/s over it, so figures compare across machines.
 
 End-to-end frames/s is the steady throughput of the frame phase (template decode to video): output
@@ -116,7 +117,8 @@ class BenchResult:
     machine: str
     rows: list[BenchRow] = field(default_factory=list)
     memory: list[MemoryRow] = field(default_factory=list)
-    sgemm_gflops: float | None = None  # the machine's fp32 matmul peak, measured at the start (sgemm_peak_gflops)
+    sgemm_gflops: float | None = None  # the machine's fp32 matmul peak: the best of sgemm_readings
+    sgemm_readings: list[float] = field(default_factory=list)  # sgemm_peak_gflops at the start, before each model row, at the end
 
     def memory_growth_mb(self, backend: str) -> float | None:
         """Peak RSS of the longest run minus the shortest's, for `backend`."""
@@ -128,7 +130,9 @@ class BenchResult:
         return {
             "machine": self.machine,
             "sgemm_gflops": self.sgemm_gflops,
-            "sgemm": f"numpy float32 {SGEMM_SIZE}x{SGEMM_SIZE} matmul, best of {SGEMM_REPEATS} after a warm-up, numpy's default threads",
+            "sgemm_readings": self.sgemm_readings,
+            "sgemm": f"numpy float32 {SGEMM_SIZE}x{SGEMM_SIZE} matmul, best of {SGEMM_REPEATS} after a warm-up, numpy's default "
+                     "threads; the best of readings at the start, before each model row and at the end",
             "rows": [asdict(r) for r in self.rows],
             "memory": [asdict(m) for m in self.memory],
             "memory_growth_mb": {b: self.memory_growth_mb(b) for b in backends},
@@ -142,11 +146,10 @@ def bench(request: BenchRequest, on_row: OnRow | None = None) -> BenchResult:
         from ..export.manifest import find_export
 
         request.models, _ = find_export(request.models, None)
-    result = BenchResult(machine=machine_description(), sgemm_gflops=sgemm_peak_gflops())
+    result = BenchResult(machine=machine_description())
+    sgemm = [sgemm_peak_gflops()]  # read again before every model row and at the end: on a shared machine one reading can be low
 
     def emit(row: BenchRow) -> None:
-        if row.unet_gflops is not None and result.sgemm_gflops:
-            row.peak_share = row.unet_gflops / result.sgemm_gflops
         result.rows.append(row)
         if on_row:
             on_row(row)
@@ -155,6 +158,7 @@ def bench(request: BenchRequest, on_row: OnRow | None = None) -> BenchResult:
     emit(reference)
     for name in request.backends:
         for batch in request.batches:
+            sgemm.append(sgemm_peak_gflops())
             model = _with_ratio(model_row(request, name, batch), reference)
             emit(model)
             emit(_with_ratio(end_to_end_row(request, name, batch), reference, model))
@@ -164,6 +168,10 @@ def bench(request: BenchRequest, on_row: OnRow | None = None) -> BenchResult:
             for frames in MEMORY_FRAMES:
                 measured = end_to_end_child(request, name, request.batches[0], frames, inputs)
                 result.memory.append(MemoryRow(name, request.batches[0], frames, measured["peak_rss_mb"]))
+    sgemm.append(sgemm_peak_gflops())
+    result.sgemm_readings, result.sgemm_gflops = sgemm, max(sgemm)
+    for row in result.rows:
+        row.peak_share = None if row.unet_gflops is None else row.unet_gflops / result.sgemm_gflops
     return result
 
 

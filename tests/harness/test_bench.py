@@ -123,6 +123,7 @@ def test_bench_measures_every_backend_and_batch_and_writes_result_json(tmp_path)
     ]
     peak = document["bench"]["sgemm_gflops"]
     assert peak > 0 and "sgemm peak:" in result.output
+    assert len(document["bench"]["sgemm_readings"]) == 4 and peak == max(document["bench"]["sgemm_readings"])  # start, 2 batches, end
     for row in rows:
         assert row["fps_min"] <= row["fps_median"] <= row["fps_max"] and row["repeats"] >= 1
         assert row["unet_gflops"] == pytest.approx(row["fps_median"] * UNET_GFLOP_PER_FRAME)
