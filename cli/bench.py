@@ -40,6 +40,8 @@ def bench_command(
     from .view import console
 
     if port is not None:
+        if memory:
+            raise ParityError("--memory measures our pipeline alone; run it without --port")
         _bench_port(console, port, backend, batch, frames, repeats, warmup, dataset, audio, models, unet, audio_encoder, out,
                     report, provider, device)
         return

@@ -20,9 +20,11 @@ ENV = {"COLUMNS": "160"}
 FRAMES = 8
 
 
-@pytest.fixture(autouse=True)
-def isolated_cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("SYNCTALK_PARITY_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+@pytest.fixture(scope="module", autouse=True)
+def isolated_cache(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SYNCTALK_PARITY_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+        yield
 
 
 def _script(tmp_path, name: str, code: str) -> str:
@@ -31,10 +33,9 @@ def _script(tmp_path, name: str, code: str) -> str:
     return f"{sys.executable} {path}"
 
 
-@pytest.fixture
-def correct_port(tmp_path):
-    """A port: the demo's first FRAMES output frames, made from the reference's stage functions and the fixture
-    U-Net once, then written as PNG into {out} by the port's script (so the timed port process stays short)."""
+@pytest.fixture(scope="module")
+def made_frames(tmp_path_factory):
+    """The demo's first FRAMES output frames, made from the reference's stage functions and the fixture U-Net."""
     import cv2
 
     from synctalk_parity.cache import cache_root
@@ -49,29 +50,39 @@ def correct_port(tmp_path):
     network = ReferencePipeline(unet, encoder)
     dataset = open_dataset(demo.dataset_dir)
     features = network.audio_stages(audio.load_audio(demo.audio_path)).features
-    made = tmp_path / "made"
-    made.mkdir()
+    made = tmp_path_factory.mktemp("made")
     for index, template_index in enumerate(dataset.schedule(FRAMES)):
         template = dataset.templates[template_index]
         image, box = template.read_image(), template.box
         crop = frames.crop_328(image, box)
         mouth = frames.mouth_from_output(network.generate(frames.unet_input(crop), audio.unet_audio_window(features, index)))
         cv2.imwrite(str(made / f"frame_{index + 1:04d}.png"), frames.paste(image, frames.pasted_region(crop, mouth, box), box))
+    return made
+
+
+def _copying_port(tmp_path, made, count: int = FRAMES) -> str:
+    """A port's command: a script that writes the first `count` made frames as PNG into {out} (so the timed port
+    process stays short)."""
     port = _script(tmp_path, "port.py", f"""
         import shutil, sys
         from pathlib import Path
         out = Path(sys.argv[1])
-        for frame in sorted(Path({str(made)!r}).glob("*.png")):  # numbered from 1, as many ports number them
+        for frame in sorted(Path({str(made)!r}).glob("*.png"))[:{count}]:  # numbered from 1, as many ports number them
             shutil.copyfile(frame, out / frame.name)
     """)
     return f"{port} {{out}}"
+
+
+@pytest.fixture
+def correct_port(tmp_path, made_frames):
+    return _copying_port(tmp_path, made_frames)
 
 
 @pytest.mark.slow
 def test_a_port_is_timed_beside_our_run_and_judged_from_its_frames(tmp_path, correct_port):
     out = tmp_path / "bench"
     args = ["bench", "--port", correct_port, "--frames", str(FRAMES), "--repeats", "2", "--warmup", "0",
-            "--backend", "torch", "--out", str(out), "--report", "md"]
+            "--backend", "torch", "--out", str(out), "--report", "md,html"]
     result = runner.invoke(app, args, env=ENV)
     assert result.exit_code == 0, result.output
     text = result.output
@@ -101,6 +112,23 @@ def test_a_port_is_timed_beside_our_run_and_judged_from_its_frames(tmp_path, cor
     report = (out / "report.md").read_text()
     assert "PASS" in report and "The port beside our pipeline" in report and "| wall s |" in report
     assert f"{FRAMES} of {FRAMES} frames compared" in report
+    assert "The port beside our pipeline" in (out / "report.html").read_text()
+
+
+@pytest.mark.slow
+def test_a_port_that_leaves_out_frames_is_timed_and_fails_its_verdict(tmp_path, made_frames):
+    out = tmp_path / "bench"
+    args = ["bench", "--port", _copying_port(tmp_path, made_frames, FRAMES - 2), "--frames", str(FRAMES), "--repeats", "1",
+            "--warmup", "0", "--backend", "torch", "--out", str(out)]
+    result = runner.invoke(app, args, env=ENV)
+    assert result.exit_code == 1, result.output
+    assert "wall s" in result.output and "FAIL" in result.output and "PASS" not in result.output
+    assert f"{FRAMES - 2} of {FRAMES} reference frames present" in result.output
+    document = json.loads((out / "result.json").read_text())
+    port = document["bench"]["port"]
+    assert len(port["pairs"]) == 1 and port["failure"] is None
+    assert port["passed"] is False and port["verdict"]["passed"] is False and document["comparison"]["passed"] is False
+    assert "frames_missing" in port["verdict"]["diagnoses"]
 
 
 @pytest.mark.parametrize(
@@ -126,10 +154,12 @@ def test_a_port_that_fails_or_writes_nothing_is_reported_and_exits_1(tmp_path, c
     [
         ("./port --audio in.wav", "must contain {out}"),
         ("no-such-port-program {out}", "'no-such-port-program' is not a program"),
+        ("./port {out} --memory", "--memory measures our pipeline alone"),
     ],
 )
 def test_a_port_command_without_out_or_program_is_refused_in_one_line(tmp_path, command, message):
-    result = runner.invoke(app, ["bench", "--port", command, "--out", str(tmp_path / "bench")], env=ENV)
+    extra = ["--memory"] if command.endswith("--memory") else []
+    result = runner.invoke(app, ["bench", "--port", command.removesuffix(" --memory"), *extra, "--out", str(tmp_path / "bench")], env=ENV)
     assert result.exit_code == 2, result.output
     assert message in result.output and "Traceback" not in result.output
     assert not (tmp_path / "bench").exists()
