@@ -53,10 +53,30 @@ def create_session(path: Path, network: str, provider: str, threads: int | None 
 
     Off the CPU, CPU fallback of nodes is disabled: a node the provider cannot run fails here instead
     of running on the CPU. `enable_fallback=0` stops the Python API from retrying a failed creation
-    (or run) on the CPU."""
+    (or run) on the CPU.
+
+    Session options on the CPU, U-Net model-only at batch 1, the golden export (fp32), onnxruntime 1.32,
+    `scripts/ort_session_options.py --frames 10 --rounds 6`: every option set in one process, interleaved frame
+    by frame in a rotating order, ratio to this session's options round by round, median (min..max), two runs.
+    Measured on a 2-core AMD EPYC (AVX2) shared with other agents (load average 4-5 during the runs), so small
+    ratios are noise: the same options in a second session (an A/A control) read 1.03x (0.97..1.10) and 1.05x
+    (0.91..1.09).
+    - ORT_ENABLE_EXTENDED (no layout transforms, no NCHWc): 0.55x (0.53..0.61): the layout transforms are what
+      makes the convolutions fast; kept (ORT_ENABLE_ALL, set explicitly).
+    - ORT_ENABLE_LAYOUT instead of ORT_ENABLE_ALL: 0.97x (0.89..1.12); `session.dynamic_block_base` 4: 0.97x
+      (0.94..1.09); `session.set_denormal_as_zero`: 1.05x (0.97..1.25), then 0.94x (0.82..1.01): within the
+      control's spread; not set.
+    - ORT_PARALLEL with 2 inter-op threads: 0.68x (0.61..0.73); not set (the U-Net is one chain of ops).
+    - intra-op spinning on (ORT's default), in an earlier run timed in blocks of 12 frames rather than frame by
+      frame (a spinning session's threads would slow the next one): 0.68x (0.48..0.77) on this oversubscribed
+      machine; kept off for the pipeline (comment below). Intra-op threads: ORT's default (one per physical core).
+    Not measured here: an AVX-512 machine (not available to this session)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
+    # Every graph optimization, NCHWc layout transforms included (ORT's default, kept explicit: without the
+    # layout transforms, ORT_ENABLE_EXTENDED, the U-Net ran at about 0.6x; see the docstring).
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     # No spin-waiting between ops: in the pipeline, decoding, pasting and encoding threads need
     # the cores that spinning ORT threads would burn (measured: 720p end-to-end 10 -> 11.7 fps).
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")

@@ -17,10 +17,10 @@ def register(app: typer.Typer) -> None:
 
 
 def bench_command(
-    backend: Annotated[str, typer.Option(help="Backends to measure, comma-separated.")] = "torch,onnxruntime",
-    batch: Annotated[str, typer.Option(help="U-Net batch sizes, comma-separated.")] = "1,4,8",
-    frames: Annotated[int, typer.Option(help="Frames per timed pass (model-only and end-to-end).")] = 32,
-    repeats: Annotated[int, typer.Option(help="Timed passes after the warm-up; median, min and max are reported.")] = 3,
+    backend: Annotated[str | None, typer.Option(help="Backends to measure, comma-separated. Default: torch,onnxruntime; with --port: the one `parity run` uses by default.", show_default=False)] = None,
+    batch: Annotated[str | None, typer.Option(help="U-Net batch sizes, comma-separated. Default: 1,4,8; with --port: the backend's choice.", show_default=False)] = None,
+    frames: Annotated[int | None, typer.Option(help="Frames per timed pass (model-only and end-to-end). Default: 32; with --port: ours writes the first N frames and the verdict judges N (the port's command must write N too). Default there: the whole clip.", show_default=False)] = None,
+    repeats: Annotated[int, typer.Option(help="Timed passes after the warm-up; median, min and max are reported. With --port: timed pairs (port, ours).")] = 3,
     reference_frames: Annotated[int, typer.Option("--reference-frames", help="Frames of the eager reference loop (it is slow).")] = 8,
     memory: Annotated[bool, typer.Option("--memory", help="Also measure peak RSS of end-to-end runs of 100 and 400 frames (slow).")] = False,
     dataset: Annotated[Path | None, typer.Option(help="SyncTalk dataset for end-to-end runs (default: the built-in demo).")] = None,
@@ -32,12 +32,25 @@ def bench_command(
     report: Annotated[str | None, typer.Option(help="Also write reports into --out: md,html,json,junit (or all).")] = None,
     provider: Annotated[str | None, typer.Option(help="ONNX Runtime execution provider for the onnxruntime rows: cpu, cuda, tensorrt, coreml. Default: cpu.", show_default=False)] = None,
     device: Annotated[str | None, typer.Option(help="torch device for the torch rows: cpu, cuda, cuda:N. Default: cpu.", show_default=False)] = None,
+    port: Annotated[str | None, typer.Option(help="A port's own command, run alternately with `parity run --no-compare` on the same inputs, then judged from the frames it wrote: {out} is replaced by a fresh folder for its frames (required), {dataset} and {audio} by the inputs.", show_default=False)] = None,
+    warmup: Annotated[int, typer.Option(help="With --port: untimed pairs (port, ours) before the timed ones.")] = 1,
 ) -> None:
-    """Frames/s of each backend: the networks alone, the whole pipeline, and the eager reference loop."""
+    """Frames/s of each backend: the networks alone, the whole pipeline, and the eager reference loop; or, with
+    --port, a port's own command beside ours: wall, CPU, peak RSS, time to first frame, and the port's verdict."""
     from .view import console
 
-    _bench(console, backend, batch, frames, repeats, reference_frames, memory, dataset, audio, models, unet,
-           audio_encoder, out, report, provider, device)
+    if port is not None:
+        if memory:
+            raise ParityError("--memory measures our pipeline alone; run it without --port")
+        _bench_port(console, port, backend, batch, frames, repeats, warmup, dataset, audio, models, unet, audio_encoder, out,
+                    report, provider, device)
+        return
+    _bench(console, backend or DEFAULT_BACKENDS, batch or DEFAULT_BATCHES, 32 if frames is None else frames, repeats,
+           reference_frames, memory, dataset, audio, models, unet, audio_encoder, out, report, provider, device)
+
+
+DEFAULT_BACKENDS = "torch,onnxruntime"
+DEFAULT_BATCHES = "1,4,8"
 
 
 def _bench(console, backend, batch, frames, repeats, reference_frames, memory, dataset, audio, models, unet,
@@ -57,8 +70,14 @@ def _bench(console, backend, batch, frames, repeats, reference_frames, memory, d
     with console.status("measuring the eager reference loop...") as status:
         result = bench(request, on_row=lambda row: status.update(f"measured {row.backend} batch {row.batch} {row.mode}..."))
     console.print(f"machine: {result.machine}", highlight=False)
+    if result.sgemm_gflops:
+        readings = ", ".join(f"{value:.0f}" for value in result.sgemm_readings)
+        console.print(f"sgemm peak: {result.sgemm_gflops:.0f} GFLOP/s (float32 matmul, the best of readings {readings}; "
+                      "a row's GFLOP/s % is its share of it)", highlight=False)
     console.print(bench_table(result))
     console.print(TABLE_LEGEND, style="dim", highlight=False)
+    for line in start_up_lines(result):
+        console.print(line, highlight=False)
     for backend_name in dict.fromkeys(m.backend for m in result.memory):
         rows = " vs ".join(f"{m.frames} frames {m.peak_rss_mb:.0f} MB" for m in result.memory if m.backend == backend_name)
         console.print(f"memory {backend_name}: peak RSS {rows} (+{result.memory_growth_mb(backend_name):.0f} MB)", highlight=False)
@@ -74,7 +93,18 @@ def _bench(console, backend, batch, frames, repeats, reference_frames, memory, d
 MODE_LABELS = {"end-to-end": "e2e", "end-to-end-video": "e2e video"}
 TABLE_LEGEND = ("fps: steady frames/s (median of the repeats; range: min..max); x model, x ref: fps over the same backend's "
                 "model-only fps and over the eager reference loop; whole: fps over the whole frame phase, "
-                "start-up included; GFLOP/s: the U-Net's achieved; MB: peak RSS; e2e: parity run --no-compare (PNG frames, video, dump); e2e video: the video only")
+                "start-up included; GFLOP/s: the U-Net's achieved and its share of the sgemm peak; MB: peak RSS; e2e: parity run --no-compare (PNG frames, video, dump); e2e video: the video only")
+
+
+def start_up_lines(result) -> list[str]:
+    """Per e2e row: `parity run --no-compare` as a whole process, from its start (medians of the repeats)."""
+    lines = []
+    for row in result.rows:
+        if row.mode == "end-to-end" and row.process_wall_s is not None:
+            first = "-" if row.process_first_frame_s is None else f"{row.process_first_frame_s:.2f} s"
+            lines.append(f"parity run {row.backend} batch {row.batch}: first frame {first} after process start, "
+                         f"whole process {row.process_wall_s:.2f} s")
+    return lines
 
 
 def bench_table(result) -> Table:
@@ -88,10 +118,17 @@ def bench_table(result) -> Table:
             row.backend.removesuffix("-reference"), str(row.batch), MODE_LABELS.get(row.mode, row.mode), f"{row.fps_median:.2f}",
             f"{row.fps_min:.2f}..{row.fps_max:.2f}", ratio(row.ratio_to_model), ratio(row.ratio_to_reference),
             "" if row.whole_run_fps is None else f"{row.whole_run_fps:.2f}",
-            "" if row.unet_gflops is None else f"{row.unet_gflops:.0f}",
+            _gflops(row),
             "" if row.peak_rss_mb is None else f"{row.peak_rss_mb:.0f}",
         )
     return table
+
+
+def _gflops(row) -> str:
+    """"174 59%": the U-Net's achieved GFLOP/s and its share of the measured sgemm peak."""
+    if row.unet_gflops is None:
+        return ""
+    return f"{row.unet_gflops:.0f}" + ("" if row.peak_share is None else f" {row.peak_share:.0%}")
 
 
 def _names(text: str) -> list[str]:
@@ -103,3 +140,74 @@ def _sizes(text: str) -> list[int]:
         return [int(size) for size in text.split(",") if size.strip()]
     except ValueError:
         raise ParityError(f"--batch: expected comma-separated integers like 1,4,8, got {text!r}") from None
+
+
+def _bench_port(console, port, backend, batch, frames, repeats, warmup, dataset, audio, models, unet, audio_encoder, out,
+                report, provider, device) -> None:
+    from ..harness.bench import write_port_bench_result
+    from ..harness.bench_port import PortBenchRequest, bench_port
+
+    formats = None
+    if report is not None:
+        from ..reports import parse_formats
+
+        formats = parse_formats(report)
+    names = _names(backend) if backend else []
+    sizes = _sizes(batch) if batch else []
+    if len(names) > 1 or len(sizes) > 1:
+        raise ParityError("--port runs one pipeline of ours beside the port: pass one --backend and one --batch (or none)")
+    request = PortBenchRequest(port, repeats=repeats, warmup=warmup, frames=frames, dataset=dataset, audio=audio, unet=unet,
+                               audio_encoder=audio_encoder, models=models, backend=names[0] if names else None,
+                               batch=sizes[0] if sizes else None, provider=provider, device=device, out=out)
+
+    def running(side: str, index: int | None) -> None:
+        what = "judging the port's frames" if side == "verdict" else f"{side}: {'warm-up' if index is None else f'run {index + 1} of {repeats}'}"
+        status.update(f"{what}...")
+
+    with console.status("starting...") as status:
+        result = bench_port(request, on_run=running)
+    path = write_port_bench_result(result, out)
+    print_port_bench(console, result)
+    console.print(f"[green]wrote[/] {path}", highlight=False)
+    if formats:
+        from ..reports import write_reports
+
+        written = write_reports([out], formats, out)
+        console.print(f"reports: {', '.join(str(p) for p in written)}", highlight=False)
+    if not result.passed:
+        raise typer.Exit(1)
+
+
+def print_port_bench(console, result) -> None:
+    """Both commands, the speed table (port, ours, port/ours pair by pair), then the port's verdict."""
+    from .view import print_table
+
+    console.print(f"port: {' '.join(result.port_argv)}", highlight=False, soft_wrap=True)
+    console.print(f"ours: {' '.join(result.ours_argv)}", highlight=False, soft_wrap=True)
+    if result.pairs:
+        print_table(console, port_bench_table(result))
+        console.print(PORT_LEGEND, style="dim", highlight=False)
+    if result.failure:
+        console.print(f"[red]FAIL[/]: {result.failure}; no verdict", highlight=False, soft_wrap=True)
+        return
+    from .compare import _print_port, _print_verdict
+
+    _print_port(result.verdict)
+    _print_verdict(result.verdict.comparison, "")
+    console.print(f"verdict: {result.verdict.result_path}", highlight=False, soft_wrap=True)
+
+
+PORT_LEGEND = ("whole processes, port and ours alternately; median (min..max) over the pairs; port/ours: the ratio pair by "
+               "pair; CPU: user+sys; first frame: process start to its first frame file")
+
+
+def port_bench_table(result) -> Table:
+    """Per metric: the port's, ours and port/ours pair by pair, each as median (min..max)."""
+    from ..reports.schema import PORT_BENCH_COLUMNS, port_bench_rows
+
+    table = Table(box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), show_edge=False)
+    for column in PORT_BENCH_COLUMNS:
+        table.add_column(column, justify="left" if not column else "right")
+    for row in port_bench_rows({"port": result.to_dict()}):
+        table.add_row(*row)
+    return table

@@ -3,24 +3,29 @@
 Per backend and batch size:
 - model: U-Net batches plus the audio encoder's share per frame, on real inputs (the golden
   subset when present, else inputs made from the demo), after a warm-up; R repeats;
-- end-to-end: what `parity run --no-compare` does by default (PNG frames, video, the default dump:
-  light stages every frame, heavy ones every 10th) in a child process, whose own peak RSS is read
-  back; R repeats;
-- end-to-end-video: the same run writing the video only (no PNG frames, no dump): what a deployed
-  pipeline does;
-and once: the eager reference loop (torch, one frame at a time), the yardstick of every ratio.
+- end-to-end: `parity run --no-compare` itself (PNG frames, video, the default dump: light stages every
+  frame, heavy ones every 10th) as a child process; R repeats;
+- end-to-end-video: the same pipeline writing the video only (no PNG frames, no dump), in a bench child:
+  what a deployed pipeline does;
+and once: the eager reference loop (torch, one frame at a time), the yardstick of every ratio. Before
+all of it, before each model row and at the end, the machine's fp32 limit: the sgemm peak (`sgemm_peak_gflops`,
+the best of those readings: on a shared machine one reading can be low); every row's `peak_share` is its
+achieved U-Net GFLOP/s over it, so figures compare across machines.
 
 End-to-end frames/s is the steady throughput of the frame phase (template decode to video): output
 frames after the first batch divided by the time from the first batch's last frame to the last frame
-out, like the model-only figure, which is timed after a warm-up pass. What comes before (model
-loading, the clip's audio stage, the pipeline filling up and the backend's first call) is reported
-beside it: `whole_run_fps` (frames over the whole frame phase) and `first_frame_s`. The model-only
-figure includes the audio encoder's share per frame; `ratio_to_model` is end-to-end over model-only
-for the same backend and batch (the pipeline's overhead).
+out (for `parity run`, from the modification times of the PNG frames it wrote), like the model-only
+figure, which is timed after a warm-up pass. What comes before (model loading, the clip's audio stage,
+the pipeline filling up and the backend's first call) is reported beside it: `whole_run_fps` (frames over
+the whole frame phase) and `first_frame_s` (frame phase start to first frame). As whole processes, measured
+from outside (`bench_port.measure_process`): `process_wall_s`, `process_first_frame_s` (process start to
+frames/00000.png: imports, checkpoints, caches and model loading included) and `peak_rss_mb` (the child's
+own). The model-only figure includes the audio encoder's share per frame; `ratio_to_model` is end-to-end
+over model-only for the same backend and batch (the pipeline's overhead).
 `memory=True` adds peak RSS of default end-to-end runs of 100 and 400 frames (memory must stay flat).
 
-Timed runs go to a child with `python -m synctalk_parity.harness.bench end-to-end ...`, which prints
-one JSON line.
+Video-only runs go to a child with `python -m synctalk_parity.harness.bench end-to-end --video-only ...`,
+which prints one JSON line. `parity bench --port` (a port's own command beside ours) is `bench_port.py`.
 """
 
 from __future__ import annotations
@@ -30,7 +35,6 @@ import os
 import platform
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -45,6 +49,8 @@ from ..errors import ParityError
 from .verdict.result import write_result
 
 UNET_GFLOP_PER_FRAME = 9.772  # 4.886 GMAC
+SGEMM_SIZE = 2048  # one float32 matmul: 17.2 GFLOP, 0.06-0.3 s on 2 cores (smaller sizes read lower)
+SGEMM_REPEATS = 3
 MEMORY_FRAMES = (100, 400)
 DEFAULT_REFERENCE_FRAMES = 8
 
@@ -93,6 +99,9 @@ class BenchRow:
     ratio_to_model: float | None = None  # end-to-end rows: fps over the model-only fps (same backend, batch)
     whole_run_fps: float | None = None  # end-to-end rows: frames over the whole frame phase, start-up included
     first_frame_s: float | None = None  # end-to-end rows: frame phase start to the first frame written
+    peak_share: float | None = None  # unet_gflops over the machine's measured sgemm peak (BenchResult.sgemm_gflops)
+    process_wall_s: float | None = None  # end-to-end rows: the child's whole-process wall time (median)
+    process_first_frame_s: float | None = None  # end-to-end rows: process start to frames/00000.png written (median)
 
 
 @dataclass
@@ -108,6 +117,8 @@ class BenchResult:
     machine: str
     rows: list[BenchRow] = field(default_factory=list)
     memory: list[MemoryRow] = field(default_factory=list)
+    sgemm_gflops: float | None = None  # the machine's fp32 matmul peak: the best of sgemm_readings
+    sgemm_readings: list[float] = field(default_factory=list)  # sgemm_peak_gflops at the start, before each model row, at the end
 
     def memory_growth_mb(self, backend: str) -> float | None:
         """Peak RSS of the longest run minus the shortest's, for `backend`."""
@@ -118,6 +129,10 @@ class BenchResult:
         backends = dict.fromkeys(m.backend for m in self.memory)
         return {
             "machine": self.machine,
+            "sgemm_gflops": self.sgemm_gflops,
+            "sgemm_readings": self.sgemm_readings,
+            "sgemm": f"numpy float32 {SGEMM_SIZE}x{SGEMM_SIZE} matmul, best of {SGEMM_REPEATS} after a warm-up, numpy's default "
+                     "threads; the best of readings at the start, before each model row and at the end",
             "rows": [asdict(r) for r in self.rows],
             "memory": [asdict(m) for m in self.memory],
             "memory_growth_mb": {b: self.memory_growth_mb(b) for b in backends},
@@ -132,16 +147,18 @@ def bench(request: BenchRequest, on_row: OnRow | None = None) -> BenchResult:
 
         request.models, _ = find_export(request.models, None)
     result = BenchResult(machine=machine_description())
+    sgemm = [sgemm_peak_gflops()]  # read again before every model row and at the end: on a shared machine one reading can be low
+
     def emit(row: BenchRow) -> None:
         result.rows.append(row)
         if on_row:
             on_row(row)
 
-
     reference = reference_row(request)
     emit(reference)
     for name in request.backends:
         for batch in request.batches:
+            sgemm.append(sgemm_peak_gflops())
             model = _with_ratio(model_row(request, name, batch), reference)
             emit(model)
             emit(_with_ratio(end_to_end_row(request, name, batch), reference, model))
@@ -151,7 +168,27 @@ def bench(request: BenchRequest, on_row: OnRow | None = None) -> BenchResult:
             for frames in MEMORY_FRAMES:
                 measured = end_to_end_child(request, name, request.batches[0], frames, inputs)
                 result.memory.append(MemoryRow(name, request.batches[0], frames, measured["peak_rss_mb"]))
+    sgemm.append(sgemm_peak_gflops())
+    result.sgemm_readings, result.sgemm_gflops = sgemm, max(sgemm)
+    for row in result.rows:
+        row.peak_share = None if row.unet_gflops is None else row.unet_gflops / result.sgemm_gflops
     return result
+
+
+def sgemm_peak_gflops(size: int = SGEMM_SIZE, repeats: int = SGEMM_REPEATS) -> float:
+    """The machine's fp32 limit as the backends meet it: GFLOP/s of the fastest of `repeats` float32
+    `size` x `size` matmuls (numpy's BLAS with its default threads, one per CPU as ONNX Runtime's and torch's
+    pools on these machines) after a warm-up; a few hundred ms. Each backend row's `peak_share` is its
+    achieved U-Net GFLOP/s over this, so figures compare across machines."""
+    rng = np.random.default_rng(0)
+    a, b, product = (rng.random((size, size), dtype=np.float32) for _ in range(3))
+
+    def multiply() -> None:
+        np.matmul(a, b, out=product)
+
+    multiply()  # warm-up: thread pool start, page faults
+    best = min(_repeat(multiply, repeats)[0])
+    return 2 * size**3 / best / 1e9
 
 
 def model_row(request: BenchRequest, backend_name: str, batch: int) -> BenchRow:
@@ -169,19 +206,23 @@ def model_row(request: BenchRequest, backend_name: str, batch: int) -> BenchRow:
 
 
 def end_to_end_row(request: BenchRequest, backend_name: str, batch: int, video_only: bool = False) -> BenchRow:
-    """Production pipeline steady frames/s (no comparison) in child processes, with their peak RSS.
+    """Production pipeline steady frames/s (no comparison) in child processes, with their peak RSS and, as whole
+    processes, their wall time and (frames written) time from process start to the first frame.
 
-    Default: PNG frames, video and the default dump, as `parity run --no-compare` writes them (mode
-    "end-to-end"); `video_only`: the video alone (mode "end-to-end-video")."""
+    Default: `parity run --no-compare` itself (PNG frames, video and the default dump; mode "end-to-end");
+    `video_only`: the video alone, in a bench child (mode "end-to-end-video")."""
     runs = [end_to_end_child(request, backend_name, batch, request.frames, video_only=video_only)
             for _ in range(request.repeats)]
     fps = [r["steady_fps"] for r in runs]
     median = statistics.median(fps)
+    starts = [r["process_first_frame_s"] for r in runs if r.get("process_first_frame_s") is not None]
     return BenchRow(backend_name, batch, "end-to-end-video" if video_only else "end-to-end", median, min(fps), max(fps),
                     request.repeats, unet_gflops=median * UNET_GFLOP_PER_FRAME,
                     peak_rss_mb=max(r["peak_rss_mb"] for r in runs), load_average=os.getloadavg()[0],
                     whole_run_fps=statistics.median(r["fps"] for r in runs),
-                    first_frame_s=statistics.median(r["first_frame_s"] for r in runs))
+                    first_frame_s=statistics.median(r["first_frame_s"] for r in runs),
+                    process_wall_s=statistics.median(r["process_wall_s"] for r in runs),
+                    process_first_frame_s=statistics.median(starts) if starts else None)
 
 
 def reference_row(request: BenchRequest) -> BenchRow:
@@ -213,28 +254,54 @@ def reference_row(request: BenchRequest) -> BenchRow:
 
 def end_to_end_child(request: BenchRequest, backend_name: str, batch: int, frames: int,
                      inputs: tuple[Path, Path] | None = None, video_only: bool = False) -> dict:
-    """Run the production pipeline in a fresh process; returns its `steady_fps`, `fps` (whole frame
-    phase), `first_frame_s`, `frames` and `peak_rss_mb`."""
+    """Run the production pipeline in a fresh process, measured from outside (`bench_port.measure_process`).
+
+    Default: `parity run --no-compare`, timed from the files it writes: steady frames/s from the modification
+    times of frames/*.png, the frame phase (`fps`, `first_frame_s`) from its result.json, and, from process
+    start, `process_wall_s` and `process_first_frame_s` (frames/00000.png written). `video_only`: the bench child
+    (`python -m synctalk_parity.harness.bench end-to-end --video-only`), which reports its frame times itself.
+    Both: `frames` and `peak_rss_mb` (the child's own, see `measure_process`)."""
+    from .bench_port import measure_process, parity_run_command
+
     dataset, audio = inputs or _inputs(request, frames)
-    with tempfile.TemporaryDirectory(prefix="parity-bench-") as out:
-        command = [sys.executable, "-m", __name__, "end-to-end", "--backend", backend_name, "--batch", str(batch),
-                   "--frames", str(frames), "--out", out, "--dataset", str(dataset), "--audio", str(audio)]
+    env = {**os.environ}
+    if request.cache is not None:
+        env["SYNCTALK_PARITY_CACHE"] = str(request.cache)
+    paths = {"unet": request.unet, "audio_encoder": request.audio_encoder, "models": request.models}
+    with tempfile.TemporaryDirectory(prefix="parity-bench-") as scratch:
+        out, log, stdout = Path(scratch) / "out", Path(scratch) / "log.txt", Path(scratch) / "stdout.txt"
         if video_only:
-            command.append("--video-only")
-        for option, value in request.options(backend_name).items():
-            command += [f"--{option}", value]
-        for flag, path in (("--unet", request.unet), ("--audio-encoder", request.audio_encoder), ("--models", request.models)):
-            if path is not None:
-                command += [flag, str(path)]
-        env = {**os.environ}
-        if request.cache is not None:
-            env["SYNCTALK_PARITY_CACHE"] = str(request.cache)
-        done = subprocess.run(command, capture_output=True, text=True, env=env)
-    lines = done.stdout.strip().splitlines()
-    if done.returncode != 0 or not lines:
-        reason = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise ParityError(f"end-to-end benchmark of {backend_name} (batch {batch}, {frames} frames) failed: {reason}")
-    return json.loads(lines[-1])
+            command = [sys.executable, "-m", __name__, "end-to-end", "--backend", backend_name, "--batch", str(batch),
+                       "--frames", str(frames), "--out", str(out), "--dataset", str(dataset), "--audio", str(audio), "--video-only"]
+            for option, value in {**request.options(backend_name), **paths}.items():
+                if value is not None:
+                    command += [f"--{option.replace('_', '-')}", str(value)]
+        else:
+            command = parity_run_command(out, dataset, audio, backend=backend_name, batch=batch, frames=frames,
+                                         **request.options(backend_name), **paths)
+        measured = measure_process(command, out, frames_dir=out / "frames", env=env, log=log, stdout=stdout)
+        if measured.returncode != 0:
+            raise ParityError(f"end-to-end benchmark of {backend_name} (batch {batch}, {frames} frames) failed: "
+                              f"{measured.error or 'no output'}")
+        if video_only:
+            lines = stdout.read_text().strip().splitlines()
+            if not lines:
+                raise ParityError(f"end-to-end benchmark of {backend_name} (batch {batch}, {frames} frames) printed nothing")
+            child = json.loads(lines[-1])
+        else:
+            child = _run_figures(out, batch)
+    return {**child, "peak_rss_mb": measured.peak_rss_mb, "process_wall_s": measured.wall_s,
+            "process_first_frame_s": measured.first_frame_s if not video_only else None}
+
+
+def _run_figures(out: Path, batch: int) -> dict:
+    """Frame-phase figures of a finished `parity run` from what it wrote: PNG mtimes and result.json's timing."""
+    timing = json.loads((out / "result.json").read_text())["timing"]
+    done_at = [p.stat().st_mtime for p in sorted((out / "frames").glob("*.png"))]
+    frame_phase = timing["seconds"]["frames"]
+    started = done_at[-1] - frame_phase if done_at else 0.0  # the frame phase ends when the last frame is out
+    return {"fps": timing["fps"], "steady_fps": steady_fps(done_at, batch) or timing["fps"], "frames": timing["frames"],
+            "first_frame_s": done_at[0] - started if done_at else None}
 
 
 def model_inputs(request: BenchRequest, backend, frames: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -254,6 +321,32 @@ def model_inputs(request: BenchRequest, backend, frames: int) -> tuple[np.ndarra
 def write_bench_result(result: BenchResult, out: Path) -> Path:
     """`result.json` (command "bench") in `out`."""
     return write_result(Path(out), "bench", bench=result.to_dict())
+
+
+def write_port_bench_result(result, out: Path) -> Path:
+    """`result.json` (command "bench") of `parity bench --port`: the timings under `bench.port`, and the port's
+    verdict as the document's comparison (and `port`), so the reports show how fast and how right it is."""
+    out = Path(out)
+    extra: dict = {}
+    backend = None
+    if result.verdict is not None:
+        verdict = json.loads(Path(result.verdict.result_path).read_text())
+        where = os.path.relpath(result.verdict.out, out)
+        inside = lambda path: path if path is None or os.path.isabs(path) else f"{where}/{path}"  # relative to the verdict there
+        comparison = verdict["comparison"]
+        comparison["candidate"] = inside(comparison.get("candidate"))
+        for key in ("reference_png", "candidate_png"):
+            if comparison.get("worst_frame"):
+                comparison["worst_frame"][key] = inside(comparison["worst_frame"][key])
+        port = verdict.get("port") or {}
+        for name, file in ((port.get("worst_mouth") or {}).get("files") or {}).items():
+            port["worst_mouth"]["files"][name] = inside(file)
+        extra = {"comparison": comparison, "port": port}
+        backend = {"name": f"port ({Path(result.port_argv[0]).name})", "precision": comparison["gate"]["precision"],
+                   "describe": {"kind": result.verdict.kind}}
+    bench_document = {"machine": machine_description(), "rows": [], "memory": [], "memory_growth_mb": {}, "port": result.to_dict()}
+    return write_result(out, "bench", backend=backend, inputs={"dataset": result.dataset, "audio": result.audio, "frames": result.frames},
+                        bench=bench_document, extra=extra)  # extra's comparison: the verdict's document, paths from here
 
 
 def machine_description() -> str:

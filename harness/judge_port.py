@@ -66,6 +66,7 @@ class PortRequest:
     shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)  # for raw .bin tensors
     simulate: bool = True
     backend: str | None = None  # runs the networks of the simulation (default: the best available)
+    frames: int | None = None  # judge the first N output frames (the port was asked for N); None: the whole clip
 
 
 @dataclass
@@ -107,6 +108,8 @@ def judge_port(request: PortRequest, progress: Progress | None = None) -> PortRe
     dataset = open_dataset(dataset_path, request.start_frame)
     pcm = load_audio(audio_path)
     frame_count = window_count(1 + len(pcm) // HOP_LENGTH) + 2
+    if request.frames is not None:
+        frame_count = min(frame_count, request.frames)
     seconds: dict[str, float] = {}
 
     t = time.perf_counter()

@@ -17,6 +17,7 @@ import numpy as np
 from .schema import (
     BENCH_COLUMNS,
     MEMORY_COLUMNS,
+    PORT_BENCH_COLUMNS,
     REGION_LABELS,
     STAGE_COLUMNS,
     SUMMARY_COLUMNS,
@@ -24,10 +25,13 @@ from .schema import (
     bench_row,
     headline_parts,
     is_numeric_column,
+    machine_text,
     memory_growth_text,
     memory_rows,
     metric_text,
     number,
+    port_bench_rows,
+    port_bench_text,
     stage_row,
     summary_row,
 )
@@ -69,8 +73,14 @@ def run_section(run: Run, index: int) -> str:
         parts.append(_section("Worst frame", _worst_frame(run), level=3))
     if run.timing:
         parts.append(_section("Timing", _timing(run.timing), level=3))
+    if run.bench and run.bench.get("port"):
+        machine = machine_text(run.bench)
+        intro = f'<p class="muted">Machine: {escape(machine)}</p>' if machine else ""
+        facts = "".join(f"<li>{escape(line)}</li>" for line in port_bench_text(run.bench))
+        table_html = _table(PORT_BENCH_COLUMNS, port_bench_rows(run.bench)) if port_bench_rows(run.bench) else ""
+        parts.append(_section("The port beside our pipeline", f"{intro}<ul>{facts}</ul>{table_html}", level=3))
     if run.bench and run.bench.get("rows"):
-        machine = run.bench.get("machine")
+        machine = machine_text(run.bench)
         intro = f'<p class="muted">Machine: {escape(machine)}</p>' if machine else ""
         parts.append(_section("Benchmark", intro + _table(BENCH_COLUMNS, [bench_row(row) for row in run.bench["rows"]]), level=3))
         if memory_rows(run.bench):

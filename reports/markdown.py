@@ -7,14 +7,18 @@ from typing import Any
 from .schema import (
     BENCH_COLUMNS,
     MEMORY_COLUMNS,
+    PORT_BENCH_COLUMNS,
     STAGE_COLUMNS,
     SUMMARY_COLUMNS,
     Run,
     bench_row,
     headline_parts,
     is_numeric_column,
+    machine_text,
     memory_growth_text,
     memory_rows,
+    port_bench_rows,
+    port_bench_text,
     stage_row,
     summary_row,
 )
@@ -53,8 +57,14 @@ def run_section(run: Run, level: int) -> list[str]:
         lines += [""]
     if run.timing:
         lines += [f"{heading} Timing", "", *_timing(run.timing), ""]
+    if run.bench and run.bench.get("port"):
+        machine = machine_text(run.bench)
+        lines += [f"{heading} The port beside our pipeline", ""] + ([f"Machine: {cell(machine)}", ""] if machine else [])
+        lines += [*(f"- {cell(line)}" for line in port_bench_text(run.bench)), ""]
+        if port_bench_rows(run.bench):
+            lines += [*table(PORT_BENCH_COLUMNS, port_bench_rows(run.bench)), ""]
     if run.bench and run.bench.get("rows"):
-        machine = run.bench.get("machine")
+        machine = machine_text(run.bench)
         lines += [f"{heading} Benchmark", ""] + ([f"Machine: {cell(machine)}", ""] if machine else [])
         lines += [*table(BENCH_COLUMNS, [bench_row(row) for row in run.bench["rows"]]), ""]
         if memory_rows(run.bench):

@@ -231,7 +231,16 @@ def stage_row(stage: dict[str, Any]) -> list[str]:
 
 
 BENCH_COLUMNS = ("backend", "mode", "batch", "fps median", "fps min..max", "repeats", "x model", "x reference",
-                 "whole-run fps", "first frame s", "U-Net GFLOP/s", "peak RSS MB")
+                 "whole-run fps", "first frame s", "U-Net GFLOP/s", "sgemm peak %", "peak RSS MB",
+                 "process: first frame s", "process: wall s")
+
+
+def machine_text(bench: dict[str, Any]) -> str | None:
+    """The machine the benchmark ran on, with its measured sgemm peak when there is one."""
+    machine = bench.get("machine")
+    if machine and bench.get("sgemm_gflops"):
+        return f"{machine}; sgemm peak {bench['sgemm_gflops']:.0f} GFLOP/s ({bench.get('sgemm') or 'float32 matmul'})"
+    return machine
 
 
 def bench_row(row: dict[str, Any]) -> list[str]:
@@ -249,8 +258,43 @@ def bench_row(row: dict[str, Any]) -> list[str]:
         "-" if row.get("whole_run_fps") is None else f"{row['whole_run_fps']:.2f}",
         "-" if row.get("first_frame_s") is None else f"{row['first_frame_s']:.2f}",
         "-" if row.get("unet_gflops") is None else f"{row['unet_gflops']:.1f}",
+        "-" if row.get("peak_share") is None else f"{row['peak_share']:.0%}",
         "-" if row.get("peak_rss_mb") is None else f"{row['peak_rss_mb']:.0f}",
+        "-" if row.get("process_first_frame_s") is None else f"{row['process_first_frame_s']:.2f}",
+        "-" if row.get("process_wall_s") is None else f"{row['process_wall_s']:.2f}",
     ]
+
+
+PORT_BENCH_COLUMNS = ("", "port", "ours", "port/ours")
+PORT_BENCH_METRICS = (("wall_s", "wall s", "{:.2f}"), ("cpu_s", "CPU s (user+sys)", "{:.2f}"), ("peak_rss_mb", "peak RSS MB", "{:.0f}"),
+                      ("first_frame_s", "first frame s (from process start)", "{:.2f}"))
+
+
+def port_bench_rows(bench: dict[str, Any]) -> list[list[str]]:
+    """`parity bench --port`: per metric, the port's, ours and port/ours pair by pair, as "median (min..max)"."""
+    port = bench.get("port") or {}
+    if not port.get("pairs"):
+        return []
+
+    def spread(value: dict[str, float] | None, form: str) -> str:
+        if not value:
+            return "-"
+        return f"{form.format(value['median'])} ({form.format(value['min'])}..{form.format(value['max'])})"
+
+    return [[label, spread((port.get("port") or {}).get(key), form), spread((port.get("ours") or {}).get(key), form),
+             spread((port.get("ratio") or {}).get(key), "{:.2f}x")] for key, label, form in PORT_BENCH_METRICS]
+
+
+def port_bench_text(bench: dict[str, Any]) -> list[str]:
+    """The commands and the outcome of `parity bench --port`, one line each."""
+    port = bench.get("port") or {}
+    if not port:
+        return []
+    lines = [f"port: {port.get('command')}", f"ours: {' '.join(port.get('ours_argv') or [])}",
+             f"{len(port.get('pairs') or [])} timed pairs, port and ours alternately, whole processes"]
+    if port.get("failure"):
+        lines.append(f"FAIL: {port['failure']}; no verdict")
+    return lines
 
 
 MEMORY_COLUMNS = ("backend", "batch", "frames", "peak RSS MB")

@@ -12,7 +12,8 @@ with `read_result` (checked against `RESULT_SCHEMA` with jsonschema)::
                     "diagnoses": [{"name", "stage", "message"}],
                     "worst_frame": {"index", "reference_png", "candidate_png"} | null} | null,
      "timing":     {"frames", "fps", "seconds": {stage or phase: seconds}} | null,
-     "bench":      {"machine", "rows": [...], "memory": [...], "memory_growth_mb": {backend: MB}} | null,
+     "bench":      {"machine", "rows": [...], "memory": [...], "memory_growth_mb": {backend: MB},
+                    "port": {"command", "pairs", "port", "ours", "ratio", "failure", "verdict"} (bench --port)} | null,
      "port":       (parity compare of a port's own output) {"kind", "candidate", "alignment": {"summary", "base",
                     "offset", "missing", "extra", "mapping", ...}, "regions": {"psnr": {mouth, crop_rest, outside},
                     "frames", "per_frame"}, "lossy": {...}, "audio_track": {...}, "simulation": {"findings", ...}}}
@@ -180,6 +181,9 @@ RESULT_SCHEMA: dict[str, Any] = {
                 "memory": {"type": "array", "items": {"$ref": "#/$defs/memory_row"},
                            "description": "peak resident memory by video length, to show it stays flat"},
                 "memory_growth_mb": {"type": "object", "additionalProperties": _NULLABLE_NUMBER},
+                "port": {"type": ["object", "null"],
+                         "description": "parity bench --port: the port's command beside ours, pairs of whole-process runs "
+                                        "(wall_s, cpu_s, peak_rss_mb, first_frame_s), port/ours ratios, failure, verdict"},
             },
         },
         "memory_row": {

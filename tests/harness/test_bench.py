@@ -67,17 +67,35 @@ def test_bench_table_fits_80_columns_without_cutting_a_figure():
     from synctalk_parity.cli.bench import bench_table
     from synctalk_parity.harness.bench import BenchRow
 
-    rows = [BenchRow("torch-reference", 1, "reference", 3.16, 3.12, 3.2, 2, 30.9),
-            BenchRow("onnxruntime", 8, "model", 17.85, 17.1, 18.04, 3, 174.4, ratio_to_reference=5.64),
+    rows = [BenchRow("torch-reference", 1, "reference", 3.16, 3.12, 3.2, 2, 30.9, peak_share=0.105),
+            BenchRow("onnxruntime", 8, "model", 17.85, 17.1, 18.04, 3, 174.4, ratio_to_reference=5.64, peak_share=0.593),
             BenchRow("onnxruntime", 8, "end-to-end-video", 15.53, 15.3, 15.61, 3, 151.8, 2333.0, 4.91,
-                     ratio_to_model=0.87, whole_run_fps=14.88, first_frame_s=0.41)]
+                     ratio_to_model=0.87, whole_run_fps=14.88, first_frame_s=0.41, peak_share=0.516)]
     console = Console(width=80)
     with console.capture() as captured:
         console.print(bench_table(BenchResult("m", rows=rows)))
     text = captured.get()
     assert "…" not in text and max(len(line) for line in text.splitlines()) <= 80
-    for figure in ("17.85", "15.30..15.61", "0.87x", "4.91x", "14.88", "2333", "e2e video"):
+    for figure in ("17.85", "15.30..15.61", "0.87x", "4.91x", "14.88", "2333", "e2e video", "174 59%", "152 52%"):
         assert figure in text
+
+
+def test_the_sgemm_peak_is_the_rate_of_a_timed_float32_matmul(monkeypatch):
+    """2 n^3 flops over the fastest of the timed matmuls (the warm-up is not timed)."""
+    from synctalk_parity.harness import bench as bench_module
+
+    timed: list[int] = []
+
+    def repeat(step, repeats):
+        for _ in range(repeats):
+            step()
+            timed.append(1)
+        return [0.5, 0.25][:repeats], 0.0
+
+    monkeypatch.setattr(bench_module, "_repeat", repeat)
+    assert bench_module.sgemm_peak_gflops(size=256, repeats=2) == pytest.approx(2 * 256**3 / 0.25 / 1e9)
+    assert len(timed) == 2
+    assert bench_module.sgemm_peak_gflops(size=256, repeats=1) > 0
 
 
 def test_memory_growth_is_longest_minus_shortest():
@@ -103,16 +121,25 @@ def test_bench_measures_every_backend_and_batch_and_writes_result_json(tmp_path)
         ("onnxruntime", 1, "model"), ("onnxruntime", 1, "end-to-end"), ("onnxruntime", 1, "end-to-end-video"),
         ("onnxruntime", 2, "model"), ("onnxruntime", 2, "end-to-end"), ("onnxruntime", 2, "end-to-end-video"),
     ]
+    peak = document["bench"]["sgemm_gflops"]
+    assert peak > 0 and "sgemm peak:" in result.output
+    assert len(document["bench"]["sgemm_readings"]) == 4 and peak == max(document["bench"]["sgemm_readings"])  # start, 2 batches, end
     for row in rows:
         assert row["fps_min"] <= row["fps_median"] <= row["fps_max"] and row["repeats"] >= 1
         assert row["unet_gflops"] == pytest.approx(row["fps_median"] * UNET_GFLOP_PER_FRAME)
+        assert row["peak_share"] == pytest.approx(row["unet_gflops"] / peak)
         if row["mode"] != "reference":
             assert row["ratio_to_reference"] == pytest.approx(row["fps_median"] / rows[0]["fps_median"])
         assert (row["peak_rss_mb"] is not None) == row["mode"].startswith("end-to-end")
         if row["mode"].startswith("end-to-end"):
             model = next(r for r in rows if r["mode"] == "model" and r["batch"] == row["batch"])
             assert row["ratio_to_model"] == pytest.approx(row["fps_median"] / model["fps_median"])
-            assert row["whole_run_fps"] > 0 and row["first_frame_s"] > 0
+            assert row["whole_run_fps"] > 0 and row["first_frame_s"] > 0 and row["process_wall_s"] > 0
+            if row["mode"] == "end-to-end":  # parity run itself: from process start to frames/00000.png
+                assert 0 < row["process_first_frame_s"] < row["process_wall_s"]
+                assert f"parity run onnxruntime batch {row['batch']}: first frame {row['process_first_frame_s']:.2f} s after process start" in result.output
+            else:
+                assert row["process_first_frame_s"] is None  # the video only: no frame file
         else:
             assert row["ratio_to_model"] is None and row["whole_run_fps"] is None
     assert document["bench"]["machine"] and document["bench"]["memory"] == []
