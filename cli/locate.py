@@ -37,14 +37,19 @@ def locate_command(
 
     Exit 0 when no layer exceeds its tolerance and the output is within its gate, 1 otherwise, 2 on bad input.
     """
-    from ..errors import GateFailure
+    from ..errors import GateFailure, ParityError
     from ..export.keep_fp32 import parse_keep_fp32
     from ..harness.locate.run import LocateRequest, check_locate_request, locate
 
-    keep = None if keep_fp32 is None else parse_keep_fp32(keep_fp32).get(network, [])
-    request = LocateRequest(network, models, precision, keep, unet, audio_encoder, dump=dump, dataset=dataset, audio=audio,
-                            frames=frames, advise=advise, out=out)
+    request = LocateRequest(network, models, precision, None if keep_fp32 is None else [], unet, audio_encoder, dump=dump,
+                            dataset=dataset, audio=audio, frames=frames, advise=advise, out=out)
     check_locate_request(request)
+    if keep_fp32 is not None:
+        keep = parse_keep_fp32(keep_fp32)
+        others = sorted(name for other, names in keep.items() if other != network for name in names)
+        if others:
+            raise ParityError(f"--keep-fp32 names {', '.join(others[:3])}, not a layer of the {network} (--network)")
+        request.keep_fp32 = keep.get(network, [])
     outcome = locate(request, progress=lambda text: console.print(f"[dim]{text}...[/]", highlight=False, soft_wrap=True))
     result = outcome.result
     document = result.as_dict()

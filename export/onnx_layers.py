@@ -213,11 +213,13 @@ def elem_numpy_dtype(elem_type: int):
     return onnx.helper.tensor_dtype_to_np_dtype(elem_type)
 
 
-def session(model):
-    """An ONNX Runtime CPU session of an in-memory model (no spinning: the machine is shared)."""
+def session(model, arena: bool = True):
+    """An ONNX Runtime CPU session of an in-memory model (no spinning: the machine is shared); `arena=False` gives
+    memory back after each run (the copies with every layer's output hold a whole forward pass)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
+    options.enable_cpu_mem_arena = arena
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3
     return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])

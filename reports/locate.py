@@ -43,10 +43,22 @@ def verdict_line(document: dict[str, Any]) -> str:
         return (f"FAIL {where}: first layer that introduces error: {first} ({layer['op']}): adds {_number(layer['introduced_rel'])} "
                 f"of its range (tolerance {_number(layer['tolerance_rel'])}), its inputs carried {_number(layer['inputs_rel'])}")
     if not output.get("passed"):
-        worst = sorted(document["layers"], key=lambda item: -_float(item["introduced_rel"]))[:3]
-        return (f"FAIL {where}: no layer adds more than its tolerance, but the output misses its gate: max |diff| "
-                f"{_number(output.get('max_abs'))} > {_number(output.get('tolerance'))} (error accumulated over layers; most added by "
-                f"{', '.join(item['name'] for item in worst)})")
+        largest = max((_float(item["introduced_rel"]) for item in document["layers"]), default=0.0)
+        line = (f"FAIL {where}: no layer adds more than its tolerance (each at most {_number(largest)} of its range), but the "
+                f"output misses its gate: max |diff| {_number(output.get('max_abs'))} > {_number(output.get('tolerance'))}, "
+                "the error accumulated over layers")
+        advice = document.get("advice") or {}
+        if advice.get("passed") and advice.get("keep_fp32"):
+            by_batch = (advice.get("verification") or {}).get("max_abs_diff_by_batch") or {}
+            verified = f"; verified by export: {', '.join(f'batch {b} {_number(d)}' for b, d in by_batch.items())}" if by_batch else ""
+            line += (f"; responsible: {', '.join(advice['keep_fp32'])} (kept fp32, the output is within "
+                     f"{_number(advice.get('max_abs'))}{verified})")
+        elif advice:
+            line += f"; {advice.get('note')}"
+        else:
+            worst = sorted(document["layers"], key=lambda item: -_float(item["introduced_max_abs"]))[:3]
+            line += f"; largest additions: {', '.join(item['name'] for item in worst)}"
+        return line
     return (f"PASS {where}: no layer adds more than its tolerance; output max |diff| {_number(output.get('max_abs'))} "
             f"<= {_number(output.get('tolerance'))}")
 

@@ -32,6 +32,7 @@ from .types import LayerError, LocateResult
 # it, and a convolution on fp16-rounded inputs and weights a few times that (measured up to ~2e-3 on the golden
 # inputs), so 1e-2 separates rounding from a real fault (a wrong weight, an overflow).
 LAYER_TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2}
+_CHUNK = 1 << 20
 
 
 @dataclass
@@ -53,10 +54,12 @@ class _Stats:
         self.nonfinite += int(got.size - np.count_nonzero(finite))
         self.max_abs = max(self.max_abs, _max_abs(got, reference))
         self.low, self.high = min(self.low, float(reference.min())), max(self.high, float(reference.max()))
-        ref64, got64 = reference.astype(np.float64).ravel(), np.where(finite, got, 0).astype(np.float64).ravel()
-        self.dot += float(ref64 @ got64)
-        self.norm_ref += float(ref64 @ ref64)
-        self.norm_got += float(got64 @ got64)
+        for begin in range(0, reference.size, _CHUNK):  # float64 sums, in chunks: no full-size float64 copies
+            ref64 = reference.reshape(-1)[begin:begin + _CHUNK].astype(np.float64)
+            got64 = np.where(finite.reshape(-1)[begin:begin + _CHUNK], got.reshape(-1)[begin:begin + _CHUNK], 0).astype(np.float64)
+            self.dot += float(ref64 @ got64)
+            self.norm_ref += float(ref64 @ ref64)
+            self.norm_got += float(got64 @ got64)
         if local is not None:
             self.local_max_abs = max(self.local_max_abs, _max_abs(as_float32(local), reference))
 
@@ -98,7 +101,7 @@ def locate_onnx(torch_model: nn.Module, artifact: Path | str, samples: Samples, 
     folded = folded_batchnorms(torch_model, spec.example_inputs(1))
     graph = load_graph(onnx_model if onnx_model is not None else Path(artifact), torch_model, folded)
     wanted = {layer.value for layer in graph.layers if layer.value is not None}
-    plain, instrumented, isolated = session(graph.model), session(instrumented_model(graph)), session(isolated_model(graph))
+    plain, instrumented, isolated = session(graph.model), session(instrumented_model(graph), False), session(isolated_model(graph), False)
     instrumented_names = [o.name for o in instrumented.get_outputs()]
     isolated_names = [o.name for o in isolated.get_outputs()]
     feeds_needed = {i.name: i for i in isolated.get_inputs()}

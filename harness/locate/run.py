@@ -65,7 +65,7 @@ def check_locate_request(request: LocateRequest) -> None:
         raise ParityError("--precision and --keep-fp32 choose how locate converts the network itself; with --models the export's own are used")
     if request.precision is not None:
         checked_precision(request.precision)
-    if request.keep_fp32 and (request.precision or "fp32") != "fp16":
+    if request.keep_fp32 is not None and (request.precision or "fp32") != "fp16":
         raise ParityError("--keep-fp32 applies to an fp16 conversion: add --precision fp16")
 
 
