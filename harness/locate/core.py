@@ -36,7 +36,7 @@ _CHUNK = 1 << 20
 
 
 @dataclass
-class _Stats:
+class LayerStats:
     """Running error statistics of one layer over samples."""
 
     max_abs: float = 0.0
@@ -52,7 +52,7 @@ class _Stats:
         got = as_float32(got)
         finite = np.isfinite(got)
         self.nonfinite += int(got.size - np.count_nonzero(finite))
-        self.max_abs = max(self.max_abs, _max_abs(got, reference))
+        self.max_abs = max(self.max_abs, max_abs(got, reference))
         self.low, self.high = min(self.low, float(reference.min())), max(self.high, float(reference.max()))
         for begin in range(0, reference.size, _CHUNK):  # float64 sums, in chunks: no full-size float64 copies
             ref64 = reference.reshape(-1)[begin:begin + _CHUNK].astype(np.float64)
@@ -61,7 +61,7 @@ class _Stats:
             self.norm_ref += float(ref64 @ ref64)
             self.norm_got += float(got64 @ got64)
         if local is not None:
-            self.local_max_abs = max(self.local_max_abs, _max_abs(as_float32(local), reference))
+            self.local_max_abs = max(self.local_max_abs, max_abs(as_float32(local), reference))
 
     @property
     def range(self) -> float:
@@ -105,7 +105,7 @@ def locate_onnx(torch_model: nn.Module, artifact: Path | str, samples: Samples, 
     instrumented_names = [o.name for o in instrumented.get_outputs()]
     isolated_names = [o.name for o in isolated.get_outputs()]
     feeds_needed = {i.name: i for i in isolated.get_inputs()}
-    stats = [_Stats() for _ in graph.layers]
+    stats = [LayerStats() for _ in graph.layers]
     output_max_abs = instrumented_diff = instrumented_max_abs = 0.0
     for begin in range(0, samples.count, batch):
         inputs = tuple(np.ascontiguousarray(a[begin:begin + batch], dtype=np.float32) for a in samples.arrays)
@@ -113,9 +113,9 @@ def locate_onnx(torch_model: nn.Module, artifact: Path | str, samples: Samples, 
         feed = dict(zip(graph.graph_inputs, inputs))
         (actual,) = plain.run([graph.graph_output], feed)
         whole = dict(zip(instrumented_names, instrumented.run(instrumented_names, feed)))
-        output_max_abs = max(output_max_abs, _max_abs(as_float32(actual), expected))
-        instrumented_diff = max(instrumented_diff, _max_abs(as_float32(whole[graph.graph_output]), as_float32(actual)))
-        instrumented_max_abs = max(instrumented_max_abs, _max_abs(as_float32(whole[graph.graph_output]), expected))
+        output_max_abs = max(output_max_abs, max_abs(as_float32(actual), expected))
+        instrumented_diff = max(instrumented_diff, max_abs(as_float32(whole[graph.graph_output]), as_float32(actual)))
+        instrumented_max_abs = max(instrumented_max_abs, max_abs(as_float32(whole[graph.graph_output]), expected))
         reference = {layer.output: (expected if layer.value is None else values[layer.value]) for layer in graph.layers}
         reference.update(feed)
         local_feed = {}
@@ -127,27 +127,34 @@ def locate_onnx(torch_model: nn.Module, artifact: Path | str, samples: Samples, 
         for layer, layer_stats, local_name in zip(graph.layers, stats, isolated_names):
             layer_stats.add(reference[layer.output], whole[layer.output], local[local_name])
         del values, whole, local, local_feed, reference
-    tolerance = LAYER_TOLERANCE[precision]
-    producer_of = {layer.output: i for i, layer in enumerate(graph.layers)}
-    layers = []
-    for layer, layer_stats in zip(graph.layers, stats):
-        inputs_rel = max((stats[producer_of[t]].relative(stats[producer_of[t]].max_abs) for t in layer.inputs if t in producer_of), default=0.0)
-        layers.append(LayerError(
-            index=layer.index, name=layer.name, op=layer.op, artifact_name=layer.node,
-            reference=_describe(layer.value, torch_model),
-            range=layer_stats.range,
-            propagated_max_abs=layer_stats.max_abs, propagated_rel=layer_stats.relative(layer_stats.max_abs),
-            propagated_cosine=layer_stats.cosine,
-            introduced_max_abs=layer_stats.local_max_abs, introduced_rel=layer_stats.relative(layer_stats.local_max_abs),
-            inputs_rel=inputs_rel, tolerance_rel=tolerance, nonfinite=layer_stats.nonfinite, nodes=list(layer.nodes)))
+    references = [_describe(layer.value, torch_model) for layer in graph.layers]
     notes = list(samples.notes) + [f"not compared: {text}" for text in graph.skipped]
     if instrumented_diff:
         notes.append(f"the copy with extra outputs differs from the artifact by {instrumented_diff:.3g} at the network output "
                      f"(ONNX Runtime fuses ops the extra outputs keep apart, and rounds differently); its max |diff| vs PyTorch is "
                      f"{instrumented_max_abs:.3g}, the artifact's {output_max_abs:.3g}")
+    return finish(spec, "onnxruntime", str(artifact), precision, samples, graph.layers, references, stats, output_max_abs,
+                  instrumented_diff, notes, start)
+
+
+def finish(spec, backend: str, artifact: str, precision: str, samples: Samples, layers, references: list[str],
+           stats: list[LayerStats], output_max_abs: float, instrumented_diff: float, notes: list[str], start: float) -> LocateResult:
+    """The result from each layer's statistics; `layers` have index, name, op, node, output, inputs and nodes."""
+    tolerance = LAYER_TOLERANCE[precision]
+    producer_of = {layer.output: i for i, layer in enumerate(layers)}
+    errors = []
+    for layer, layer_stats, reference in zip(layers, stats, references):
+        inputs_rel = max((stats[producer_of[t]].relative(stats[producer_of[t]].max_abs) for t in layer.inputs if t in producer_of), default=0.0)
+        errors.append(LayerError(
+            index=layer.index, name=layer.name, op=layer.op, artifact_name=layer.node, reference=reference,
+            range=layer_stats.range,
+            propagated_max_abs=layer_stats.max_abs, propagated_rel=layer_stats.relative(layer_stats.max_abs),
+            propagated_cosine=layer_stats.cosine,
+            introduced_max_abs=layer_stats.local_max_abs, introduced_rel=layer_stats.relative(layer_stats.local_max_abs),
+            inputs_rel=inputs_rel, tolerance_rel=tolerance, nonfinite=layer_stats.nonfinite, nodes=list(layer.nodes)))
     return LocateResult(
-        network=spec.name, backend="onnxruntime", artifact=str(artifact), precision=precision, inputs=samples.source,
-        samples=samples.count, layers=layers, output_max_abs=output_max_abs, output_tolerance=spec.tolerance(precision),
+        network=spec.name, backend=backend, artifact=artifact, precision=precision, inputs=samples.source,
+        samples=samples.count, layers=errors, output_max_abs=output_max_abs, output_tolerance=spec.tolerance(precision),
         instrumented_output_diff=instrumented_diff, seconds=time.perf_counter() - start, notes=notes)
 
 
@@ -155,7 +162,7 @@ def _describe(value: ModuleValue | None, model: nn.Module) -> str:
     return "the network output" if value is None else value.describe(model)
 
 
-def _max_abs(got: np.ndarray, want: np.ndarray) -> float:
+def max_abs(got: np.ndarray, want: np.ndarray) -> float:
     if got.shape != want.shape:
         raise RuntimeError(f"shape {got.shape} in the artifact, {want.shape} in PyTorch")
     diff = np.abs(got - want)

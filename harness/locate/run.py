@@ -5,8 +5,8 @@
 
 The artifact is a network of an ONNX export folder (`--models`), or, without one, the network converted here in
 memory as `parity export` converts it (`precision`, `keep_fp32`), without the export-time gate, so an fp16
-conversion that misses its gate can be located too. TensorRT engines and Core ML programs are not located
-by this version (see the README).
+conversion that misses its gate can be located too. A Core ML export folder is located on `coreml-emulated`
+(`coreml.locate_coreml`); TensorRT engines are not located (TensorRT does not run here).
 """
 
 from __future__ import annotations
@@ -86,14 +86,21 @@ def locate(request: LocateRequest, progress=None) -> LocateOutcome:
     say(f"inputs for {request.network}")
     samples = _samples(request, encoder)
     say(f"locating {samples.count} {'frames' if request.network == 'unet' else 'mel windows'} through {artifact}")
-    result = locate_onnx(torch_model, artifact, samples, precision, onnx_model=onnx_model,
-                         batch=1 if request.network == "unet" else 16)
+    batch = 1 if request.network == "unet" else 16
+    if onnx_model == "coreml":
+        from .coreml import locate_coreml
+
+        result = locate_coreml(torch_model, artifact, samples, precision, batch=batch)
+    else:
+        result = locate_onnx(torch_model, artifact, samples, precision, onnx_model=onnx_model, batch=batch)
     result.notes[:0] = notes
     if result.layers and result.layers[0].introduced_rel > 0.5:
         result.notes.append(f"the first layer already differs by {result.layers[0].introduced_rel:.2g} of its range: "
                             "are these the weights the artifact was exported from? (--unet / --audio-encoder)")
     outcome = LocateOutcome(result)
-    if precision == "fp16" and request.advise:
+    if precision == "fp16" and request.advise and result.backend != "onnxruntime":
+        result.notes.append("keep-fp32 search: implemented for ONNX fp16 (parity export --keep-fp32); not for Core ML programs yet")
+    elif precision == "fp16" and request.advise:
         if result.output_passed and result.first_introducing is None:
             result.notes.append("keep-fp32 search not needed: the network passes its fp16 gate")
         else:
@@ -130,13 +137,15 @@ def _artifact(request: LocateRequest, torch_model):
     folder, _note = find_export(request.models, None)
     manifest = read_manifest(folder)
     fmt = str(manifest.get("format"))
-    if fmt != "onnx":
-        where = {"coreml": "Core ML programs (coreml-emulated) are not located by this version",
-                 "tensorrt": "TensorRT engines are not located: TensorRT does not run here"}.get(fmt, f"format {fmt!r} is not located")
-        raise ParityError(f"{folder}: {where}; pass an onnx export folder")
+    if fmt not in ("onnx", "coreml"):
+        where = "TensorRT engines are not located: TensorRT does not run here" if fmt == "tensorrt" else f"format {fmt!r} is not located"
+        raise ParityError(f"{folder}: {where}; pass an onnx or coreml export folder")
     path = artifact_path(folder, request.network)
     record = next(r for r in manifest["artifacts"] if r["network"] == request.network)
-    return path, None, record.get("extra", {}).get("precision", manifest.get("precision", "fp32"))
+    extra = record.get("extra", {})
+    if fmt == "coreml":  # what the program computes in: a network kept FLOAT32 in an fp16 export is located as fp32
+        return path, "coreml", "fp16" if extra.get("compute_precision") == "FLOAT16" else "fp32"
+    return path, None, extra.get("precision", manifest.get("precision", "fp32"))
 
 
 def _samples(request: LocateRequest, encoder):
