@@ -50,15 +50,21 @@ def export(unet: nn.Module, audio_encoder: nn.Module, out_dir: Path, precision: 
         encoder = export_network(audio_encoder, out_dir, precision)  # the cheap one first: fail fast
         return [export_network(unet, out_dir, precision), encoder]
     chosen = {network: tuple(layers) for network, layers in (keep_fp32 or {}).items()}
-    if "audio_encoder" in chosen:  # the cheap one first: fail fast
-        encoder = export_network(audio_encoder, out_dir, precision, chosen["audio_encoder"])
-    else:
-        try:
-            encoder = export_network(audio_encoder, out_dir, precision, DEFAULT_KEEP_FP32["audio_encoder"])
-        except ParityError as exc:
-            encoder = export_network(audio_encoder, out_dir, "fp32")
-            encoder.extra["precision_note"] = f"{FP32_AUDIO_ENCODER_NOTE} ({exc})"
+    encoder = fp16_audio_encoder(audio_encoder, out_dir, chosen.get("audio_encoder"))  # the cheap one first: fail fast
     return [export_network(unet, out_dir, precision, chosen.get("unet", ())), encoder]
+
+
+def fp16_audio_encoder(audio_encoder: nn.Module, out_dir: Path, keep_fp32: tuple[str, ...] | None) -> ArtifactRecord:
+    """The audio encoder of an fp16 export: with the layers `keep_fp32` names kept fp32 (an error if it misses the
+    gate), or by default with `DEFAULT_KEEP_FP32`, falling back to the whole encoder in fp32 (and a note saying why)."""
+    if keep_fp32 is not None:
+        return export_network(audio_encoder, out_dir, "fp16", keep_fp32)
+    try:
+        return export_network(audio_encoder, out_dir, "fp16", DEFAULT_KEEP_FP32["audio_encoder"])
+    except ParityError as exc:
+        encoder = export_network(audio_encoder, out_dir, "fp32")
+        encoder.extra["precision_note"] = f"{FP32_AUDIO_ENCODER_NOTE} ({exc})"
+        return encoder
 
 
 def export_network(model: nn.Module, out_dir: Path, precision: str, keep_fp32: tuple[str, ...] | list[str] = ()) -> ArtifactRecord:

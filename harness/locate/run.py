@@ -82,12 +82,12 @@ def locate(request: LocateRequest, progress=None) -> LocateOutcome:
     notes = [f"no --{flag} given: compared with {labels[key]}" for flag, key, path in
              (("unet", "unet", request.unet), ("audio-encoder", "audio_encoder", request.audio_encoder))
              if path is None and key == request.network]
-    artifact, onnx_model, precision = _artifact(request, torch_model)
+    kind, artifact, onnx_model, precision = _artifact(request, torch_model)
     say(f"inputs for {request.network}")
     samples = _samples(request, encoder)
     say(f"locating {samples.count} {'frames' if request.network == 'unet' else 'mel windows'} through {artifact}")
     batch = 1 if request.network == "unet" else 16
-    if onnx_model == "coreml":
+    if kind == "coreml":
         from .coreml import locate_coreml
 
         result = locate_coreml(torch_model, artifact, samples, precision, batch=batch)
@@ -118,7 +118,7 @@ def locate(request: LocateRequest, progress=None) -> LocateOutcome:
 
 
 def _artifact(request: LocateRequest, torch_model):
-    """(label or path, in-memory model or None, precision) of the artifact to locate."""
+    """(format, path or label, the in-memory ONNX model or None, precision) of the artifact to locate."""
     from ...export.manifest import artifact_path, find_export, read_manifest
 
     if request.models is None:
@@ -133,7 +133,7 @@ def _artifact(request: LocateRequest, torch_model):
             keep = list(DEFAULT_KEEP_FP32.get(request.network, ()))
         model, _ = to_onnx(torch_model, spec_for(torch_model), precision, keep or ())
         kept = f", keep-fp32 {', '.join(keep)}" if keep else (", nothing kept fp32" if precision == "fp16" else "")
-        return f"{request.network}.onnx ({precision}{kept}; converted here as parity export converts it)", model, precision
+        return "onnx", f"{request.network}.onnx ({precision}{kept}; converted here as parity export converts it)", model, precision
     folder, _note = find_export(request.models, None)
     manifest = read_manifest(folder)
     fmt = str(manifest.get("format"))
@@ -144,8 +144,8 @@ def _artifact(request: LocateRequest, torch_model):
     record = next(r for r in manifest["artifacts"] if r["network"] == request.network)
     extra = record.get("extra", {})
     if fmt == "coreml":  # what the program computes in: a network kept FLOAT32 in an fp16 export is located as fp32
-        return path, "coreml", "fp16" if extra.get("compute_precision") == "FLOAT16" else "fp32"
-    return path, None, extra.get("precision", manifest.get("precision", "fp32"))
+        return "coreml", path, None, "fp16" if extra.get("compute_precision") == "FLOAT16" else "fp32"
+    return "onnx", path, None, extra.get("precision", manifest.get("precision", "fp32"))
 
 
 def _samples(request: LocateRequest, encoder):

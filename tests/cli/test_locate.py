@@ -59,10 +59,10 @@ def test_usage_errors_are_one_line_and_exit_2(args, message):
     assert message in result.output and "Traceback" not in result.output
 
 
-def test_a_core_ml_export_is_refused_in_one_line(tmp_path):
-    folder = tmp_path / "coreml-fp16"
+def test_a_tensorrt_export_is_refused_in_one_line(tmp_path):
+    folder = tmp_path / "tensorrt-fp16"
     folder.mkdir()
-    (folder / "manifest.json").write_text(json.dumps({"schema_version": 1, "format": "coreml", "precision": "fp16", "artifacts": []}))
+    (folder / "manifest.json").write_text(json.dumps({"schema_version": 1, "format": "tensorrt", "precision": "fp16", "artifacts": []}))
     result = _invoke("--network", "unet", "--models", str(folder))
     assert result.exit_code == 2, result.output
-    assert "Core ML programs (coreml-emulated) are not located by this version" in result.output
+    assert "TensorRT engines are not located: TensorRT does not run here" in result.output

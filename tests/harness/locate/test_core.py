@@ -49,7 +49,7 @@ def test_one_perturbed_conv_in_the_onnx_file_is_located_at_its_module(networks, 
     assert all(not layer.over for layer in before)
     # downstream layers inherit the error (large propagated) without introducing it
     assert max(layer.propagated_rel for layer in after) > LAYER_TOLERANCE["fp32"]
-    assert sum(layer.over for layer in after) <= 1  # at most the in-place ReLU reading it: see the README
+    assert not any(layer.over for layer in after)  # run on PyTorch's inputs, none of them adds error
     assert not result
 
 
