@@ -53,6 +53,7 @@ class OnnxGraph:
     graph_output: str
     elem_types: dict[str, int]  # tensor -> onnx elem type
     skipped: list[str] = field(default_factory=list)  # compute nodes with no PyTorch counterpart (named why)
+    root: str = ""  # the network's class name: "Model:Sigmoid" is an op of the network's own forward
 
 
 def load_graph(path_or_model, torch_model: nn.Module, folded: dict[str, str]) -> OnnxGraph:
@@ -104,7 +105,7 @@ def load_graph(path_or_model, torch_model: nn.Module, folded: dict[str, str]) ->
         name = name if count == 0 else f"{name}#{count + 1}"
         nodes = [*nodes, node.name, *(c.name for c in after)]  # in execution order
         layers.append(OnnxLayer(len(layers), name, node.op_type, node.name, compared, value, nodes, reads))
-    return OnnxGraph(model, layers, [i.name for i in graph.input], graph_output, _elem_types(model), skipped)
+    return OnnxGraph(model, layers, [i.name for i in graph.input], graph_output, _elem_types(model), skipped, root_class)
 
 
 def _scope(torch_model: nn.Module, node_name: str) -> tuple[str, int] | None:
@@ -246,10 +247,9 @@ def resolve_layers(graph: OnnxGraph, names: list[str] | tuple[str, ...]) -> list
 
     chosen: dict[int, OnnxLayer] = {}
     for name in names:
-        matched = [layer for layer in graph.layers if layer.name == name or _layer_module(layer.name).startswith(name + ".")
-                   or _layer_module(layer.name) == name]
+        matched = [layer for layer in graph.layers if layer.name == name or name in _ancestors(layer.name, graph.root)]
         if not matched:
-            known = sorted({layer.name for layer in graph.layers} | {m for layer in graph.layers for m in _ancestors(layer.name)})
+            known = sorted({layer.name for layer in graph.layers} | {m for layer in graph.layers for m in _ancestors(layer.name, graph.root)})
             close = difflib.get_close_matches(name, known, n=3)
             hint = f"; did you mean {', '.join(close)}?" if close else f"; layers are PyTorch module paths such as {graph.layers[0].name}"
             raise ValueError(f"no layer {name!r} in this network{hint}")
@@ -265,7 +265,7 @@ def keep_units(graph: OnnxGraph) -> list[tuple[str, list[OnnxLayer]]]:
     units: dict[str, list[OnnxLayer]] = {}
     for layer in graph.layers:
         unit = layer.name
-        for ancestor in _ancestors(layer.name):
+        for ancestor in _ancestors(layer.name, graph.root):
             inside = [other for other in graph.layers if _layer_module(other.name) == ancestor or _layer_module(other.name).startswith(ancestor + ".")]
             if {"Conv", "Relu"} <= {other.op for other in inside}:
                 unit = ancestor
@@ -279,9 +279,9 @@ def _layer_module(name: str) -> str:
     return name.split(":")[0].split("#")[0]
 
 
-def _ancestors(name: str) -> list[str]:
+def _ancestors(name: str, root: str) -> list[str]:
     """The layer's module and its ancestors, innermost first (module paths only, not the network itself)."""
-    parts = _layer_module(name).split(".")
-    if ":" in name and not name.split(":")[0][:1].islower():  # "Model:Sigmoid": the network's own op
+    if name.split(":")[0] == root:  # "Model:Sigmoid": an op of the network's own forward
         return []
+    parts = _layer_module(name).split(".")
     return [".".join(parts[:i]) for i in range(len(parts), 0, -1)]
