@@ -49,7 +49,8 @@ def export_command(
     for name in formats:
         try:
             check_precision(FORMATS[name], precision)
-            folder = export_models(name, unet_model, encoder_model, out, precision, keep if name == "onnx" else None)
+            keep_option = {"keep_fp32": keep} if keep is not None and name == "onnx" else {}
+            folder = export_models(name, unet_model, encoder_model, out, precision, **keep_option)
         except (ParityError, ImportError) as exc:
             message = _one_line(exc)
             failed.append(name)

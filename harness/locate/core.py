@@ -51,13 +51,16 @@ class LayerStats:
 
     def add(self, reference: np.ndarray, got: np.ndarray, local: np.ndarray | None) -> None:
         got = as_float32(got)
-        finite = np.isfinite(got)
-        self.nonfinite += int(got.size - np.count_nonzero(finite))
         self.max_abs = max(self.max_abs, max_abs(got, reference))
+        if not np.isfinite(self.max_abs):  # the artifact made NaN/Inf: count them, leave them out of the cosine sums
+            finite = np.isfinite(got)
+            self.nonfinite += int(got.size - np.count_nonzero(finite))
+            got = np.where(finite, got, 0).astype(np.float32)
         self.low, self.high = min(self.low, float(reference.min())), max(self.high, float(reference.max()))
-        for begin in range(0, reference.size, _CHUNK):  # float64 sums, in chunks: no full-size float64 copies
-            ref64 = reference.reshape(-1)[begin:begin + _CHUNK].astype(np.float64)
-            got64 = np.where(finite.reshape(-1)[begin:begin + _CHUNK], got.reshape(-1)[begin:begin + _CHUNK], 0).astype(np.float64)
+        flat_ref, flat_got = reference.reshape(-1), got.reshape(-1)
+        for begin in range(0, flat_ref.size, _CHUNK):  # float64 sums, in chunks: no full-size float64 copies
+            ref64 = flat_ref[begin:begin + _CHUNK].astype(np.float64)
+            got64 = flat_got[begin:begin + _CHUNK].astype(np.float64)
             self.dot += float(ref64 @ got64)
             self.norm_ref += float(ref64 @ ref64)
             self.norm_got += float(got64 @ got64)
