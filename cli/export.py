@@ -28,7 +28,7 @@ def export_command(
     audio_encoder: Annotated[Path | None, typer.Option("--audio-encoder", help="audio encoder checkpoint (audio_visual_encoder.pth)")] = None,
     mode: Annotated[str, typer.Option(help="U-Net audio branch: ave | hubert | wenet")] = "ave",
     out: Annotated[Path, typer.Option(help="folder that receives <format>-<precision>/")] = Path("exports"),
-    keep_fp32: Annotated[str | None, typer.Option("--keep-fp32", help="fp16 ONNX: layers to keep fp32 — PyTorch module paths (audio_encoder.0,audio_encoder.1), a keep_fp32.json written by `parity locate`, or none. Default: the audio encoder's advised layers.", show_default=False)] = None,
+    keep_fp32: Annotated[str | None, typer.Option("--keep-fp32", help="fp16 ONNX: layers to keep fp32 — PyTorch module paths (audio_encoder.0,audio_encoder.1), a keep_fp32.json written by `parity locate`, or none. Default: none in the U-Net, and the audio encoder fp32 whole.", show_default=False)] = None,
 ) -> None:
     """Export the U-Net and the audio encoder, each checked against eager PyTorch at export time."""
     console, errors = Console(), Console(stderr=True)

@@ -22,7 +22,7 @@ def locate_command(
     network: Annotated[str, typer.Option(help="Which network: unet or audio_encoder.")] = "unet",
     models: Annotated[Path | None, typer.Option(help="ONNX export folder written by `parity export` (or the --out folder it wrote into). Omitted: the network is converted here from the checkpoints, as `parity export` converts it, without its export-time gate.")] = None,
     precision: Annotated[str | None, typer.Option(help="Without --models: fp32 or fp16 conversion. Default: fp32.", show_default=False)] = None,
-    keep_fp32: Annotated[str | None, typer.Option("--keep-fp32", help="Without --models, fp16: layers to keep fp32 (comma-separated module paths, a keep_fp32.json, or 'none'). Default: the export's default.", show_default=False)] = None,
+    keep_fp32: Annotated[str | None, typer.Option("--keep-fp32", help="Without --models, fp16: layers to keep fp32 (comma-separated module paths, a keep_fp32.json, or 'none'). Default: none, the whole network fp16.", show_default=False)] = None,
     unet: Annotated[Path | None, typer.Option(help="U-Net checkpoint the export came from. Default: fixture weights.")] = None,
     audio_encoder: Annotated[Path | None, typer.Option("--audio-encoder", help="Audio encoder checkpoint the export came from. Default: fixture weights.")] = None,
     dump: Annotated[Path | None, typer.Option(help="Take the inputs from a run's dump (a dump folder, or a run folder holding dump/).")] = None,

@@ -31,7 +31,7 @@ class LocateRequest:
     network: str
     models: Path | None = None  # an export folder (or the folder `parity export --out` wrote into)
     precision: str | None = None  # without --models: the conversion's precision (default fp32)
-    keep_fp32: list[str] | None = None  # without --models: layers the fp16 conversion keeps fp32 (None: the export's default)
+    keep_fp32: list[str] | None = None  # without --models: layers the fp16 conversion keeps fp32 (None: nothing)
     unet: Path | None = None
     audio_encoder: Path | None = None
     mode: str = "ave"
@@ -127,10 +127,6 @@ def _artifact(request: LocateRequest, torch_model):
 
         precision = request.precision or "fp32"
         keep = request.keep_fp32
-        if keep is None and precision == "fp16":
-            from ...export.onnx import DEFAULT_KEEP_FP32
-
-            keep = list(DEFAULT_KEEP_FP32.get(request.network, ()))
         model, _ = to_onnx(torch_model, spec_for(torch_model), precision, keep or ())
         kept = f", keep-fp32 {', '.join(keep)}" if keep else (", nothing kept fp32" if precision == "fp16" else "")
         return "onnx", f"{request.network}.onnx ({precision}{kept}; converted here as parity export converts it)", model, precision
