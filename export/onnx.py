@@ -35,7 +35,9 @@ BATCH_DIM = "B"
 # range), the first one also the rounding of the mel input. Its keep-fp32 search on the golden clip finds
 # ADVISED_KEEP_FP32 (the first two blocks: the input then never passes through fp16): 5.4e-3 / 6.9e-3 at batch 1 / 4,
 # 9.4e-3 over the clip's 247 windows, but 1.28e-2 on the demo's 97 windows and 1.31e-2 on the 1119 windows of the
-# dataset's full talk_hb.wav, so it is not the default: without --keep-fp32 the encoder stays fp32 whole.
+# dataset's full talk_hb.wav. Searched on those 1119 windows it finds the first four blocks (8.5e-3 there, 7.2e-3 on
+# the golden clip), which still miss on the demo's (1.07e-2). No set holds on every clip measured, so none is the
+# default: without --keep-fp32 the encoder stays fp32 whole.
 ADVISED_KEEP_FP32 = {"audio_encoder": ("audio_encoder.0", "audio_encoder.1")}
 FP32_AUDIO_ENCODER_NOTE = ("audio encoder kept fp32 in fp16 exports: in fp16 its features differ by ~1.3e-2 (> 1e-2) on real clips, "
                            "and no keep-fp32 set found by parity locate holds on every clip measured; it is <2% of the compute")
