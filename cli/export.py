@@ -28,6 +28,7 @@ def export_command(
     audio_encoder: Annotated[Path | None, typer.Option("--audio-encoder", help="audio encoder checkpoint (audio_visual_encoder.pth)")] = None,
     mode: Annotated[str, typer.Option(help="U-Net audio branch: ave | hubert | wenet")] = "ave",
     out: Annotated[Path, typer.Option(help="folder that receives <format>-<precision>/")] = Path("exports"),
+    keep_fp32: Annotated[str | None, typer.Option("--keep-fp32", help="fp16 ONNX: layers to keep fp32 — PyTorch module paths (audio_encoder.0,audio_encoder.1), a keep_fp32.json written by `parity locate`, or none. Default: none in the U-Net, and the audio encoder fp32 whole.", show_default=False)] = None,
 ) -> None:
     """Export the U-Net and the audio encoder, each checked against eager PyTorch at export time."""
     console, errors = Console(), Console(stderr=True)
@@ -35,6 +36,7 @@ def export_command(
         formats = list(FORMATS) if format_name == "all" else [get_format(format_name).name]
         if format_name != "all":
             check_precision(FORMATS[formats[0]], precision)
+        keep = _keep_fp32(keep_fp32, precision, formats)
         unet_model, encoder_model, notes = _load_models(unet, audio_encoder, mode)
     except ParityError as exc:
         errors.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
@@ -47,7 +49,8 @@ def export_command(
     for name in formats:
         try:
             check_precision(FORMATS[name], precision)
-            folder = export_models(name, unet_model, encoder_model, out, precision)
+            keep_option = {"keep_fp32": keep} if keep is not None and name == "onnx" else {}
+            folder = export_models(name, unet_model, encoder_model, out, precision, **keep_option)
         except (ParityError, ImportError) as exc:
             message = _one_line(exc)
             failed.append(name)
@@ -62,6 +65,18 @@ def export_command(
     if failed:
         errors.print(f"[red]{len(failed)} of {len(formats)} format(s) failed:[/red] {', '.join(failed)}", highlight=False)
         raise typer.Exit(1)
+
+
+def _keep_fp32(value: str | None, precision: str, formats: list[str]) -> dict[str, list[str]] | None:
+    if value is None:
+        return None
+    from ..export.keep_fp32 import parse_keep_fp32
+
+    if precision != "fp16":
+        raise ParityError("--keep-fp32 applies to fp16 exports: add --precision fp16")
+    if "onnx" not in formats:
+        raise ParityError(f"--keep-fp32 is implemented for the onnx export, not {', '.join(formats)}")
+    return parse_keep_fp32(value)
 
 
 def _load_models(unet: Path | None, audio_encoder: Path | None, mode: str):

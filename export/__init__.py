@@ -74,15 +74,21 @@ def export_folder_name(fmt: str, precision: str) -> str:
     return f"{fmt}-{precision}"
 
 
-def export_models(fmt_name: str, unet, audio_encoder, out: Path, precision: str = "fp32") -> Path:
-    """Export both networks to `out/<format>-<precision>/` atomically; return that folder."""
+def export_models(fmt_name: str, unet, audio_encoder, out: Path, precision: str = "fp32",
+                  keep_fp32: dict[str, list[str]] | None = None) -> Path:
+    """Export both networks to `out/<format>-<precision>/` atomically; return that folder. `keep_fp32`: per network
+    ("unet", "audio_encoder"), the layers (PyTorch module paths) an fp16 ONNX export keeps in fp32."""
     fmt = get_format(fmt_name)
     check_precision(fmt, precision)
+    keep = {network: list(layers) for network, layers in (keep_fp32 or {}).items()}
+    if any(keep.values()) and fmt.name != "onnx":
+        raise ParityError(f"--keep-fp32 is implemented for the onnx export; {fmt.name} does not take it yet")
     module = importlib.import_module(f"{__name__}.{fmt.module}")
     final = Path(out) / export_folder_name(fmt.name, precision)
     with building(final) as tmp:
         try:
-            records: list[ArtifactRecord] = module.export(unet, audio_encoder, tmp, precision)
+            arguments = {"keep_fp32": keep} if keep and fmt.name == "onnx" else {}
+            records: list[ArtifactRecord] = module.export(unet, audio_encoder, tmp, precision, **arguments)
         except ExportUnfinished as exc:  # keep what was made (e.g. the TensorRT-ready ONNX) under another name
             kept = final.with_name(final.name + ".unbuilt")
             shutil.rmtree(kept, ignore_errors=True)

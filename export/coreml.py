@@ -269,12 +269,8 @@ def predict_check(mlpackage: str | Path, model: nn.Module, spec: ExportSpec, pre
 def convert(model: nn.Module, spec: ExportSpec, precision: str):
     """The in-memory `MLModel` of `model` (through `torch.export`, dynamic batch, float32 I/O)."""
     ct = _coremltools()
-    batch = torch.export.Dim("batch", min=1, max=spec.max_batch)
-    names = _forward_argument_names(model)
     with _quiet_conversion():
-        # Example batch 2: torch.export specializes a dimension of size 1 to a constant.
-        program = torch.export.export(model, spec.example_inputs(batch=2), dynamic_shapes={n: {0: batch} for n in names})
-        program = program.run_decompositions({})
+        program = exported_program(model, spec)
         batch_range = ct.RangeDim(1, spec.max_batch, default=1)
         return ct.convert(
             program,
@@ -284,6 +280,17 @@ def convert(model: nn.Module, spec: ExportSpec, precision: str):
             minimum_deployment_target=ct.target.iOS16,
             compute_precision=ct.precision.FLOAT16 if precision == "fp16" else ct.precision.FLOAT32,
         )
+
+
+def exported_program(model: nn.Module, spec: ExportSpec):
+    """The `torch.export` program the conversion starts from (dynamic batch, decomposed): its node names become the
+    ML program's op names, and its nodes' `nn_module_stack` names the module of each."""
+    batch = torch.export.Dim("batch", min=1, max=spec.max_batch)
+    names = _forward_argument_names(model)
+    with _quiet_conversion():
+        # Example batch 2: torch.export specializes a dimension of size 1 to a constant.
+        program = torch.export.export(model, spec.example_inputs(batch=2), dynamic_shapes={n: {0: batch} for n in names})
+        return program.run_decompositions({})
 
 
 @contextlib.contextmanager

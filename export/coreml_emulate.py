@@ -65,6 +65,26 @@ class ProgramEmulator:
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Outputs by name (float32) for `inputs` by name; every program input must be given."""
+        values = self._execute(inputs, release=True)
+        return {name: values[name].to(torch.float32).numpy() for name in self.output_names}
+
+    def trace(self, inputs: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+        """Every value the program computes for `inputs` (inputs and op outputs, as stored), by variable name."""
+        return self._execute(inputs, release=False)
+
+    def run_op(self, op, given: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The first output of one op of this program on `given` values of its computed inputs (by variable name),
+        each first stored in the dtype the program declares for it; constants are the program's."""
+        values: dict[str, torch.Tensor] = dict(self._constants)
+        declared = {var.name: var.dtype for var in _input_vars(op)}
+        for name, value in given.items():
+            values[name] = _store(value, declared[name]) if name in declared else value
+        with torch.inference_mode():
+            result = OPS[op.op_type](op, values)
+        first = result[0] if isinstance(result, tuple) else result
+        return _store(first, op.outputs[0].dtype)
+
+    def _execute(self, inputs: dict[str, np.ndarray], release: bool) -> dict[str, torch.Tensor]:
         missing = [name for name in self.input_names if name not in inputs]
         if missing:
             raise ParityError(f"{self.path}: input {missing[0]!r} not given (the program takes {', '.join(self.input_names)})")
@@ -72,14 +92,22 @@ class ProgramEmulator:
         for name, var in self.inputs.items():
             values[name] = _store(torch.from_numpy(np.array(inputs[name], dtype=np.float32)), var.dtype)
         with torch.inference_mode():
-            for op, release in zip(self._steps, self._release):
+            for op, freed in zip(self._steps, self._release):
                 result = OPS[op.op_type](op, values)
                 results = result if isinstance(result, tuple) else (result,)
                 for var, value in zip(op.outputs, results):
                     values[var.name] = _store(value, var.dtype)
-                for name in release:  # intermediates no later op reads: memory stays flat in depth
+                for name in freed if release else ():  # intermediates no later op reads: memory stays flat in depth
                     values.pop(name, None)
-        return {name: values[name].to(torch.float32).numpy() for name in self.output_names}
+        return values
+
+
+def _input_vars(op) -> list:
+    """The variables `op` reads (lists flattened)."""
+    found: list = []
+    for var in op.inputs.values():
+        found.extend(var if isinstance(var, (list, tuple)) else (var,))
+    return found
 
 
 def _last_uses(steps, kept: set[str]) -> list[list[str]]:

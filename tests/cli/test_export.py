@@ -68,3 +68,20 @@ def test_all_goes_on_past_a_failed_format_and_exits_1(tmp_path, monkeypatch):
     assert "coreml: Core ML export needs coremltools" in result.output
     assert "tensorrt: exporter not available here: No module named 'tensorrt'" in result.output
     assert f"2 of {len(FORMATS)} format(s) failed: coreml, tensorrt" in result.output
+
+
+def test_keep_fp32_reaches_the_onnx_export_and_is_refused_where_it_does_not_apply(tmp_path, monkeypatch):
+    received = {}
+
+    def fake_export_models(fmt, unet, audio_encoder, out, precision, keep_fp32=None):
+        received.update(fmt=fmt, precision=precision, keep_fp32=keep_fp32)
+        raise ParityError("stop here")
+
+    monkeypatch.setattr(export_cmd, "export_models", fake_export_models)
+    result = _invoke("--format", "onnx", "--precision", "fp16", "--keep-fp32", "audio_encoder.0,audio_encoder.1", "--out", str(tmp_path))
+    assert result.exit_code == 2 and "stop here" in result.output
+    assert received == {"fmt": "onnx", "precision": "fp16", "keep_fp32": {"audio_encoder": ["audio_encoder.0", "audio_encoder.1"]}}
+    result = _invoke("--format", "onnx", "--keep-fp32", "audio_encoder.0", "--out", str(tmp_path))
+    assert result.exit_code == 2 and "--keep-fp32 applies to fp16 exports: add --precision fp16" in result.output
+    result = _invoke("--format", "coreml", "--precision", "fp16", "--keep-fp32", "audio_encoder.0", "--out", str(tmp_path))
+    assert result.exit_code == 2 and "--keep-fp32 is implemented for the onnx export, not coreml" in result.output

@@ -34,10 +34,28 @@ def test_fp16_export_converts_the_unet_and_keeps_the_audio_encoder_fp32(onnx_fp1
     records = {r["network"]: r for r in read_manifest(onnx_fp16_dir)["artifacts"]}
     assert records["unet"]["extra"]["precision"] == "fp16"
     assert records["audio_encoder"]["extra"]["precision"] == "fp32"
+    assert records["audio_encoder"]["extra"]["precision_note"] == onnx_export.FP32_AUDIO_ENCODER_NOTE
     unet = onnx.load(onnx_fp16_dir / "unet.onnx")
     weight_types = {init.data_type for init in unet.graph.initializer}
     assert onnx.TensorProto.FLOAT16 in weight_types
     assert unet.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT  # fp32 I/O kept
+
+
+def test_the_advised_keep_set_makes_the_fp16_audio_encoder_pass_at_batch_1_and_4(golden_models, tmp_path):
+    record = onnx_export.fp16_audio_encoder(golden_models[1], tmp_path, onnx_export.ADVISED_KEEP_FP32["audio_encoder"])
+    assert record.extra["precision"] == "fp16" and record.extra["keep_fp32"] == ["audio_encoder.0", "audio_encoder.1"]
+    print(f"advised keep-set: max|diff| by batch {record.check['max_abs_diff_by_batch']}")
+    assert record.check["passed"] and set(record.check["max_abs_diff_by_batch"]) == {"1", "4"}
+    model = onnx.load(tmp_path / "audio_encoder.onnx")
+    weights = {init.name: init.data_type for init in model.graph.initializer}
+    convs = {node.name: node.input[1] for node in model.graph.node if node.op_type == "Conv"}
+    kept = {name for name in convs if name in record.extra["keep_fp32_nodes"]}
+    assert kept == {"/audio_encoder/audio_encoder.0/conv_block/conv_block.0/Conv", "/audio_encoder/audio_encoder.1/conv_block/conv_block.0/Conv"}
+    assert {weights[convs[name]] for name in kept} == {onnx.TensorProto.FLOAT}
+    assert {weights[convs[name]] for name in set(convs) - kept} == {onnx.TensorProto.FLOAT16}
+    # the kept first layer reads the fp32 input itself: no fp32 -> fp16 -> fp32 round trip is left
+    first = next(node for node in model.graph.node if node.op_type == "Conv")
+    assert first.input[0] == "mel_window" or next(n for n in model.graph.node if first.input[0] in n.output).op_type == "Identity"
 
 
 @pytest.mark.parametrize("network", ["unet", "audio_encoder"])
