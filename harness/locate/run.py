@@ -77,7 +77,12 @@ def locate(request: LocateRequest, progress=None) -> LocateOutcome:
     check_locate_request(request)
     start = time.perf_counter()
     say = progress or (lambda _text: None)
-    unet, encoder, labels = load_models(request.unet, request.audio_encoder, request.mode)
+    unet_path, encoder_path = request.unet, request.audio_encoder
+    if request.mode == "ave":  # weights not given: the demo weights, as every command takes them
+        from ...reference.demo_weights import with_demo_weights
+
+        unet_path, encoder_path = with_demo_weights(unet_path, encoder_path, say)
+    unet, encoder, labels = load_models(unet_path, encoder_path, request.mode)
     torch_model = unet if request.network == "unet" else encoder
     notes = [f"no --{flag} given: compared with {labels[key]}" for flag, key, path in
              (("unet", "unet", request.unet), ("audio-encoder", "audio_encoder", request.audio_encoder))
