@@ -4,6 +4,7 @@ written, checked and listed.
     <root>/                      $SYNCTALK_PARITY_CACHE, else ~/.cache/synctalk-parity
       demo/                      the built-in demo's inputs
       weights/<key>/             the demo weights (`reference/demo_weights.py`)
+      audio/<key>/               mel spectrograms of audio files a run has seen (`harness/audio_cache.py`)
       reference/<key>/           reference dumps (`harness/reference_cache.py`): dump/ + entry.json
       exports/<key>/<fmt>-<p>/   exports of checkpoints, made on the fly by the backends (`backends/exports.py`)
 
@@ -32,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 CACHE_ENV = "SYNCTALK_PARITY_CACHE"
-KINDS = ("demo", "weights", "reference", "exports")
+KINDS = ("demo", "weights", "audio", "reference", "exports")
 KEY_DIGITS = 24
 ENTRY_FILE = "entry.json"
 ENTRY_SCHEMA = "synctalk-parity/cache-entry"
@@ -47,7 +48,7 @@ def cache_root() -> Path:
 
 
 def cache_folder(kind: str) -> Path:
-    """The folder of one kind of entry (`demo`, `weights`, `reference`, `exports`) under the cache root."""
+    """The folder of one kind of entry (`demo`, `weights`, `audio`, `reference`, `exports`) under the cache root."""
     if kind not in KINDS:
         raise ValueError(f"unknown cache kind {kind!r}; one of {', '.join(KINDS)}")
     return cache_root() / kind
@@ -59,7 +60,14 @@ def key_of(parts: dict[str, Any]) -> str:
 
 
 def sha256_file(path: str | os.PathLike) -> str:
-    """sha256 of a file's bytes, in hex."""
+    """sha256 of a file's bytes, in hex. Remembered for the process while the file keeps its size and mtime (a run
+    hashes each checkpoint for the export key, the reference key and the summary: ~0.1 s per 50 MB each time)."""
+    stat = os.stat(path)
+    return _sha256_of(os.path.realpath(path), stat.st_size, stat.st_mtime_ns)
+
+
+@lru_cache(maxsize=256)
+def _sha256_of(path: str, size: int, mtime_ns: int) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
@@ -234,4 +242,6 @@ def _describe(kind: str, path: Path) -> str:
         return f"built-in demo inputs ({path.name})"
     if kind == "weights":
         return "demo weights"
+    if kind == "audio":
+        return "mel spectrogram"
     return kind

@@ -20,8 +20,7 @@ from typing import ClassVar
 import numpy as np
 
 from ..errors import ParityError
-from ..models.audio_encoder import WINDOW_SHAPE
-from ..models.unet import AUDIO_INPUT_SHAPES, IMAGE_INPUT_SHAPE
+from ..models.shapes import AUDIO_INPUT_SHAPES, IMAGE_INPUT_SHAPE, WINDOW_SHAPE
 
 
 @dataclass(frozen=True)

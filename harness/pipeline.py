@@ -64,9 +64,11 @@ class ProductionPipeline:
         self.queue_frames = queue_frames or 2 * batch
         self.template_cache = template_cache
 
-    def audio_stages(self, pcm: np.ndarray, source: str = "audio") -> ClipStages:
-        """PCM to mel, windows and padded features, the encoder run on the backend in batches."""
-        mel = audio.mel_spectrogram(pcm)
+    def audio_stages(self, pcm: np.ndarray, source: str = "audio", mel: np.ndarray | None = None) -> ClipStages:
+        """PCM to mel (or the `mel` already computed for this PCM: `harness/audio_cache.py`), windows and padded
+        features, the encoder run on the backend in batches."""
+        if mel is None:
+            mel = audio.mel_spectrogram(pcm)
         windows = audio.mel_windows(mel, source)
         features = audio.pad_features(audio.encode_windows(self.backend.encode_audio, windows))
         return ClipStages(pcm=pcm, mel=mel, windows=windows, features=features)

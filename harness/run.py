@@ -30,6 +30,7 @@ from ..reference.audio import load_audio
 from ..reference.dataset import open_dataset
 from ..reference.demo_weights import checkpoint_label, with_demo_weights
 from ..reference.video import VideoWriter
+from .audio_cache import cached_mel, prefetch_librosa, store_mel
 from .pipeline import ProductionPipeline
 from .png import write_png
 from .reference_cache import ReferenceInputs, heavy_frame, reference_dump
@@ -135,6 +136,9 @@ def run(request: RunRequest, progress: Progress | None = None, reference_progres
         request.unet, request.audio_encoder = with_demo_weights(request.unet, request.audio_encoder, progress_note)
     dataset = open_dataset(dataset_path, request.start_frame)
     pcm = load_audio(audio_path)
+    mel = cached_mel(audio_path)
+    if mel is None:  # librosa computes it; imported while the backend loads
+        prefetch_librosa()
     precision = resolve_precision(request)
     source = ModelSource.from_paths(request.unet, request.audio_encoder, request.models, precision=precision.runs)
     with building(final) as out:
@@ -144,7 +148,9 @@ def run(request: RunRequest, progress: Progress | None = None, reference_progres
             pipeline = ProductionPipeline(backend, batch=batch)
             timings = {"setup": time.perf_counter() - started}
             t = time.perf_counter()
-            clip = pipeline.audio_stages(pcm, source=str(audio_path))
+            clip = pipeline.audio_stages(pcm, source=str(audio_path), mel=mel)
+            if mel is None:
+                store_mel(audio_path, clip.mel)
             timings["audio"] = time.perf_counter() - t
             total = clip.frame_count if request.frames is None else min(request.frames, clip.frame_count)
             producer = {"name": "synctalk-parity", "version": __version__, "backend": backend.name, "precision": precision.runs}

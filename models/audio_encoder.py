@@ -10,8 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-WINDOW_SHAPE = (1, 80, 16)
-FEATURE_SIZE = 512
+from .shapes import FEATURE_SIZE, WINDOW_SHAPE  # noqa: F401  (re-exported)
 
 # (cin, cout, kernel, stride, padding, residual) for the 13 blocks of REFERENCE.md section D.
 BLOCKS: tuple[tuple[int, int, int, int | tuple[int, int], int, bool], ...] = (

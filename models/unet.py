@@ -11,16 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-AUDIO_MODES = ("ave", "hubert", "wenet")
-
-# Shape of the audio input (without batch) each audio branch expects.
-AUDIO_INPUT_SHAPES: dict[str, tuple[int, int, int]] = {
-    "ave": (32, 16, 16),
-    "hubert": (32, 32, 32),
-    "wenet": (256, 16, 32),
-}
-IMAGE_INPUT_SHAPE = (6, 320, 320)
-OUTPUT_SHAPE = (3, 320, 320)
+from .shapes import AUDIO_INPUT_SHAPES, AUDIO_MODES, IMAGE_INPUT_SHAPE, OUTPUT_SHAPE  # noqa: F401  (re-exported)
 
 
 class InvertedResidual(nn.Module):

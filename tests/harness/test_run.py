@@ -207,3 +207,27 @@ def test_no_save_frames_writes_video_and_dump_but_no_pngs_on_the_default_backend
     # neither --backend nor --batch: the best available backend, and its preferred batch (1 on CPU)
     assert "backend: onnxruntime, the best available here" in result.output
     assert "batch 1 on onnxruntime" in result.output
+
+
+@pytest.mark.slow
+def test_a_run_on_cached_exports_and_audio_imports_neither_torch_nor_librosa(tmp_path, golden, sanders):
+    """Start-up: with the export and the audio's mel cached, `parity run` needs neither torch (the export is found
+    by the checkpoints' sha256) nor librosa (the mel comes from the cache) — the two imports that took ~3 of the
+    6-7 s before the first frame. The second run's mel is the first run's, byte for byte."""
+    import os
+    import sys
+
+    weights = golden / "weights"
+    args = ["-X", "importtime", "-m", "synctalk_parity.cli", "run", "--backend", "onnxruntime", "--no-compare",
+            "--dataset", str(sanders), "--audio", str(golden / "talk_hb_10s.wav"), "--unet", str(weights / "unet_328_ave.pth"),
+            "--audio-encoder", str(weights / "audio_visual_encoder.pth"), "--frames", "2"]
+    env = {**os.environ, "NO_COLOR": "1"}
+    first = subprocess.run([sys.executable, *args, "--out", str(tmp_path / "a")], capture_output=True, text=True, env=env)
+    assert first.returncode == 0, first.stdout + first.stderr
+    second = subprocess.run([sys.executable, *args, "--out", str(tmp_path / "b")], capture_output=True, text=True, env=env)
+    assert second.returncode == 0, second.stdout + second.stderr
+    imported = {line.rsplit("|", 1)[-1].strip() for line in second.stderr.splitlines() if line.startswith("import time:")}
+    assert "onnxruntime" in imported  # the measurement sees imports at all
+    assert not {"torch", "librosa.core.spectrum", "librosa.filters", "scipy.signal", "numba"} & imported
+    mels = [np.load(tmp_path / run / "dump" / "audio.mel.npy") for run in ("a", "b")]
+    assert mels[0].dtype == np.float64 and np.array_equal(mels[0], mels[1])

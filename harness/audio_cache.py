@@ -1,0 +1,70 @@
+"""The mel spectrogram of an audio file, computed once with librosa and cached, so a run on audio it has seen
+starts without importing librosa.
+
+librosa's STFT and mel filters import scipy.signal and numba (numba compiles librosa's ufuncs at import): 1.5-2.5 s
+of a run's start-up on 2 cores, more than everything else before the first frame together. The mel is a pure
+function of the audio file's bytes, the decoder and the code and libraries that compute it, so it is cached like
+the reference and the exports: `<cache>/audio/<key>/mel.npy` (float64, exactly what `reference.audio.
+mel_spectrogram` returned; 0.5 MB for 10 s), keyed by the file's sha256, the decoder, the reference/ code and the
+library versions. On a miss the caller imports librosa in the background while the backend loads
+(`prefetch_librosa`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..cache import REFERENCE_LIBRARIES, cache_folder, check_entry, environment, key_of, publish, sha256_file, write_entry
+from ..reference import audio
+
+MEL_FILE = "mel.npy"
+
+
+def mel_parts(path: Path) -> dict[str, Any]:
+    """What decides the mel's bytes: the file, how it is decoded, and the code and libraries that compute it."""
+    return {
+        "inputs": {"audio": sha256_file(path), "decoder": audio.audio_decoder(path), "pad_mode": audio.DEFAULT_PAD_MODE},
+        "environment": environment(("reference",), REFERENCE_LIBRARIES),
+    }
+
+
+def cached_mel(path: Path) -> np.ndarray | None:
+    """The cached mel of the audio file at `path`, or None."""
+    entry = cache_folder("audio") / key_of(mel_parts(path))
+    if check_entry(entry) is not None:
+        return None
+    return np.load(entry / MEL_FILE)
+
+
+def store_mel(path: Path, mel: np.ndarray) -> None:
+    """Cache `mel` as the mel of the audio file at `path` (a valid entry published first wins)."""
+    parts = mel_parts(path)
+    entry = cache_folder("audio") / key_of(parts)
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", suffix=".partial", dir=entry.parent))
+    try:
+        np.save(tmp / MEL_FILE, mel)
+        write_entry(tmp, "audio", f"mel spectrogram of {path.name}", parts)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    publish(tmp, entry)
+
+
+def prefetch_librosa() -> None:
+    """Import librosa's STFT and mel filters in a background thread (the backend loads meanwhile: ONNX Runtime
+    builds its sessions without holding the GIL)."""
+    threading.Thread(target=_import_librosa, name="import-librosa", daemon=True).start()
+
+
+def _import_librosa() -> None:
+    with contextlib.suppress(Exception):  # an import error shows where librosa is used, with its own message
+        import librosa.core.spectrum
+        import librosa.filters  # noqa: F401
