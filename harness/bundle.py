@@ -10,7 +10,9 @@
       window.npy           the periodic Hann window librosa.stft uses (800,) float64
       dump.schema.json     JSON Schema of a dump's manifest.json
       models/              onnx-fp32/, coreml-fp32/, coreml-fp16/, each with manifest.json
-      golden/              the reference's dump of every stage for N frames, plus its inputs:
+      golden/              the reference's dump of every stage for N frames, plus its inputs
+                           (the two float tensors of the U-Net, 3.7 MB a frame, for the first and
+                           the last frame only: `tensor_frames`; every other stage for every frame):
         input.wav          the audio (cut to what N frames need)
         dataset/           full_body_img/{i}.png + landmarks/{i}.lms for templates 0..max used
         manifest.json ...  the dump (harness/dump.py format)
@@ -53,6 +55,8 @@ MODEL_EXPORTS = (("onnx", "fp32"), ("coreml", "fp32"), ("coreml", "fp16"))
 AUDIO_MARGIN_SECONDS = 0.2  # audio kept past the last feature row a frame reads (STFT edge padding)
 PRODUCER = {"name": "synctalk-parity reference", "version": __version__, "backend": "torch-eager", "precision": "fp32"}
 HANN_WINDOW = "hann"
+FLOAT16_SHARE = 0.01  # float16 storage only where its rounding error is under 1 % of the fp32 gate's max |diff|
+TENSOR_STAGES = ("frame.unet_input", "frame.unet_output")  # float32, 2.5 + 1.2 MB a frame: kept for `tensor_frames` only
 DEMO_WEIGHTS_NOTE = "the demo weights (fit to the demo avatar, not a SyncTalk model): trained-like outputs, fine for proving a port"
 
 Progress = Callable[[str], None]
@@ -87,6 +91,7 @@ def write_bundle(request: BundleRequest, progress: Progress | None = None) -> Pa
         frame_count = _write_golden_inputs(tmp / "golden", dataset_path, audio_path, request.frames)
         say("golden dump (eager reference)")
         _write_golden_dump(tmp / "golden", ReferencePipeline(unet, encoder), frame_count)
+        storage = storage_table(tmp / "golden")
         np.save(tmp / "mel_filterbank.npy", audio.mel_filterbank().astype(np.float32))
         np.save(tmp / "window.npy", hann_window())
         _write_json(tmp / "dump.schema.json", dump_schema())
@@ -98,7 +103,7 @@ def write_bundle(request: BundleRequest, progress: Progress | None = None) -> Pa
             for fmt, precision in MODEL_EXPORTS:
                 say(f"models: {fmt} {precision}")
                 _export(fmt, unet, encoder, tmp / "models", precision)
-        (tmp / "PORTING.md").write_text(porting_guide(), encoding="utf-8")
+        (tmp / "PORTING.md").write_text(porting_guide(storage), encoding="utf-8")
         (tmp / "README.md").write_text(_readme(tmp, weights, inputs, frame_count), encoding="utf-8")
     return final
 
@@ -195,6 +200,43 @@ def audio_samples_needed(frame_count: int) -> int:
     return math.ceil(seconds * audio.SAMPLE_RATE)
 
 
+def tensor_frames(frame_count: int) -> list[int]:
+    """The frames whose U-Net tensors (`TENSOR_STAGES`) the golden dump keeps: the first and the last.
+
+    The first frame reads zero rows before the audio (the edge padding), the last the furthest
+    template and audio row; the U-Net is the same function on every frame, so two frames prove it,
+    and every frame's image stages (uint8 PNG, from those tensors) are kept to prove the rest.
+    """
+    return sorted({0, frame_count - 1})
+
+
+def storage_table(golden: Path) -> list[dict]:
+    """Per stage of the golden dump: the frames it holds, how it is stored, the tightest gate it supports.
+
+    Every stage is stored in its contract dtype without loss (float `.npy`, uint8 PNG), so each
+    supports the fp32 gate. float16 storage of the U-Net tensors is measured here, on this dump: its
+    rounding error adds to a port's difference, so it would need to stay under `FLOAT16_SHARE` of the
+    fp32 gate's max |diff| (it does not: PORTING.md states the figures, and the tensors stay float32).
+    """
+    from .verdict.dump import Dump
+
+    dump, gate = Dump.open(golden), default_gate("fp32")
+    rows = []
+    for name in dump.stage_names:
+        entry = dump.entry(name)
+        frames_held = None if entry["per"] == "clip" else list(entry["frames"])
+        stored = "8-bit PNG (lossless)" if entry.get("pattern", "").endswith(".png") else f"{entry['dtype']} .npy (exact)"
+        row = {"stage": name, "frames": frames_held, "of": dump.frame_count, "stored": stored, "supports": "fp32 and fp16 gates"}
+        if name in TENSOR_STAGES:
+            error = max(float(np.max(np.abs(dump.frame(name, i).astype(np.float16).astype(np.float64) - dump.frame(name, i))))
+                        for i in dump.frames(name))
+            limit = gate.tolerance(name).max_abs
+            row["float16_error"] = error
+            row["float16_share_of_gate"] = error / limit if limit else math.inf
+        rows.append(row)
+    return rows
+
+
 def gate_table(precision: str = "fp32") -> list[dict]:
     """The default tolerance of every stage, in contract order (for PORTING.md)."""
     gate = default_gate(precision)
@@ -205,8 +247,8 @@ def gate_table(precision: str = "fp32") -> list[dict]:
     return rows
 
 
-def porting_guide() -> str:
-    """PORTING.md: what to implement per stage, its tolerance (from the gates), the usual mistakes."""
+def porting_guide(storage: list[dict] | None = None) -> str:
+    """PORTING.md: what to implement per stage, its tolerance (from the gates), what golden/ holds, the usual mistakes."""
     lines = [
         "# Porting SyncTalk_2D (328, audio mode `ave`) to Go or Swift",
         "",
@@ -226,8 +268,48 @@ def porting_guide() -> str:
     for stage, row in zip(STAGES, gate_table("fp32")):
         lines.append(f"| `{stage.name}` | `{stage.shape}` {stage.dtype} | {stage.description} | "
                      f"{_tolerance_text(row['tolerance'])} | {_tolerance_text(fp16[stage.name])} |")
+    if storage is not None:
+        lines += ["", *_golden_section(storage)]
     lines += ["", *_STAGE_NOTES, "", *_MISTAKES, "", *_PROVING]
     return "\n".join(lines) + "\n"
+
+
+def _golden_section(storage: list[dict]) -> list[str]:
+    """PORTING.md's table of what `golden/` holds per stage: frames, storage, the gates it supports."""
+    lines = [
+        "## What `golden/` holds",
+        "",
+        "Every stage is stored in its contract dtype without loss, so each stored stage supports the fp32",
+        "gate (and the looser fp16 one). To keep `golden/` small, the two float tensors of the U-Net",
+        f"(`{'`, `'.join(TENSOR_STAGES)}`, 3.7 MB a frame) are kept for the frames listed only; every",
+        "other stage is kept for every frame. A port may dump any frames: `parity compare` compares each",
+        "stage on the frames the golden dump holds and ignores the port's extra frames; a golden frame",
+        "the port lacks fails.",
+        "",
+        "| stage | frames in golden/ | stored as | supports |",
+        "| --- | --- | --- | --- |",
+    ]
+    for row in storage:
+        frames_held = "clip" if row["frames"] is None else _frames_list(row["frames"], row["of"])
+        lines.append(f"| `{row['stage']}` | {frames_held} | {row['stored']} | {row['supports']} |")
+    tensors = [row for row in storage if "float16_error" in row]
+    if tensors:
+        lines += ["", "float16 storage would halve the U-Net tensors; measured on this dump, its rounding alone is off by"]
+        for row in tensors:
+            limit = default_gate("fp32").tolerance(row["stage"]).max_abs
+            lines.append(f"- `{row['stage']}`: up to {row['float16_error']:.3g}, {row['float16_share_of_gate']:.0%} of the fp32 gate's "
+                         f"max |diff| {limit:.3g}")
+        lines += ["", "and that error adds to a port's own difference (a port at the gate's edge would fail against it), so",
+                  "these tensors are stored float32: float16 would need its error under "
+                  f"{FLOAT16_SHARE:.0%} of the gate."]
+    return lines
+
+
+def _frames_list(frames_held: list[int], frame_count: int) -> str:
+    """"0..7 (all 8)" for every frame of the run, else the frames themselves ("0, 7")."""
+    if len(frames_held) > 2 and frames_held == list(range(frame_count)):
+        return f"0..{frame_count - 1} (all {frame_count})"
+    return ", ".join(map(str, frames_held))
 
 
 def _inputs(request: BundleRequest) -> tuple[Path, Path, bool]:
@@ -270,14 +352,18 @@ def _write_golden_inputs(golden: Path, dataset_path: Path, audio_path: Path, fra
 
 
 def _write_golden_dump(golden: Path, reference: ReferencePipeline, frame_count: int) -> None:
-    """The reference's dump of every stage of every frame, from the bundle's own inputs."""
+    """The reference's dump of every stage of every frame (the U-Net tensors of `tensor_frames` only), from the bundle's own inputs."""
     bundle_dataset = open_dataset(golden / "dataset")
     clip = reference.audio_stages(load_audio(golden / "input.wav"), source=str(golden / "input.wav"))
     dump = golden.with_name("golden-dump")
+    kept = set(tensor_frames(frame_count))
     with DumpWriter(dump, PRODUCER, frame_count, "all") as writer:
         writer.add_clip(clip.as_dict())
         for stages in reference.frames(bundle_dataset, clip, frame_count):
-            writer.add_frame(stages.index, stages.as_dict(), heavy=True)
+            values = stages.as_dict()
+            if stages.index not in kept:
+                values = {name: value for name, value in values.items() if name not in TENSOR_STAGES}
+            writer.add_frame(stages.index, values, heavy=True)
     for item in dump.iterdir():
         item.rename(golden / item.name)
     dump.rmdir()
@@ -300,7 +386,9 @@ def _readme(folder: Path, weights: dict, inputs: dict, frame_count: int) -> str:
         f"- inputs: {'the built-in demo' if inputs['demo'] else inputs['dataset'] + ' + ' + inputs['audio']}; {frame_count} frames",
         f"- weights: {weights_line}",
         f"- `golden/`: {_megabytes(sizes['golden'])} - the eager reference's dump of every stage of frames 0..{frame_count - 1}",
-        "  (heavy stages every frame; `frame.unet_input` is 2.4 MB a frame), made from `golden/input.wav`",
+        f"  (`{'` and `'.join(TENSOR_STAGES)}`, float32, 3.7 MB a frame, for frames {_frames_list(tensor_frames(frame_count), frame_count)} only;",
+        "  every other stage for every frame; each stored without loss, so each supports the fp32 gate: PORTING.md,",
+        "  *What `golden/` holds*), made from `golden/input.wav`",
         "  (the audio cut to what these frames read) and `golden/dataset/` (templates 0..max used, decoded",
         "  once and stored as lossless PNG so no JPEG decoder difference can creep in; numbering as in the",
         "  original dataset, so the ping-pong schedule is the same).",
