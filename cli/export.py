@@ -90,9 +90,16 @@ def _load_models(unet: Path | None, audio_encoder: Path | None, mode: str):
 
         unet, audio_encoder = with_demo_weights(unet, audio_encoder)
     unet_model, encoder_model, labels = load_models(unet, audio_encoder, mode)
-    notes = [f"no --{flag} given: exporting {labels[key]}" for flag, key, path in
-             (("unet", "unet", given[0]), ("audio-encoder", "audio_encoder", given[1])) if path is None]
+    notes = [f"no --{flag} given: exporting {_weights_name(labels[key], used)}" for flag, key, path, used in
+             (("unet", "unet", given[0], unet), ("audio-encoder", "audio_encoder", given[1], audio_encoder)) if path is None]
     return unet_model, encoder_model, notes
+
+
+def _weights_name(label: str, path: Path | None) -> str:
+    """The demo weights by that name (with their file), others as `load_models` labels them."""
+    from ..reference.demo_weights import DEMO_WEIGHTS_LABEL, is_demo_weights
+
+    return f"the {DEMO_WEIGHTS_LABEL} ({path})" if is_demo_weights(path) else label
 
 
 def _artifact_table() -> Table:

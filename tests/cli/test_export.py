@@ -20,10 +20,10 @@ def _invoke(*args: str):
 
 
 @pytest.mark.slow
-def test_onnx_export_with_fixture_weights(tmp_path):
+def test_onnx_export_with_the_demo_weights_by_default(tmp_path):
     result = _invoke("--format", "onnx", "--out", str(tmp_path))
     assert result.exit_code == 0, result.output
-    assert "no --unet given: exporting fixture weights" in result.output
+    assert "no --unet given: exporting the demo weights" in result.output
     assert "unet.onnx" in result.output and "audio_encoder.onnx" in result.output
     assert result.output.count("pass") == 2
     manifest = json.loads((tmp_path / "onnx-fp32" / "manifest.json").read_text())
