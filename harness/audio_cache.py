@@ -35,17 +35,16 @@ def mel_parts(path: Path) -> dict[str, Any]:
     }
 
 
-def cached_mel(path: Path) -> np.ndarray | None:
-    """The cached mel of the audio file at `path`, or None."""
-    entry = cache_folder("audio") / key_of(mel_parts(path))
-    if check_entry(entry) is not None:
-        return None
-    return np.load(entry / MEL_FILE)
-
-
-def store_mel(path: Path, mel: np.ndarray) -> None:
-    """Cache `mel` as the mel of the audio file at `path` (a valid entry published first wins)."""
+def cached_mel(path: Path) -> tuple[np.ndarray | None, dict[str, Any]]:
+    """The cached mel of the audio file at `path` (None when not cached), and its key's parts for `store_mel`."""
     parts = mel_parts(path)
+    entry = cache_folder("audio") / key_of(parts)
+    return (np.load(entry / MEL_FILE) if check_entry(entry) is None else None), parts
+
+
+def store_mel(path: Path, parts: dict[str, Any], mel: np.ndarray) -> None:
+    """Cache `mel` as the mel of the audio file at `path`, under the `parts` `cached_mel` returned (a valid entry
+    published first wins)."""
     entry = cache_folder("audio") / key_of(parts)
     entry.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", suffix=".partial", dir=entry.parent))

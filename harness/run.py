@@ -136,7 +136,7 @@ def run(request: RunRequest, progress: Progress | None = None, reference_progres
         request.unet, request.audio_encoder = with_demo_weights(request.unet, request.audio_encoder, progress_note)
     dataset = open_dataset(dataset_path, request.start_frame)
     pcm = load_audio(audio_path)
-    mel = cached_mel(audio_path)
+    mel, mel_key = cached_mel(audio_path)
     if mel is None:  # librosa computes it; imported while the backend loads
         prefetch_librosa()
     precision = resolve_precision(request)
@@ -150,7 +150,7 @@ def run(request: RunRequest, progress: Progress | None = None, reference_progres
             t = time.perf_counter()
             clip = pipeline.audio_stages(pcm, source=str(audio_path), mel=mel)
             if mel is None:
-                store_mel(audio_path, clip.mel)
+                store_mel(audio_path, mel_key, clip.mel)
             timings["audio"] = time.perf_counter() - t
             total = clip.frame_count if request.frames is None else min(request.frames, clip.frame_count)
             producer = {"name": "synctalk-parity", "version": __version__, "backend": backend.name, "precision": precision.runs}
