@@ -74,6 +74,9 @@ def _bench(console, backend, batch, frames, repeats, reference_frames, memory, d
         readings = ", ".join(f"{value:.0f}" for value in result.sgemm_readings)
         console.print(f"sgemm peak: {result.sgemm_gflops:.0f} GFLOP/s (float32 matmul, the best of readings {readings}; "
                       "a row's GFLOP/s % is its share of it)", highlight=False)
+    if result.gpu_sgemm_gflops:
+        console.print(f"GPU sgemm peak: {result.gpu_sgemm_gflops:.0f} GFLOP/s ({result.gpu}; torch float32 matmul, IEEE fp32; "
+                      "the GFLOP/s % of rows on the GPU is their share of it)", highlight=False)
     console.print(bench_table(result))
     console.print(TABLE_LEGEND, style="dim", highlight=False)
     for line in start_up_lines(result):

@@ -10,7 +10,9 @@ Per backend and batch size:
 and once: the eager reference loop (torch, one frame at a time), the yardstick of every ratio. Before
 all of it, before each model row and at the end, the machine's fp32 limit: the sgemm peak (`sgemm_peak_gflops`,
 the best of those readings: on a shared machine one reading can be low); every row's `peak_share` is its
-achieved U-Net GFLOP/s over it, so figures compare across machines.
+achieved U-Net GFLOP/s over it, so figures compare across machines. Rows whose networks run on a GPU (torch on
+CUDA, ONNX Runtime's CUDA or TensorRT provider, TensorRT) are measured against the GPU's own fp32 limit instead
+(`gpu_sgemm_peak_gflops`: a torch float32 matmul on the device, IEEE fp32, no TF32), read at the start and the end.
 
 End-to-end frames/s is the steady throughput of the frame phase (template decode to video): output
 frames after the first batch divided by the time from the first batch's last frame to the last frame
@@ -51,6 +53,7 @@ from .verdict.result import write_result
 UNET_GFLOP_PER_FRAME = 9.772  # 4.886 GMAC
 SGEMM_SIZE = 2048  # one float32 matmul: 17.2 GFLOP, 0.06-0.3 s on 2 cores (smaller sizes read lower)
 SGEMM_REPEATS = 3
+GPU_SGEMM_SIZE = 8192  # 1.1 TFLOP: ~20 ms on an H200 at fp32, far past launch overhead
 MEMORY_FRAMES = (100, 400)
 DEFAULT_REFERENCE_FRAMES = 8
 
@@ -73,6 +76,11 @@ class BenchRequest:
     cache: Path | None = None  # where demo inputs live (default: the cache root)
     provider: str | None = None  # ONNX Runtime execution provider for the onnxruntime rows (default cpu)
     device: str | None = None  # torch device for the torch rows (default cpu)
+
+    def on_gpu(self, backend: str) -> bool:
+        """Whether `backend`'s rows run the networks on a GPU (so their share is of the GPU's fp32 peak)."""
+        return (backend == "tensorrt" or (backend == "torch" and (self.device or "cpu").startswith("cuda"))
+                or (backend == "onnxruntime" and self.provider in ("cuda", "tensorrt")))
 
     def options(self, backend: str) -> dict[str, str]:
         """The backend options this request asks of `backend`: --provider for onnxruntime, --device for torch."""
@@ -102,6 +110,7 @@ class BenchRow:
     peak_share: float | None = None  # unet_gflops over the machine's measured sgemm peak (BenchResult.sgemm_gflops)
     process_wall_s: float | None = None  # end-to-end rows: the child's whole-process wall time (median)
     process_first_frame_s: float | None = None  # end-to-end rows: process start to frames/00000.png written (median)
+    device: str = "cpu"  # where the networks ran: "cpu" or "gpu" (whose peak `peak_share` is measured against)
 
 
 @dataclass
@@ -119,6 +128,8 @@ class BenchResult:
     memory: list[MemoryRow] = field(default_factory=list)
     sgemm_gflops: float | None = None  # the machine's fp32 matmul peak: the best of sgemm_readings
     sgemm_readings: list[float] = field(default_factory=list)  # sgemm_peak_gflops at the start, before each model row, at the end
+    gpu: str | None = None  # the GPU's name, when a row ran on one
+    gpu_sgemm_gflops: float | None = None  # its fp32 matmul peak (gpu_sgemm_peak_gflops, the best of a reading at the start and the end)
 
     def memory_growth_mb(self, backend: str) -> float | None:
         """Peak RSS of the longest run minus the shortest's, for `backend`."""
@@ -133,6 +144,10 @@ class BenchResult:
             "sgemm_readings": self.sgemm_readings,
             "sgemm": f"numpy float32 {SGEMM_SIZE}x{SGEMM_SIZE} matmul, best of {SGEMM_REPEATS} after a warm-up, numpy's default "
                      "threads; the best of readings at the start, before each model row and at the end",
+            "gpu": self.gpu,
+            "gpu_sgemm_gflops": self.gpu_sgemm_gflops,
+            "gpu_sgemm": None if self.gpu is None else f"torch float32 {GPU_SGEMM_SIZE}x{GPU_SGEMM_SIZE} matmul on the GPU (IEEE fp32, "
+                                                       f"no TF32), best of {SGEMM_REPEATS} after a warm-up; the best of readings at the start and the end",
             "rows": [asdict(r) for r in self.rows],
             "memory": [asdict(m) for m in self.memory],
             "memory_growth_mb": {b: self.memory_growth_mb(b) for b in backends},
@@ -148,8 +163,12 @@ def bench(request: BenchRequest, on_row: OnRow | None = None) -> BenchResult:
         request.models, _ = find_export(request.models, None)
     result = BenchResult(machine=machine_description())
     sgemm = [sgemm_peak_gflops()]  # read again before every model row and at the end: on a shared machine one reading can be low
+    gpu_device = next((_gpu_device(request, name) for name in request.backends if request.on_gpu(name)), None)
+    gpu_sgemm = [] if gpu_device is None else [gpu_sgemm_peak_gflops(gpu_device)]
 
     def emit(row: BenchRow) -> None:
+        if row.mode != "reference" and request.on_gpu(row.backend):
+            row.device = "gpu"
         result.rows.append(row)
         if on_row:
             on_row(row)
@@ -170,8 +189,14 @@ def bench(request: BenchRequest, on_row: OnRow | None = None) -> BenchResult:
                 result.memory.append(MemoryRow(name, request.batches[0], frames, measured["peak_rss_mb"]))
     sgemm.append(sgemm_peak_gflops())
     result.sgemm_readings, result.sgemm_gflops = sgemm, max(sgemm)
+    if gpu_device is not None:
+        import torch
+
+        gpu_sgemm.append(gpu_sgemm_peak_gflops(gpu_device))
+        result.gpu, result.gpu_sgemm_gflops = torch.cuda.get_device_name(gpu_device), max(gpu_sgemm)
     for row in result.rows:
-        row.peak_share = None if row.unet_gflops is None else row.unet_gflops / result.sgemm_gflops
+        peak = result.gpu_sgemm_gflops if row.device == "gpu" else result.sgemm_gflops
+        row.peak_share = None if row.unet_gflops is None or not peak else row.unet_gflops / peak
     return result
 
 
@@ -189,6 +214,35 @@ def sgemm_peak_gflops(size: int = SGEMM_SIZE, repeats: int = SGEMM_REPEATS) -> f
     multiply()  # warm-up: thread pool start, page faults
     best = min(_repeat(multiply, repeats)[0])
     return 2 * size**3 / best / 1e9
+
+
+def gpu_sgemm_peak_gflops(device: str = "cuda", size: int = GPU_SGEMM_SIZE, repeats: int = SGEMM_REPEATS) -> float:
+    """The GPU's fp32 limit as a backend meets it: GFLOP/s of the fastest of `repeats` float32 `size` x `size`
+    torch matmuls on `device` (IEEE fp32: TF32 off, as the torch backend runs fp32) after a warm-up, timed with
+    CUDA events."""
+    import torch
+
+    from ..backends.torch import strict_fp32
+
+    strict_fp32()
+    generator = torch.Generator(device=device).manual_seed(0)
+    a, b = (torch.rand((size, size), device=device, generator=generator) for _ in range(2))
+    product = torch.empty_like(a)
+    torch.matmul(a, b, out=product)  # warm-up: cuBLAS handle, kernel choice
+    best = float("inf")
+    for _ in range(repeats):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        torch.matmul(a, b, out=product)
+        end.record()
+        end.synchronize()
+        best = min(best, start.elapsed_time(end) / 1e3)
+    return 2 * size**3 / best / 1e9
+
+
+def _gpu_device(request: BenchRequest, backend: str) -> str:
+    """The CUDA device `backend`'s rows run on (torch: --device; the providers and TensorRT: the first GPU)."""
+    return request.device if backend == "torch" and request.device else "cuda"
 
 
 def model_row(request: BenchRequest, backend_name: str, batch: int) -> BenchRow:

@@ -239,7 +239,9 @@ def machine_text(bench: dict[str, Any]) -> str | None:
     """The machine the benchmark ran on, with its measured sgemm peak when there is one."""
     machine = bench.get("machine")
     if machine and bench.get("sgemm_gflops"):
-        return f"{machine}; sgemm peak {bench['sgemm_gflops']:.0f} GFLOP/s ({bench.get('sgemm') or 'float32 matmul'})"
+        machine = f"{machine}; sgemm peak {bench['sgemm_gflops']:.0f} GFLOP/s ({bench.get('sgemm') or 'float32 matmul'})"
+    if machine and bench.get("gpu_sgemm_gflops"):
+        machine = f"{machine}; GPU {bench.get('gpu')}: sgemm peak {bench['gpu_sgemm_gflops']:.0f} GFLOP/s, the peak of rows on the GPU"
     return machine
 
 

@@ -210,6 +210,7 @@ RESULT_SCHEMA: dict[str, Any] = {
                 "ratio_to_model": _NULLABLE_NUMBER,
                 "whole_run_fps": _NULLABLE_NUMBER,
                 "first_frame_s": _NULLABLE_NUMBER,
+                "device": {"enum": ["cpu", "gpu"], "description": "where the networks ran; peak_share is of that device's fp32 peak"},
             },
         },
     },

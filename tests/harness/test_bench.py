@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from synctalk_parity.cli import app
-from synctalk_parity.harness.bench import UNET_GFLOP_PER_FRAME, BenchResult, MemoryRow, steady_fps
+from synctalk_parity.harness.bench import UNET_GFLOP_PER_FRAME, BenchRequest, BenchResult, MemoryRow, steady_fps
 
 runner = CliRunner()
 ENV = {"COLUMNS": "160"}
@@ -144,3 +144,12 @@ def test_bench_measures_every_backend_and_batch_and_writes_result_json(tmp_path)
             assert row["ratio_to_model"] is None and row["whole_run_fps"] is None
     assert document["bench"]["machine"] and document["bench"]["memory"] == []
     assert (out / "report.md").is_file()
+
+
+def test_rows_on_a_gpu_are_told_apart_from_cpu_rows():
+    """A GPU row's share is of the GPU's fp32 peak, not the CPU's sgemm (a CUDA row read 131% of the CPU peak)."""
+    assert BenchRequest(["torch"], [1], device="cuda:0").on_gpu("torch")
+    assert not BenchRequest(["torch"], [1], device="cpu").on_gpu("torch") and not BenchRequest(["torch"], [1]).on_gpu("torch")
+    assert BenchRequest(["onnxruntime"], [1], provider="cuda").on_gpu("onnxruntime")
+    assert not BenchRequest(["onnxruntime"], [1], provider="cpu").on_gpu("onnxruntime")
+    assert BenchRequest(["tensorrt"], [1]).on_gpu("tensorrt")
