@@ -84,6 +84,11 @@ class Backend(ABC):
         """The U-Net batch the pipeline uses when none is asked for: where the runtime gains from batches."""
         return 4
 
+    def streams(self) -> int:
+        """How many `generate` calls the pipeline may have running at once, each from its own thread (1: one at a
+        time). A backend answers more than 1 only where its runtime runs concurrent calls safely and gains from it."""
+        return 1
+
     def describe(self) -> dict[str, str]:
         """What actually runs: device, execution provider, precision... (shown in reports)."""
         return {"backend": self.name, "precision": self.source.precision}

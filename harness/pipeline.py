@@ -6,7 +6,8 @@ bounded queues, so memory stays flat however long the video is:
 
     reader thread    template image (small LRU: the ping-pong revisits templates), crop_328,
                      unet_input, unet_audio
-    calling thread   U-Net batches of `batch` frames on the backend
+    calling thread   U-Net batches of `batch` frames on the backend: `backend.streams()` calls at once, each on
+                     a worker thread, their results handed on in frame order
     writer thread    mouth, pasted_region, paste, then `on_frame(FrameStages)` (PNG, video, dump)
 
     pipeline = ProductionPipeline(backend, batch=4)
@@ -21,8 +22,9 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -61,7 +63,7 @@ class ProductionPipeline:
             raise ParityError(f"--batch must be at least 1, got {batch}")
         self.backend = backend
         self.batch = batch
-        self.queue_frames = queue_frames or 2 * batch
+        self.queue_frames = queue_frames or 2 * batch * max(1, backend.streams())
         self.template_cache = template_cache
 
     def audio_stages(self, pcm: np.ndarray, source: str = "audio", mel: np.ndarray | None = None) -> ClipStages:
@@ -110,23 +112,41 @@ class ProductionPipeline:
         run.put(run.to_infer, _END)
 
     def _infer(self, run: _Run) -> None:
-        pending: list[_Frame] = []
-        while True:
-            item = run.get(run.to_infer)
-            if item is not _END:
-                pending.append(item)
-            if pending and (len(pending) == self.batch or item is _END):
-                t = time.perf_counter()
-                outputs = self.backend.generate(np.stack([f.unet_input for f in pending]),
-                                                np.stack([f.unet_audio for f in pending]))
-                run.add("infer", time.perf_counter() - t)
-                for frame, output in zip(pending, outputs):
-                    frame.unet_output = output
-                    run.put(run.to_write, frame)
-                pending = []
-            if item is _END:
-                run.put(run.to_write, _END)
-                return
+        """Batches to the backend, up to `backend.streams()` calls at once; results handed on oldest first, so the
+        writer sees frames in order whatever order the calls finish in."""
+        streams = max(1, self.backend.streams())
+        in_flight: deque[tuple[list[_Frame], Future]] = deque()
+
+        def call(frames: list[_Frame]) -> np.ndarray:
+            t = time.perf_counter()
+            outputs = self.backend.generate(np.stack([f.unet_input for f in frames]), np.stack([f.unet_audio for f in frames]))
+            run.add("infer", time.perf_counter() - t)
+            return outputs
+
+        def hand_on_oldest() -> None:
+            frames, future = in_flight.popleft()
+            for frame, output in zip(frames, future.result()):
+                frame.unet_output = output
+                run.put(run.to_write, frame)
+
+        with ThreadPoolExecutor(streams, thread_name_prefix="parity-infer") as pool:
+            pending: list[_Frame] = []
+            while True:
+                while in_flight and in_flight[0][1].done():  # finished calls go on before waiting for more input
+                    hand_on_oldest()
+                item = run.get(run.to_infer)
+                if item is not _END:
+                    pending.append(item)
+                if pending and (len(pending) == self.batch or item is _END):
+                    if len(in_flight) == streams:
+                        hand_on_oldest()
+                    in_flight.append((pending, pool.submit(call, pending)))
+                    pending = []
+                if item is _END:
+                    while in_flight:
+                        hand_on_oldest()
+                    run.put(run.to_write, _END)
+                    return
 
     def _write(self, on_frame: FrameSink, progress: Progress | None, run: _Run) -> None:
         while (item := run.get(run.to_write)) is not _END:

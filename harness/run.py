@@ -62,6 +62,7 @@ class RunRequest:
     precision: str | None = None  # None: the loaded export's precision (its manifest), else fp32
     provider: str | None = None  # onnxruntime execution provider (cpu, cuda, tensorrt, coreml); None: cpu
     device: str | None = None  # torch device (cpu, cuda, cuda:N); None: cpu
+    streams: int | None = None  # onnxruntime: U-Net calls in flight at once; None: the backend's choice (one per CPU on the CPU)
     overwrite: bool = False  # replace an --out folder that holds files a run does not write
 
     def __post_init__(self) -> None:
@@ -85,6 +86,8 @@ class RunRequest:
             options["provider"] = self.provider
         if self.device is not None:
             options["device"] = self.device
+        if self.streams is not None:
+            options["streams"] = str(self.streams)
         return options
 
 
@@ -270,6 +273,10 @@ def check_request(request: RunRequest) -> frozenset[str]:
         checked_precision(request.precision)
     if request.provider is not None and request.backend_name != "onnxruntime":
         raise ParityError(f"--provider chooses ONNX Runtime's execution provider; backend {request.backend_name!r} has none (use --backend onnxruntime)")
+    if request.streams is not None and request.backend_name != "onnxruntime":
+        raise ParityError(f"--streams sets how many U-Net calls ONNX Runtime runs at once; backend {request.backend_name!r} runs one at a time (use --backend onnxruntime)")
+    if request.streams is not None and request.streams < 1:
+        raise ParityError(f"--streams must be at least 1, got {request.streams}")
     if request.device is not None and request.backend_name != "torch":
         raise ParityError(f"--device chooses the torch device; backend {request.backend_name!r} does not take one (use --backend torch)")
     stages = parse_stage_selection(request.dump)

@@ -118,3 +118,40 @@ def test_changed_artifact_is_refused(golden_onnx_dir, tmp_path):
         f.write(b"\0")
     with pytest.raises(ParityError, match="sha256 differs"):
         create_backend("onnxruntime", ModelSource(export_dir=copy)).load()
+
+
+# ----- streams: concurrent U-Net calls on the CPU -----------------------------------------------------------
+
+
+def test_on_the_cpu_one_single_threaded_stream_per_cpu_by_default(ort_backend):
+    from synctalk_parity.backends.onnxruntime import cpu_count
+
+    assert ort_backend.streams() == cpu_count() and ort_backend.describe()["streams"] == str(cpu_count())
+
+
+@pytest.mark.parametrize(("options", "streams"), [({"streams": "1"}, 1), ({"streams": "3"}, 3), ({"threads": "2"}, 1)])
+def test_streams_follow_the_options(golden_onnx_dir, options, streams):
+    """`streams` asked for is what runs; `threads` alone keeps one call at a time on that many intra-op threads."""
+    with create_backend("onnxruntime", ModelSource(export_dir=golden_onnx_dir), **options) as backend:
+        assert backend.streams() == streams and backend.describe()["streams"] == str(streams)
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two"])
+def test_bad_streams_are_refused_in_one_line(golden_onnx_dir, value):
+    with pytest.raises(ParityError, match="--streams must be a whole number of at least 1") as err:
+        create_backend("onnxruntime", ModelSource(export_dir=golden_onnx_dir), streams=value).load()
+    assert "\n" not in str(err.value)
+
+
+def test_concurrent_calls_on_one_session_give_each_caller_its_own_frames(golden_onnx_dir, golden_batch):
+    """Two threads calling the single-threaded U-Net session at once get the results of their own inputs, equal to
+    one call at a time on the default pool (bit for bit: the per-element sums do not depend on the thread count)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    image, audio = golden_batch["unet_input"], golden_batch["audio_window"]
+    with create_backend("onnxruntime", ModelSource(export_dir=golden_onnx_dir), streams="1") as backend:
+        expected = [backend.generate(image[i : i + 1], audio[i : i + 1]) for i in range(8)]
+    with create_backend("onnxruntime", ModelSource(export_dir=golden_onnx_dir), streams="2") as backend, ThreadPoolExecutor(2) as pool:
+        got = list(pool.map(lambda i: backend.generate(image[i : i + 1], audio[i : i + 1]), range(8)))
+    for i in range(8):
+        assert np.array_equal(got[i], expected[i]), f"item {i}"

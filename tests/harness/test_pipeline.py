@@ -177,3 +177,20 @@ def test_frames_arrive_in_order_with_a_partial_last_batch(tiny_inputs):
 def test_batch_must_be_positive():
     with pytest.raises(ParityError, match="--batch"):
         ProductionPipeline(create_backend("torch"), batch=0)
+
+
+@pytest.mark.slow
+def test_onnxruntime_streams_hand_frames_on_in_order_equal_to_one_call_at_a_time(golden_run):
+    """Two U-Net calls at once (the default on 2 CPUs) finish in any order; the writer gets frames 0, 1, 2, ... with
+    each frame's own mouth: equal bit for bit to one call at a time, and within the fp32 gate of the reference."""
+    made = {}
+    for streams in ("1", "2"):
+        with create_backend("onnxruntime", golden_run["source"], streams=streams) as backend:
+            pipeline = ProductionPipeline(backend, batch=1)
+            frames = []
+            pipeline.run(golden_run["dataset"], pipeline.audio_stages(golden_run["pcm"]), FRAMES, frames.append)
+        made[streams] = frames
+    assert [f.index for f in made["2"]] == list(range(FRAMES))
+    for one, two, reference in zip(made["1"], made["2"], golden_run["reference"]):
+        assert np.array_equal(one.output, two.output), f"frame {one.index}"
+        assert np.abs(two.unet_output - reference.unet_output).max() < 1e-4, f"frame {two.index}"

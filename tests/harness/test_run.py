@@ -108,6 +108,12 @@ def test_an_unavailable_backend_says_why_in_one_line(tmp_path):
     assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
 
 
+def test_streams_are_for_onnxruntime(tmp_path):
+    result = runner.invoke(app, ["run", "--backend", "torch", "--streams", "2", "--out", str(tmp_path / "out")], env=ENV)
+    assert result.exit_code == 2 and "--streams sets how many U-Net calls ONNX Runtime runs at once" in result.output
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -119,6 +125,7 @@ def test_an_unavailable_backend_says_why_in_one_line(tmp_path):
         (["--precision", "int8"], "--precision: unknown precision 'int8'; use fp32 or fp16"),
         (["--gate", "missing.toml"], "missing.toml: gate file not found"),
         (["--report", "pdf"], "unknown report format 'pdf'"),
+        (["--streams", "0"], "--streams must be at least 1"),
     ],
 )
 def test_bad_options_are_refused_before_any_work(tmp_path, args, message):
