@@ -32,6 +32,7 @@ def bench_command(
     report: Annotated[str | None, typer.Option(help="Also write reports into --out: md,html,json,junit (or all).")] = None,
     provider: Annotated[str | None, typer.Option(help="ONNX Runtime execution provider for the onnxruntime rows: cpu, cuda, tensorrt, coreml. Default: cpu.", show_default=False)] = None,
     device: Annotated[str | None, typer.Option(help="torch device for the torch rows: cpu, cuda, cuda:N. Default: cpu.", show_default=False)] = None,
+    streams: Annotated[int | None, typer.Option(help="U-Net calls in flight at once for the onnxruntime rows (see `parity run --streams`). Default: the backend's choice.", show_default=False)] = None,
     port: Annotated[str | None, typer.Option(help="A port's own command, run alternately with `parity run --no-compare` on the same inputs, then judged from the frames it wrote: {out} is replaced by a fresh folder for its frames (required), {dataset} and {audio} by the inputs.", show_default=False)] = None,
     warmup: Annotated[int, typer.Option(help="With --port: untimed pairs (port, ours) before the timed ones.")] = 1,
 ) -> None:
@@ -43,10 +44,10 @@ def bench_command(
         if memory:
             raise ParityError("--memory measures our pipeline alone; run it without --port")
         _bench_port(console, port, backend, batch, frames, repeats, warmup, dataset, audio, models, unet, audio_encoder, out,
-                    report, provider, device)
+                    report, provider, device, streams)
         return
     _bench(console, backend or DEFAULT_BACKENDS, batch or DEFAULT_BATCHES, 32 if frames is None else frames, repeats,
-           reference_frames, memory, dataset, audio, models, unet, audio_encoder, out, report, provider, device)
+           reference_frames, memory, dataset, audio, models, unet, audio_encoder, out, report, provider, device, streams)
 
 
 DEFAULT_BACKENDS = "torch,onnxruntime"
@@ -54,7 +55,7 @@ DEFAULT_BATCHES = "1,4,8"
 
 
 def _bench(console, backend, batch, frames, repeats, reference_frames, memory, dataset, audio, models, unet,
-           audio_encoder, out, report, provider=None, device=None) -> None:
+           audio_encoder, out, report, provider=None, device=None, streams=None) -> None:
     from ..harness.bench import BenchRequest, bench, write_bench_result
 
     formats = None
@@ -65,7 +66,7 @@ def _bench(console, backend, batch, frames, repeats, reference_frames, memory, d
     request = BenchRequest(
         backends=_names(backend), batches=_sizes(batch), frames=frames, repeats=repeats, dataset=dataset, audio=audio,
         unet=unet, audio_encoder=audio_encoder, models=models, reference_frames=reference_frames, memory=memory,
-        provider=provider, device=device,
+        provider=provider, device=device, streams=streams,
     )
     with console.status("measuring the eager reference loop...") as status:
         result = bench(request, on_row=lambda row: status.update(f"measured {row.backend} batch {row.batch} {row.mode}..."))
@@ -93,10 +94,12 @@ def _bench(console, backend, batch, frames, repeats, reference_frames, memory, d
         console.print(f"reports: {', '.join(str(p) for p in written)}", highlight=False)
 
 
-MODE_LABELS = {"end-to-end": "e2e", "end-to-end-video": "e2e video"}
-TABLE_LEGEND = ("fps: steady frames/s (median of the repeats; range: min..max); x model, x ref: fps over the same backend's "
-                "model-only fps and over the eager reference loop; whole: fps over the whole frame phase, "
-                "start-up included; GFLOP/s: the U-Net's achieved and its share of the sgemm peak; MB: peak RSS; e2e: parity run --no-compare (PNG frames, video, dump); e2e video: the video only")
+MODE_LABELS = {"end-to-end": "e2e", "end-to-end-video": "e2e video", "model-default-session": "plain ORT"}
+TABLE_LEGEND = ("b: U-Net batch; fps: steady frames/s (median of the repeats; range: min..max); x mod, x ref: fps over the same backend's "
+                "model-only fps and over the eager reference loop; plain ORT: model-only on the same export with ONNX Runtime's "
+                "default session options, one call at a time, timed alternately with model; x dflt: fps over it; whole: fps over "
+                "the whole frame phase, start-up included; "
+                "GFLOP/s: the U-Net's achieved and its share of the sgemm peak; MB: peak RSS; e2e: parity run --no-compare (PNG frames, video, dump); e2e video: the video only")
 
 
 def start_up_lines(result) -> list[str]:
@@ -113,13 +116,14 @@ def start_up_lines(result) -> list[str]:
 def bench_table(result) -> Table:
     """Fits 80 columns; TABLE_LEGEND explains the short headers."""
     table = Table(box=box.SIMPLE_HEAD, padding=0, show_edge=False)
-    for column in ("backend", "batch", "mode", "fps", "range", "x model", "x ref", "whole", "GFLOP/s", "MB"):
+    for column in ("backend", "b", "mode", "fps", "range", "x mod", "x dflt", "x ref", "whole", "GFLOP/s", "MB"):
         table.add_column(column, justify="left" if column in ("backend", "mode") else "right")
     ratio = lambda value: "" if value is None else f"{value:.2f}x"
     for row in result.rows:
         table.add_row(
             row.backend.removesuffix("-reference"), str(row.batch), MODE_LABELS.get(row.mode, row.mode), f"{row.fps_median:.2f}",
-            f"{row.fps_min:.2f}..{row.fps_max:.2f}", ratio(row.ratio_to_model), ratio(row.ratio_to_reference),
+            f"{row.fps_min:.2f}..{row.fps_max:.2f}", ratio(row.ratio_to_model), ratio(row.ratio_to_default_session),
+            ratio(row.ratio_to_reference),
             "" if row.whole_run_fps is None else f"{row.whole_run_fps:.2f}",
             _gflops(row),
             "" if row.peak_rss_mb is None else f"{row.peak_rss_mb:.0f}",
@@ -146,7 +150,7 @@ def _sizes(text: str) -> list[int]:
 
 
 def _bench_port(console, port, backend, batch, frames, repeats, warmup, dataset, audio, models, unet, audio_encoder, out,
-                report, provider, device) -> None:
+                report, provider, device, streams=None) -> None:
     from ..harness.bench import write_port_bench_result
     from ..harness.bench_port import PortBenchRequest, bench_port
 
@@ -161,7 +165,7 @@ def _bench_port(console, port, backend, batch, frames, repeats, warmup, dataset,
         raise ParityError("--port runs one pipeline of ours beside the port: pass one --backend and one --batch (or none)")
     request = PortBenchRequest(port, repeats=repeats, warmup=warmup, frames=frames, dataset=dataset, audio=audio, unet=unet,
                                audio_encoder=audio_encoder, models=models, backend=names[0] if names else None,
-                               batch=sizes[0] if sizes else None, provider=provider, device=device, out=out)
+                               batch=sizes[0] if sizes else None, provider=provider, device=device, streams=streams, out=out)
 
     def running(side: str, index: int | None) -> None:
         what = "judging the port's frames" if side == "verdict" else f"{side}: {'warm-up' if index is None else f'run {index + 1} of {repeats}'}"

@@ -2,7 +2,12 @@
 
 Per backend and batch size:
 - model: U-Net batches plus the audio encoder's share per frame, on real inputs (the golden
-  subset when present, else inputs made from the demo), after a warm-up; R repeats;
+  subset when present, else inputs made from the demo), after a warm-up; R repeats; run as the pipeline runs
+  the backend (`backend.streams()` U-Net calls at once);
+- model, default session (onnxruntime): the same export, inputs and batches on plain ONNX Runtime sessions
+  with their default options (`onnxruntime.InferenceSession(path)`: intra-op threads and spinning as ORT
+  chooses), one call at a time, timed pass for pass alternately with the row above: the yardstick the
+  pipeline's frame phase is held to (`ratio_to_default_session` of the end-to-end rows);
 - end-to-end: `parity run --no-compare` itself (PNG frames, video, the default dump: light stages every
   frame, heavy ones every 10th) as a child process; R repeats;
 - end-to-end-video: the same pipeline writing the video only (no PNG frames, no dump), in a bench child:
@@ -41,6 +46,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -76,6 +82,7 @@ class BenchRequest:
     cache: Path | None = None  # where demo inputs live (default: the cache root)
     provider: str | None = None  # ONNX Runtime execution provider for the onnxruntime rows (default cpu)
     device: str | None = None  # torch device for the torch rows (default cpu)
+    streams: int | None = None  # U-Net calls in flight for the onnxruntime rows (default: the backend's choice)
 
     def on_gpu(self, backend: str) -> bool:
         """Whether `backend`'s rows run the networks on a GPU (so their share is of the GPU's fp32 peak)."""
@@ -83,9 +90,9 @@ class BenchRequest:
                 or (backend == "onnxruntime" and self.provider in ("cuda", "tensorrt")))
 
     def options(self, backend: str) -> dict[str, str]:
-        """The backend options this request asks of `backend`: --provider for onnxruntime, --device for torch."""
-        if backend == "onnxruntime" and self.provider:
-            return {"provider": self.provider}
+        """The backend options this request asks of `backend`: --provider and --streams for onnxruntime, --device for torch."""
+        if backend == "onnxruntime" and (self.provider or self.streams):
+            return {name: str(value) for name, value in (("provider", self.provider), ("streams", self.streams)) if value}
         if backend == "torch" and self.device:
             return {"device": self.device}
         return {}
@@ -95,7 +102,7 @@ class BenchRequest:
 class BenchRow:
     backend: str
     batch: int
-    mode: str  # "model", "end-to-end", "end-to-end-video" (no PNG frames, no dump) or "reference"
+    mode: str  # "model", "model-default-session", "end-to-end", "end-to-end-video" (no PNG frames, no dump) or "reference"
     fps_median: float
     fps_min: float
     fps_max: float
@@ -111,6 +118,8 @@ class BenchRow:
     process_wall_s: float | None = None  # end-to-end rows: the child's whole-process wall time (median)
     process_first_frame_s: float | None = None  # end-to-end rows: process start to frames/00000.png written (median)
     device: str = "cpu"  # where the networks ran: "cpu" or "gpu" (whose peak `peak_share` is measured against)
+    ratio_to_default_session: float | None = None  # end-to-end rows: fps over plain ONNX Runtime's model-only fps (onnxruntime)
+    streams: int | None = None  # model rows: U-Net calls in flight at once
 
 
 @dataclass
@@ -161,6 +170,10 @@ def bench(request: BenchRequest, on_row: OnRow | None = None) -> BenchResult:
         from ..export.manifest import find_export
 
         request.models, _ = find_export(request.models, None)
+    else:  # weights not given: the demo weights, as every command takes them
+        from ..reference.demo_weights import with_demo_weights
+
+        request.unet, request.audio_encoder = with_demo_weights(request.unet, request.audio_encoder)
     result = BenchResult(machine=machine_description())
     sgemm = [sgemm_peak_gflops()]  # read again before every model row and at the end: on a shared machine one reading can be low
     gpu_device = next((_gpu_device(request, name) for name in request.backends if request.on_gpu(name)), None)
@@ -178,10 +191,14 @@ def bench(request: BenchRequest, on_row: OnRow | None = None) -> BenchResult:
     for name in request.backends:
         for batch in request.batches:
             sgemm.append(sgemm_peak_gflops())
-            model = _with_ratio(model_row(request, name, batch), reference)
-            emit(model)
-            emit(_with_ratio(end_to_end_row(request, name, batch), reference, model))
-            emit(_with_ratio(end_to_end_row(request, name, batch, video_only=True), reference, model))
+            model, *default_session = model_rows(request, name, batch)
+            for row in (model, *default_session):
+                emit(_with_ratio(row, reference))
+            for video_only in (False, True):
+                row = _with_ratio(end_to_end_row(request, name, batch, video_only=video_only), reference, model)
+                if default_session and default_session[0].fps_median:
+                    row.ratio_to_default_session = row.fps_median / default_session[0].fps_median
+                emit(row)
         if request.memory:
             inputs = _inputs(request, max(MEMORY_FRAMES))  # one dataset and audio for every length
             for frames in MEMORY_FRAMES:
@@ -245,18 +262,45 @@ def _gpu_device(request: BenchRequest, backend: str) -> str:
     return request.device if backend == "torch" and request.device else "cuda"
 
 
-def model_row(request: BenchRequest, backend_name: str, batch: int) -> BenchRow:
-    """Network-only frames/s: U-Net batches plus the audio encoder's per-frame share."""
+def model_rows(request: BenchRequest, backend_name: str, batch: int) -> list[BenchRow]:
+    """Network-only frames/s: U-Net batches plus the audio encoder's per-frame share, as the pipeline runs the
+    backend (its `streams()` U-Net calls at once). For onnxruntime a second row: the same export on plain ONNX
+    Runtime sessions with default options, one call at a time, each repeat timed right after the backend's."""
     source = ModelSource.from_paths(request.unet, request.audio_encoder, request.models)
     with create_backend(backend_name, source, **request.options(backend_name)) as backend:
         images, unet_audio, windows = model_inputs(request, backend, request.frames)
-        run_once = lambda: _model_pass(backend, images, unet_audio, windows, batch)
-        run_once()  # warm-up: allocations, kernel choice, lazy initialisation
-        seconds, load = _repeat(run_once, request.repeats)
-    fps = [request.frames / s for s in seconds]
-    median = statistics.median(fps)
-    return BenchRow(backend_name, batch, "model", median, min(fps), max(fps), request.repeats,
-                    unet_gflops=median * UNET_GFLOP_PER_FRAME, load_average=load)
+        passes = {"model": lambda: _model_pass(backend, images, unet_audio, windows, batch)}
+        if backend_name == "onnxruntime":
+            plain = default_sessions(backend)
+            passes["model-default-session"] = lambda: _default_session_pass(plain, images, unet_audio, windows, batch)
+        for run_once in passes.values():
+            run_once()  # warm-up: allocations, kernel choice, lazy initialisation
+        seconds: dict[str, list[float]] = {mode: [] for mode in passes}
+        for _ in range(request.repeats):  # alternately, so a busy moment of the machine falls on both
+            for mode, run_once in passes.items():
+                seconds[mode] += _repeat(run_once, 1)[0]
+        load = os.getloadavg()[0]
+        streams = backend.streams()
+    rows = []
+    for mode, timed in seconds.items():
+        fps = [request.frames / s for s in timed]
+        median = statistics.median(fps)
+        rows.append(BenchRow(backend_name, batch, mode, median, min(fps), max(fps), request.repeats,
+                             unet_gflops=median * UNET_GFLOP_PER_FRAME, load_average=load,
+                             streams=streams if mode == "model" else 1))
+    return rows
+
+
+def default_sessions(backend) -> dict:
+    """Plain ONNX Runtime sessions of the loaded onnxruntime backend's export, with ORT's default session options,
+    on the provider the backend runs on."""
+    import onnxruntime as ort
+
+    from ..export.manifest import artifact_path
+
+    provider = backend.sessions["unet"].get_providers()[0]
+    return {network: ort.InferenceSession(str(artifact_path(backend.export_dir, network)), providers=[provider])
+            for network in ("unet", "audio_encoder")}
 
 
 def end_to_end_row(request: BenchRequest, backend_name: str, batch: int, video_only: bool = False) -> BenchRow:
@@ -427,10 +471,19 @@ def _check(request: BenchRequest) -> None:
 
 
 def _model_pass(backend, images: np.ndarray, unet_audio: np.ndarray, windows: np.ndarray, batch: int) -> None:
-    for start in range(0, len(images), batch):
-        backend.generate(images[start : start + batch], unet_audio[start : start + batch])
+    """U-Net batches as the pipeline sends them (`backend.streams()` calls at once), then the encoder's windows."""
+    starts = range(0, len(images), batch)
+    with ThreadPoolExecutor(max(1, backend.streams())) as pool:
+        list(pool.map(lambda start: backend.generate(images[start : start + batch], unet_audio[start : start + batch]), starts))
     for start in range(0, len(windows), 64):  # reference/audio.py ENCODER_BATCH
         backend.encode_audio(windows[start : start + 64])
+
+
+def _default_session_pass(sessions: dict, images: np.ndarray, unet_audio: np.ndarray, windows: np.ndarray, batch: int) -> None:
+    for start in range(0, len(images), batch):
+        sessions["unet"].run(["mouth"], {"image": images[start : start + batch], "audio": unet_audio[start : start + batch]})
+    for start in range(0, len(windows), 64):
+        sessions["audio_encoder"].run(["audio_feature"], {"mel_window": windows[start : start + 64]})
 
 
 def _repeat(step: Callable[[], None], repeats: int) -> tuple[list[float], float]:
@@ -513,6 +566,7 @@ def _end_to_end_main(argv: list[str]) -> None:
     for flag in ("--backend", "--out", "--dataset", "--audio", "--unet", "--audio-encoder", "--models", "--provider", "--device"):
         parser.add_argument(flag)
     parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--streams", type=int, default=None)
     parser.add_argument("--frames", type=int, default=None)
     parser.add_argument("--video-only", action="store_true", help="no PNG frames, no dump")
     args = parser.parse_args(argv)
@@ -520,7 +574,7 @@ def _end_to_end_main(argv: list[str]) -> None:
     request = RunRequest(Path(args.out), args.backend, as_path(args.dataset), as_path(args.audio), as_path(args.unet),
                          as_path(args.audio_encoder), args.frames, models=as_path(args.models), batch=args.batch,
                          dump="none" if args.video_only else "all", compare=False, save_frames=not args.video_only,
-                         provider=args.provider, device=args.device)
+                         provider=args.provider, device=args.device, streams=args.streams)
     done_at: list[float] = []
     try:
         result = run(request, progress=lambda done, total: done_at.append(time.perf_counter()))

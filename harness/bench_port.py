@@ -159,6 +159,7 @@ class PortBenchRequest:
     batch: int | None = None
     provider: str | None = None
     device: str | None = None
+    streams: int | None = None
     out: Path = Path("parity-bench")  # the verdict goes to out/port-verdict
     cache: Path | None = None
     simulate: bool = True
@@ -283,7 +284,7 @@ def bench_port(request: PortBenchRequest, on_run: Any = None) -> PortBenchResult
 
 def _ours_argv(request: PortBenchRequest, out: Path, dataset: Path, audio: Path) -> list[str]:
     return parity_run_command(out, dataset, audio, frames=request.frames, backend=request.backend, batch=request.batch,
-                              provider=request.provider, device=request.device, unet=request.unet,
+                              provider=request.provider, device=request.device, streams=request.streams, unet=request.unet,
                               audio_encoder=request.audio_encoder, models=request.models)
 
 

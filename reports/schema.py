@@ -230,7 +230,7 @@ def stage_row(stage: dict[str, Any]) -> list[str]:
     ]
 
 
-BENCH_COLUMNS = ("backend", "mode", "batch", "fps median", "fps min..max", "repeats", "x model", "x reference",
+BENCH_COLUMNS = ("backend", "mode", "batch", "fps median", "fps min..max", "repeats", "x model", "x default session", "x reference",
                  "whole-run fps", "first frame s", "U-Net GFLOP/s", "sgemm peak %", "peak RSS MB",
                  "process: first frame s", "process: wall s")
 
@@ -256,6 +256,7 @@ def bench_row(row: dict[str, Any]) -> list[str]:
         spread,
         metric_text(row.get("repeats"), "int"),
         "-" if row.get("ratio_to_model") is None else f"{row['ratio_to_model']:.2f}x",
+        "-" if row.get("ratio_to_default_session") is None else f"{row['ratio_to_default_session']:.2f}x",
         "-" if row.get("ratio_to_reference") is None else f"{row['ratio_to_reference']:.2f}x",
         "-" if row.get("whole_run_fps") is None else f"{row['whole_run_fps']:.2f}",
         "-" if row.get("first_frame_s") is None else f"{row['first_frame_s']:.2f}",

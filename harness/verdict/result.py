@@ -198,7 +198,7 @@ RESULT_SCHEMA: dict[str, Any] = {
             "properties": {
                 "backend": {"type": "string"},
                 "batch": _NULLABLE_INTEGER,
-                "mode": {"enum": ["model", "end-to-end", "end-to-end-video", "reference", None]},
+                "mode": {"enum": ["model", "model-default-session", "end-to-end", "end-to-end-video", "reference", None]},
                 "fps_median": {"type": "number"},
                 "fps_min": _NULLABLE_NUMBER,
                 "fps_max": _NULLABLE_NUMBER,
@@ -211,6 +211,8 @@ RESULT_SCHEMA: dict[str, Any] = {
                 "whole_run_fps": _NULLABLE_NUMBER,
                 "first_frame_s": _NULLABLE_NUMBER,
                 "device": {"enum": ["cpu", "gpu"], "description": "where the networks ran; peak_share is of that device's fp32 peak"},
+                "ratio_to_default_session": _NULLABLE_NUMBER,
+                "streams": _NULLABLE_INTEGER,
             },
         },
     },

@@ -143,15 +143,16 @@ def test_reports_what_parity_bench_writes(tmp_path):
                                                           BenchRow("onnxruntime", 4, "model", 11.5, 11.0, 11.8, 3, 112.4, 650.0, 5.75,
                                                                    peak_share=0.382),
                                                           BenchRow("onnxruntime", 4, "end-to-end", 10.0, 9.8, 10.1, 3, 97.7, 990.0, 5.0,
-                                                                   ratio_to_model=0.87, whole_run_fps=9.5, first_frame_s=0.4)],
+                                                                   ratio_to_model=0.87, whole_run_fps=9.5, first_frame_s=0.4,
+                                                                   ratio_to_default_session=0.93)],
                            memory=[MemoryRow("onnxruntime", 4, 16, 640.0), MemoryRow("onnxruntime", 4, 64, 641.5)])
     run = write_bench_result(measured, tmp_path / "bench").parent
     result = _invoke(run, "--format", "md,junit")
     assert result.exit_code == 0, result.output
     text = (run / "report.md").read_text()
-    assert "| onnxruntime | model | 4 | 11.50 | 11.00..11.80 | 3 | - | 5.75x | - | - | 112.4 | 38% | 650 | - | - |" in text
+    assert "| onnxruntime | model | 4 | 11.50 | 11.00..11.80 | 3 | - | - | 5.75x | - | - | 112.4 | 38% | 650 | - | - |" in text
     assert "Machine: test machine; sgemm peak 294 GFLOP/s (numpy float32 2048x2048 matmul" in text
-    assert "| onnxruntime | end-to-end | 4 | 10.00 | 9.80..10.10 | 3 | 0.87x | 5.00x | 9.50 | 0.40 | 97.7 | - | 990 | - | - |" in text
+    assert "| onnxruntime | end-to-end | 4 | 10.00 | 9.80..10.10 | 3 | 0.87x | 0.93x | 5.00x | 9.50 | 0.40 | 97.7 | - | 990 | - | - |" in text
     assert "Growth from the shortest to the longest run: onnxruntime +2 MB" in text
     suite = ET.parse(run / "report.junit.xml").getroot().find("testsuite")
     assert (suite.get("tests"), suite.get("skipped")) == ("1", "1")

@@ -118,9 +118,12 @@ def test_bench_measures_every_backend_and_batch_and_writes_result_json(tmp_path)
     rows = document["bench"]["rows"]
     assert [(r["backend"], r["batch"], r["mode"]) for r in rows] == [
         ("torch-reference", 1, "reference"),
-        ("onnxruntime", 1, "model"), ("onnxruntime", 1, "end-to-end"), ("onnxruntime", 1, "end-to-end-video"),
-        ("onnxruntime", 2, "model"), ("onnxruntime", 2, "end-to-end"), ("onnxruntime", 2, "end-to-end-video"),
+        ("onnxruntime", 1, "model"), ("onnxruntime", 1, "model-default-session"), ("onnxruntime", 1, "end-to-end"),
+        ("onnxruntime", 1, "end-to-end-video"),
+        ("onnxruntime", 2, "model"), ("onnxruntime", 2, "model-default-session"), ("onnxruntime", 2, "end-to-end"),
+        ("onnxruntime", 2, "end-to-end-video"),
     ]
+    assert "plain ORT" in result.output and "x dflt" in result.output
     peak = document["bench"]["sgemm_gflops"]
     assert peak > 0 and "sgemm peak:" in result.output
     assert len(document["bench"]["sgemm_readings"]) == 4 and peak == max(document["bench"]["sgemm_readings"])  # start, 2 batches, end
@@ -134,6 +137,8 @@ def test_bench_measures_every_backend_and_batch_and_writes_result_json(tmp_path)
         if row["mode"].startswith("end-to-end"):
             model = next(r for r in rows if r["mode"] == "model" and r["batch"] == row["batch"])
             assert row["ratio_to_model"] == pytest.approx(row["fps_median"] / model["fps_median"])
+            plain = next(r for r in rows if r["mode"] == "model-default-session" and r["batch"] == row["batch"])
+            assert row["ratio_to_default_session"] == pytest.approx(row["fps_median"] / plain["fps_median"])
             assert row["whole_run_fps"] > 0 and row["first_frame_s"] > 0 and row["process_wall_s"] > 0
             if row["mode"] == "end-to-end":  # parity run itself: from process start to frames/00000.png
                 assert 0 < row["process_first_frame_s"] < row["process_wall_s"]
