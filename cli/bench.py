@@ -84,7 +84,7 @@ def _bench(console, backend, batch, frames, repeats, reference_frames, memory, d
         console.print(line, highlight=False)
     for backend_name in dict.fromkeys(m.backend for m in result.memory):
         rows = " vs ".join(f"{m.frames} frames {m.peak_rss_mb:.0f} MB" for m in result.memory if m.backend == backend_name)
-        console.print(f"memory {backend_name}: peak RSS {rows} (+{result.memory_growth_mb(backend_name):.0f} MB)", highlight=False)
+        console.print(f"memory {backend_name}: peak RSS {rows} ({result.memory_growth_mb(backend_name):+.0f} MB)", highlight=False)
     path = write_bench_result(result, out)
     console.print(f"[green]wrote[/] {path}", highlight=False)
     if formats:

@@ -473,8 +473,13 @@ def _check(request: BenchRequest) -> None:
 def _model_pass(backend, images: np.ndarray, unet_audio: np.ndarray, windows: np.ndarray, batch: int) -> None:
     """U-Net batches as the pipeline sends them (`backend.streams()` calls at once), then the encoder's windows."""
     starts = range(0, len(images), batch)
-    with ThreadPoolExecutor(max(1, backend.streams())) as pool:
-        list(pool.map(lambda start: backend.generate(images[start : start + batch], unet_audio[start : start + batch]), starts))
+    call = lambda start: backend.generate(images[start : start + batch], unet_audio[start : start + batch])
+    if backend.streams() == 1:  # on this thread: a fresh thread per pass would pay, e.g., torch's per-thread cuDNN/cuBLAS handles
+        for start in starts:
+            call(start)
+    else:
+        with ThreadPoolExecutor(backend.streams()) as pool:
+            list(pool.map(call, starts))
     for start in range(0, len(windows), 64):  # reference/audio.py ENCODER_BATCH
         backend.encode_audio(windows[start : start + 64])
 
