@@ -30,6 +30,7 @@ PROVIDERS = {
     "coreml": "CoreMLExecutionProvider",
 }
 NETWORKS = ("unet", "audio_encoder")
+MAX_DEFAULT_STREAMS = 4  # each U-Net call in flight holds ~210 MB of activations at batch 1 (see OnnxRuntimeBackend)
 # ORT's session config key (onnxruntime_session_options_config_keys.h): "1" fails session creation when a node
 # would be assigned to the CPU EP; invalid together with an explicitly listed CPUExecutionProvider.
 DISABLE_CPU_FALLBACK = "session.disable_cpu_ep_fallback"
@@ -109,9 +110,9 @@ class OnnxRuntimeBackend(Backend):
     """Options: `provider` (cpu, cuda, tensorrt, coreml; default cpu), `threads` (intra-op threads), `streams`
     (U-Net calls in flight at once).
 
-    Streams, on the CPU provider: by default one U-Net call per CPU runs at once, each on one thread (the U-Net
-    session has one intra-op thread; ONNX Runtime's `Run` is safe to call concurrently on one session), instead
-    of one call at a time spread over every core. A call spread over the cores waits at every operator for its
+    Streams, on the CPU provider: by default one U-Net call per CPU runs at once, up to `MAX_DEFAULT_STREAMS`, each
+    on its share of the CPUs (one thread each on 2 to 4 CPUs; ONNX Runtime's `Run` is safe to call concurrently on
+    one session), instead of one call at a time spread over every core. A call spread over the cores waits at every operator for its
     slowest thread, and in the pipeline a core is often busy decoding, pasting or encoding, so every operator
     waits; independent calls lose only the CPU time the other work takes. `streams=1` (or `threads` given) is one
     call at a time on ORT's intra-op pool. Other providers: one call at a time.
@@ -121,7 +122,9 @@ class OnnxRuntimeBackend(Backend):
     streams 2: 13.4 and 13.9 frames/s, 36-37 s of user CPU (1.22x), frames bit-identical. Model-only, one process, in
     alternation: two concurrent single-threaded calls 13.6 frames/s against 10.9-13.0 for a default session (spinning
     on) and 11.2-12.0 with spinning off. In `parity bench` (same machine, same run): e2e 1.04x and e2e video 1.11x of
-    plain ONNX Runtime's default-session model-only. Not measured: an AVX-512 machine."""
+    plain ONNX Runtime's default-session model-only. Each call in flight holds its own activations, about 210 MB
+    at batch 1 (resident memory 500 MB with one call, 719 with two, 1132 with four), hence the cap on the default.
+    Not measured: an AVX-512 machine, or more than 2 CPUs."""
 
     name = "onnxruntime"
     description = "ONNX Runtime (CPU, CUDA, TensorRT or CoreML execution provider)"
@@ -142,8 +145,8 @@ class OnnxRuntimeBackend(Backend):
         self.provider_requested = provider
         threads = int(self.options["threads"]) if self.options.get("threads") else None
         self._streams = self._streams_option(provider, threads)
-        # the U-Net's calls run one per stream, each on one thread; the audio encoder runs alone, on every core
-        unet_threads = 1 if self._streams > 1 else threads
+        # the U-Net's calls run one per stream, each on its share of the CPUs; the audio encoder runs alone, on every core
+        unet_threads = max(1, cpu_count() // self._streams) if self._streams > 1 else threads
         # both sessions built at once: ONNX Runtime builds a session without the GIL (the backend load 0.74 -> 0.31 s, cProfile)
         with ThreadPoolExecutor(len(NETWORKS)) as pool:
             made = {network: pool.submit(create_session, artifact_path(self.export_dir, network), network, provider,
@@ -174,10 +177,11 @@ class OnnxRuntimeBackend(Backend):
         return self._streams if self._loaded else 1
 
     def _streams_option(self, provider: str, threads: int | None) -> int:
-        """The `streams` option, checked; default: one per CPU on the CPU provider (unless `threads` is given), else 1."""
+        """The `streams` option, checked; default: one per CPU up to `MAX_DEFAULT_STREAMS` on the CPU provider (unless
+        `threads` is given), else 1."""
         value = self.options.get("streams")
         if value is None:
-            return cpu_count() if provider == PROVIDERS["cpu"] and threads is None else 1
+            return min(cpu_count(), MAX_DEFAULT_STREAMS) if provider == PROVIDERS["cpu"] and threads is None else 1
         try:
             streams = int(value)
         except ValueError:

@@ -33,7 +33,7 @@ def run(
     precision: Annotated[str | None, typer.Option(help="fp32 or fp16: the default gate (and, from checkpoints, what the backend runs). Default: the precision of the --models export (its manifest), else fp32.", show_default=False)] = None,
     provider: Annotated[str | None, typer.Option(help="ONNX Runtime execution provider: cpu, cuda, tensorrt or coreml (checked after loading: a provider that fails to load is an error, not a silent CPU run). Default: cpu.", show_default=False)] = None,
     device: Annotated[str | None, typer.Option(help="torch device: cpu, cuda or cuda:N. Default: cpu.", show_default=False)] = None,
-    streams: Annotated[int | None, typer.Option(help="ONNX Runtime: U-Net calls run at once, each on its own thread. Default: one per CPU on the CPU provider, each single-threaded; 1: one call at a time on every core.", show_default=False)] = None,
+    streams: Annotated[int | None, typer.Option(help="ONNX Runtime: U-Net calls run at once, each on its own thread. Default: one per CPU (at most 4) on the CPU provider, each on its share of the CPUs; 1: one call at a time on every core.", show_default=False)] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace --out even when it holds files a run does not write (a run folder is always replaced, once the new run is complete).")] = False,
     report: Annotated[str | None, typer.Option(help="Also write reports into --out: md,html,json,junit (or all).")] = None,
     save_frames: Annotated[bool, typer.Option("--save-frames/--no-save-frames", help="Write every output frame as lossless PNG into frames/ (the video and the dump are written either way).")] = True,

@@ -123,17 +123,23 @@ def test_changed_artifact_is_refused(golden_onnx_dir, tmp_path):
 # ----- streams: concurrent U-Net calls on the CPU -----------------------------------------------------------
 
 
-def test_on_the_cpu_one_single_threaded_stream_per_cpu_by_default(ort_backend):
-    from synctalk_parity.backends.onnxruntime import cpu_count
+def test_on_the_cpu_one_stream_per_cpu_by_default_up_to_the_cap(ort_backend):
+    from synctalk_parity.backends.onnxruntime import MAX_DEFAULT_STREAMS, cpu_count
 
-    assert ort_backend.streams() == cpu_count() and ort_backend.describe()["streams"] == str(cpu_count())
+    expected = min(cpu_count(), MAX_DEFAULT_STREAMS)
+    assert ort_backend.streams() == expected and ort_backend.describe()["streams"] == str(expected)
 
 
 @pytest.mark.parametrize(("options", "streams"), [({"streams": "1"}, 1), ({"streams": "3"}, 3), ({"threads": "2"}, 1)])
 def test_streams_follow_the_options(golden_onnx_dir, options, streams):
     """`streams` asked for is what runs; `threads` alone keeps one call at a time on that many intra-op threads."""
+    from synctalk_parity.backends.onnxruntime import cpu_count
+
     with create_backend("onnxruntime", ModelSource(export_dir=golden_onnx_dir), **options) as backend:
         assert backend.streams() == streams and backend.describe()["streams"] == str(streams)
+        threads = backend.sessions["unet"].get_session_options().intra_op_num_threads
+        # each stream on its share of the CPUs; one stream: the threads asked for, else ORT's default (0)
+        assert threads == (max(1, cpu_count() // streams) if streams > 1 else int(options.get("threads", 0)))
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "two"])
