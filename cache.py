@@ -26,7 +26,9 @@ import json
 import os
 import platform
 import shutil
+import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -179,6 +181,21 @@ def check_entry(folder: Path, checksums: bool = True) -> str | None:
         if checksums and sha256_file(path) != digest:
             return f"{name} changed since it was written (sha256 differs)"
     return None
+
+
+def build_entry(final: Path, kind: str, what: str, parts: dict[str, Any], make: Callable[[Path], object]) -> bool:
+    """Make the entry `final`: `make(folder)` writes its files into a private temporary folder beside `final`,
+    `entry.json` records them (`write_entry`), and the folder is published as `final` (`publish`: True when ours
+    was used). On any error the temporary folder is removed (`make` may move it elsewhere first) and the error raised."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
+    try:
+        make(tmp)
+        write_entry(tmp, kind, what, parts)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return publish(tmp, final)
 
 
 def publish(tmp: Path, final: Path) -> bool:

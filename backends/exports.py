@@ -13,11 +13,10 @@ a damaged one is exported again.
 from __future__ import annotations
 
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from ..cache import cache_folder, check_entry, environment, key_of, publish, sha256_file, write_entry
+from ..cache import build_entry, cache_folder, check_entry, environment, key_of, sha256_file
 from ..errors import ParityError
 from ..export import ExportUnfinished, export_folder_name, export_models, get_format
 from ..export.manifest import MANIFEST_NAME, read_manifest
@@ -49,20 +48,17 @@ def cached_export(source: ModelSource, fmt: str) -> Path:
     from .torch import source_models
 
     unet, encoder, _ = source_models(source)
-    entry.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", suffix=".partial", dir=entry.parent))
-    try:
-        export_models(fmt, unet, encoder, tmp, source.precision)
-        write_entry(tmp, "exports", f"{fmt} {source.precision} export of {_weights_label(source)}", parts)
-    except ExportUnfinished as exc:  # what could be made here (TensorRT-ready ONNX) is kept beside the entry
-        kept = entry.with_name(entry.name + ".unbuilt")
-        shutil.rmtree(kept, ignore_errors=True)
-        tmp.rename(kept)
-        raise exc.moved_to(kept / exc.folder.name) from None
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    publish(tmp, entry)
+
+    def make(tmp: Path) -> None:
+        try:
+            export_models(fmt, unet, encoder, tmp, source.precision)
+        except ExportUnfinished as exc:  # what could be made here (TensorRT-ready ONNX) is kept beside the entry
+            kept = entry.with_name(entry.name + ".unbuilt")
+            shutil.rmtree(kept, ignore_errors=True)
+            tmp.rename(kept)
+            raise exc.moved_to(kept / exc.folder.name) from None
+
+    build_entry(entry, "exports", f"{fmt} {source.precision} export of {_weights_label(source)}", parts, make)
     return folder
 
 

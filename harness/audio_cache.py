@@ -13,15 +13,13 @@ library versions. On a miss the caller imports librosa in the background while t
 from __future__ import annotations
 
 import contextlib
-import shutil
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..cache import REFERENCE_LIBRARIES, cache_folder, check_entry, environment, key_of, publish, sha256_file, write_entry
+from ..cache import REFERENCE_LIBRARIES, build_entry, cache_folder, check_entry, environment, key_of, sha256_file
 from ..reference import audio
 
 MEL_FILE = "mel.npy"
@@ -46,15 +44,7 @@ def store_mel(path: Path, parts: dict[str, Any], mel: np.ndarray) -> None:
     """Cache `mel` as the mel of the audio file at `path`, under the `parts` `cached_mel` returned (a valid entry
     published first wins)."""
     entry = cache_folder("audio") / key_of(parts)
-    entry.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", suffix=".partial", dir=entry.parent))
-    try:
-        np.save(tmp / MEL_FILE, mel)
-        write_entry(tmp, "audio", f"mel spectrogram of {path.name}", parts)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    publish(tmp, entry)
+    build_entry(entry, "audio", f"mel spectrogram of {path.name}", parts, lambda tmp: np.save(tmp / MEL_FILE, mel))
 
 
 def prefetch_librosa() -> None:

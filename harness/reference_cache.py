@@ -16,8 +16,6 @@ environment changed, each with a note saying why.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +23,7 @@ from typing import Any
 
 from .. import __version__
 from ..backends.exports import FIXTURE_WEIGHTS
-from ..cache import REFERENCE_LIBRARIES, cache_folder, check_entry, entries, environment, key_of, publish, read_entry, sha256_file, write_entry
+from ..cache import REFERENCE_LIBRARIES, build_entry, cache_folder, check_entry, entries, environment, key_of, read_entry, sha256_file
 from ..reference.dataset import IMAGE_DIR, LANDMARK_DIR
 from .verdict.dump import DumpWriter
 
@@ -69,15 +67,7 @@ def reference_dump(inputs: ReferenceInputs, progress: Progress | None = None) ->
         note = f"cached reference {key} is damaged ({problem}); computing it again"
     else:
         note = _changed_environment(parts)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", suffix=".partial", dir=folder.parent))
-    try:
-        write_reference_dump(inputs, tmp / "dump", progress)
-        write_entry(tmp, "reference", _what(inputs), parts)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    publish(tmp, folder)
+    build_entry(folder, "reference", _what(inputs), parts, lambda tmp: write_reference_dump(inputs, tmp / "dump", progress))
     return ReferenceResult(folder / "dump", False, key, note)
 
 

@@ -37,14 +37,12 @@ bytes differ by the random serialization id torch.save writes; the cached files 
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..cache import REFERENCE_LIBRARIES, cache_folder, check_entry, environment, key_of, publish, write_entry
+from ..cache import REFERENCE_LIBRARIES, build_entry, cache_folder, check_entry, environment, key_of
 
 DEMO_WEIGHTS_VERSION = 1
 UNET_FILE, ENCODER_FILE = "unet_328_ave.pth", "audio_visual_encoder.pth"
@@ -64,15 +62,7 @@ def demo_weights(note: Callable[[str], None] | None = None) -> tuple[Path, Path]
         return files
     if note is not None:
         note("Making the demo weights (once, about 30 s): a closed-form fit of the U-Net to the demo avatar")
-    entry.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", suffix=".partial", dir=entry.parent))
-    try:
-        make_demo_weights(tmp)
-        write_entry(tmp, "weights", DEMO_WEIGHTS_LABEL, parts)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    publish(tmp, entry)
+    build_entry(entry, "weights", DEMO_WEIGHTS_LABEL, parts, make_demo_weights)
     return files
 
 
