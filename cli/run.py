@@ -103,7 +103,9 @@ def _print_run_details(result) -> None:
             console.print(line, highlight=False, soft_wrap=True)
     else:
         console.print("comparison: skipped (--no-compare)")
-    console.print(f"speed: {result.fps:.2f} frames/s end to end, batch {result.batch} on {result.backend}", highlight=False)
+    streams = int(result.describe.get("streams") or 1)
+    at_once = f", {streams} U-Net calls at once" if streams > 1 else ""
+    console.print(f"speed: {result.fps:.2f} frames/s end to end, batch {result.batch}{at_once} on {result.backend}", highlight=False)
     timing = Table()
     timing.add_column("step")
     timing.add_column("seconds", justify="right")

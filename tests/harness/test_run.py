@@ -144,6 +144,8 @@ def test_onnxruntime_run_writes_the_result_contract_and_caches_the_reference(tmp
     document = json.loads((out / "result.json").read_text())
     assert document["schema"] == "synctalk-parity/result" and document["command"] == "run"
     assert document["backend"]["name"] == "onnxruntime" and document["backend"]["describe"]["provider"] == "CPUExecutionProvider"
+    streams = int(document["backend"]["describe"]["streams"])  # U-Net calls at once: said where the speed is
+    assert (f"batch 1, {streams} U-Net calls at once on onnxruntime" in first.output) == (streams > 1)
     assert document["inputs"]["demo"] is True and document["inputs"]["frames"] == 3
     comparison = document["comparison"]
     assert comparison["passed"] is True and comparison["first_divergent_stage"] is None and comparison["candidate"] == "dump"
