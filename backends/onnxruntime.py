@@ -112,9 +112,9 @@ class OnnxRuntimeBackend(Backend):
 
     Streams, on the CPU provider: by default one U-Net call per CPU runs at once, up to `MAX_DEFAULT_STREAMS`, each
     on its share of the CPUs (one thread each on 2 to 4 CPUs; ONNX Runtime's `Run` is safe to call concurrently on
-    one session), instead of one call at a time spread over every core. A call spread over the cores waits at every operator for its
-    slowest thread, and in the pipeline a core is often busy decoding, pasting or encoding, so every operator
-    waits; independent calls lose only the CPU time the other work takes. `streams=1` (or `threads` given) is one
+    one session), instead of one call at a time spread over every core. A call spread over the cores waits at
+    every operator for its slowest thread, and in the pipeline a core is often busy decoding, pasting or encoding,
+    so every operator waits; independent calls lose only the CPU time the other work takes. `streams=1` (or `threads` given) is one
     call at a time on ORT's intra-op pool. Other providers: one call at a time.
 
     Measured on a 2-core AMD EPYC (AVX2), sanders-mini 720p, 249 frames, golden weights, batch 1, whole `parity run

@@ -269,10 +269,13 @@ def model_rows(request: BenchRequest, backend_name: str, batch: int) -> list[Ben
     source = ModelSource.from_paths(request.unet, request.audio_encoder, request.models)
     with create_backend(backend_name, source, **request.options(backend_name)) as backend:
         images, unet_audio, windows = model_inputs(request, backend, request.frames)
-        passes = {"model": lambda: _model_pass(backend, images, unet_audio, windows, batch)}
+        inputs = (images, unet_audio, windows, batch)
+        passes = {"model": lambda: _model_pass(backend.generate, backend.encode_audio, *inputs, streams=backend.streams())}
         if backend_name == "onnxruntime":
             plain = default_sessions(backend)
-            passes["model-default-session"] = lambda: _default_session_pass(plain, images, unet_audio, windows, batch)
+            generate = lambda image, audio: plain["unet"].run(["mouth"], {"image": image, "audio": audio})
+            encode = lambda window: plain["audio_encoder"].run(["audio_feature"], {"mel_window": window})
+            passes["model-default-session"] = lambda: _model_pass(generate, encode, *inputs)
         for run_once in passes.values():
             run_once()  # warm-up: allocations, kernel choice, lazy initialisation
         seconds: dict[str, list[float]] = {mode: [] for mode in passes}
@@ -470,25 +473,20 @@ def _check(request: BenchRequest) -> None:
             raise ParityError(f"backend {name!r} is not available: {reason}")
 
 
-def _model_pass(backend, images: np.ndarray, unet_audio: np.ndarray, windows: np.ndarray, batch: int) -> None:
-    """U-Net batches as the pipeline sends them (`backend.streams()` calls at once), then the encoder's windows."""
+def _model_pass(generate: Callable, encode: Callable, images: np.ndarray, unet_audio: np.ndarray, windows: np.ndarray,
+                batch: int, streams: int = 1) -> None:
+    """U-Net batches through `generate(image, audio)` as the pipeline sends them (`streams` calls at once), then the
+    encoder's windows through `encode(windows)`."""
     starts = range(0, len(images), batch)
-    call = lambda start: backend.generate(images[start : start + batch], unet_audio[start : start + batch])
-    if backend.streams() == 1:  # on this thread: a fresh thread per pass would pay, e.g., torch's per-thread cuDNN/cuBLAS handles
+    call = lambda start: generate(images[start : start + batch], unet_audio[start : start + batch])
+    if streams == 1:  # on this thread: a fresh thread per pass would pay, e.g., torch's per-thread cuDNN/cuBLAS handles
         for start in starts:
             call(start)
     else:
-        with ThreadPoolExecutor(backend.streams()) as pool:
+        with ThreadPoolExecutor(streams) as pool:
             list(pool.map(call, starts))
     for start in range(0, len(windows), 64):  # reference/audio.py ENCODER_BATCH
-        backend.encode_audio(windows[start : start + 64])
-
-
-def _default_session_pass(sessions: dict, images: np.ndarray, unet_audio: np.ndarray, windows: np.ndarray, batch: int) -> None:
-    for start in range(0, len(images), batch):
-        sessions["unet"].run(["mouth"], {"image": images[start : start + batch], "audio": unet_audio[start : start + batch]})
-    for start in range(0, len(windows), 64):
-        sessions["audio_encoder"].run(["audio_feature"], {"mel_window": windows[start : start + 64]})
+        encode(windows[start : start + 64])
 
 
 def _repeat(step: Callable[[], None], repeats: int) -> tuple[list[float], float]:
