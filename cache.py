@@ -4,8 +4,8 @@ written, checked and listed.
     <root>/                      $SYNCTALK_PARITY_CACHE, else ~/.cache/synctalk-parity
       demo/                      the built-in demo's inputs
       weights/<key>/             the demo weights (`reference/demo_weights.py`)
-      audio/<key>/               mel spectrograms of audio files a run has seen (`harness/audio_cache.py`)
-      reference/<key>/           reference dumps (`harness/reference_cache.py`): dump/ + entry.json
+      audio/<key>/               mel spectrograms of audio files a run has seen (`harness/pipeline/audio_cache.py`)
+      reference/<key>/           reference dumps (`harness/pipeline/reference_cache.py`): dump/ + entry.json
       exports/<key>/<fmt>-<p>/   exports of checkpoints, made on the fly by the backends (`backends/exports.py`)
 
 A key is the first 24 hex digits of the sha256 of a JSON object holding everything that can change an

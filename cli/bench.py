@@ -56,7 +56,7 @@ DEFAULT_BATCHES = "1,4,8"
 
 def _bench(console, backend, batch, frames, repeats, reference_frames, memory, dataset, audio, models, unet,
            audio_encoder, out, report, provider=None, device=None, streams=None) -> None:
-    from ..harness.bench import BenchRequest, bench, write_bench_result
+    from ..harness.bench.measure import BenchRequest, bench, write_bench_result
 
     formats = None
     if report is not None:
@@ -151,8 +151,8 @@ def _sizes(text: str) -> list[int]:
 
 def _bench_port(console, port, backend, batch, frames, repeats, warmup, dataset, audio, models, unet, audio_encoder, out,
                 report, provider, device, streams=None) -> None:
-    from ..harness.bench import write_port_bench_result
-    from ..harness.bench_port import PortBenchRequest, bench_port
+    from ..harness.bench.measure import write_port_bench_result
+    from ..harness.bench.port import PortBenchRequest, bench_port
 
     formats = None
     if report is not None:

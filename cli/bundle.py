@@ -23,7 +23,7 @@ def bundle(
     frames: Annotated[int | None, typer.Option(help="Output frames in the golden dump.  [default: 8]", show_default=False)] = None,
 ) -> None:
     """Write everything a Go or Swift port needs to prove itself: models, constants, a golden dump, a guide."""
-    from ..harness.bundle import DEFAULT_FRAMES, BundleRequest, folder_size, write_bundle
+    from ..harness.bundle.build import DEFAULT_FRAMES, BundleRequest, folder_size, write_bundle
 
     request = BundleRequest(out=out, dataset=dataset, audio=audio, unet=unet, audio_encoder=audio_encoder,
                             frames=DEFAULT_FRAMES if frames is None else frames)

@@ -37,7 +37,7 @@ def compare(
     out: Annotated[Path | None, typer.Option(help="Where result.json goes. Default: the run folder or the dump's parent; for a port's output, ./parity-port.", show_default=False)] = None,
 ) -> None:
     """Judge a candidate against the reference, stage by stage — a dump, or a port's frames, video or tensors."""
-    from ..harness.verdict.ingest import detect_kind
+    from ..harness.ports.ingest import detect_kind
 
     if detect_kind(candidate) == "dump":
         from ..harness.verdict.judge import judge
@@ -50,7 +50,7 @@ def compare(
         return
     if reference is not None:
         raise ParityError(f"{candidate}: not a dump, so it is judged against the reference made from --dataset/--audio, not --reference")
-    from ..harness.judge_port import PortRequest, judge_port
+    from ..harness.ports.judge import PortRequest, judge_port
 
     request = PortRequest(candidate, dataset, audio, unet, audio_encoder, start_frame, out or Path("parity-port"), gate, precision,
                           _shapes(shape or []), simulate)

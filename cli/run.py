@@ -43,8 +43,8 @@ def run(
     No arguments: the built-in demo. Exit 0 when every gate passes, 1 when one fails, 2 on bad input.
     """
     from ..errors import GateFailure
-    from ..harness.run import RunRequest, check_request
-    from ..harness.run import run as run_pipeline
+    from ..harness.pipeline.run import RunRequest, check_request
+    from ..harness.pipeline.run import run as run_pipeline
 
     formats = None
     if report is not None:

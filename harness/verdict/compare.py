@@ -29,11 +29,10 @@ import numpy as np
 
 from ...errors import ParityError
 from ...reference.stages import CLIP_STAGES, STAGE_NAMES
-from .align import frame_runs
 from .diagnose import diagnose
 from .dump import IMAGE_STAGES, Dump
 from .gates import Gate, Tolerance
-from .types import PSNR_IDENTICAL, Comparison, StageResult
+from .types import PSNR_IDENTICAL, Comparison, StageResult, frame_runs
 
 COSINE_STAGES = frozenset({"audio.features", "frame.unet_audio"})
 PSNR_FLOAT_STAGES = frozenset({"frame.unet_output"})  # float in [0, 1]: PSNR on the 0..255 scale

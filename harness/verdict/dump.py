@@ -57,7 +57,7 @@ import numpy as np
 from ...errors import ParityError
 from ...precision import PRECISIONS
 from ...reference.stages import CLIP_STAGES, FRAME_STAGES, STAGE_NAMES
-from ..png import write_png
+from .png import write_png
 from .validate import validate
 
 SCHEMA = "synctalk-parity/dump"

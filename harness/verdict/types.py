@@ -8,6 +8,7 @@ heavy, so the command layer can name these types without loading numpy or torch.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -146,3 +147,14 @@ class RunResult:
     @property
     def passed(self) -> bool:
         return self.comparison is None or bool(self.comparison)
+
+
+def frame_runs(values: Iterable[int]) -> list[tuple[int, int]]:
+    """Consecutive runs of frame indices as (first, last) pairs, in order: [0, 3, 4, 5] -> [(0, 0), (3, 5)]."""
+    runs: list[list[int]] = []
+    for value in sorted(values):
+        if runs and value == runs[-1][1] + 1:
+            runs[-1][1] = value
+        else:
+            runs.append([value, value])
+    return [(a, b) for a, b in runs]

@@ -137,7 +137,7 @@ def test_reports_a_real_comparison(tmp_path):
 
 
 def test_reports_what_parity_bench_writes(tmp_path):
-    from synctalk_parity.harness.bench import BenchResult, BenchRow, MemoryRow, write_bench_result
+    from synctalk_parity.harness.bench.measure import BenchResult, BenchRow, MemoryRow, write_bench_result
 
     measured = BenchResult(machine="test machine", sgemm_gflops=294.0, rows=[BenchRow("torch", 1, "reference", 2.0, 1.9, 2.1, 3),
                                                           BenchRow("onnxruntime", 4, "model", 11.5, 11.0, 11.8, 3, 112.4, 650.0, 5.75,

@@ -12,8 +12,7 @@ import pytest
 import soundfile
 
 from synctalk_parity.errors import ParityError
-from synctalk_parity.harness.png import write_png
-from synctalk_parity.harness.verdict.ingest import (
+from synctalk_parity.harness.ports.ingest import (
     detect_kind,
     frame_number,
     jpeg_info,
@@ -23,6 +22,7 @@ from synctalk_parity.harness.verdict.ingest import (
     read_tensors,
     read_video,
 )
+from synctalk_parity.harness.verdict.png import write_png
 from synctalk_parity.reference.audio import SAMPLE_RATE
 from synctalk_parity.reference.video import VideoWriter
 

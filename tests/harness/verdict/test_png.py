@@ -1,4 +1,4 @@
-"""harness/png.py: the pipeline's PNG writer must be lossless and readable by any PNG reader."""
+"""harness/verdict/png.py: the pipeline's PNG writer must be lossless and readable by any PNG reader."""
 
 import cv2
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from synctalk_parity.errors import ParityError
-from synctalk_parity.harness.png import encode_png, write_png
+from synctalk_parity.harness.verdict.png import encode_png, write_png
 
 
 @pytest.mark.parametrize("shape", [(1, 1, 3), (7, 5, 3), (61, 33, 3), (9, 4)])

@@ -47,6 +47,7 @@ from typing import Protocol
 import numpy as np
 
 from ...errors import ParityError
+from ..verdict.types import frame_runs
 
 Box = tuple[int, int, int, int]
 TemplateFn = Callable[[int], tuple[np.ndarray, Box]]  # reference output index -> (template image BGR, crop box)
@@ -308,17 +309,6 @@ def _base(lowest: int, shift: int) -> int:
     if -shift in (0, 1):
         return -shift
     return lowest
-
-
-def frame_runs(values: Iterable[int]) -> list[tuple[int, int]]:
-    """Consecutive runs of frame indices as (first, last) pairs, in order: [0, 3, 4, 5] -> [(0, 0), (3, 5)]."""
-    runs: list[list[int]] = []
-    for value in sorted(values):
-        if runs and value == runs[-1][1] + 1:
-            runs[-1][1] = value
-        else:
-            runs.append([value, value])
-    return [(a, b) for a, b in runs]
 
 
 def _run_text(run: tuple[int, int]) -> str:

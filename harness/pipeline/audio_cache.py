@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from ..cache import REFERENCE_LIBRARIES, build_entry, cache_folder, check_entry, environment, key_of, sha256_file
-from ..reference import audio
+from ...cache import REFERENCE_LIBRARIES, build_entry, cache_folder, check_entry, environment, key_of, sha256_file
+from ...reference import audio
 
 MEL_FILE = "mel.npy"
 

@@ -193,7 +193,7 @@ def test_no_compare_skips_the_reference(tmp_path):
 
 @pytest.mark.slow
 def test_an_interrupted_run_leaves_nothing_that_looks_complete(tmp_path):
-    from synctalk_parity.harness.run import RunRequest, run
+    from synctalk_parity.harness.pipeline.run import RunRequest, run
 
     def interrupt(done, total):
         if done == 3:

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 from isal import isal_zlib
 
-from ..errors import ParityError
+from ...errors import ParityError
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 LEVEL = 1  # ISA-L levels 0-3; 1 is as fast as 0 here and smaller

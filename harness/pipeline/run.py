@@ -1,6 +1,6 @@
 """`parity run`: audio + avatar dataset -> frames, an mp4, a stage dump and a verdict, on any backend.
 
-The production pipeline (`harness/pipeline.py`) runs on the chosen backend; its stage dump is
+The production pipeline (`harness/pipeline/production.py`) runs on the chosen backend; its stage dump is
 compared with the eager reference's dump of the same inputs (computed once, then cached). With no
 dataset and audio it runs the built-in demo (inputs made locally). Weights not given are the demo weights
 (`reference/demo_weights.py`: fit to the demo avatar, made once and cached). Output folder:
@@ -20,23 +20,23 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .. import __version__
-from ..atomic import building, write_text_atomically
-from ..backends import ModelSource, create_backend, get_backend_class
-from ..cache import cache_folder
-from ..errors import ParityError
-from ..precision import checked_precision
-from ..reference.audio import load_audio
-from ..reference.dataset import open_dataset
-from ..reference.demo_weights import checkpoint_label, with_demo_weights
-from ..reference.video import VideoWriter
+from ... import __version__
+from ...atomic import building, write_text_atomically
+from ...backends import ModelSource, create_backend, get_backend_class
+from ...cache import cache_folder
+from ...errors import ParityError
+from ...precision import checked_precision
+from ...reference.audio import load_audio
+from ...reference.dataset import open_dataset
+from ...reference.demo_weights import checkpoint_label, with_demo_weights
+from ...reference.video import VideoWriter
+from ..verdict.dump import DumpWriter, parse_stage_selection
+from ..verdict.png import write_png
+from ..verdict.result import plain, write_result
+from ..verdict.types import RunResult
 from .audio_cache import cached_mel, prefetch_librosa, store_mel
-from .pipeline import ProductionPipeline
-from .png import write_png
+from .production import ProductionPipeline
 from .reference_cache import ReferenceInputs, heavy_frame, reference_dump
-from .verdict.dump import DumpWriter, parse_stage_selection
-from .verdict.result import plain, write_result
-from .verdict.types import RunResult
 
 Progress = Callable[[int, int], None]  # (frames done, frames total)
 DEFAULT_DUMP_EVERY = 10
@@ -57,7 +57,7 @@ class RunRequest:
     dump: str = "all"  # stage selection: all, none, or comma-separated stage names
     dump_every: int = DEFAULT_DUMP_EVERY
     compare: bool = True
-    save_frames: bool = True  # lossless PNG of every output frame (harness/png.py: ~3 ms a 720p frame)
+    save_frames: bool = True  # lossless PNG of every output frame (harness/verdict/png.py: ~3 ms a 720p frame)
     gate: Path | None = None
     precision: str | None = None  # None: the loaded export's precision (its manifest), else fp32
     provider: str | None = None  # onnxruntime execution provider (cpu, cuda, tensorrt, coreml); None: cpu
@@ -67,7 +67,7 @@ class RunRequest:
 
     def __post_init__(self) -> None:
         if self.backend is None:
-            from ..backends import default_backend
+            from ...backends import default_backend
 
             self.backend = default_backend()
 
@@ -103,7 +103,7 @@ class Precision:
 def resolve_precision(request: RunRequest) -> Precision:
     """The gate follows what runs: an export's manifest precision, else the checkpoints' (fp32, or --precision)."""
     if request.models is not None:
-        from ..export.manifest import read_manifest
+        from ...export.manifest import read_manifest
 
         runs = checked_precision(read_manifest(request.models)["precision"], f"{request.models}/manifest.json")
         if request.precision is not None:
@@ -126,7 +126,7 @@ def run(request: RunRequest, progress: Progress | None = None, reference_progres
     """
     stages = check_request(request)
     if request.models is not None:
-        from ..export.manifest import find_export
+        from ...export.manifest import find_export
 
         request.models, note = find_export(request.models, BACKEND_FORMATS.get(request.backend_name))
         if note and progress_note is not None:
@@ -288,7 +288,7 @@ def check_request(request: RunRequest) -> frozenset[str]:
             "pass --unet and --audio-encoder too, or --no-compare"
         )
     if request.gate is not None:
-        from .verdict.gates import load_gate
+        from ..verdict.gates import load_gate
 
         load_gate(request.gate, request.precision)  # a mistyped gate file fails now, before any work
     return stages
@@ -297,7 +297,7 @@ def check_request(request: RunRequest) -> frozenset[str]:
 def _inputs(request: RunRequest) -> tuple[Path, Path]:
     if request.dataset is not None and request.audio is not None:
         return Path(request.dataset), Path(request.audio)
-    from ..reference.demo import make_demo
+    from ...reference.demo import make_demo
 
     demo = make_demo(cache_folder("demo"))
     return demo.dataset_dir, demo.audio_path
@@ -329,8 +329,8 @@ def _write_outputs(out, pipeline, dataset, clip, total, audio_path, stages, dump
 
 def _compare(result: RunResult, request: RunRequest, precision: Precision, stages, dataset_path: Path, audio_path: Path,
              out: Path, reference_progress: Progress | None) -> None:
-    from .verdict.compare import compare_dumps
-    from .verdict.gates import load_gate
+    from ..verdict.compare import compare_dumps
+    from ..verdict.gates import load_gate
 
     gate = load_gate(request.gate, precision.gate)
     if request.gate is not None:

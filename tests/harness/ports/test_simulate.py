@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 import pytest
 
-from synctalk_parity.harness.verdict.simulate import (
+from synctalk_parity.harness.ports.simulate import (
     FP16_NOISE_FLOOR_DB,
     HYPOTHESES,
     HYPOTHESES_BY_NAME,

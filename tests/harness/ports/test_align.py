@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from synctalk_parity.errors import ParityError
-from synctalk_parity.harness.png import write_png
-from synctalk_parity.harness.verdict.align import align, align_frames, align_video, dataset_templates
-from synctalk_parity.harness.verdict.ingest import read_frame_files, read_video
+from synctalk_parity.harness.ports.align import align, align_frames, align_video, dataset_templates
+from synctalk_parity.harness.ports.ingest import read_frame_files, read_video
+from synctalk_parity.harness.verdict.png import write_png
 from synctalk_parity.reference import frames as F
 from synctalk_parity.reference.dataset import template_schedule
 from synctalk_parity.reference.video import VideoWriter

@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ParityError
+from ...errors import ParityError
 
 PLACEHOLDERS = ("{out}", "{dataset}", "{audio}")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
@@ -303,8 +303,8 @@ def parity_run_command(out: Path, dataset: Path, audio: Path, **options: object)
 def _inputs(request: PortBenchRequest) -> tuple[Path, Path]:
     if request.dataset is not None and request.audio is not None:
         return Path(request.dataset), Path(request.audio)
-    from ..cache import cache_root
-    from ..reference.demo import make_demo
+    from ...cache import cache_root
+    from ...reference.demo import make_demo
 
     demo = make_demo((request.cache or cache_root()) / "demo")
     return demo.dataset_dir, demo.audio_path
@@ -333,7 +333,7 @@ def _candidate(out: Path) -> Path:
 
 
 def _judge(request: PortBenchRequest, candidate: Path, dataset: Path, audio: Path, out: Path):
-    from .judge_port import PortRequest, judge_port
+    from ..ports.judge import PortRequest, judge_port
 
     return judge_port(PortRequest(candidate, dataset, audio, unet=request.unet, audio_encoder=request.audio_encoder, out=out,
                                   simulate=request.simulate, frames=request.frames))

@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
-from ..backends.exports import FIXTURE_WEIGHTS
-from ..cache import REFERENCE_LIBRARIES, build_entry, cache_folder, check_entry, entries, environment, key_of, read_entry, sha256_file
-from ..reference.dataset import IMAGE_DIR, LANDMARK_DIR
-from .verdict.dump import DumpWriter
+from ... import __version__
+from ...backends.exports import FIXTURE_WEIGHTS
+from ...cache import REFERENCE_LIBRARIES, build_entry, cache_folder, check_entry, entries, environment, key_of, read_entry, sha256_file
+from ...reference.dataset import IMAGE_DIR, LANDMARK_DIR
+from ..verdict.dump import DumpWriter
 
 PRODUCER = {"name": "synctalk-parity reference", "version": __version__, "backend": "torch-eager", "precision": "fp32"}
 
@@ -73,10 +73,10 @@ def reference_dump(inputs: ReferenceInputs, progress: Progress | None = None) ->
 
 def write_reference_dump(inputs: ReferenceInputs, folder: Path, progress: Progress | None = None) -> Path:
     """Run the eager reference on `inputs` and write its dump to `folder` (atomically)."""
-    from ..models import load_models
-    from ..reference.audio import load_audio
-    from ..reference.dataset import open_dataset
-    from ..reference.pipeline import ReferencePipeline
+    from ...models import load_models
+    from ...reference.audio import load_audio
+    from ...reference.dataset import open_dataset
+    from ...reference.pipeline import ReferencePipeline
 
     unet, encoder, _ = load_models(inputs.unet, inputs.audio_encoder)
     reference = ReferencePipeline(unet, encoder)
@@ -105,8 +105,8 @@ def reference_key(inputs: ReferenceInputs) -> str:
 
 def reference_parts(inputs: ReferenceInputs) -> dict[str, Any]:
     """Everything that decides the reference dump: its inputs, and the environment that computes it."""
-    from ..reference.audio import audio_decoder
-    from ..reference.pipeline import REFERENCE_VERSION
+    from ...reference.audio import audio_decoder
+    from ...reference.pipeline import REFERENCE_VERSION
 
     return {
         "inputs": {

@@ -15,7 +15,7 @@
                            the last frame only: `tensor_frames`; every other stage for every frame):
         input.wav          the audio (cut to what N frames need)
         dataset/           full_body_img/{i}.png + landmarks/{i}.lms for templates 0..max used
-        manifest.json ...  the dump (harness/dump.py format)
+        manifest.json ...  the dump (harness/verdict/dump.py format)
 
 pipeline.json is built from the constants of `reference/` and `models/specs.py`, never typed by
 hand, so it cannot drift from the reference.
@@ -33,20 +33,20 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .. import __version__
-from ..atomic import building
-from ..errors import ParityError
-from ..models import load_models
-from ..models.specs import IMAGE_PREPROCESSING, audio_encoder_spec, unet_spec
-from ..reference import audio, frames, video
-from ..reference import dataset as dataset_module
-from ..reference.audio import load_audio
-from ..reference.dataset import IMAGE_DIR, LANDMARK_DIR, open_dataset, template_schedule
-from ..reference.demo_weights import with_demo_weights
-from ..reference.pipeline import REFERENCE_VERSION, ReferencePipeline
-from ..reference.stages import STAGES
-from .verdict.dump import DumpWriter, dump_schema
-from .verdict.gates import default_gate
+from ... import __version__
+from ...atomic import building
+from ...errors import ParityError
+from ...models import load_models
+from ...models.specs import IMAGE_PREPROCESSING, audio_encoder_spec, unet_spec
+from ...reference import audio, frames, video
+from ...reference import dataset as dataset_module
+from ...reference.audio import load_audio
+from ...reference.dataset import IMAGE_DIR, LANDMARK_DIR, open_dataset, template_schedule
+from ...reference.demo_weights import with_demo_weights
+from ...reference.pipeline import REFERENCE_VERSION, ReferencePipeline
+from ...reference.stages import STAGES
+from ..verdict.dump import DumpWriter, dump_schema
+from ..verdict.gates import default_gate
 
 PIPELINE_SCHEMA = "synctalk-parity/pipeline"
 PIPELINE_VERSION = 1
@@ -218,7 +218,7 @@ def storage_table(golden: Path) -> list[dict]:
     rounding error adds to a port's difference, so it would need to stay under `FLOAT16_SHARE` of the
     fp32 gate's max |diff| (it does not: PORTING.md states the figures, and the tensors stay float32).
     """
-    from .verdict.dump import Dump
+    from ..verdict.dump import Dump
 
     dump, gate = Dump.open(golden), default_gate("fp32")
     rows = []
@@ -258,7 +258,7 @@ def porting_guide(storage: list[dict] | None = None) -> str:
         "",
         "## Stages and tolerances",
         "",
-        "Default fp32 gate (`harness/gates.py`; fp16 models use the fp16 gate: `--precision fp16`).",
+        "Default fp32 gate (`harness/verdict/gates.py`; fp16 models use the fp16 gate: `--precision fp16`).",
         "`max_abs`: largest |difference|; `min_identical`: share of equal elements; `min_psnr`: dB.",
         "",
         "| stage | shape, dtype | what | fp32 tolerance | fp16 tolerance |",
@@ -318,8 +318,8 @@ def _inputs(request: BundleRequest) -> tuple[Path, Path, bool]:
             if not Path(path).exists():
                 raise ParityError(f"{what} {path}: not found")
         return Path(request.dataset).resolve(), Path(request.audio).resolve(), False
-    from ..cache import cache_folder
-    from ..reference.demo import make_demo
+    from ...cache import cache_folder
+    from ...reference.demo import make_demo
 
     demo = make_demo(cache_folder("demo"))
     return demo.dataset_dir, demo.audio_path, True
@@ -370,7 +370,7 @@ def _write_golden_dump(golden: Path, reference: ReferencePipeline, frame_count: 
 
 
 def _export(fmt: str, unet, encoder, out: Path, precision: str) -> None:
-    from ..export import export_models
+    from ...export import export_models
 
     export_models(fmt, unet, encoder, out, precision)
 

@@ -58,7 +58,7 @@ import numpy as np
 from ...errors import ParityError
 from ...reference.audio import SAMPLE_RATE
 from ...reference.stages import STAGE_NAMES
-from .dump import MANIFEST
+from ..verdict.dump import MANIFEST
 
 KINDS = ("dump", "video", "frames", "mouths", "tensors")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".webm", ".mkv", ".avi", ".m4v")

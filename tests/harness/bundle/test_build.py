@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from synctalk_parity.cli import app
-from synctalk_parity.harness.bundle import TENSOR_STAGES, hann_window, pipeline_constants, tensor_frames
+from synctalk_parity.harness.bundle.build import TENSOR_STAGES, hann_window, pipeline_constants, tensor_frames
 from synctalk_parity.harness.verdict.gates import default_gate
 from synctalk_parity.models.golden import golden_weights
 from synctalk_parity.reference import audio, frames

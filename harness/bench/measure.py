@@ -52,9 +52,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..backends import ModelSource, create_backend, get_backend_class
-from ..errors import ParityError
-from .verdict.result import write_result
+from ...backends import ModelSource, create_backend, get_backend_class
+from ...errors import ParityError
+from ..verdict.result import write_result
 
 UNET_GFLOP_PER_FRAME = 9.772  # 4.886 GMAC
 SGEMM_SIZE = 2048  # one float32 matmul: 17.2 GFLOP, 0.06-0.3 s on 2 cores (smaller sizes read lower)
@@ -167,11 +167,11 @@ def bench(request: BenchRequest, on_row: OnRow | None = None) -> BenchResult:
     """Measure every backend x batch; rows are handed to `on_row` as they are measured."""
     _check(request)
     if request.models is not None:
-        from ..export.manifest import find_export
+        from ...export.manifest import find_export
 
         request.models, _ = find_export(request.models, None)
     else:  # weights not given: the demo weights, as every command takes them
-        from ..reference.demo_weights import with_demo_weights
+        from ...reference.demo_weights import with_demo_weights
 
         request.unet, request.audio_encoder = with_demo_weights(request.unet, request.audio_encoder)
     result = BenchResult(machine=machine_description())
@@ -239,7 +239,7 @@ def gpu_sgemm_peak_gflops(device: str = "cuda", size: int = GPU_SGEMM_SIZE, repe
     CUDA events."""
     import torch
 
-    from ..backends.torch import strict_fp32
+    from ...backends.torch import strict_fp32
 
     strict_fp32()
     generator = torch.Generator(device=device).manual_seed(0)
@@ -299,7 +299,7 @@ def default_sessions(backend) -> dict:
     on the provider the backend runs on."""
     import onnxruntime as ort
 
-    from ..export.manifest import artifact_path
+    from ...export.manifest import artifact_path
 
     provider = backend.sessions["unet"].get_providers()[0]
     return {network: ort.InferenceSession(str(artifact_path(backend.export_dir, network)), providers=[provider])
@@ -328,10 +328,10 @@ def end_to_end_row(request: BenchRequest, backend_name: str, batch: int, video_o
 
 def reference_row(request: BenchRequest) -> BenchRow:
     """The eager reference loop (torch, one frame at a time, every stage) on the benchmark's inputs."""
-    from ..models import load_models
-    from ..reference.audio import load_audio
-    from ..reference.dataset import open_dataset
-    from ..reference.pipeline import ReferencePipeline
+    from ...models import load_models
+    from ...reference.audio import load_audio
+    from ...reference.dataset import open_dataset
+    from ...reference.pipeline import ReferencePipeline
 
     dataset_path, audio_path = _inputs(request, request.reference_frames)
     unet, encoder, _ = load_models(request.unet, request.audio_encoder)
@@ -362,7 +362,7 @@ def end_to_end_child(request: BenchRequest, backend_name: str, batch: int, frame
     start, `process_wall_s` and `process_first_frame_s` (frames/00000.png written). `video_only`: the bench child
     (`python -m synctalk_parity.harness.bench end-to-end --video-only`), which reports its frame times itself.
     Both: `frames` and `peak_rss_mb` (the child's own, see `measure_process`)."""
-    from .bench_port import measure_process, parity_run_command
+    from .port import measure_process, parity_run_command
 
     dataset, audio = inputs or _inputs(request, frames)
     env = {**os.environ}
@@ -408,7 +408,7 @@ def _run_figures(out: Path, batch: int) -> dict:
 def model_inputs(request: BenchRequest, backend, frames: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """U-Net images `(F,6,320,320)`, audio `(F,32,16,16)` and mel windows `(F,1,80,16)` for `frames` frames:
     the golden subset when present (cycled), else made from the demo inputs."""
-    from ..models.golden import golden_inputs
+    from ...models.golden import golden_inputs
 
     golden = golden_inputs()
     if golden:
@@ -517,8 +517,8 @@ def _inputs(request: BenchRequest, frames: int) -> tuple[Path, Path]:
     """The dataset and audio: the request's, else a demo long enough for `frames` output frames."""
     if request.dataset is not None and request.audio is not None:
         return Path(request.dataset), Path(request.audio)
-    from ..cache import cache_root
-    from ..reference.demo import make_demo
+    from ...cache import cache_root
+    from ...reference.demo import make_demo
 
     seconds = max(4.0, float(np.ceil(frames / 25 + 1)))
     folder = (request.cache or cache_root()) / ("demo" if seconds == 4.0 else f"demo-{seconds:g}s")
@@ -527,9 +527,9 @@ def _inputs(request: BenchRequest, frames: int) -> tuple[Path, Path]:
 
 
 def _demo_inputs(request: BenchRequest, backend, frames: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    from ..reference import audio
-    from ..reference import frames as frame_stages
-    from ..reference.dataset import open_dataset
+    from ...reference import audio
+    from ...reference import frames as frame_stages
+    from ...reference.dataset import open_dataset
 
     dataset_path, audio_path = _inputs(request, frames)
     dataset = open_dataset(dataset_path)
@@ -563,7 +563,7 @@ def _end_to_end_main(argv: list[str]) -> None:
     """Child process: one production run, then one JSON line with fps and this process's peak RSS."""
     import argparse
 
-    from .run import RunRequest, run
+    from ..pipeline.run import RunRequest, run
 
     parser = argparse.ArgumentParser(prog="python -m synctalk_parity.harness.bench end-to-end")
     for flag in ("--backend", "--out", "--dataset", "--audio", "--unet", "--audio-encoder", "--models", "--provider", "--device"):

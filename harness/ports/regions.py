@@ -52,7 +52,7 @@ import numpy as np
 
 from ...errors import ParityError
 from ...reference.frames import CROP_SIZE, INNER
-from .compare import psnr_from_mse
+from ..verdict.compare import psnr_from_mse
 
 Box = tuple[int, int, int, int]
 REGIONS = ("mouth", "crop_rest", "outside")

@@ -3,20 +3,20 @@
     result = judge_port(PortRequest(Path("port/frames"), dataset=DS, audio=WAV, unet=U, audio_encoder=E, out=Path("verdict")))
     result.comparison, result.alignment, result.regions, result.lossy, result.explanation
 
-1. **Read** (`verdict/ingest.py`): what kind the candidate is, its frames or tensors.
+1. **Read** (`ingest.py`): what kind the candidate is, its frames or tensors.
 2. **Reference** (`reference_cache.py`): the eager reference on the same inputs, cached as usual, with
    `frame.output`, `frame.pasted_region`, `frame.mouth` and the crop boxes for every frame.
-3. **Align** (`verdict/align.py`): the numbering base and any constant frame offset, found from the
+3. **Align** (`align.py`): the numbering base and any constant frame offset, found from the
    region outside the crop box (where a correct port equals the template); missing and extra frames by
    index. A video's sound track is cross-correlated with the input audio (an A/V offset in ms).
 4. **Compare**: the candidate becomes a dump of the stages it provides (at the reference's indices), and
    the usual comparison, gates, coverage, reports and JUnit apply (the gate requires what it provides).
-5. **Localize** (`verdict/regions.py`): PSNR per region of every output frame (the mouth box the network
+5. **Localize** (`regions.py`): PSNR per region of every output frame (the mouth box the network
    writes, the rest of the crop box, outside it), and whether the whole frame was re-encoded lossily
    (JPEG quantization tables, re-encoding the reference), so "lossy everywhere" is told apart from "the
    mouth is wrong". A gate file with `lossy_ok = true` judges lossy frames by region PSNR instead
    (`[regions]` thresholds).
-6. **Diagnose by simulation** (`verdict/simulate.py`): on a few sampled frames, the reference re-run with
+6. **Diagnose by simulation** (`simulate.py`): on a few sampled frames, the reference re-run with
    known port mistakes applied, searched greedily for the combination that explains the candidate.
 """
 
@@ -30,20 +30,20 @@ from typing import Any
 
 import numpy as np
 
-from ..atomic import building
-from ..cache import cache_folder
-from ..errors import ParityError
-from ..reference.stages import CLIP_STAGES
-from .reference_cache import ReferenceInputs, reference_dump
-from .run import check_out_folder
-from .verdict.align import Alignment, align_frames, align_video, dataset_templates
-from .verdict.compare import compare_dumps
-from .verdict.dump import Dump, DumpWriter
-from .verdict.gates import Gate, load_gate
-from .verdict.ingest import FrameFiles, VideoFrames, detect_kind, read_frame_files, read_tensors, read_video
-from .verdict.regions import REGIONS, LossyEvidence, lossy_evidence, region_metrics
-from .verdict.result import write_result
-from .verdict.types import Comparison, Diagnosis, StageResult
+from ...atomic import building
+from ...cache import cache_folder
+from ...errors import ParityError
+from ...reference.stages import CLIP_STAGES
+from ..pipeline.reference_cache import ReferenceInputs, reference_dump
+from ..pipeline.run import check_out_folder
+from ..verdict.compare import compare_dumps
+from ..verdict.dump import Dump, DumpWriter
+from ..verdict.gates import Gate, load_gate
+from ..verdict.result import write_result
+from ..verdict.types import Comparison, Diagnosis, StageResult
+from .align import Alignment, align_frames, align_video, dataset_templates
+from .ingest import FrameFiles, VideoFrames, detect_kind, read_frame_files, read_tensors, read_video
+from .regions import REGIONS, LossyEvidence, lossy_evidence, region_metrics
 
 PORT_STAGES = frozenset({*CLIP_STAGES, "frame.template_index", "frame.crop_box", "frame.unet_audio", "frame.mouth",
                          "frame.pasted_region", "frame.output"})
@@ -98,12 +98,12 @@ def judge_port(request: PortRequest, progress: Progress | None = None) -> PortRe
     final = Path(request.out)
     check_out_folder(final, overwrite=False)
     dataset_path, audio_path = _inputs(request)
-    from ..reference.audio import HOP_LENGTH, load_audio, window_count
-    from ..reference.demo_weights import with_demo_weights
+    from ...reference.audio import HOP_LENGTH, load_audio, window_count
+    from ...reference.demo_weights import with_demo_weights
 
     unet, encoder = with_demo_weights(request.unet, request.audio_encoder, say)  # weights not given: the demo weights
     request = replace(request, unet=unet, audio_encoder=encoder)
-    from ..reference.dataset import open_dataset
+    from ...reference.dataset import open_dataset
 
     dataset = open_dataset(dataset_path, request.start_frame)
     pcm = load_audio(audio_path)
@@ -205,7 +205,7 @@ def judge_port(request: PortRequest, progress: Progress | None = None) -> PortRe
 def _inputs(request: PortRequest) -> tuple[Path, Path]:
     if request.dataset is not None and request.audio is not None:
         return Path(request.dataset), Path(request.audio)
-    from ..reference.demo import make_demo
+    from ...reference.demo import make_demo
 
     demo = make_demo(cache_folder("demo"))
     return demo.dataset_dir, demo.audio_path
@@ -271,7 +271,7 @@ def _localize(ref: Dump, cand: Dump, files: FrameFiles | None, video: VideoFrame
             refs.append(reference)
             cands.append(candidate)
             boxes.append(box)
-    from .verdict.compare import psnr_from_mse
+    from ..verdict.compare import psnr_from_mse
 
     overall = {name: psnr_from_mse(squared[name] / pixels[name]) if pixels[name] else None for name in REGIONS}
     paths: list[Path] | None = None
@@ -349,8 +349,8 @@ def _port_diagnoses(comparison: Comparison, alignment: Alignment | None, lossy: 
 
 
 def _simulate(request: PortRequest, dataset, pcm: np.ndarray, cand: Dump, ref: Dump, alignment: Alignment | None, lossy: LossyEvidence | None):
-    from ..backends import ModelSource, create_backend, default_backend
-    from .verdict.simulate import Hypothesis, Simulator, explain
+    from ...backends import ModelSource, create_backend, default_backend
+    from .simulate import Hypothesis, Simulator, explain
 
     frames = sorted(set(cand.frames("frame.output")) & set(ref.frames("frame.output")))
     picks = sorted({frames[round(p)] for p in np.linspace(0, len(frames) - 1, min(SIMULATION_FRAMES, len(frames)))})
@@ -375,8 +375,8 @@ def _worst_mouth(out: Path, ref: Dump, cand: Dump, explanation, simulated: dict[
     (candidate against the simulation: what the explanation leaves), as PNGs for the reports."""
     import cv2
 
-    from .png import write_png
-    from .verdict.regions import mouth_box
+    from ..verdict.png import write_png
+    from .regions import mouth_box
 
     index, simulation = next(iter(simulated.items()))
     x0, y0, x1, y1 = mouth_box(_box(ref.frame("frame.crop_box", index)))

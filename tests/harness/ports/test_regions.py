@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from synctalk_parity.errors import ParityError
-from synctalk_parity.harness.png import write_png
-from synctalk_parity.harness.verdict.ingest import read_frame_files, read_image, read_video
-from synctalk_parity.harness.verdict.regions import lossy_evidence, mouth_box, region_masks, region_metrics
+from synctalk_parity.harness.ports.ingest import read_frame_files, read_image, read_video
+from synctalk_parity.harness.ports.regions import lossy_evidence, mouth_box, region_masks, region_metrics
+from synctalk_parity.harness.verdict.png import write_png
 from synctalk_parity.reference import frames as F
 from synctalk_parity.reference.video import VideoWriter
 

@@ -29,11 +29,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..backends.base import Backend
-from ..errors import ParityError
-from ..reference import audio, frames
-from ..reference.dataset import Dataset
-from ..reference.stages import ClipStages, FrameStages
+from ...backends.base import Backend
+from ...errors import ParityError
+from ...reference import audio, frames
+from ...reference.dataset import Dataset
+from ...reference.stages import ClipStages, FrameStages
 
 DEFAULT_BATCH = 4
 TEMPLATE_CACHE = 8  # decoded templates kept; the ping-pong schedule revisits its neighbours
@@ -67,7 +67,7 @@ class ProductionPipeline:
         self.template_cache = template_cache
 
     def audio_stages(self, pcm: np.ndarray, source: str = "audio", mel: np.ndarray | None = None) -> ClipStages:
-        """PCM to mel (or the `mel` already computed for this PCM: `harness/audio_cache.py`), windows and padded
+        """PCM to mel (or the `mel` already computed for this PCM: `harness/pipeline/audio_cache.py`), windows and padded
         features, the encoder run on the backend in batches."""
         if mel is None:
             mel = audio.mel_spectrogram(pcm)

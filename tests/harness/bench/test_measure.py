@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from synctalk_parity.cli import app
-from synctalk_parity.harness.bench import UNET_GFLOP_PER_FRAME, BenchRequest, BenchResult, MemoryRow, steady_fps
+from synctalk_parity.harness.bench.measure import UNET_GFLOP_PER_FRAME, BenchRequest, BenchResult, MemoryRow, steady_fps
 
 runner = CliRunner()
 ENV = {"COLUMNS": "160"}
@@ -51,11 +51,11 @@ def test_a_child_reports_its_own_peak_memory_not_its_parents():
 
     import numpy as np
 
-    from synctalk_parity.harness.bench import peak_rss_mb
+    from synctalk_parity.harness.bench.measure import peak_rss_mb
 
     ballast = np.ones(400 * 2**20 // 8)  # touched: 400 MB resident
     before = peak_rss_mb()
-    code = "from synctalk_parity.harness.bench import peak_rss_mb; print(peak_rss_mb())"
+    code = "from synctalk_parity.harness.bench.measure import peak_rss_mb; print(peak_rss_mb())"
     child = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
     assert before >= 400 and ballast.sum() > 0
     assert child < before - 300, (child, before)
@@ -65,7 +65,7 @@ def test_bench_table_fits_80_columns_without_cutting_a_figure():
     from rich.console import Console
 
     from synctalk_parity.cli.bench import bench_table
-    from synctalk_parity.harness.bench import BenchRow
+    from synctalk_parity.harness.bench.measure import BenchRow
 
     rows = [BenchRow("torch-reference", 1, "reference", 3.16, 3.12, 3.2, 2, 30.9, peak_share=0.105),
             BenchRow("onnxruntime", 8, "model", 17.85, 17.1, 18.04, 3, 174.4, ratio_to_reference=5.64, peak_share=0.593),
@@ -82,7 +82,7 @@ def test_bench_table_fits_80_columns_without_cutting_a_figure():
 
 def test_the_sgemm_peak_is_the_rate_of_a_timed_float32_matmul(monkeypatch):
     """2 n^3 flops over the fastest of the timed matmuls (the warm-up is not timed)."""
-    from synctalk_parity.harness import bench as bench_module
+    from synctalk_parity.harness.bench import measure as bench_module
 
     timed: list[int] = []
 

@@ -12,7 +12,7 @@ import soundfile as sf
 
 from synctalk_parity.backends import ModelSource, create_backend
 from synctalk_parity.errors import ParityError
-from synctalk_parity.harness.pipeline import ProductionPipeline
+from synctalk_parity.harness.pipeline.production import ProductionPipeline
 from synctalk_parity.harness.verdict.compare import compare_dumps
 from synctalk_parity.harness.verdict.dump import DumpWriter
 from synctalk_parity.harness.verdict.gates import load_gate
