@@ -8,7 +8,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from .view import console
+from .view import console, print_table
 
 
 def register(app: typer.Typer) -> None:
@@ -35,8 +35,7 @@ def doctor_command() -> None:
     for what, found in report.machine.items():
         machine.add_row(what, found)
     machine.add_row("ffmpeg", "\n".join(report.ffmpeg))
-    for table in (backends, formats, libraries, machine):
-        console.print(table)
+    print_table(console, backends, formats, libraries, machine)
 
 
 def _table(title: str, *columns: str) -> Table:

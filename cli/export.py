@@ -15,6 +15,7 @@ from rich.table import Table
 from ..errors import ParityError
 from ..export import FORMATS, check_precision, export_models, get_format
 from ..export.manifest import read_manifest
+from .view import print_table
 
 
 def register(app: typer.Typer) -> None:
@@ -57,11 +58,11 @@ def export_command(
             table.add_row(name, "-", "-", "-", "-", "[red]failed[/red]")
             errors.print(f"[red]{name}:[/red] {message}", highlight=False, soft_wrap=True)
             if format_name != "all":
-                console.print(table)
+                print_table(console, table)
                 raise typer.Exit(getattr(exc, "exit_code", 1)) from None
             continue
         _add_rows(table, name, folder)
-    console.print(table)
+    print_table(console, table)
     if failed:
         errors.print(f"[red]{len(failed)} of {len(formats)} format(s) failed:[/red] {', '.join(failed)}", highlight=False)
         raise typer.Exit(1)
