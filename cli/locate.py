@@ -69,8 +69,8 @@ def locate_command(
 
 
 LAYER_COLUMNS = ("#", "layer", "op", "max\n|diff|", "rel", "cosine", "intro\nrel", "result")
-LAYER_LEGEND = ("max |diff|, rel, cosine: propagated, the artifact run whole (rel: max |diff| over the range of the PyTorch "
-                "value); intro rel: introduced, the layer run alone on PyTorch's values of its inputs")
+LAYER_LEGEND = ("max |diff|, rel, cosine: propagated, the artifact run whole; intro rel: introduced, the layer run alone on "
+                "PyTorch's values of its inputs; rel: max |diff| over the range of the layer's PyTorch value")
 
 
 def _print_layers(result, rows: int) -> None:
@@ -82,7 +82,7 @@ def _print_layers(result, rows: int) -> None:
     if first is not None:
         shown.add(first.index)
     shown.add(result.layers[-1].index)  # the network output
-    table = Table(title=f"{result.network}: {len(result.layers)} layers, {rows} worst by introduced error (relative to each layer's range)",
+    table = Table(title=f"{result.network}: {len(result.layers)} layers, {rows} worst by introduced error",
                   title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), show_edge=False,
                   caption=LAYER_LEGEND, caption_justify="left", caption_style="dim")
     for name in LAYER_COLUMNS:  # a long module path folds; figures never do
