@@ -153,3 +153,4 @@ def test_export_fits(tmp_path):
     [table] = assert_tables_fit(result.output, 1)
     manifest = json.loads((tmp_path / "exports-with-a-longer-folder-name" / "onnx" / "onnx-fp32" / "manifest.json").read_text())
     assert manifest["artifacts"][0]["sha256"][:12] in "".join(table)
+    assert any("onnx-fp32/unet.onnx" in line for line in table) and any("onnx-fp32/audio_encoder.onnx" in line for line in table)  # whole
