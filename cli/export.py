@@ -5,6 +5,7 @@ A thin typer layer over `export.export_models`; the table is rendered with rich.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated
 
@@ -15,6 +16,7 @@ from rich.table import Table
 from ..errors import ParityError
 from ..export import FORMATS, check_precision, export_models, get_format
 from ..export.manifest import read_manifest
+from .view import print_table
 
 
 def register(app: typer.Typer) -> None:
@@ -57,11 +59,12 @@ def export_command(
             table.add_row(name, "-", "-", "-", "-", "[red]failed[/red]")
             errors.print(f"[red]{name}:[/red] {message}", highlight=False, soft_wrap=True)
             if format_name != "all":
-                console.print(table)
+                print_table(console, table)
                 raise typer.Exit(getattr(exc, "exit_code", 1)) from None
             continue
         _add_rows(table, name, folder)
-    console.print(table)
+    print_table(console, table)
+    console.print(f"in {out}", highlight=False, soft_wrap=True)
     if failed:
         errors.print(f"[red]{len(failed)} of {len(formats)} format(s) failed:[/red] {', '.join(failed)}", highlight=False)
         raise typer.Exit(1)
@@ -105,7 +108,7 @@ def _weights_name(label: str, path: Path | None) -> str:
 def _artifact_table() -> Table:
     table = Table(title="exported artifacts")
     for column in ("format", "file", "sha256", "max |diff| (by batch)", "tolerance", "check"):
-        table.add_column(column, overflow="fold")
+        table.add_column(column, overflow="fold", no_wrap=column == "file")  # a file name stays whole
     return table
 
 
@@ -114,16 +117,21 @@ def _add_rows(table: Table, fmt: str, folder: Path) -> None:
         check = record.get("check", {})
         by_batch = check.get("max_abs_diff_by_batch")
         diff = check.get("max_abs_diff")
-        shown = ", ".join(f"{b}: {d:.2g}" for b, d in by_batch.items()) if by_batch else ("-" if diff is None else f"{diff:.2g}")
+        shown = ", ".join(f"{b}: {_figure(d)}" for b, d in by_batch.items()) if by_batch else ("-" if diff is None else _figure(diff))
         tolerance = check.get("tolerance")
         table.add_row(
             fmt,
-            str(folder / record["file"]),
+            str(Path(folder.name) / record["file"]),  # relative to --out, printed once under the table: no path folds mid-name
             record["sha256"][:12],
             shown,
             "-" if tolerance is None else f"{tolerance:g}",
             "[green]pass[/green]" if check.get("passed") else "[red]fail[/red]",
         )
+
+
+def _figure(value: float) -> str:
+    """Two significant digits, exponent without its leading zero: 6.3e-6, not 6.3e-06."""
+    return re.sub(r"e([+-])0(\d)", r"e\1\2", f"{value:.2g}")
 
 
 def _one_line(exc: BaseException) -> str:

@@ -68,6 +68,11 @@ def locate_command(
         raise typer.Exit(GateFailure.exit_code)
 
 
+LAYER_COLUMNS = ("#", "layer", "op", "max\n|diff|", "rel", "cosine", "intro\nrel", "result")
+LAYER_LEGEND = ("max |diff|, rel, cosine: propagated, the artifact run whole; intro rel: introduced, the layer run alone on "
+                "PyTorch's values of its inputs; rel: max |diff| over the range of the layer's PyTorch value")
+
+
 def _print_layers(result, rows: int) -> None:
     from rich import box
     from rich.table import Table
@@ -77,10 +82,11 @@ def _print_layers(result, rows: int) -> None:
     if first is not None:
         shown.add(first.index)
     shown.add(result.layers[-1].index)  # the network output
-    table = Table(title=f"{result.network}: {len(result.layers)} layers, {rows} worst by introduced error (relative to each layer's range)",
-                  title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False)
-    for name in ("#", "layer", "op", "propagated max |diff|", "propagated rel", "cosine", "introduced rel", "result"):
-        table.add_column(name, justify="left" if name in ("layer", "op", "result") else "right", no_wrap=True)
+    table = Table(title=f"{result.network}: {len(result.layers)} layers, {rows} worst by introduced error",
+                  title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), show_edge=False,
+                  caption=LAYER_LEGEND, caption_justify="left", caption_style="dim")
+    for name in LAYER_COLUMNS:  # a long module path folds; figures never do
+        table.add_column(name, justify="left" if name in ("layer", "op", "result") else "right", no_wrap=name != "layer", overflow="fold")
     for layer in result.layers:
         if layer.index not in shown:
             continue

@@ -5,6 +5,7 @@
     bundle/
       README.md            what is here, the inputs, weights and sizes
       PORTING.md           stage by stage: what to implement, its tolerance, the usual mistakes
+                           (PORTING.md.template beside this module, its tables and constants filled in)
       pipeline.json        every constant of the pipeline, named and explained (generated from code)
       mel_filterbank.npy   librosa's Slaney mel filterbank (80, 401) float32
       window.npy           the periodic Hann window librosa.stft uses (800,) float64
@@ -25,10 +26,13 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
+from string import Template
 
 import cv2
 import numpy as np
@@ -57,6 +61,7 @@ PRODUCER = {"name": "synctalk-parity reference", "version": __version__, "backen
 HANN_WINDOW = "hann"
 FLOAT16_SHARE = 0.01  # float16 storage only where its rounding error is under 1 % of the fp32 gate's max |diff|
 TENSOR_STAGES = ("frame.unet_input", "frame.unet_output")  # float32, 2.5 + 1.2 MB a frame: kept for `tensor_frames` only
+PORTING_TEMPLATE = "PORTING.md.template"  # package data: PORTING.md's text, with $name where a generated part goes
 DEMO_WEIGHTS_NOTE = "the demo weights (fit to the demo avatar, not a SyncTalk model): trained-like outputs, fine for proving a port"
 
 Progress = Callable[[str], None]
@@ -248,30 +253,47 @@ def gate_table(precision: str = "fp32") -> list[dict]:
 
 
 def porting_guide(storage: list[dict] | None = None) -> str:
-    """PORTING.md: what to implement per stage, its tolerance (from the gates), what golden/ holds, the usual mistakes."""
-    lines = [
-        "# Porting SyncTalk_2D (328, audio mode `ave`) to Go or Swift",
-        "",
-        "Implement the stages below in order, write a dump of every stage (section *Proving it*), and",
-        "run `parity compare` against `golden/`. Every number you need is in `pipeline.json`",
-        "(generated from the reference code); the networks are in `models/`.",
-        "",
-        "## Stages and tolerances",
-        "",
-        "Default fp32 gate (`harness/verdict/gates.py`; fp16 models use the fp16 gate: `--precision fp16`).",
-        "`max_abs`: largest |difference|; `min_identical`: share of equal elements; `min_psnr`: dB.",
-        "",
-        "| stage | shape, dtype | what | fp32 tolerance | fp16 tolerance |",
-        "| --- | --- | --- | --- | --- |",
-    ]
+    """PORTING.md: `PORTING_TEMPLATE` (what to implement per stage, the usual mistakes, how to prove a port) with
+    its generated parts filled in: the tolerance of every stage (from the gates), what golden/ holds (`storage`,
+    when given), and the pipeline's constants (from `pipeline_constants`)."""
     fp16 = {row["stage"]: row["tolerance"] for row in gate_table("fp16")}
-    for stage, row in zip(STAGES, gate_table("fp32")):
-        lines.append(f"| `{stage.name}` | `{stage.shape}` {stage.dtype} | {stage.description} | "
-                     f"{_tolerance_text(row['tolerance'])} | {_tolerance_text(fp16[stage.name])} |")
-    if storage is not None:
-        lines += ["", *_golden_section(storage)]
-    lines += ["", *_STAGE_NOTES, "", *_MISTAKES, "", *_PROVING]
-    return "\n".join(lines) + "\n"
+    stage_rows = [f"| `{stage.name}` | `{stage.shape}` {stage.dtype} | {stage.description} | "
+                  f"{_tolerance_text(row['tolerance'])} | {_tolerance_text(fp16[stage.name])} |"
+                  for stage, row in zip(STAGES, gate_table("fp32"))]
+    golden = "\n".join(_golden_section(storage)) if storage is not None else ""
+    text = porting_template().substitute(stage_rows="\n".join(stage_rows), golden_section=golden, **porting_constants())
+    return re.sub(r"\n{3,}", "\n\n", text)
+
+
+def porting_template() -> Template:
+    """The hand-written part of PORTING.md (package data beside this module); `$name` marks a generated part."""
+    return Template(resources.files(__package__).joinpath(PORTING_TEMPLATE).read_text(encoding="utf-8"))
+
+
+def porting_constants() -> dict[str, str]:
+    """The pipeline constants PORTING.md's text quotes, read from `pipeline_constants` (so the guide cannot drift)."""
+    constants = pipeline_constants()
+    sound, crop, unet_audio = constants["audio"], constants["crop"], constants["audio"]["unet_audio"]
+    landmarks, inner = crop["landmark_indices"], crop["inner"]
+    half = audio.UNET_AUDIO_ROWS // 2
+    return {
+        "sample_rate_khz": f"{sound['sample_rate'] / 1000:g}",
+        "hop_length": str(sound["stft"]["hop_length"]),
+        "window_frames": str(sound["windows"]["frames_per_window"]),
+        "mel_fps": str(sound["windows"]["mel_fps"]),
+        "video_fps": str(sound["windows"]["video_fps"]),
+        "n_mels": str(sound["mel"]["n_mels"]),
+        "feature_size": str(sound["features"]["size"]),
+        "left_jaw": str(landmarks["xmin"]),
+        "right_jaw": str(landmarks["xmax"]),
+        "nose": str(landmarks["ymin"]),
+        "crop_size": str(crop["size"]),
+        "bicubic_a": f"{crop['interpolation']['a']:g}",
+        "half_rows": str(half),
+        "half_rows_less_one": str(half - 1),
+        "unet_audio_shape": str(tuple(unet_audio["shape"])),
+        "inner": f"{inner['start']}:{inner['stop']}",
+    }
 
 
 def _golden_section(storage: list[dict]) -> list[str]:
@@ -431,64 +453,3 @@ def _tolerance_text(tolerance: dict) -> str:
 
 def _write_json(path: Path, document: dict) -> None:
     path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-
-
-_STAGE_NOTES = [
-    "## What to implement",
-    "",
-    "1. **audio.pcm**: read `golden/input.wav` (16 kHz mono int16, or float) to float32 (`int16 / 32768`).",
-    "2. **audio.mel**: pre-emphasis, STFT with the periodic Hann window (`window.npy`), centre padding with",
-    "   zeros (`pipeline.json` audio.stft), magnitude, `mel_filterbank.npy` x magnitude, dB and normalization;",
-    "   keep float64 until the windows. `T = 1 + S // 200`.",
-    "3. **audio.windows**: `N = int((T - 16) / 80 * 25) + 2` windows; window k starts at `int(80 k / 25)`,",
-    "   clamped so the last ones end at T; each is `mel[start:start+16].T` as (1, 80, 16) float32.",
-    "4. **audio.features**: `models/*/audio_encoder` on the windows (any batch), then repeat the first and the",
-    "   last row: (N + 2, 512). The video has N + 2 frames.",
-    "5. **frame.template_index**: the ping-pong schedule of `pipeline.json` templates.schedule (first frame: 1).",
-    "6. **frame.crop_box**: landmarks truncated to int; xmin = x[1], xmax = x[31], ymin = y[52], square.",
-    "7. **frame.crop_328**: the box resized to 328 x 328 with OpenCV's bicubic (a = -0.75), BGR.",
-    "8. **frame.unet_audio**: padded feature rows i-8 .. i+7 (zeros outside), reshaped to (32, 16, 16).",
-    "9. **frame.unet_input**: crop[4:324, 4:324] (real) and a copy with the mask rectangle black; CHW, BGR,",
-    "   real channels first, divided by 255.",
-    "10. **frame.unet_output**: `models/*/unet` (inputs `image`, `audio`; output `mouth`).",
-    "11. **frame.mouth**: output * 255 truncated to uint8, HWC.",
-    "12. **frame.pasted_region**: the mouth written into crop[4:324, 4:324], the crop resized back to the box",
-    "    size with bicubic. **frame.output**: that region written into a copy of the template at the box.",
-]
-
-_MISTAKES = [
-    "## Usual mistakes (and the diagnosis `parity compare` names)",
-    "",
-    "- RGB instead of BGR anywhere (`channels_swapped`, `channels_swapped_at_paste`): OpenCV decodes BGR and",
-    "  the networks were trained on BGR.",
-    "- Rounding instead of truncating the mouth (`rounding_not_truncation`): `uint8(x * 255)`, not `round`.",
-    "- Bilinear, Lanczos or Core Image resizes instead of OpenCV bicubic a = -0.75 (`resize_not_bicubic`, on the",
-    "  crop or the pasted region). Other bicubics use a = -0.5 or other pixel-centre conventions.",
-    "- Schedule off by one (`template_off_by_one`): the first frame uses template 1; landmarks of the same",
-    "  template as the image (`crop_box_wrong_frame`).",
-    "- Audio padding: the features get their first and last row repeated, the U-Net window is zero outside",
-    "  the padded rows, and the STFT pads with zeros, not reflection (`audio_shifted`, `audio_dropped`,",
-    "  `ghost_audio`); window starts use integer truncation of 80 k / 25.",
-    "- Scaling the input to [-1, 1] or forgetting /255 (`wrong_input_scaling`); mask rectangle inclusive",
-    "  ends wrong (`mask_rectangle_off`); producing N instead of N + 2 frames (`wrong_frame_count`).",
-    "- JPEG decoders differ by a level here and there: `golden/dataset/` is PNG for that reason; on real",
-    "  data, decode JPEG with libjpeg-turbo as OpenCV does, or expect `frame.crop_328` differences.",
-]
-
-_PROVING = [
-    "## Proving it",
-    "",
-    "Write a dump: a folder with `manifest.json` (schema: `dump.schema.json`; example: `golden/manifest.json`)",
-    "and one `.npy` per stage (NumPy format 1.0, little-endian, C order); per-frame light stages",
-    "(`frame.template_index`, `frame.crop_box`, `frame.unet_audio`) stacked into one file, heavy ones one",
-    "file per frame (`frame.unet_output/00000.npy`), uint8 images as 8-bit PNG in BGR as OpenCV writes them.",
-    "Any subset of stages may be present. Then:",
-    "",
-    "```bash",
-    "parity compare my-port-dump/ --reference golden/            # fp32 gate",
-    "parity compare my-port-dump/ --reference golden/ --precision fp16",
-    "```",
-    "",
-    "It prints each stage's max |diff|, identical share, PSNR and pass/fail, the first divergent stage and",
-    "any named mistake; exit 0 when every gate passes, 1 when one fails, 2 when the dump is malformed.",
-]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -69,6 +70,10 @@ def test_bundle_holds_everything_a_port_needs(bundle: Path):
     assert np.allclose(np.load(bundle / "mel_filterbank.npy"), audio.mel_filterbank())
     porting = (bundle / "PORTING.md").read_text()
     assert "rounding_not_truncation" in porting and "| `frame.unet_output` |" in porting
+    cited = {span for span in re.findall(r"`([^`\n]+)`", porting)
+             if span.startswith(("golden/", "models/")) or span in ("pipeline.json", "window.npy", "mel_filterbank.npy", "dump.schema.json")}
+    assert {"golden/input.wav", "golden/dataset/", "models/*/unet", "pipeline.json", "dump.schema.json"} <= cited
+    assert [span for span in cited if not list(bundle.glob(span.rstrip("/") + ("*" if "*" in span else "")))] == []  # each is in the bundle
 
 
 def test_pipeline_json_matches_the_reference(bundle: Path):

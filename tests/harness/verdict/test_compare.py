@@ -148,7 +148,7 @@ def test_table_keeps_every_figure_on_an_80_column_console(tmp_path):
     console = Console(width=80, record=True)
     print_table(console, comparison_table(comparison))
     text = console.export_text()
-    assert "…" not in text and "identical %" in text and "NaN/Inf" in text
+    assert "…" not in text and "ident %" in text and "SSIM/cos" in text and "ident %: identical elements" in text
     assert [line.split()[:3] for line in text.splitlines() if line.strip().startswith("frame.unet_output")] == [["frame.unet_output", "3", "0.005"]]
     assert console.width == 80  # restored
 
