@@ -52,7 +52,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -441,7 +441,7 @@ def _first_frame(path: Path) -> VideoFrame:
 
 def _encoder_settings(frame: VideoFrame) -> str | None:
     """The text of the frame's user-data SEI (after its 16-byte UUID): x264 writes its version and every option there."""
-    for data in frame.side_data:
+    for data in cast(Iterable[Any], frame.side_data):  # PyAV's stubs call the container a single SideData
         if data.type.name == "SEI_UNREGISTERED":
             text = bytes(data)[16:].split(b"\x00", 1)[0].decode("utf-8", errors="replace").strip()
             if text:
