@@ -1,8 +1,8 @@
 """`parity bench`: how fast each backend runs the networks alone, the whole pipeline, and the reference.
 
 Per backend and batch size:
-- model: U-Net batches plus the audio encoder's share per frame, on real inputs (the golden
-  subset when present, else inputs made from the demo), after a warm-up; R repeats; run as the pipeline runs
+- model: U-Net batches plus the audio encoder's share per frame, on real inputs (made from --dataset/--audio,
+  else from the demo, as the reference makes them), after a warm-up; R repeats; run as the pipeline runs
   the backend (`backend.streams()` U-Net calls at once);
 - model, default session (onnxruntime): the same export, inputs and batches on plain ONNX Runtime sessions
   with their default options (`onnxruntime.InferenceSession(path)`: intra-op threads and spinning as ORT
@@ -54,6 +54,7 @@ import numpy as np
 
 from ...backends import ModelSource, create_backend, get_backend_class
 from ...errors import ParityError
+from ..inputs import DEMO_SECONDS, NETWORKS, demo_check_inputs, network_inputs, resolve_inputs
 from ..verdict.result import write_result
 
 UNET_GFLOP_PER_FRAME = 9.772  # 4.886 GMAC
@@ -170,10 +171,11 @@ def bench(request: BenchRequest, on_row: OnRow | None = None) -> BenchResult:
         from ...export.manifest import find_export
 
         request.models, _ = find_export(request.models, None)
-    else:  # weights not given: the demo weights, as every command takes them
-        from ...reference.demo_weights import with_demo_weights
-
-        request.unet, request.audio_encoder = with_demo_weights(request.unet, request.audio_encoder)
+    # weights not given: the demo weights, as every command takes them (an export runs on its own); the clip is
+    # checked now, and the demo's made as long as a row needs it
+    given = resolve_inputs(request.dataset, request.audio, request.unet, request.audio_encoder, clip=False,
+                           networks=NETWORKS if request.models is None else ())
+    request.unet, request.audio_encoder = given.unet, given.audio_encoder
     result = BenchResult(machine=machine_description())
     sgemm = [sgemm_peak_gflops()]  # read again before every model row and at the end: on a shared machine one reading can be low
     gpu_device = next((_gpu_device(request, name) for name in request.backends if request.on_gpu(name)), None)
@@ -266,7 +268,7 @@ def model_rows(request: BenchRequest, backend_name: str, batch: int) -> list[Ben
     """Network-only frames/s: U-Net batches plus the audio encoder's per-frame share, as the pipeline runs the
     backend (its `streams()` U-Net calls at once). For onnxruntime a second row: the same export on plain ONNX
     Runtime sessions with default options, one call at a time, each repeat timed right after the backend's."""
-    source = ModelSource.from_paths(request.unet, request.audio_encoder, request.models)
+    source = ModelSource.from_paths(request.unet, request.audio_encoder, request.models, check_inputs=demo_check_inputs)
     with create_backend(backend_name, source, **request.options(backend_name)) as backend:
         images, unet_audio, windows = model_inputs(request, backend, request.frames)
         inputs = (images, unet_audio, windows, batch)
@@ -406,15 +408,11 @@ def _run_figures(out: Path, batch: int) -> dict:
 
 
 def model_inputs(request: BenchRequest, backend, frames: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """U-Net images `(F,6,320,320)`, audio `(F,32,16,16)` and mel windows `(F,1,80,16)` for `frames` frames:
-    the golden subset when present (cycled), else made from the demo inputs."""
-    from ...models.golden import golden_inputs
-
-    golden = golden_inputs()
-    if golden:
-        images, unet_audio, windows = golden["unet_input"], golden["audio_window"], golden["mel_windows"]
-    else:
-        images, unet_audio, windows = _demo_inputs(request, backend, min(frames, 16))
+    """U-Net images `(F,6,320,320)`, audio `(F,32,16,16)` and mel windows `(F,1,80,16)` for `frames` frames: made
+    from the request's dataset and audio (else the demo's) as the reference makes them, 16 at most, cycled."""
+    dataset, audio = _inputs(request, min(frames, 16))
+    images, unet_audio, windows = network_inputs(dataset, audio, backend.encode_audio, min(frames, 16))
+    windows = windows[: len(images)]
     cycle = lambda a: np.ascontiguousarray(a[np.arange(frames) % len(a)])
     return cycle(images), cycle(unet_audio), cycle(windows)
 
@@ -465,8 +463,6 @@ def _check(request: BenchRequest) -> None:
         raise ParityError(f"--batch: sizes must be at least 1, got {request.batches}")
     if request.frames < 1 or request.repeats < 1 or request.reference_frames < 1:
         raise ParityError("--frames, --repeats and --reference-frames must be at least 1")
-    if (request.dataset is None) != (request.audio is None):
-        raise ParityError("pass both --dataset and --audio, or neither to benchmark on the built-in demo")
     for name in request.backends:
         reason = get_backend_class(name).available()
         if reason:
@@ -515,33 +511,10 @@ def steady_fps(done_at: list[float], batch: int) -> float | None:
 
 def _inputs(request: BenchRequest, frames: int) -> tuple[Path, Path]:
     """The dataset and audio: the request's, else a demo long enough for `frames` output frames."""
-    if request.dataset is not None and request.audio is not None:
-        return Path(request.dataset), Path(request.audio)
-    from ...cache import cache_root
-    from ...reference.demo import make_demo
-
-    seconds = max(4.0, float(np.ceil(frames / 25 + 1)))
-    folder = (request.cache or cache_root()) / ("demo" if seconds == 4.0 else f"demo-{seconds:g}s")
-    demo = make_demo(folder, seconds=seconds)
-    return demo.dataset_dir, demo.audio_path
-
-
-def _demo_inputs(request: BenchRequest, backend, frames: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    from ...reference import audio
-    from ...reference import frames as frame_stages
-    from ...reference.dataset import open_dataset
-
-    dataset_path, audio_path = _inputs(request, frames)
-    dataset = open_dataset(dataset_path)
-    windows = audio.mel_windows(audio.mel_spectrogram(audio.load_audio(audio_path)))
-    features = audio.pad_features(audio.encode_windows(backend.encode_audio, windows))
-    count = min(frames, len(features))
-    images, unet_audio = [], []
-    for index, template_index in enumerate(dataset.schedule(count)):
-        template = dataset.templates[template_index]
-        images.append(frame_stages.unet_input(frame_stages.crop_328(template.read_image(), template.box)))
-        unet_audio.append(audio.unet_audio_window(features, index))
-    return np.stack(images), np.stack(unet_audio), windows[:count]
+    seconds = max(DEMO_SECONDS, float(np.ceil(frames / 25 + 1)))
+    inputs = resolve_inputs(request.dataset, request.audio, networks=(), demo_seconds=seconds, cache=request.cache)
+    assert inputs.dataset is not None and inputs.audio is not None
+    return inputs.dataset, inputs.audio
 
 
 def peak_rss_mb() -> float:

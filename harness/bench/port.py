@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import ParityError
+from ..inputs import resolve_inputs
 
 PLACEHOLDERS = ("{out}", "{dataset}", "{audio}")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
@@ -230,11 +231,12 @@ def bench_port(request: PortBenchRequest, on_run: Any = None) -> PortBenchResult
         raise ParityError("--repeats must be at least 1 and --warmup at least 0")
     if request.frames is not None and request.frames < 1:
         raise ParityError(f"--frames must be at least 1, got {request.frames}")
-    if (request.dataset is None) != (request.audio is None):
-        raise ParityError("pass both --dataset and --audio, or neither to benchmark on the built-in demo")
     if shutil.which(argv[0]) is None:
         raise ParityError(f"--port: {argv[0]!r} is not a program found on PATH or at that path")
-    dataset, audio = _inputs(request)
+    # the clip given, else the demo's; the checkpoints go on to `parity run` and the verdict, which resolve them
+    inputs = resolve_inputs(request.dataset, request.audio, request.unet, request.audio_encoder, networks=(), cache=request.cache)
+    dataset, audio = inputs.dataset, inputs.audio
+    assert dataset is not None and audio is not None
     env = {**os.environ}
     if request.cache is not None:
         env["SYNCTALK_PARITY_CACHE"] = str(request.cache)
@@ -298,16 +300,6 @@ def parity_run_command(out: Path, dataset: Path, audio: Path, **options: object)
         if value is not None:
             command += [f"--{name.replace('_', '-')}", str(value)]
     return command
-
-
-def _inputs(request: PortBenchRequest) -> tuple[Path, Path]:
-    if request.dataset is not None and request.audio is not None:
-        return Path(request.dataset), Path(request.audio)
-    from ...cache import cache_root
-    from ...reference.demo import make_demo
-
-    demo = make_demo((request.cache or cache_root()) / "demo")
-    return demo.dataset_dir, demo.audio_path
 
 
 def _port_failure(run: ProcessRun, out: Path) -> str | None:

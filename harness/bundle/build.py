@@ -46,9 +46,9 @@ from ...reference import audio, frames, video
 from ...reference import dataset as dataset_module
 from ...reference.audio import load_audio
 from ...reference.dataset import IMAGE_DIR, LANDMARK_DIR, open_dataset, template_schedule
-from ...reference.demo_weights import with_demo_weights
 from ...reference.pipeline import REFERENCE_VERSION, ReferencePipeline
 from ...reference.stages import STAGES
+from ..inputs import resolve_inputs
 from ..verdict.dump import DumpWriter, dump_schema
 from ..verdict.gates import default_gate
 
@@ -83,15 +83,14 @@ def write_bundle(request: BundleRequest, progress: Progress | None = None) -> Pa
     say = progress or (lambda _message: None)
     if request.frames < 1:
         raise ParityError(f"--frames must be at least 1, got {request.frames}")
-    if (request.dataset is None) != (request.audio is None):
-        raise ParityError("pass both --dataset and --audio, or neither (the built-in demo)")
     final = Path(request.out)
     if final.exists() and not (final / "pipeline.json").is_file():
         raise ParityError(f"{final} exists and is not a bundle: choose a new or empty folder")
-    dataset_path, audio_path, demo = _inputs(request)
+    given = resolve_inputs(request.dataset, request.audio, request.unet, request.audio_encoder, note=say)
+    assert given.dataset is not None and given.audio is not None
+    dataset_path, audio_path, demo = given.dataset.resolve(), given.audio.resolve(), given.demo
     with building(final) as tmp:
-        unet_path, encoder_path = with_demo_weights(request.unet, request.audio_encoder, say)
-        unet, encoder, labels = load_models(unet_path, encoder_path)
+        unet, encoder, labels = load_models(given.unet, given.audio_encoder)
         say("golden inputs")
         frame_count = _write_golden_inputs(tmp / "golden", dataset_path, audio_path, request.frames)
         say("golden dump (eager reference)")
@@ -101,7 +100,7 @@ def write_bundle(request: BundleRequest, progress: Progress | None = None) -> Pa
         np.save(tmp / "window.npy", hann_window())
         _write_json(tmp / "dump.schema.json", dump_schema())
         weights = {"unet": labels["unet"], "audio_encoder": labels["audio_encoder"],
-                   "demo_weights": request.unet is None or request.audio_encoder is None}
+                   "demo_weights": given.demo_weights}
         inputs = {"dataset": str(dataset_path), "audio": str(audio_path), "demo": demo, "frames": frame_count}
         _write_json(tmp / "pipeline.json", {**pipeline_constants(), "bundle": {"weights": weights, "inputs": inputs}})
         if request.models:
@@ -332,19 +331,6 @@ def _frames_list(frames_held: list[int], frame_count: int) -> str:
     if len(frames_held) > 2 and frames_held == list(range(frame_count)):
         return f"0..{frame_count - 1} (all {frame_count})"
     return ", ".join(map(str, frames_held))
-
-
-def _inputs(request: BundleRequest) -> tuple[Path, Path, bool]:
-    if request.dataset is not None and request.audio is not None:
-        for path, what in ((request.dataset, "--dataset"), (request.audio, "--audio")):
-            if not Path(path).exists():
-                raise ParityError(f"{what} {path}: not found")
-        return Path(request.dataset).resolve(), Path(request.audio).resolve(), False
-    from ...cache import cache_folder
-    from ...reference.demo import make_demo
-
-    demo = make_demo(cache_folder("demo"))
-    return demo.dataset_dir, demo.audio_path, True
 
 
 def _write_golden_inputs(golden: Path, dataset_path: Path, audio_path: Path, frame_count: int) -> int:

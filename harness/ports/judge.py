@@ -31,9 +31,9 @@ from typing import Any
 import numpy as np
 
 from ...atomic import building
-from ...cache import cache_folder
 from ...errors import ParityError
 from ...reference.stages import CLIP_STAGES
+from ..inputs import demo_check_inputs, resolve_inputs
 from ..pipeline.reference_cache import ReferenceInputs, reference_dump
 from ..pipeline.run import check_out_folder
 from ..verdict.compare import compare_dumps
@@ -92,17 +92,15 @@ def judge_port(request: PortRequest, progress: Progress | None = None) -> PortRe
     kind = detect_kind(request.candidate)
     if kind == "dump":
         raise ParityError(f"{request.candidate}: a dump; `parity compare` judges it against --reference")
-    if (request.dataset is None) != (request.audio is None):
-        raise ParityError("pass both --dataset and --audio (the inputs the port was given), or neither for the built-in demo")
     gate_file = load_gate(request.gate, request.precision) if request.gate is not None else None
     final = Path(request.out)
     check_out_folder(final, overwrite=False)
-    dataset_path, audio_path = _inputs(request)
+    inputs = resolve_inputs(request.dataset, request.audio, request.unet, request.audio_encoder, note=say)  # the port's, else the demo's
+    dataset_path, audio_path = inputs.dataset, inputs.audio
+    assert dataset_path is not None and audio_path is not None  # a port is judged on a clip
     from ...reference.audio import HOP_LENGTH, load_audio, window_count
-    from ...reference.demo_weights import with_demo_weights
 
-    unet, encoder = with_demo_weights(request.unet, request.audio_encoder, say)  # weights not given: the demo weights
-    request = replace(request, unet=unet, audio_encoder=encoder)
+    request = replace(request, unet=inputs.unet, audio_encoder=inputs.audio_encoder)
     from ...reference.dataset import open_dataset
 
     dataset = open_dataset(dataset_path, request.start_frame)
@@ -200,15 +198,6 @@ def judge_port(request: PortRequest, progress: Progress | None = None) -> PortRe
 
 
 # ----- steps --------------------------------------------------------------------------------------
-
-
-def _inputs(request: PortRequest) -> tuple[Path, Path]:
-    if request.dataset is not None and request.audio is not None:
-        return Path(request.dataset), Path(request.audio)
-    from ...reference.demo import make_demo
-
-    demo = make_demo(cache_folder("demo"))
-    return demo.dataset_dir, demo.audio_path
 
 
 def _port_gate(gate: Gate | None, precision: str | None, provides: tuple[str, ...]) -> Gate:
@@ -356,7 +345,7 @@ def _simulate(request: PortRequest, dataset, pcm: np.ndarray, cand: Dump, ref: D
     picks = sorted({frames[round(p)] for p in np.linspace(0, len(frames) - 1, min(SIMULATION_FRAMES, len(frames)))})
     candidate = {i: cand.frame("frame.output", i) for i in picks}
     boxes = {i: _box(ref.frame("frame.crop_box", i)) for i in picks}
-    source = ModelSource.from_paths(request.unet, request.audio_encoder)
+    source = ModelSource.from_paths(request.unet, request.audio_encoder, check_inputs=demo_check_inputs)
     with create_backend(request.backend or default_backend(), source) as backend:
         simulator = Simulator(dataset, pcm, generate=backend.generate, encode=backend.encode_audio)
         count = alignment.candidate_count if alignment is not None else None

@@ -18,9 +18,10 @@ from typer.testing import CliRunner
 from synctalk_parity.cli import app
 from synctalk_parity.harness.bundle.build import TENSOR_STAGES, hann_window, pipeline_constants, tensor_frames
 from synctalk_parity.harness.verdict.gates import default_gate
-from synctalk_parity.models.golden import golden_weights
 from synctalk_parity.reference import audio, frames
 from synctalk_parity.reference.dataset import template_schedule
+
+from ...golden_files import golden_weights
 
 runner = CliRunner()
 ENV = {"COLUMNS": "120"}
@@ -213,11 +214,11 @@ def test_a_port_dumping_every_frame_is_compared_on_the_golden_frames(demo_bundle
     from synctalk_parity.models import load_models
     from synctalk_parity.reference.audio import load_audio
     from synctalk_parity.reference.dataset import open_dataset
-    from synctalk_parity.reference.demo_weights import with_demo_weights
+    from synctalk_parity.reference.demo_weights import demo_weights
     from synctalk_parity.reference.pipeline import ReferencePipeline
 
     golden = demo_bundle / "golden"
-    pipeline = ReferencePipeline(*load_models(*with_demo_weights(None, None))[:2])
+    pipeline = ReferencePipeline(*load_models(*demo_weights())[:2])
     producer = {"name": "port-under-test", "version": "0", "backend": "torch-eager", "precision": "fp32"}
 
     def port(out: Path, skip_frame: int | None = None) -> Path:

@@ -26,8 +26,9 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def inputs(golden, sanders, tmp_path_factory):
     """The port's inputs: sanders-mini, 2 s of the golden speech as a WAV, the golden weights; a shared cache."""
-    from synctalk_parity.models.golden import golden_weights
     from synctalk_parity.reference.audio import SAMPLE_RATE, load_audio
+
+    from ...golden_files import golden_weights
 
     weights = golden_weights()
     if weights is None:
