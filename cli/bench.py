@@ -85,7 +85,7 @@ def _bench(console, backend, batch, frames, repeats, reference_frames, memory, d
         console.print(line, highlight=False)
     for backend_name in dict.fromkeys(m.backend for m in result.memory):
         rows = " vs ".join(f"{m.frames} frames {m.peak_rss_mb:.0f} MB" for m in result.memory if m.backend == backend_name)
-        console.print(f"memory {backend_name}: peak RSS {rows} ({result.memory_growth_mb(backend_name):+.0f} MB)", highlight=False)
+        console.print(f"memory {backend_name}: peak RSS {rows} ({result.growth_mb(backend_name):+.0f} MB)", highlight=False)
     path = write_bench_result(result, out)
     console.print(f"[green]wrote[/] {path}", highlight=False)
     if formats:
@@ -199,9 +199,9 @@ def print_port_bench(console, result) -> None:
         return
     from .compare import _print_port, _print_verdict
 
-    _print_port(result.verdict)
-    _print_verdict(result.verdict.comparison, "")
-    console.print(f"verdict: {result.verdict.result_path}", highlight=False, soft_wrap=True)
+    _print_port(result.judged)
+    _print_verdict(result.judged.comparison, "")
+    console.print(f"verdict: {result.judged.result_path}", highlight=False, soft_wrap=True)
 
 
 PORT_LEGEND = ("whole processes, port and ours alternately; median (min..max) over the pairs; port/ours: the ratio pair by "
@@ -210,11 +210,11 @@ PORT_LEGEND = ("whole processes, port and ours alternately; median (min..max) ov
 
 def port_bench_table(result) -> Table:
     """Per metric: the port's, ours and port/ours pair by pair, each as median (min..max)."""
-    from ..reports.schema import PORT_BENCH_COLUMNS, port_bench_rows
+    from ..reports.view import PORT_BENCH_COLUMNS, port_bench_rows
 
     table = Table(box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), show_edge=False, caption=PORT_LEGEND, caption_justify="left", caption_style="dim")
     for column in PORT_BENCH_COLUMNS:
         table.add_column(column, justify="left" if not column else "right")
-    for row in port_bench_rows({"port": result.to_dict()}):
+    for row in port_bench_rows(result.to_record()):
         table.add_row(*row)
     return table

@@ -52,16 +52,15 @@ def locate_command(
         request.keep_fp32 = keep.get(network, [])
     outcome = locate(request, progress=lambda text: console.print(f"[dim]{text}...[/]", highlight=False, soft_wrap=True))
     result = outcome.result
-    document = result.as_dict()
     _print_layers(result, rows)
     for note in result.notes:
         console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
     if result.advice is not None:
         _print_advice(result.advice, outcome.keep_file)
-    html = _write_page(document, out)
+    html = _write_page(result, out)
     from ..reports.locate import verdict_line
 
-    line = verdict_line(document)
+    line = verdict_line(result)
     console.print(f"[{'green' if result.passed else 'red'}]{line.split(' ', 1)[0]}[/] {line.split(' ', 1)[1]}", highlight=False, soft_wrap=True)
     console.print(f"wrote {', '.join(str(p) for p in [*outcome.written, html])} ({result.seconds:.1f} s)", highlight=False, soft_wrap=True)
     if not result:
@@ -114,10 +113,10 @@ def _print_advice(advice, keep_file) -> None:
         console.print(f"use it: parity export --format onnx --precision fp16 --keep-fp32 {keep_file}", highlight=False, soft_wrap=True)
 
 
-def _write_page(document: dict, out: Path) -> Path:
+def _write_page(result, out: Path) -> Path:
     from ..atomic import write_text_atomically
     from ..reports.locate import render_locate
 
     path = Path(out) / "locate.html"
-    write_text_atomically(path, render_locate(document))
+    write_text_atomically(path, render_locate(result))
     return path

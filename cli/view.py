@@ -12,8 +12,6 @@ from rich.console import Console
 from rich.measure import Measurement
 from rich.table import Table
 
-from ..harness.verdict.types import PSNR_IDENTICAL
-
 if TYPE_CHECKING:
     from rich.progress import Progress
 
@@ -127,6 +125,8 @@ def _similarity(stage: StageResult) -> str:
 
 def _psnr(value: float | None, max_abs: float | None) -> str:
     """PSNR is capped at 100 dB: "equal" only when nothing differs, ">=100" when something does."""
+    from ..harness.verdict.types import PSNR_IDENTICAL  # not at import: `parity --help` loads no result type
+
     if value is None:
         return ""
     if value >= PSNR_IDENTICAL:

@@ -47,7 +47,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -55,7 +55,8 @@ import numpy as np
 from ...backends import ModelSource, create_backend, get_backend_class
 from ...errors import ParityError
 from ..inputs import DEMO_SECONDS, NETWORKS, demo_check_inputs, network_inputs, resolve_inputs
-from ..verdict.result import write_result
+from ..verdict.result import read_result, write_result
+from ..verdict.types import Backend, BenchResult, BenchRow, Inputs, MemoryRow, WorstFrame
 
 UNET_GFLOP_PER_FRAME = 9.772  # 4.886 GMAC
 SGEMM_SIZE = 2048  # one float32 matmul: 17.2 GFLOP, 0.06-0.3 s on 2 cores (smaller sizes read lower)
@@ -64,7 +65,12 @@ GPU_SGEMM_SIZE = 8192  # 1.1 TFLOP: ~20 ms on an H200 at fp32, far past launch o
 MEMORY_FRAMES = (100, 400)
 DEFAULT_REFERENCE_FRAMES = 8
 
-OnRow = Callable[["BenchRow"], None]
+SGEMM_TEXT = (f"numpy float32 {SGEMM_SIZE}x{SGEMM_SIZE} matmul, best of {SGEMM_REPEATS} after a warm-up, numpy's default threads; "
+              "the best of readings at the start, before each model row and at the end")
+GPU_SGEMM_TEXT = (f"torch float32 {GPU_SGEMM_SIZE}x{GPU_SGEMM_SIZE} matmul on the GPU (IEEE fp32, no TF32), best of {SGEMM_REPEATS} "
+                  "after a warm-up; the best of readings at the start and the end")
+
+OnRow = Callable[[BenchRow], None]
 
 
 @dataclass
@@ -97,71 +103,6 @@ class BenchRequest:
         if backend == "torch" and self.device:
             return {"device": self.device}
         return {}
-
-
-@dataclass
-class BenchRow:
-    backend: str
-    batch: int
-    mode: str  # "model", "model-default-session", "end-to-end", "end-to-end-video" (no PNG frames, no dump) or "reference"
-    fps_median: float
-    fps_min: float
-    fps_max: float
-    repeats: int
-    unet_gflops: float | None = None
-    peak_rss_mb: float | None = None
-    ratio_to_reference: float | None = None
-    load_average: float | None = None  # 1-minute load when measured: a busy machine reads slow
-    ratio_to_model: float | None = None  # end-to-end rows: fps over the model-only fps (same backend, batch)
-    whole_run_fps: float | None = None  # end-to-end rows: frames over the whole frame phase, start-up included
-    first_frame_s: float | None = None  # end-to-end rows: frame phase start to the first frame written
-    peak_share: float | None = None  # unet_gflops over the machine's measured sgemm peak (BenchResult.sgemm_gflops)
-    process_wall_s: float | None = None  # end-to-end rows: the child's whole-process wall time (median)
-    process_first_frame_s: float | None = None  # end-to-end rows: process start to frames/00000.png written (median)
-    device: str = "cpu"  # where the networks ran: "cpu" or "gpu" (whose peak `peak_share` is measured against)
-    ratio_to_default_session: float | None = None  # end-to-end rows: fps over plain ONNX Runtime's model-only fps (onnxruntime)
-    streams: int | None = None  # model rows: U-Net calls in flight at once
-
-
-@dataclass
-class MemoryRow:
-    backend: str
-    batch: int
-    frames: int
-    peak_rss_mb: float
-
-
-@dataclass
-class BenchResult:
-    machine: str
-    rows: list[BenchRow] = field(default_factory=list)
-    memory: list[MemoryRow] = field(default_factory=list)
-    sgemm_gflops: float | None = None  # the machine's fp32 matmul peak: the best of sgemm_readings
-    sgemm_readings: list[float] = field(default_factory=list)  # sgemm_peak_gflops at the start, before each model row, at the end
-    gpu: str | None = None  # the GPU's name, when a row ran on one
-    gpu_sgemm_gflops: float | None = None  # its fp32 matmul peak (gpu_sgemm_peak_gflops, the best of a reading at the start and the end)
-
-    def memory_growth_mb(self, backend: str) -> float | None:
-        """Peak RSS of the longest run minus the shortest's, for `backend`."""
-        rows = sorted((m for m in self.memory if m.backend == backend), key=lambda m: m.frames)
-        return rows[-1].peak_rss_mb - rows[0].peak_rss_mb if len(rows) >= 2 else None
-
-    def to_dict(self) -> dict:
-        backends = dict.fromkeys(m.backend for m in self.memory)
-        return {
-            "machine": self.machine,
-            "sgemm_gflops": self.sgemm_gflops,
-            "sgemm_readings": self.sgemm_readings,
-            "sgemm": f"numpy float32 {SGEMM_SIZE}x{SGEMM_SIZE} matmul, best of {SGEMM_REPEATS} after a warm-up, numpy's default "
-                     "threads; the best of readings at the start, before each model row and at the end",
-            "gpu": self.gpu,
-            "gpu_sgemm_gflops": self.gpu_sgemm_gflops,
-            "gpu_sgemm": None if self.gpu is None else f"torch float32 {GPU_SGEMM_SIZE}x{GPU_SGEMM_SIZE} matmul on the GPU (IEEE fp32, "
-                                                       f"no TF32), best of {SGEMM_REPEATS} after a warm-up; the best of readings at the start and the end",
-            "rows": [asdict(r) for r in self.rows],
-            "memory": [asdict(m) for m in self.memory],
-            "memory_growth_mb": {b: self.memory_growth_mb(b) for b in backends},
-        }
 
 
 def bench(request: BenchRequest, on_row: OnRow | None = None) -> BenchResult:
@@ -399,11 +340,12 @@ def end_to_end_child(request: BenchRequest, backend_name: str, batch: int, frame
 
 def _run_figures(out: Path, batch: int) -> dict:
     """Frame-phase figures of a finished `parity run` from what it wrote: PNG mtimes and result.json's timing."""
-    timing = json.loads((out / "result.json").read_text())["timing"]
+    timing = read_result(out).timing
+    if timing is None:
+        raise ParityError(f"{out / 'result.json'} has no timing: the benchmarked `parity run` did not finish its frames")
     done_at = [p.stat().st_mtime for p in sorted((out / "frames").glob("*.png"))]
-    frame_phase = timing["seconds"]["frames"]
-    started = done_at[-1] - frame_phase if done_at else 0.0  # the frame phase ends when the last frame is out
-    return {"fps": timing["fps"], "steady_fps": steady_fps(done_at, batch) or timing["fps"], "frames": timing["frames"],
+    started = done_at[-1] - timing.seconds["frames"] if done_at else 0.0  # the frame phase ends when the last frame is out
+    return {"fps": timing.fps, "steady_fps": steady_fps(done_at, batch) or timing.fps, "frames": timing.frames,
             "first_frame_s": done_at[0] - started if done_at else None}
 
 
@@ -418,34 +360,33 @@ def model_inputs(request: BenchRequest, backend, frames: int) -> tuple[np.ndarra
 
 
 def write_bench_result(result: BenchResult, out: Path) -> Path:
-    """`result.json` (command "bench") in `out`."""
-    return write_result(Path(out), "bench", bench=result.to_dict())
+    """`result.json` (command "bench") in `out`, saying how each peak was measured."""
+    described = replace(result, sgemm=result.sgemm or SGEMM_TEXT,
+                        gpu_sgemm=result.gpu_sgemm or (GPU_SGEMM_TEXT if result.gpu is not None else None))
+    return write_result(Path(out), "bench", bench=described)
 
 
 def write_port_bench_result(result, out: Path) -> Path:
     """`result.json` (command "bench") of `parity bench --port`: the timings under `bench.port`, and the port's
     verdict as the document's comparison (and `port`), so the reports show how fast and how right it is."""
     out = Path(out)
-    extra: dict = {}
-    backend = None
-    if result.verdict is not None:
-        verdict = json.loads(Path(result.verdict.result_path).read_text())
-        where = os.path.relpath(result.verdict.out, out)
-        inside = lambda path: path if path is None or os.path.isabs(path) else f"{where}/{path}"  # relative to the verdict there
-        comparison = verdict["comparison"]
-        comparison["candidate"] = inside(comparison.get("candidate"))
-        for key in ("reference_png", "candidate_png"):
-            if comparison.get("worst_frame"):
-                comparison["worst_frame"][key] = inside(comparison["worst_frame"][key])
-        port = verdict.get("port") or {}
-        for name, file in ((port.get("worst_mouth") or {}).get("files") or {}).items():
-            port["worst_mouth"]["files"][name] = inside(file)
-        extra = {"comparison": comparison, "port": port}
-        backend = {"name": f"port ({Path(result.port_argv[0]).name})", "precision": comparison["gate"]["precision"],
-                   "describe": {"kind": result.verdict.kind}}
-    bench_document = {"machine": machine_description(), "rows": [], "memory": [], "memory_growth_mb": {}, "port": result.to_dict()}
-    return write_result(out, "bench", backend=backend, inputs={"dataset": result.dataset, "audio": result.audio, "frames": result.frames},
-                        bench=bench_document, extra=extra)  # extra's comparison: the verdict's document, paths from here
+    comparison = port = backend = None
+    if result.judged is not None:
+        verdict = read_result(result.judged.result_path)
+        where = Path(os.path.relpath(result.judged.out, out))
+        inside = lambda path: path if Path(path).is_absolute() else where / path  # relative to the verdict there
+        comparison, port = verdict.comparison, verdict.port
+        if comparison is not None:
+            worst = comparison.worst_frame
+            comparison = replace(comparison, candidate=inside(comparison.candidate), worst_frame=None if worst is None else
+                                 WorstFrame(worst.index, inside(worst.reference_png), inside(worst.candidate_png)))
+        if port is not None and port.worst_mouth is not None:
+            port.worst_mouth.files = {name: str(inside(file)) for name, file in port.worst_mouth.files.items()}
+        backend = Backend(f"port ({Path(result.port_argv[0]).name})", comparison.gate.precision if comparison else "fp32",
+                          {"kind": result.judged.kind})
+    bench_section = BenchResult(machine=machine_description(), port=result.to_record())
+    return write_result(out, "bench", backend=backend, inputs=Inputs(result.dataset, result.audio, frames=result.frames),
+                        bench=bench_section, comparison=comparison, port=port)
 
 
 def machine_description() -> str:

@@ -25,7 +25,8 @@ from ...export.check_inputs import CHECK_BATCHES, CheckInputs, inputs_for
 from ...export.onnx import export_network, to_fp16, to_onnx
 from ...export.onnx_layers import graph_of, keep_units
 from ...models.specs import spec_for
-from .types import KeepAdvice, LocateResult
+from ..verdict.metrics import max_abs
+from .types import KeepAdvice, KeepStep, LocateResult
 
 CANDIDATES_PER_STEP = 12  # top-ranked units tried at each greedy step
 MAX_UNITS = 16  # the search gives up beyond this many units kept (that is no small keep-set)
@@ -59,14 +60,13 @@ def keep_fp32_search(torch_model: nn.Module, samples: list[np.ndarray], located:
         worst = 0.0
         for inputs, expected in cases:
             (actual,) = run.run(spec.output_names, dict(zip(spec.input_names, inputs)))
-            diff = np.abs(actual.astype(np.float32) - expected)
-            worst = max(worst, float("inf") if not np.all(np.isfinite(diff)) else float(diff.max()))
+            worst = max(worst, max_abs(np.abs(actual.astype(np.float32) - expected)))
         return worst
 
     baseline = error_with([])
     kept: list[str] = []
     error = baseline
-    steps: list[dict] = []
+    steps: list[KeepStep] = []
     while error > tolerance and len(kept) < min(len(units), MAX_UNITS):
         tried = [(error_with([*kept, unit]), unit) for unit in [u for u in ranked if u not in kept][:CANDIDATES_PER_STEP]]
         best_error, best = min(tried, key=lambda pair: (pair[0], order[pair[1]]))
@@ -74,14 +74,14 @@ def keep_fp32_search(torch_model: nn.Module, samples: list[np.ndarray], located:
             best_error, best = next(pair for pair in tried if pair[1] == next(u for u in ranked if u not in kept))
         kept.append(best)
         error = best_error
-        steps.append({"action": "add", "layer": best, "max_abs": best_error})
+        steps.append(KeepStep("add", best, best_error))
     if error <= tolerance:
         for unit in sorted(kept, key=lambda u: score[u]):  # least introduced error first
             without = [u for u in kept if u != unit]
             trial = error_with(without)
             if trial <= tolerance:
                 kept, error = without, trial
-                steps.append({"action": "drop", "layer": unit, "max_abs": trial})
+                steps.append(KeepStep("drop", unit, trial))
     kept.sort(key=lambda unit: order[unit])
     advice = KeepAdvice(network=spec.name, keep_fp32=kept, passed=error <= tolerance, max_abs=error, baseline_max_abs=baseline,
                         tolerance=tolerance, evaluations=evaluations, steps=steps)

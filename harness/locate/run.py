@@ -11,7 +11,6 @@ conversion that misses its gate can be located too. A Core ML export folder is l
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,8 @@ from ...atomic import write_text_atomically
 from ...errors import ParityError
 from ...precision import checked_precision
 from ..inputs import Inputs, demo_check_inputs, resolve_inputs
+from ..verdict.result import from_json, json_schema, json_text, parse_json
+from ..verdict.validate import validate
 from .types import LocateResult
 
 NETWORKS = ("unet", "audio_encoder")
@@ -158,20 +159,25 @@ def _samples(request: LocateRequest, inputs: Inputs, encoder):
 
 
 def write_result(result: LocateResult, out: Path) -> Path:
-    """`out/locate.json` (plain JSON: an infinite or NaN error is written as the string "inf" or "nan")."""
+    """`out/locate.json`: the result as the verdict's codec writes it (non-finite numbers by name)."""
     out.mkdir(parents=True, exist_ok=True)
     path = out / RESULT_NAME
-    write_text_atomically(path, json.dumps(_plain(result.as_dict()), indent=2) + "\n")
+    write_text_atomically(path, json_text(result))
     return path
 
 
-def _plain(value):
-    if isinstance(value, float) and value != value:
-        return "nan"
-    if isinstance(value, float) and value in (float("inf"), float("-inf")):
-        return "inf" if value > 0 else "-inf"
-    if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_plain(item) for item in value]
-    return value
+def locate_schema() -> dict:
+    """The JSON Schema of locate.json, generated from `LocateResult`."""
+    return json_schema(LocateResult, "https://synctalk-parity/schemas/locate-2.json", "synctalk-parity locate result (locate.json)")
+
+
+def read_result(path: Path) -> LocateResult:
+    """A locate.json (or the folder holding it) as its `LocateResult`, checked against its schema; ParityError naming the file."""
+    path = Path(path) / RESULT_NAME if Path(path).is_dir() else Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ParityError(f"{path}: cannot read it ({exc}); pass a locate.json written by `parity locate`") from None
+    document = parse_json(text, path)
+    validate(document, locate_schema(), path, "locate.json")
+    return from_json(document, LocateResult)

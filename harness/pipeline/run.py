@@ -14,7 +14,6 @@ dataset and audio it runs the built-in demo (inputs made locally). Weights not g
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -32,8 +31,8 @@ from ...reference.video import VideoWriter
 from ..inputs import NETWORKS, demo_check_inputs, resolve_inputs
 from ..verdict.dump import DumpWriter, parse_stage_selection
 from ..verdict.png import write_png
-from ..verdict.result import plain, write_result
-from ..verdict.types import RunResult
+from ..verdict.result import json_text, write_result
+from ..verdict.types import Backend, Inputs, RunResult, Timing
 from .audio_cache import cached_mel, prefetch_librosa, store_mel
 from .production import ProductionPipeline
 from .reference_cache import ReferenceInputs, heavy_frame, reference_dump
@@ -223,11 +222,10 @@ def write_run_result(result: RunResult, folder: Path) -> Path:
     """`result.json` in the run folder being written (the contract reports read)."""
     return write_result(
         folder, "run",
-        backend={"name": result.backend, "precision": result.precision, "describe": result.describe, "gate_reason": result.gate_reason},
-        inputs={"dataset": result.dataset, "audio": result.audio, "weights": result.weights,
-                "frames": result.frames_written, "demo": result.demo},
+        backend=Backend(result.backend, result.precision, dict(result.describe), result.gate_reason),
+        inputs=Inputs(result.dataset, result.audio, dict(result.weights), result.frames_written, result.demo),
         comparison=result.comparison,
-        timing={"frames": result.frames_written, "fps": result.fps, "seconds": result.seconds},
+        timing=Timing(result.fps, result.frames_written, dict(result.seconds)),
     )
 
 
@@ -237,7 +235,7 @@ def write_summary(result: RunResult, folder: Path) -> None:
         "out": str(result.out), "fps": result.fps, "version": __version__,
         "passed": result.passed, "reference": None if result.reference is None else str(result.reference),
     }
-    write_text_atomically(folder / "summary.json", json.dumps(plain(summary), indent=2) + "\n")
+    write_text_atomically(folder / "summary.json", json_text(summary))
     seconds = result.seconds
     steps = ", ".join(f"{name} {seconds[name]:.2f} s" for name in ("read", "infer", "paste", "write") if name in seconds)
     lines = [

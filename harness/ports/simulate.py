@@ -53,7 +53,6 @@ simulator's own runtime, where the reference itself is identical.
 from __future__ import annotations
 
 import hashlib
-import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
@@ -65,6 +64,7 @@ import numpy as np
 from ...errors import ParityError
 from ...reference import audio, frames
 from ...reference.dataset import Dataset, template_schedule
+from ..verdict.metrics import PSNR_IDENTICAL, psnr
 
 Box = tuple[int, int, int, int]
 Generate = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (B,6,320,320), (B,32,16,16) -> (B,3,320,320)
@@ -81,7 +81,6 @@ MARGIN_DB = 1.0
 JPEG_QUALITIES = (50, 75, 90, 95)
 SCREEN_TOP = 4  # pre-network hypotheses scored on all sampled frames after screening on one
 FEATURE_SIZE = 512  # audio encoder output per window
-PSNR_CAP = 100.0  # dB used for identical data in arithmetic (as in result.json)
 INTERPOLATION_NAMES = {cv2.INTER_CUBIC: "bicubic", cv2.INTER_LINEAR: "bilinear", cv2.INTER_NEAREST: "nearest", cv2.INTER_AREA: "area"}
 AUDIO_INPUTS = ("window", "zero", "constant", "tiled")
 INPUT_SCALES = ("/255", "none", "[-1,1]")
@@ -529,11 +528,6 @@ def _jpeg(image: np.ndarray, quality: int) -> np.ndarray:
 # ----- scores -----------------------------------------------------------------------------------------
 
 
-def psnr(mse: float) -> float:
-    """PSNR in dB for 8-bit data; inf for identical."""
-    return math.inf if mse <= 0 else 10 * math.log10(255.0**2 / mse)
-
-
 @dataclass(frozen=True)
 class Score:
     """Candidate against a simulation over the sampled frames: squared error and pixel count inside the
@@ -550,14 +544,14 @@ class Score:
 
     @property
     def outside_db(self) -> float:
-        return psnr(self.outside_sse / max(1, self.outside_count)) if self.outside_count else math.inf
+        return psnr(self.outside_sse / self.outside_count) if self.outside_count else PSNR_IDENTICAL
 
     @property
     def db(self) -> float:
         """The score searched on: PSNR of the mean of the two regions' mean squared errors, capped at 100 dB."""
         box = self.box_sse / max(1, self.box_count)
         outside = self.outside_sse / self.outside_count if self.outside_count else 0.0
-        return min(PSNR_CAP, psnr((box + outside) / 2))
+        return psnr((box + outside) / 2)
 
     @property
     def identical(self) -> bool:
@@ -575,7 +569,7 @@ class Score:
 
 
 def _db(value: float) -> str:
-    return "identical" if math.isinf(value) else f"{value:.1f} dB"
+    return "identical" if value >= PSNR_IDENTICAL else f"{value:.1f} dB"
 
 
 def frame_score(candidate: np.ndarray, simulated: np.ndarray, box: Box) -> Score:

@@ -97,7 +97,7 @@ def test_a_correct_png_port_passes(inputs, port_frames, tmp_path):
     assert "numbered from 0, offset 0: 49 of 49 reference frames present" in result.output
     assert "PASS: 1 of 1 stages, 49 of 49 frames compared" in result.output
     assert data["port"]["regions"]["psnr"] == {"mouth": 100.0, "crop_rest": 100.0, "outside": 100.0}
-    assert "simulation" not in data["port"]  # nothing to explain
+    assert data["port"]["simulation"] is None  # nothing to explain
 
 
 def test_a_correct_jpeg_q95_port_fails_only_on_lossy_encoding_and_passes_a_lossy_gate(inputs, port_frames, tmp_path):
