@@ -44,9 +44,10 @@ from ...reference.audio import load_audio
 from ...reference.dataset import IMAGE_DIR, LANDMARK_DIR, open_dataset, template_schedule
 from ...reference.demo_weights import with_demo_weights
 from ...reference.pipeline import REFERENCE_VERSION, ReferencePipeline
-from ...reference.stages import STAGES
+from ...reference.stages import STAGE_NAMES, STAGES
 from ..verdict.dump import DumpWriter, dump_schema
 from ..verdict.gates import default_gate
+from ..verdict.mistakes import MISTAKES, VIDEO
 
 PIPELINE_SCHEMA = "synctalk-parity/pipeline"
 PIPELINE_VERSION = 1
@@ -270,7 +271,7 @@ def porting_guide(storage: list[dict] | None = None) -> str:
                      f"{_tolerance_text(row['tolerance'])} | {_tolerance_text(fp16[stage.name])} |")
     if storage is not None:
         lines += ["", *_golden_section(storage)]
-    lines += ["", *_STAGE_NOTES, "", *_MISTAKES, "", *_PROVING]
+    lines += ["", *_STAGE_NOTES, "", *_mistakes_section(), "", *_PROVING]
     return "\n".join(lines) + "\n"
 
 
@@ -456,24 +457,24 @@ _STAGE_NOTES = [
     "    size with bicubic. **frame.output**: that region written into a copy of the template at the box.",
 ]
 
-_MISTAKES = [
-    "## Usual mistakes (and the diagnosis `parity compare` names)",
-    "",
-    "- RGB instead of BGR anywhere (`channels_swapped`, `channels_swapped_at_paste`): OpenCV decodes BGR and",
-    "  the networks were trained on BGR.",
-    "- Rounding instead of truncating the mouth (`rounding_not_truncation`): `uint8(x * 255)`, not `round`.",
-    "- Bilinear, Lanczos or Core Image resizes instead of OpenCV bicubic a = -0.75 (`resize_not_bicubic`, on the",
-    "  crop or the pasted region). Other bicubics use a = -0.5 or other pixel-centre conventions.",
-    "- Schedule off by one (`template_off_by_one`): the first frame uses template 1; landmarks of the same",
-    "  template as the image (`crop_box_wrong_frame`).",
-    "- Audio padding: the features get their first and last row repeated, the U-Net window is zero outside",
-    "  the padded rows, and the STFT pads with zeros, not reflection (`audio_shifted`, `audio_dropped`,",
-    "  `ghost_audio`); window starts use integer truncation of 80 k / 25.",
-    "- Scaling the input to [-1, 1] or forgetting /255 (`wrong_input_scaling`); mask rectangle inclusive",
-    "  ends wrong (`mask_rectangle_off`); producing N instead of N + 2 frames (`wrong_frame_count`).",
-    "- JPEG decoders differ by a level here and there: `golden/dataset/` is PNG for that reason; on real",
-    "  data, decode JPEG with libjpeg-turbo as OpenCV does, or expect `frame.crop_328` differences.",
-]
+def _mistakes_section() -> list[str]:
+    """PORTING.md's usual mistakes: the mistake registry (`harness/verdict/mistakes.py`), in stage order."""
+    order = {name: i for i, name in enumerate((*STAGE_NAMES, VIDEO))}
+    lines = [
+        "## Usual mistakes (and the diagnosis `parity compare` names)",
+        "",
+        "`parity compare` names a mistake by its id, whether it sees it in the stages of a dump or by simulating",
+        "it on a port's output frames (`simulated:<id>`).",
+        "",
+        "| stage | mistake | id | what to change |",
+        "| --- | --- | --- | --- |",
+    ]
+    for m in sorted(MISTAKES, key=lambda m: order[m.stage]):
+        lines.append(f"| `{m.stage}` | {m.title} | `{m.id}` | {m.fix} |")
+    return [*lines, "",
+            "JPEG decoders differ by a level here and there: `golden/dataset/` is PNG for that reason; on real data, decode",
+            "JPEG with libjpeg-turbo as OpenCV does, or expect `frame.crop_328` differences."]
+
 
 _PROVING = [
     "## Proving it",
