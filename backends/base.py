@@ -13,14 +13,17 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
 from ..errors import ParityError
 from ..models.shapes import AUDIO_INPUT_SHAPES, IMAGE_INPUT_SHAPE, WINDOW_SHAPE
+
+if TYPE_CHECKING:
+    from ..export.check_inputs import CheckInputsMaker
 
 
 @dataclass(frozen=True)
@@ -29,7 +32,7 @@ class ModelSource:
 
     `unet` and `audio_encoder` are original-layout `.pth` files; `export_dir` is a folder written
     by `parity export`. A backend that needs an exported artifact and is given checkpoints may
-    export them itself.
+    export them itself, checked on what `check_inputs` makes (the harness gives the demo's real inputs).
     """
 
     unet: Path | None = None
@@ -37,6 +40,7 @@ class ModelSource:
     export_dir: Path | None = None
     mode: str = "ave"
     precision: str = "fp32"
+    check_inputs: CheckInputsMaker | None = field(default=None, compare=False)  # for an export made here; see export/check_inputs.py
 
     @classmethod
     def from_paths(
@@ -46,9 +50,10 @@ class ModelSource:
         export_dir: str | os.PathLike | None = None,
         mode: str = "ave",
         precision: str = "fp32",
+        check_inputs: CheckInputsMaker | None = None,
     ) -> ModelSource:
         as_path = lambda p: None if p is None else Path(p)
-        return cls(as_path(unet), as_path(audio_encoder), as_path(export_dir), mode, precision)
+        return cls(as_path(unet), as_path(audio_encoder), as_path(export_dir), mode, precision, check_inputs)
 
 
 class Backend(ABC):

@@ -51,7 +51,7 @@ def cached_export(source: ModelSource, fmt: str) -> Path:
 
     def make(tmp: Path) -> None:
         try:
-            export_models(fmt, unet, encoder, tmp, source.precision)
+            export_models(fmt, unet, encoder, tmp, source.precision, check_inputs=source.check_inputs)
         except ExportUnfinished as exc:  # what could be made here (TensorRT-ready ONNX) is kept beside the entry
             kept = entry.with_name(entry.name + ".unbuilt")
             shutil.rmtree(kept, ignore_errors=True)

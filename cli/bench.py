@@ -78,13 +78,14 @@ def _bench(console, backend, batch, frames, repeats, reference_frames, memory, d
     if result.gpu_sgemm_gflops:
         console.print(f"GPU sgemm peak: {result.gpu_sgemm_gflops:.0f} GFLOP/s ({result.gpu}; torch float32 matmul, IEEE fp32; "
                       "the GFLOP/s % of rows on the GPU is their share of it)", highlight=False)
-    console.print(bench_table(result))
-    console.print(TABLE_LEGEND, style="dim", highlight=False)
+    from .view import print_table
+
+    print_table(console, bench_table(result))
     for line in start_up_lines(result):
         console.print(line, highlight=False)
     for backend_name in dict.fromkeys(m.backend for m in result.memory):
         rows = " vs ".join(f"{m.frames} frames {m.peak_rss_mb:.0f} MB" for m in result.memory if m.backend == backend_name)
-        console.print(f"memory {backend_name}: peak RSS {rows} ({result.memory_growth_mb(backend_name):+.0f} MB)", highlight=False)
+        console.print(f"memory {backend_name}: peak RSS {rows} ({result.growth_mb(backend_name):+.0f} MB)", highlight=False)
     path = write_bench_result(result, out)
     console.print(f"[green]wrote[/] {path}", highlight=False)
     if formats:
@@ -114,8 +115,8 @@ def start_up_lines(result) -> list[str]:
 
 
 def bench_table(result) -> Table:
-    """Fits 80 columns; TABLE_LEGEND explains the short headers."""
-    table = Table(box=box.SIMPLE_HEAD, padding=0, show_edge=False)
+    """Fits 80 columns; TABLE_LEGEND, its caption, explains the short headers."""
+    table = Table(box=box.SIMPLE_HEAD, padding=0, show_edge=False, caption=TABLE_LEGEND, caption_justify="left", caption_style="dim")
     for column in ("backend", "b", "mode", "fps", "range", "x mod", "x dflt", "x ref", "whole", "GFLOP/s", "MB"):
         table.add_column(column, justify="left" if column in ("backend", "mode") else "right")
     ratio = lambda value: "" if value is None else f"{value:.2f}x"
@@ -193,15 +194,14 @@ def print_port_bench(console, result) -> None:
     console.print(f"ours: {' '.join(result.ours_argv)}", highlight=False, soft_wrap=True)
     if result.pairs:
         print_table(console, port_bench_table(result))
-        console.print(PORT_LEGEND, style="dim", highlight=False)
     if result.failure:
         console.print(f"[red]FAIL[/]: {result.failure}; no verdict", highlight=False, soft_wrap=True)
         return
     from .compare import _print_port, _print_verdict
 
-    _print_port(result.verdict)
-    _print_verdict(result.verdict.comparison, "")
-    console.print(f"verdict: {result.verdict.result_path}", highlight=False, soft_wrap=True)
+    _print_port(result.judged)
+    _print_verdict(result.judged.comparison, "")
+    console.print(f"verdict: {result.judged.result_path}", highlight=False, soft_wrap=True)
 
 
 PORT_LEGEND = ("whole processes, port and ours alternately; median (min..max) over the pairs; port/ours: the ratio pair by "
@@ -210,11 +210,11 @@ PORT_LEGEND = ("whole processes, port and ours alternately; median (min..max) ov
 
 def port_bench_table(result) -> Table:
     """Per metric: the port's, ours and port/ours pair by pair, each as median (min..max)."""
-    from ..reports.schema import PORT_BENCH_COLUMNS, port_bench_rows
+    from ..reports.view import PORT_BENCH_COLUMNS, port_bench_rows
 
-    table = Table(box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), show_edge=False)
+    table = Table(box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), show_edge=False, caption=PORT_LEGEND, caption_justify="left", caption_style="dim")
     for column in PORT_BENCH_COLUMNS:
         table.add_column(column, justify="left" if not column else "right")
-    for row in port_bench_rows({"port": result.to_dict()}):
+    for row in port_bench_rows(result.to_record()):
         table.add_row(*row)
     return table

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from ..errors import ParityError
-from .view import console
+from .view import console, print_table
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
@@ -42,7 +42,7 @@ def cache(
     for entry in found:
         state = "ok" if entry.problem is None else f"[red]damaged: {entry.problem}[/] (made again when next used)"
         table.add_row(entry.kind, entry.key, entry.what, f"{entry.size / 1e6:.1f}", _age(now - entry.created), state)
-    console.print(table)
+    print_table(console, table)
     console.print(f"{len(found)} entries, {sum(e.size for e in found) / 1e6:.1f} MB; `parity cache --clear [--older-than 30d]` removes them",
                   highlight=False)
 

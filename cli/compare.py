@@ -32,7 +32,7 @@ def compare(
     start_frame: Annotated[int, typer.Option("--start-frame", help="First template frame of the dataset the port used.")] = 0,
     shape: Annotated[list[str] | None, typer.Option(help="Shape of a raw .bin tensor stage, e.g. --shape frame.unet_output=3,320,320 (or a NAME.toml sidecar).", show_default=False)] = None,
     simulate: Annotated[bool, typer.Option("--simulate/--no-simulate", help="Diagnose a port's frames by simulation (the reference re-run with known port mistakes).")] = True,
-    gate: Annotated[Path | None, typer.Option(help="Gate file (TOML): tolerances, provides, lossy_ok and [regions].")] = None,
+    gate: Annotated[Path | None, typer.Option(help="Gate file (TOML): tolerances, provides, lossy_ok and \\[regions].")] = None,
     precision: Annotated[str | None, typer.Option(help="fp32 or fp16 default tolerances. Default: the candidate's precision.", show_default=False)] = None,
     out: Annotated[Path | None, typer.Option(help="Where result.json goes. Default: the run folder or the dump's parent; for a port's output, ./parity-port.", show_default=False)] = None,
 ) -> None:
@@ -71,19 +71,21 @@ def _print_verdict(comparison, why: str) -> None:
 def _print_port(result) -> None:
     from rich.table import Table
 
+    from ..harness.verdict.types import PSNR_IDENTICAL
+
     console.print(f"candidate: {result.kind}", highlight=False)
     if result.alignment is not None:
         console.print(f"alignment: {result.alignment.summary()}", highlight=False, soft_wrap=True)
     if result.audio_track is not None:
-        console.print(f"sound track: {result.audio_track['text']}", highlight=False, soft_wrap=True)
-    psnr = (result.regions or {}).get("psnr") or {}
-    if psnr:
+        console.print(f"sound track: {result.audio_track.text}", highlight=False, soft_wrap=True)
+    if result.regions is not None:
+        psnr = result.regions.psnr
         table = Table(title="frame.output by region (PSNR over all frames)", title_justify="left")
         for column in ("mouth box", "rest of the crop box", "outside the crop box"):
             table.add_column(column, justify="right")
-        table.add_row(*(("equal" if value is not None and value >= 100 else "-" if value is None else f"{value:.2f} dB")
-                        for value in (psnr.get("mouth"), psnr.get("crop_rest"), psnr.get("outside"))))
-        console.print(table)
+        table.add_row(*(("equal" if value is not None and value >= PSNR_IDENTICAL else "-" if value is None else f"{value:.2f} dB")
+                        for value in (psnr.mouth, psnr.crop_rest, psnr.outside)))
+        print_table(console, table)
     if result.lossy is not None:
         console.print(f"encoding: {result.lossy.text}", highlight=False, soft_wrap=True)
     if result.explanation is not None:

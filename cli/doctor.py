@@ -8,7 +8,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from .view import console
+from .view import console, print_table
 
 
 def register(app: typer.Typer) -> None:
@@ -34,9 +34,10 @@ def doctor_command() -> None:
     machine = _table("machine", "what", "found")
     for what, found in report.machine.items():
         machine.add_row(what, found)
-    machine.add_row("ffmpeg", "\n".join(report.ffmpeg))
-    for table in (backends, formats, libraries, machine):
-        console.print(table)
+    executable, version = report.ffmpeg
+    machine.add_row("ffmpeg", version)
+    print_table(console, backends, formats, libraries, machine)
+    console.print(f"ffmpeg in use: {executable}", highlight=False, soft_wrap=True)  # whole, to copy: a table would fold it
 
 
 def _table(title: str, *columns: str) -> Table:

@@ -5,6 +5,8 @@ A thin typer layer over `export.export_models`; the table is rendered with rich.
 
 from __future__ import annotations
 
+import functools
+import re
 from pathlib import Path
 from typing import Annotated
 
@@ -15,6 +17,8 @@ from rich.table import Table
 from ..errors import ParityError
 from ..export import FORMATS, check_precision, export_models, get_format
 from ..export.manifest import read_manifest
+from ..harness.inputs import demo_check_inputs, resolve_inputs
+from .view import print_table
 
 
 def register(app: typer.Typer) -> None:
@@ -46,22 +50,25 @@ def export_command(
 
     table = _artifact_table()
     failed: list[str] = []
+    check_inputs = functools.lru_cache(maxsize=1)(demo_check_inputs)  # made once for every format
     for name in formats:
         try:
             check_precision(FORMATS[name], precision)
             keep_option = {"keep_fp32": keep} if keep is not None and name == "onnx" else {}
-            folder = export_models(name, unet_model, encoder_model, out, precision, **keep_option)
+            # checked on the demo's real inputs (the U-Net's audio windows from this audio encoder)
+            folder = export_models(name, unet_model, encoder_model, out, precision, check_inputs=check_inputs, **keep_option)
         except (ParityError, ImportError) as exc:
             message = _one_line(exc)
             failed.append(name)
             table.add_row(name, "-", "-", "-", "-", "[red]failed[/red]")
             errors.print(f"[red]{name}:[/red] {message}", highlight=False, soft_wrap=True)
             if format_name != "all":
-                console.print(table)
+                print_table(console, table)
                 raise typer.Exit(getattr(exc, "exit_code", 1)) from None
             continue
         _add_rows(table, name, folder)
-    console.print(table)
+    print_table(console, table)
+    console.print(f"in {out}", highlight=False, soft_wrap=True)
     if failed:
         errors.print(f"[red]{len(failed)} of {len(formats)} format(s) failed:[/red] {', '.join(failed)}", highlight=False)
         raise typer.Exit(1)
@@ -84,28 +91,19 @@ def _load_models(unet: Path | None, audio_encoder: Path | None, mode: str):
 
     if mode not in AUDIO_MODES:
         raise ParityError(f"unknown U-Net audio mode {mode!r}: use one of {', '.join(AUDIO_MODES)}")
-    given = unet, audio_encoder
-    if mode == "ave":  # weights not given: the demo weights (fit for the ave branch; other branches: fixture weights)
-        from ..reference.demo_weights import with_demo_weights
-
-        unet, audio_encoder = with_demo_weights(unet, audio_encoder)
-    unet_model, encoder_model, labels = load_models(unet, audio_encoder, mode)
-    notes = [f"no --{flag} given: exporting {_weights_name(labels[key], used)}" for flag, key, path, used in
-             (("unet", "unet", given[0], unet), ("audio-encoder", "audio_encoder", given[1], audio_encoder)) if path is None]
+    # weights not given: the demo weights (fit for the ave branch; other branches: fixture weights); no clip is read
+    inputs = resolve_inputs(unet=unet, audio_encoder=audio_encoder, clip=False, mode=mode)
+    unet_model, encoder_model, labels = load_models(inputs.unet, inputs.audio_encoder, mode)
+    used = {"unet": inputs.unet, "audio_encoder": inputs.audio_encoder}
+    notes = [f"no --{flag} given: exporting {inputs.labels[key] if used[key] is not None else labels[key]}"
+             for flag, key, path in (("unet", "unet", unet), ("audio-encoder", "audio_encoder", audio_encoder)) if path is None]
     return unet_model, encoder_model, notes
-
-
-def _weights_name(label: str, path: Path | None) -> str:
-    """The demo weights by that name (with their file), others as `load_models` labels them."""
-    from ..reference.demo_weights import DEMO_WEIGHTS_LABEL, is_demo_weights
-
-    return f"the {DEMO_WEIGHTS_LABEL} ({path})" if is_demo_weights(path) else label
 
 
 def _artifact_table() -> Table:
     table = Table(title="exported artifacts")
     for column in ("format", "file", "sha256", "max |diff| (by batch)", "tolerance", "check"):
-        table.add_column(column, overflow="fold")
+        table.add_column(column, overflow="fold", no_wrap=column == "file")  # a file name stays whole
     return table
 
 
@@ -114,16 +112,21 @@ def _add_rows(table: Table, fmt: str, folder: Path) -> None:
         check = record.get("check", {})
         by_batch = check.get("max_abs_diff_by_batch")
         diff = check.get("max_abs_diff")
-        shown = ", ".join(f"{b}: {d:.2g}" for b, d in by_batch.items()) if by_batch else ("-" if diff is None else f"{diff:.2g}")
+        shown = ", ".join(f"{b}: {_figure(d)}" for b, d in by_batch.items()) if by_batch else ("-" if diff is None else _figure(diff))
         tolerance = check.get("tolerance")
         table.add_row(
             fmt,
-            str(folder / record["file"]),
+            str(Path(folder.name) / record["file"]),  # relative to --out, printed once under the table: no path folds mid-name
             record["sha256"][:12],
             shown,
             "-" if tolerance is None else f"{tolerance:g}",
             "[green]pass[/green]" if check.get("passed") else "[red]fail[/red]",
         )
+
+
+def _figure(value: float) -> str:
+    """Two significant digits, exponent without its leading zero: 6.3e-6, not 6.3e-06."""
+    return re.sub(r"e([+-])0(\d)", r"e\1\2", f"{value:.2g}")
 
 
 def _one_line(exc: BaseException) -> str:

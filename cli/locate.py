@@ -52,20 +52,24 @@ def locate_command(
         request.keep_fp32 = keep.get(network, [])
     outcome = locate(request, progress=lambda text: console.print(f"[dim]{text}...[/]", highlight=False, soft_wrap=True))
     result = outcome.result
-    document = result.as_dict()
     _print_layers(result, rows)
     for note in result.notes:
         console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
     if result.advice is not None:
         _print_advice(result.advice, outcome.keep_file)
-    html = _write_page(document, out)
+    html = _write_page(result, out)
     from ..reports.locate import verdict_line
 
-    line = verdict_line(document)
+    line = verdict_line(result)
     console.print(f"[{'green' if result.passed else 'red'}]{line.split(' ', 1)[0]}[/] {line.split(' ', 1)[1]}", highlight=False, soft_wrap=True)
     console.print(f"wrote {', '.join(str(p) for p in [*outcome.written, html])} ({result.seconds:.1f} s)", highlight=False, soft_wrap=True)
     if not result:
         raise typer.Exit(GateFailure.exit_code)
+
+
+LAYER_COLUMNS = ("#", "layer", "op", "max\n|diff|", "rel", "cosine", "intro\nrel", "result")
+LAYER_LEGEND = ("max |diff|, rel, cosine: propagated, the artifact run whole; intro rel: introduced, the layer run alone on "
+                "PyTorch's values of its inputs; rel: max |diff| over the range of the layer's PyTorch value")
 
 
 def _print_layers(result, rows: int) -> None:
@@ -77,10 +81,11 @@ def _print_layers(result, rows: int) -> None:
     if first is not None:
         shown.add(first.index)
     shown.add(result.layers[-1].index)  # the network output
-    table = Table(title=f"{result.network}: {len(result.layers)} layers, {rows} worst by introduced error (relative to each layer's range)",
-                  title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False)
-    for name in ("#", "layer", "op", "propagated max |diff|", "propagated rel", "cosine", "introduced rel", "result"):
-        table.add_column(name, justify="left" if name in ("layer", "op", "result") else "right", no_wrap=True)
+    table = Table(title=f"{result.network}: {len(result.layers)} layers, {rows} worst by introduced error",
+                  title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), show_edge=False,
+                  caption=LAYER_LEGEND, caption_justify="left", caption_style="dim")
+    for name in LAYER_COLUMNS:  # a long module path folds; figures never do
+        table.add_column(name, justify="left" if name in ("layer", "op", "result") else "right", no_wrap=name != "layer", overflow="fold")
     for layer in result.layers:
         if layer.index not in shown:
             continue
@@ -108,10 +113,10 @@ def _print_advice(advice, keep_file) -> None:
         console.print(f"use it: parity export --format onnx --precision fp16 --keep-fp32 {keep_file}", highlight=False, soft_wrap=True)
 
 
-def _write_page(document: dict, out: Path) -> Path:
+def _write_page(result, out: Path) -> Path:
     from ..atomic import write_text_atomically
     from ..reports.locate import render_locate
 
     path = Path(out) / "locate.html"
-    write_text_atomically(path, render_locate(document))
+    write_text_atomically(path, render_locate(result))
     return path

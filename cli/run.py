@@ -89,8 +89,10 @@ def _print_run_details(result) -> None:
     """The comparison table, then speed and per-step time."""
     from rich.table import Table
 
+    from .view import print_table
+
     if result.comparison is not None:
-        from .view import comparison_lines, comparison_table, print_table
+        from .view import comparison_lines, comparison_table
 
         if result.reference_note:
             console.print(f"[yellow]note:[/] {result.reference_note}", highlight=False, soft_wrap=True)
@@ -111,6 +113,6 @@ def _print_run_details(result) -> None:
     timing.add_column("seconds", justify="right")
     for name, seconds in result.seconds.items():
         timing.add_row(name, f"{seconds:.2f}")
-    console.print(timing)
+    print_table(console, timing)
 
 

@@ -2,10 +2,10 @@
 
 A format is one module here (`onnx`, `coreml`, `tensorrt`) exposing
 
-    def export(unet, audio_encoder, out_dir: Path, precision: str) -> list[ArtifactRecord]
+    def export(unet, audio_encoder, out_dir: Path, precision: str, check: CheckInputs | None) -> list[ArtifactRecord]
 
 which writes its artifacts into `out_dir` (a fresh temporary folder) and raises `ParityError` when
-the export-time check fails. `export_models` owns the folder: it writes into a temporary sibling,
+the export-time check (on `check`: real inputs the caller makes, see `check_inputs.py`) fails. `export_models` owns the folder: it writes into a temporary sibling,
 adds `manifest.json`, and renames it into place only when everything passed. A format that can
 do only the first part here (TensorRT without TensorRT or a GPU) raises `ExportUnfinished`; the
 folder is then kept as `<format>-<precision>.unbuilt/`, a name no backend takes for a finished export.
@@ -18,11 +18,15 @@ import importlib
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..atomic import building
 from ..errors import ParityError
 from ..precision import PRECISIONS
 from .manifest import ArtifactRecord, write_manifest
+
+if TYPE_CHECKING:
+    from .check_inputs import CheckInputsMaker
 
 
 @dataclass(frozen=True)
@@ -75,9 +79,11 @@ def export_folder_name(fmt: str, precision: str) -> str:
 
 
 def export_models(fmt_name: str, unet, audio_encoder, out: Path, precision: str = "fp32",
-                  keep_fp32: dict[str, list[str]] | None = None) -> Path:
+                  keep_fp32: dict[str, list[str]] | None = None, check_inputs: CheckInputsMaker | None = None) -> Path:
     """Export both networks to `out/<format>-<precision>/` atomically; return that folder. `keep_fp32`: per network
-    ("unet", "audio_encoder"), the layers (PyTorch module paths) an fp16 ONNX export keeps in fp32."""
+    ("unet", "audio_encoder"), the layers (PyTorch module paths) an fp16 ONNX export keeps in fp32. `check_inputs`
+    makes the real inputs the export-time checks run on, given the audio encoder (without it: the specs' example
+    inputs, and the manifest says "example")."""
     fmt = get_format(fmt_name)
     check_precision(fmt, precision)
     keep = {network: list(layers) for network, layers in (keep_fp32 or {}).items()}
@@ -88,7 +94,8 @@ def export_models(fmt_name: str, unet, audio_encoder, out: Path, precision: str 
     with building(final) as tmp:
         try:
             arguments = {"keep_fp32": keep} if keep and fmt.name == "onnx" else {}
-            records: list[ArtifactRecord] = module.export(unet, audio_encoder, tmp, precision, **arguments)
+            check = check_inputs(audio_encoder) if check_inputs is not None else None
+            records: list[ArtifactRecord] = module.export(unet, audio_encoder, tmp, precision, check=check, **arguments)
         except ExportUnfinished as exc:  # keep what was made (e.g. the TensorRT-ready ONNX) under another name
             kept = final.with_name(final.name + ".unbuilt")
             shutil.rmtree(kept, ignore_errors=True)

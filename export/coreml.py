@@ -21,8 +21,8 @@ import torch
 from torch import nn
 
 from ..errors import ParityError
-from ..models.golden import golden_inputs
 from ..models.specs import ExportSpec, spec_for
+from .check_inputs import CheckInputs, inputs_for
 from .manifest import ArtifactRecord
 
 SUFFIX = ".mlpackage"
@@ -35,12 +35,13 @@ _SHOW = 5  # mismatches kept in a WeightCheck
 KEPT_FP32 = {"audio_encoder": "audio encoder kept FLOAT32 in fp16 exports: fp16 features differ by ~1.6e-2 (> 1e-2); it is <2% of the compute"}
 
 
-def export(unet: nn.Module, audio_encoder: nn.Module, out_dir: Path, precision: str) -> list[ArtifactRecord]:
-    """Convert both networks into `out_dir` and check each; raise `ParityError` if a check fails."""
-    return [export_network(model, Path(out_dir), precision) for model in (unet, audio_encoder)]
+def export(unet: nn.Module, audio_encoder: nn.Module, out_dir: Path, precision: str, check: CheckInputs | None = None) -> list[ArtifactRecord]:
+    """Convert both networks into `out_dir` and check each (prediction on macOS on `check`, else the specs' example
+    inputs); raise `ParityError` if a check fails."""
+    return [export_network(model, Path(out_dir), precision, check) for model in (unet, audio_encoder)]
 
 
-def export_network(model: nn.Module, out_dir: Path, precision: str) -> ArtifactRecord:
+def export_network(model: nn.Module, out_dir: Path, precision: str, check_inputs: CheckInputs | None = None) -> ArtifactRecord:
     """Convert one network to `out_dir/<spec.name>.mlpackage`, check it, and describe it."""
     ct = _coremltools()
     model = model.eval()
@@ -56,7 +57,7 @@ def export_network(model: nn.Module, out_dir: Path, precision: str) -> ArtifactR
         "io_passed": not io_problems,
         "io_problems": io_problems,
         **weights.as_dict(),
-        **predict_check(path, model, spec, precision),
+        **predict_check(path, model, spec, precision, check_inputs),
     }
     check["passed"] = bool(weights) and not io_problems and check.get("prediction_passed", True)
     if not check["passed"]:
@@ -248,12 +249,12 @@ def check_io(mlpackage: str | Path, spec: ExportSpec) -> list[str]:
     return problems
 
 
-def predict_check(mlpackage: str | Path, model: nn.Module, spec: ExportSpec, precision: str) -> dict:
-    """On macOS, max |diff| of Core ML vs PyTorch on the spec's example inputs; elsewhere, why it was skipped."""
+def predict_check(mlpackage: str | Path, model: nn.Module, spec: ExportSpec, precision: str, given: CheckInputs | None = None) -> dict:
+    """On macOS, max |diff| of Core ML vs PyTorch on `given` (else the spec's example inputs); elsewhere, why it was skipped."""
     if sys.platform != "darwin":
         return {"prediction": "skipped: Core ML prediction needs macOS"}
     ct = _coremltools()
-    source, inputs = _check_inputs(spec)
+    source, inputs = inputs_for(spec, given)
     with torch.no_grad():
         want = model(*(torch.from_numpy(x) for x in inputs)).numpy()
     mlmodel = ct.models.MLModel(str(mlpackage), compute_units=ct.ComputeUnit.CPU_ONLY)
@@ -304,16 +305,6 @@ def _quiet_conversion():
         warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)", category=FutureWarning)
         warnings.filterwarnings("ignore", message=r"Function _TORCH_OPS_REGISTRY", category=DeprecationWarning)
         yield
-
-
-def _check_inputs(spec: ExportSpec, batch: int = 4) -> tuple[str, list[np.ndarray]]:
-    """Real inputs (golden frames or mel windows) when present, else the spec's example inputs."""
-    golden = golden_inputs()
-    if spec.name == "unet" and "unet_input" in golden and tuple(spec.inputs[1].shape) == golden["audio_window"].shape[1:]:
-        return "golden", [np.array(golden["unet_input"][:batch]), np.array(golden["audio_window"][:batch])]
-    if spec.name == "audio_encoder" and "mel_windows" in golden:
-        return "golden", [np.array(golden["mel_windows"][:batch])]
-    return "example", [t.numpy() for t in spec.example_inputs(batch=batch)]
 
 
 def _compare(tensor: str, got: np.ndarray | None, want: np.ndarray, rtol: float, atol: float):

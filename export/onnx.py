@@ -2,8 +2,8 @@
 
 Each network goes through the TorchScript exporter (opset 17), `onnx.checker` (full check),
 onnxsim (batch kept dynamic), optionally fp16 conversion (fp32 inputs and outputs kept), and an
-export-time check: ONNX Runtime on the CPU against eager PyTorch on real inputs (the golden
-frames when present) at batch 1 and 4. A check over the spec's tolerance raises `ParityError`.
+export-time check: ONNX Runtime on the CPU against eager PyTorch on the real inputs the caller gives
+(`check_inputs.CheckInputs`; the built-in demo's from the command layer) at batch 1 and 4. A check over the spec's tolerance raises `ParityError`.
 An fp16 export may keep named layers in fp32 (`keep_fp32`: PyTorch module paths, as `parity locate` names
 them; see `export.onnx_layers.resolve_layers`). Without a keep-set for it, the audio encoder of an fp16 export stays
 fp32 whole (see FP32_AUDIO_ENCODER_NOTE).
@@ -21,12 +21,11 @@ import torch
 from torch import nn
 
 from ..errors import ParityError
-from ..models.golden import golden_inputs
 from ..models.specs import ExportSpec, spec_for
+from .check_inputs import CHECK_BATCHES, CheckInputs, inputs_for
 from .manifest import ArtifactRecord
 
 OPSET = 17
-CHECK_BATCHES = (1, 4)
 BATCH_DIM = "B"
 
 
@@ -44,44 +43,47 @@ FP32_AUDIO_ENCODER_NOTE = ("audio encoder kept fp32 in fp16 exports: in fp16 its
 
 
 def export(unet: nn.Module, audio_encoder: nn.Module, out_dir: Path, precision: str,
-           keep_fp32: dict[str, list[str]] | None = None) -> list[ArtifactRecord]:
-    """Write `unet.onnx` and `audio_encoder.onnx` into `out_dir`; one checked record for each. `keep_fp32`: per
-    network, layers an fp16 export keeps fp32 (default: none for the U-Net; the audio encoder fp32 whole)."""
+           keep_fp32: dict[str, list[str]] | None = None, check: CheckInputs | None = None) -> list[ArtifactRecord]:
+    """Write `unet.onnx` and `audio_encoder.onnx` into `out_dir`; one record for each, checked on `check` (else the
+    specs' example inputs). `keep_fp32`: per network, layers an fp16 export keeps fp32 (default: none for the U-Net;
+    the audio encoder fp32 whole)."""
     out_dir = Path(out_dir)
     if precision != "fp16":
         if keep_fp32 and any(keep_fp32.values()):
             raise ParityError("--keep-fp32 applies to fp16 exports only (add --precision fp16)")
-        encoder = export_network(audio_encoder, out_dir, precision)  # the cheap one first: fail fast
-        return [export_network(unet, out_dir, precision), encoder]
+        encoder = export_network(audio_encoder, out_dir, precision, check=check)  # the cheap one first: fail fast
+        return [export_network(unet, out_dir, precision, check=check), encoder]
     chosen = {network: tuple(layers) for network, layers in (keep_fp32 or {}).items()}
-    encoder = fp16_audio_encoder(audio_encoder, out_dir, chosen.get("audio_encoder"))  # the cheap one first: fail fast
-    return [export_network(unet, out_dir, precision, chosen.get("unet", ())), encoder]
+    encoder = fp16_audio_encoder(audio_encoder, out_dir, chosen.get("audio_encoder"), check)  # the cheap one first: fail fast
+    return [export_network(unet, out_dir, precision, chosen.get("unet", ()), check), encoder]
 
 
-def fp16_audio_encoder(audio_encoder: nn.Module, out_dir: Path, keep_fp32: tuple[str, ...] | None) -> ArtifactRecord:
+def fp16_audio_encoder(audio_encoder: nn.Module, out_dir: Path, keep_fp32: tuple[str, ...] | None,
+                       check: CheckInputs | None = None) -> ArtifactRecord:
     """The audio encoder of an fp16 export: with the layers `keep_fp32` names kept fp32 (a `ParityError` when it misses
     the gate), or, without a keep-set, fp32 whole with a note saying why (FP32_AUDIO_ENCODER_NOTE)."""
     if keep_fp32 is not None:
-        return export_network(audio_encoder, out_dir, "fp16", keep_fp32)
-    encoder = export_network(audio_encoder, out_dir, "fp32")
+        return export_network(audio_encoder, out_dir, "fp16", keep_fp32, check)
+    encoder = export_network(audio_encoder, out_dir, "fp32", check=check)
     encoder.extra["precision_note"] = FP32_AUDIO_ENCODER_NOTE
     return encoder
 
 
-def export_network(model: nn.Module, out_dir: Path, precision: str, keep_fp32: tuple[str, ...] | list[str] = ()) -> ArtifactRecord:
-    """Export one network to `out_dir/<spec.name>.onnx`, check it against eager PyTorch, describe it."""
+def export_network(model: nn.Module, out_dir: Path, precision: str, keep_fp32: tuple[str, ...] | list[str] = (),
+                   check: CheckInputs | None = None) -> ArtifactRecord:
+    """Export one network to `out_dir/<spec.name>.onnx`, check it against eager PyTorch on `check`, describe it."""
     spec = spec_for(model)
     model = _cpu_fp32_copy(model)
     onnx_model, extra = to_onnx(model, spec, precision, keep_fp32, torch_model=model)
     path = out_dir / f"{spec.name}.onnx"
     path.write_bytes(onnx_model.SerializeToString())
-    check = check_against_torch(model, spec, path, precision)
+    check_record = check_against_torch(model, spec, path, precision, check)
     return ArtifactRecord(
         network=spec.name,
         file=path.name,
         inputs=[_io_entry(t) for t in spec.inputs],
         outputs=[_io_entry(t) for t in spec.outputs],
-        check=check,
+        check=check_record,
         preprocessing=spec.preprocessing,
         extra={"opset": OPSET, "exporter": "torch.onnx (TorchScript)", "precision": precision, **extra},
     )
@@ -127,11 +129,12 @@ def to_onnx(model: nn.Module, spec: ExportSpec, precision: str = "fp32", keep_fp
     return onnx_model, extra
 
 
-def check_against_torch(model: nn.Module, spec: ExportSpec, path: Path, precision: str) -> dict:
-    """Max |diff| of ONNX Runtime (CPU) vs eager PyTorch per batch size; `ParityError` over tolerance."""
+def check_against_torch(model: nn.Module, spec: ExportSpec, path: Path, precision: str, given: CheckInputs | None = None) -> dict:
+    """Max |diff| of ONNX Runtime (CPU) vs eager PyTorch per batch size, on `given` (else the spec's example inputs);
+    `ParityError` over tolerance."""
     import onnxruntime as ort
 
-    source, inputs = check_inputs(spec)
+    source, inputs = inputs_for(spec, given)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     by_batch = {}
     for batch in CHECK_BATCHES:
@@ -155,17 +158,6 @@ def check_against_torch(model: nn.Module, spec: ExportSpec, path: Path, precisio
         "tolerance": tolerance,
         "passed": True,
     }
-
-
-def check_inputs(spec: ExportSpec) -> tuple[str, list[np.ndarray]]:
-    """Real inputs for `spec` (golden frames or mel windows) when present, else its example inputs."""
-    golden = golden_inputs()
-    batch = max(CHECK_BATCHES)
-    if spec.name == "unet" and "unet_input" in golden and tuple(spec.inputs[1].shape) == golden["audio_window"].shape[1:]:
-        return "golden", [golden["unet_input"][:batch], golden["audio_window"][:batch]]
-    if spec.name == "audio_encoder" and "mel_windows" in golden:
-        return "golden", [golden["mel_windows"][:batch]]
-    return "example", [t.numpy() for t in spec.example_inputs(batch=batch)]
 
 
 def _simplify(onnx_model):

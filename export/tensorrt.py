@@ -23,6 +23,7 @@ import torch
 from ..errors import ParityError
 from ..models.specs import ExportSpec, spec_for
 from . import ExportUnfinished
+from .check_inputs import CheckInputs, inputs_for
 from .manifest import MANIFEST_NAME, ArtifactRecord, write_manifest
 
 BUILD_SCRIPT = "build_engines.sh"
@@ -31,12 +32,13 @@ ONNX_PRECISION = "fp32"  # TensorRT lowers an fp32 ONNX to fp16 itself (--fp16);
 LIBRARIES = ("tensorrt", "polygraphy", "onnx")
 
 
-def export(unet, audio_encoder, out_dir: Path, precision: str) -> list[ArtifactRecord]:
-    """Write the TensorRT-ready ONNX and build command into `out_dir`; build and check engines if possible."""
+def export(unet, audio_encoder, out_dir: Path, precision: str, check: CheckInputs | None = None) -> list[ArtifactRecord]:
+    """Write the TensorRT-ready ONNX and build command into `out_dir`; build and check engines (on `check`, else the
+    specs' example inputs) if possible."""
     from . import onnx as onnx_export
 
     out_dir = Path(out_dir)
-    onnx_records = onnx_export.export(unet, audio_encoder, out_dir, ONNX_PRECISION)
+    onnx_records = onnx_export.export(unet, audio_encoder, out_dir, ONNX_PRECISION, check=check)
     specs = [spec_for(unet), spec_for(audio_encoder)]
     write_build_files(out_dir, specs, precision)
 
@@ -49,7 +51,7 @@ def export(unet, audio_encoder, out_dir: Path, precision: str) -> list[ArtifactR
             f"run {BUILD_SCRIPT} there on the target machine (see {BUILD_NOTES})",
             out_dir,
         )
-    return _build_and_check(unet, audio_encoder, out_dir, precision, onnx_records)
+    return _build_and_check(unet, audio_encoder, out_dir, precision, onnx_records, check)
 
 
 def missing_runtime() -> str | None:
@@ -198,7 +200,8 @@ def build_engine(onnx_path: Path, spec: ExportSpec, precision: str) -> bytes:
     return bytes(serialized)
 
 
-def _build_and_check(unet, audio_encoder, out_dir: Path, precision: str, onnx_records: list[ArtifactRecord]) -> list[ArtifactRecord]:
+def _build_and_check(unet, audio_encoder, out_dir: Path, precision: str, onnx_records: list[ArtifactRecord],
+                     given: CheckInputs | None = None) -> list[ArtifactRecord]:
     """Build both engines, run them on the check inputs, compare with PyTorch; raise naming every failure."""
     import tensorrt as trt
 
@@ -207,7 +210,7 @@ def _build_and_check(unet, audio_encoder, out_dir: Path, precision: str, onnx_re
         spec = spec_for(model)
         engine_file = out_dir / f"{spec.name}.engine"
         engine_file.write_bytes(build_engine(out_dir / f"{spec.name}.onnx", spec, precision))
-        check = _check_engine(model, spec, engine_file, precision)
+        check = _check_engine(model, spec, engine_file, precision, given)
         if not check["passed"]:
             failures.append(f"{spec.name}: max |diff| {check['max_abs_diff']:.3g} > {check['tolerance']:g}")
         onnx_record = next(r for r in onnx_records if r.network == spec.name)
@@ -231,11 +234,9 @@ def _build_and_check(unet, audio_encoder, out_dir: Path, precision: str, onnx_re
     return records
 
 
-def _check_engine(model, spec: ExportSpec, engine_file: Path, precision: str) -> dict:
-    """Max |diff| of the engine vs eager PyTorch on the ONNX export's check inputs (golden when present)."""
-    from .onnx import check_inputs
-
-    source, inputs = check_inputs(spec)
+def _check_engine(model, spec: ExportSpec, engine_file: Path, precision: str, given: CheckInputs | None = None) -> dict:
+    """Max |diff| of the engine vs eager PyTorch on the ONNX export's check inputs (`given`, else the spec's example inputs)."""
+    source, inputs = inputs_for(spec, given)
     model = copy.deepcopy(model).to("cpu", torch.float32).eval()
     with torch.inference_mode():
         expected = model(*(torch.from_numpy(np.asarray(x, dtype=np.float32)) for x in inputs)).numpy()

@@ -66,15 +66,6 @@ def demo_weights(note: Callable[[str], None] | None = None) -> tuple[Path, Path]
     return files
 
 
-def with_demo_weights(unet: Path | None, audio_encoder: Path | None,
-                      note: Callable[[str], None] | None = None) -> tuple[Path, Path]:
-    """The checkpoints given, the demo weights for any omitted."""
-    if unet is not None and audio_encoder is not None:
-        return Path(unet), Path(audio_encoder)
-    demo_unet, demo_encoder = demo_weights(note)
-    return Path(unet) if unet is not None else demo_unet, Path(audio_encoder) if audio_encoder is not None else demo_encoder
-
-
 def is_demo_weights(path: Path | str | None) -> bool:
     """Whether `path` is one of the cached demo checkpoints."""
     if path is None:

@@ -1,6 +1,6 @@
 """Reports from run folders: Markdown for pull requests, self-contained HTML, one JSON document, JUnit XML for CI.
 
-Each writer reads the `result.json` of one or more run folders (see `reports.schema`); several runs are shown
+Each writer reads the `result.json` of one or more run folders (see `reports.view`); several runs are shown
 side by side (a summary table across runs, then one section per run).
 """
 
@@ -9,16 +9,21 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..atomic import write_text_atomically
 from ..errors import ParityError
-from .schema import Run, load_runs
+
+if TYPE_CHECKING:
+    from .view import Run
 
 REPORT_FILES = {"md": "report.md", "html": "report.html", "json": "report.json", "junit": "report.junit.xml"}
 
 
 def write_reports(run_dirs: list[Path], formats: list[str], out: Path) -> list[Path]:
     """Write the asked formats (md, html, json, junit) for these run folders into `out`; returns the paths written."""
+    from .view import load_runs  # not at import: `parity --help` loads no result type
+
     formats = parse_formats(",".join(formats))
     runs = load_runs([Path(run_dir) for run_dir in run_dirs])
     out = Path(out)

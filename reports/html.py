@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
 from typing import Any
@@ -14,7 +15,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .schema import (
+from ..harness.verdict.types import PSNR_IDENTICAL, StageResult, Timing
+from .view import (
     BENCH_COLUMNS,
     MEMORY_COLUMNS,
     PORT_BENCH_COLUMNS,
@@ -29,7 +31,6 @@ from .schema import (
     memory_growth_text,
     memory_rows,
     metric_text,
-    number,
     port_bench_rows,
     port_bench_text,
     stage_row,
@@ -39,7 +40,7 @@ from .schema import (
 DIFF_GAIN = 8  # the amplified difference shows |reference - candidate| x 8
 DISPLAY_WIDTH = 640  # wider frames are shown scaled down (differences max-pooled so none disappears)
 ZOOM_WIDTH = 320  # the zoom on the region that differs is shown at about this width
-IDENTICAL_PSNR = 100.0  # writers cap PSNR at 100 dB for identical data; at or above it a frame is plotted as identical
+IDENTICAL_PSNR = PSNR_IDENTICAL  # PSNR's cap, which identical data gets: at it a frame is plotted as identical
 
 
 def render(runs: list[Run]) -> str:
@@ -63,8 +64,8 @@ def run_section(run: Run, index: int) -> str:
         blocks = [f"<h4>{escape(stage)}</h4><pre>{escape(text)}</pre>" for stage, text in run.failures]
         parts.append(_section("Failures", "\n".join(blocks), level=3))
     if run.diagnoses:
-        items = [f"<li><b>{escape(d['name'])}</b> <span class=\"muted\">({escape(d.get('stage') or 'all stages')})</span>: "
-                 f"{escape(d['message'])}</li>" for d in run.diagnoses]
+        items = [f"<li><b>{escape(d.name)}</b> <span class=\"muted\">({escape(d.stage or 'all stages')})</span>: "
+                 f"{escape(d.message)}</li>" for d in run.diagnoses]
         parts.append(_section("Diagnoses", f"<ul>{''.join(items)}</ul>", level=3))
     if run.port:
         parts.append(_section("The port's own output", _port(run), level=3))
@@ -73,16 +74,16 @@ def run_section(run: Run, index: int) -> str:
         parts.append(_section("Worst frame", _worst_frame(run), level=3))
     if run.timing:
         parts.append(_section("Timing", _timing(run.timing), level=3))
-    if run.bench and run.bench.get("port"):
+    if run.bench and run.bench.port:
         machine = machine_text(run.bench)
         intro = f'<p class="muted">Machine: {escape(machine)}</p>' if machine else ""
-        facts = "".join(f"<li>{escape(line)}</li>" for line in port_bench_text(run.bench))
-        table_html = _table(PORT_BENCH_COLUMNS, port_bench_rows(run.bench)) if port_bench_rows(run.bench) else ""
+        facts = "".join(f"<li>{escape(line)}</li>" for line in port_bench_text(run.bench.port))
+        table_html = _table(PORT_BENCH_COLUMNS, port_bench_rows(run.bench.port)) if port_bench_rows(run.bench.port) else ""
         parts.append(_section("The port beside our pipeline", f"{intro}<ul>{facts}</ul>{table_html}", level=3))
-    if run.bench and run.bench.get("rows"):
+    if run.bench and run.bench.rows:
         machine = machine_text(run.bench)
         intro = f'<p class="muted">Machine: {escape(machine)}</p>' if machine else ""
-        parts.append(_section("Benchmark", intro + _table(BENCH_COLUMNS, [bench_row(row) for row in run.bench["rows"]]), level=3))
+        parts.append(_section("Benchmark", intro + _table(BENCH_COLUMNS, [bench_row(row) for row in run.bench.rows]), level=3))
         if memory_rows(run.bench):
             growth = memory_growth_text(run.bench)
             note = f"<p>Growth from the shortest to the longest run: {escape(growth)}</p>" if growth else ""
@@ -94,34 +95,37 @@ def _port(run: Run) -> str:
     """Which candidate file is which frame, PSNR per region over the clip, encoding, sound, simulation findings."""
     rows = "".join(f"<tr><th>{escape(what)}</th><td>{escape(text)}</td></tr>" for what, text in run.port_lines())
     parts = [f'<table class="facts">{rows}</table>']
-    regions = (run.port or {}).get("regions") or {}
-    for name, label in REGION_LABELS.items():
-        series = (regions.get("per_frame") or {}).get(name)
-        if series:
-            parts.append(f"<figure>{psnr_plot_svg(label, list(regions['frames']), series, None)}<figcaption>{escape(label)}: PSNR per frame</figcaption></figure>")
-    worst = (run.port or {}).get("worst_mouth")
+    port = run.port
+    if port is None:
+        return parts[0]
+    if port.regions:
+        for name, label in REGION_LABELS.items():
+            series = getattr(port.regions.per_frame, name)
+            if series:
+                parts.append(f"<figure>{psnr_plot_svg(label, list(port.regions.frames), series, None)}<figcaption>{escape(label)}: PSNR per frame</figcaption></figure>")
+    worst = port.worst_mouth
     if worst:
         images = []
         for name, label in (("reference", "reference"), ("candidate", "candidate"), ("simulation", "best simulation"),
                             ("difference", "candidate - simulation, x8")):
-            path = run.path(worst["files"][name])
+            path = run.path(worst.files[name])
             if path.is_file():
                 images.append((label, path.read_bytes()))
         if images:
-            parts.append(f"<p>Mouth box of the least-explained sampled frame — {escape(worst['note'])}</p>" + _gallery(images, pixelated=True))
-    mapping = ((run.port or {}).get("alignment") or {}).get("mapping") or {}
+            parts.append(f"<p>Mouth box of the least-explained sampled frame — {escape(worst.note)}</p>" + _gallery(images, pixelated=True))
+    mapping = port.alignment.mapping if port.alignment else {}
     if mapping:
         shown = list(mapping.items())
-        cells = ", ".join(f"{escape(number)} &rarr; {index}" for number, index in shown[:12]) + (", &hellip;" if len(shown) > 12 else "")
+        cells = ", ".join(f"{number} &rarr; {index}" for number, index in shown[:12]) + (", &hellip;" if len(shown) > 12 else "")
         parts.append(f'<p class="muted">candidate frame number &rarr; reference frame: {cells}</p>')
     return "\n".join(parts)
 
 
-def psnr_plot_svg(stage: str, frames: list[int], psnr: list[Any], threshold: float | None) -> str:
+def psnr_plot_svg(stage: str, frames: list[int], psnr: Sequence[float | None], threshold: float | None) -> str:
     """A line chart of PSNR (dB) against frame index, with the gate's minimum as a dashed line. Identical frames
     (PSNR infinite or at the 100 dB cap) sit in a band marked ≥100 above the scale; NaN frames are red marks at the bottom."""
     width, height, left, right, top, bottom = 540, 190, 44, 12, 8, 30
-    values = [_identical_as_inf(number(v)) for v in psnr]
+    values = [_identical_as_inf(v) for v in psnr]
     finite = [v for v in values if v is not None and math.isfinite(v)]
     has_infinite = any(v == math.inf for v in values)
     band = 26 if has_infinite else 0  # the identical row above the dB scale
@@ -212,15 +216,14 @@ def _headline(run: Run) -> str:
 
 
 def _facts(run: Run) -> str:
-    result, inputs, comparison = run.result, run.result.get("inputs") or {}, run.comparison or {}
-    gate = comparison.get("gate") or {}
-    facts = [("command", f"parity {result['command']}"), ("created", result.get("created")), ("run folder", str(run.run_dir))]
+    result, inputs, comparison = run.result, run.result.inputs, run.comparison
+    facts: list[tuple[str, Any]] = [("command", f"parity {result.command}"), ("created", result.created or None), ("run folder", str(run.run_dir))]
     if inputs:
-        facts += [("dataset", "built-in demo" if inputs.get("demo") else inputs.get("dataset")), ("audio", inputs.get("audio")),
-                  ("frames", inputs.get("frames"))]
-    if comparison:
-        facts += [("reference", comparison.get("reference")), ("candidate", comparison.get("candidate")),
-                  ("gate", f"{gate.get('precision') or '-'} ({gate.get('file') or 'built-in tolerances'})"),
+        facts += [("dataset", "built-in demo" if inputs.demo else inputs.dataset), ("audio", inputs.audio), ("frames", inputs.frames)]
+    if comparison is not None:
+        gate = comparison.gate
+        facts += [("reference", comparison.reference), ("candidate", comparison.candidate),
+                  ("gate", f"{gate.precision or '-'} ({gate.file or 'built-in tolerances'})"),
                   ("not compared", run.not_compared)]
     rows = "".join(f"<dt>{escape(name)}</dt><dd>{escape(str(value))}</dd>" for name, value in facts if value is not None)
     return f'<dl class="facts">{rows}</dl>'
@@ -230,16 +233,16 @@ def _psnr_plots(run: Run) -> str:
     """A plot per frame stage with a PSNR series; stages identical on every frame are named in one line instead."""
     figures, identical = [], []
     for stage in run.stages:
-        series = stage.get("per_frame") or {}
-        frames, psnr = series.get("frames") or [], series.get("psnr") or []
-        values = [_identical_as_inf(number(v)) for v in psnr]
-        if stage.get("per") != "frame" or not frames or len(psnr) != len(frames) or all(v is None for v in values):
+        series = stage.per_frame
+        frames, psnr = (series.frames, series.psnr) if series else ([], [])
+        values = [_identical_as_inf(v) for v in psnr]
+        if stage.per != "frame" or not frames or len(psnr) != len(frames) or all(v is None for v in values):
             continue
         if all(v == math.inf for v in values):
-            identical.append(stage["stage"])
+            identical.append(stage.stage)
             continue
         caption = _plot_caption(stage, values)
-        figures.append(f"<figure>{psnr_plot_svg(stage['stage'], frames, psnr, _psnr_threshold(stage))}"
+        figures.append(f"<figure>{psnr_plot_svg(stage.stage, frames, psnr, _psnr_threshold(stage))}"
                        f"<figcaption>{escape(caption)}</figcaption></figure>")
     parts = []
     if identical:
@@ -253,9 +256,9 @@ def _identical_as_inf(value: float | None) -> float | None:
     return math.inf if value is not None and value >= IDENTICAL_PSNR else value
 
 
-def _plot_caption(stage: dict[str, Any], values: list[float | None]) -> str:
+def _plot_caption(stage: StageResult, values: list[float | None]) -> str:
     worst = min((v for v in values if v is not None), key=lambda v: math.inf if math.isnan(v) else v)
-    notes = [f"{stage['stage']} — {'pass' if stage.get('passed') else 'FAIL'}, lowest {metric_text(worst, 'db')} dB"]
+    notes = [f"{stage.stage} — {'pass' if stage.passed else 'FAIL'}, lowest {metric_text(worst, 'db')} dB"]
     identical = sum(v == math.inf for v in values)
     not_a_number = sum(v is not None and math.isnan(v) for v in values)
     if identical:
@@ -266,24 +269,24 @@ def _plot_caption(stage: dict[str, Any], values: list[float | None]) -> str:
 
 
 def _worst_frame(run: Run) -> str:
-    worst = (run.comparison or {}).get("worst_frame")
+    worst = run.comparison.worst_frame if run.comparison is not None else None
     if not worst:
         return '<p class="muted">No worst frame recorded in result.json: the comparison found no frame images to show.</p>'
-    paths = [run.path(worst["reference_png"]), run.path(worst["candidate_png"])]
+    paths = [run.path(worst.reference_png), run.path(worst.candidate_png)]
     missing = [str(path) for path in paths if not path.is_file()]
     if missing:
-        return f'<p class="warn">Worst frame {worst["index"]}: image not found: {escape(", ".join(missing))}.</p>'
+        return f'<p class="warn">Worst frame {worst.index}: image not found: {escape(", ".join(missing))}.</p>'
     reference, candidate = (cv2.imread(str(path), cv2.IMREAD_COLOR) for path in paths)
     unreadable = [str(path) for path, image in zip(paths, (reference, candidate)) if image is None]
     if unreadable or reference is None or candidate is None:
-        return f'<p class="warn">Worst frame {worst["index"]}: not a readable image: {escape(", ".join(unreadable))}.</p>'
+        return f'<p class="warn">Worst frame {worst.index}: not a readable image: {escape(", ".join(unreadable))}.</p>'
     if reference.shape != candidate.shape:
-        note = f"Worst frame {worst['index']}: sizes differ (reference {reference.shape[1]}x{reference.shape[0]}, candidate {candidate.shape[1]}x{candidate.shape[0]}); no difference image."
+        note = f"Worst frame {worst.index}: sizes differ (reference {reference.shape[1]}x{reference.shape[0]}, candidate {candidate.shape[1]}x{candidate.shape[0]}); no difference image."
         images = [("reference", _png(reference)), ("candidate", _png(candidate))]
         return f'<p class="warn">{escape(note)}</p>' + _gallery(images)
     panels = worst_frame_panels(reference, candidate)
     share = panels.pixels_differing / panels.pixels
-    summary = (f"Frame {worst['index']}: {panels.pixels_differing:,} of {panels.pixels:,} pixels differ ({share:.2%}); "
+    summary = (f"Frame {worst.index}: {panels.pixels_differing:,} of {panels.pixels:,} pixels differ ({share:.2%}); "
                f"largest channel difference {panels.max_abs}."
                + (f" Shown at 1/{panels.scale} size; differences are max-pooled so none disappears." if panels.scale > 1 else ""))
     small = reference.shape[1] < DISPLAY_WIDTH // 2  # shown larger than it is: keep the pixels sharp
@@ -299,10 +302,10 @@ def _worst_frame(run: Run) -> str:
     return "\n".join(html)
 
 
-def _timing(timing: dict[str, Any]) -> str:
-    frames = timing.get("frames")
-    head = f'<p><span class="big">{timing["fps"]:.2f}</span> frames/s' + (f" over {frames} frames" if frames is not None else "") + "</p>"
-    seconds = timing.get("seconds") or {}
+def _timing(timing: Timing) -> str:
+    frames = timing.frames
+    head = f'<p><span class="big">{timing.fps:.2f}</span> frames/s' + (f" over {frames} frames" if frames is not None else "") + "</p>"
+    seconds = timing.seconds
     rows = [[name, f"{value:.3f}", f"{value / frames * 1000:.1f}" if frames else "-"] for name, value in seconds.items()]
     return head + (_table(("stage or phase", "seconds", "ms per frame"), rows) if rows else "")
 
@@ -350,9 +353,9 @@ def _verdict_class(verdict: str) -> str:
     return {"PASS": "pass", "FAIL": "fail"}.get(verdict, "neutral")
 
 
-def _psnr_threshold(stage: dict[str, Any]) -> float | None:
+def _psnr_threshold(stage: StageResult) -> float | None:
     """The gate's minimum PSNR for a stage, whatever the gate file calls it (psnr_min, min_psnr, psnr)."""
-    for key, value in (stage.get("tolerance") or {}).items():
+    for key, value in stage.tolerance.items():
         if "psnr" in key.lower() and isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
             return float(value)
     return None

@@ -1,47 +1,29 @@
 """The JSON report: one document combining the runs' result.json, for dashboards and scripts.
 
-`{"schema": "synctalk-parity/report", "schema_version": 1, "created": ISO-8601, "runs": [result.json + "run_dir"]}`
-(schema: `reports.schema.REPORT_SCHEMA`). `run_dir` is relative to the report's folder, so paths inside each
-result (relative to its run folder) still resolve. Non-finite numbers become "Infinity"/"-Infinity"/"NaN", so
-the file is strict JSON.
+`{"schema": "synctalk-parity/report", "schema_version": 2, "created": ISO-8601, "runs": [result.json + "run_dir"]}`
+(`reports.view.ReportDocument`; its schema, `report_schema()`, is generated from it). `run_dir` is relative to the
+report's folder, so paths inside each result (relative to its run folder) still resolve. Written by the same codec as
+result.json: strict JSON, non-finite numbers as "Infinity"/"-Infinity"/"NaN".
 """
 
 from __future__ import annotations
 
-import json
-import math
 import os
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-from .schema import REPORT_SCHEMA_NAME, SCHEMA_VERSION, Run
+from ..harness.verdict.result import json_text
+from .view import ReportDocument, Run, report_document
 
 
 def render(runs: list[Run], out: Path) -> str:
     """The report document as strict JSON text."""
-    return json.dumps(report_document(runs, out), indent=2, allow_nan=False) + "\n"
+    return json_text(document(runs, out))
 
 
-def report_document(runs: list[Run], out: Path) -> dict[str, Any]:
+def document(runs: list[Run], out: Path) -> ReportDocument:
     """The combined document: each run's result with its folder relative to `out`."""
-    return {
-        "schema": REPORT_SCHEMA_NAME,
-        "schema_version": SCHEMA_VERSION,
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "runs": [{**strict_json(run.result), "run_dir": _relative(run.run_dir, out)} for run in runs],
-    }
-
-
-def strict_json(value: Any) -> Any:
-    """`value` with non-finite floats replaced by their names, which strict JSON can hold."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-    if isinstance(value, dict):
-        return {key: strict_json(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [strict_json(item) for item in value]
-    return value
+    return report_document(runs, [_relative(run.run_dir, out) for run in runs], datetime.now(UTC).isoformat(timespec="seconds"))
 
 
 def _relative(run_dir: Path, out: Path) -> str:

@@ -12,7 +12,8 @@ import re
 import xml.etree.ElementTree as ET
 from typing import Any
 
-from .schema import Run, failure_text
+from ..harness.verdict.types import Diagnosis
+from .view import Run, failure_text
 
 
 def render(runs: list[Run]) -> str:
@@ -33,30 +34,30 @@ def render(runs: list[Run]) -> str:
 
 def testsuite(run: Run) -> ET.Element:
     """One run: a testcase per stage, failures with their text, diagnoses as system-out."""
-    seconds = (run.timing or {}).get("seconds") or {}
+    seconds = run.timing.seconds if run.timing else {}
     suite = ET.Element("testsuite", name=run.label)
-    if run.result.get("created"):
-        suite.set("timestamp", run.result["created"])
+    if run.result.created:
+        suite.set("timestamp", run.result.created)
     properties = ET.SubElement(suite, "properties")
     for name, value in _properties(run):
         ET.SubElement(properties, "property", name=name, value=str(value))
     classname = "parity." + run.label
     if run.comparison is None:
         case = ET.SubElement(suite, "testcase", classname=classname, name="comparison", time="0")
-        ET.SubElement(case, "skipped", message=f"parity {run.result['command']}: no comparison in this run")
+        ET.SubElement(case, "skipped", message=f"parity {run.result.command}: no comparison in this run")
     if run.problems:  # the comparison as a whole failed (frame counts differ, ...): one failing case for it
         case = ET.SubElement(suite, "testcase", classname=classname, name="comparison", time="0.000")
         text = "\n".join(run.problems)
         ET.SubElement(case, "failure", message=_first_line(text), type="ParityGate").text = text
     for stage in run.stages:
-        case = ET.SubElement(suite, "testcase", classname=classname, name=stage["stage"], time=_seconds(seconds.get(stage["stage"], 0.0)))
-        if stage.get("status") == "not provided":
-            ET.SubElement(case, "skipped", message=f"{stage['stage']}: not provided by the candidate (the gate allows it)")
-        elif not stage.get("passed"):
+        case = ET.SubElement(suite, "testcase", classname=classname, name=stage.stage, time=_seconds(seconds.get(stage.stage, 0.0)))
+        if stage.skipped:
+            ET.SubElement(case, "skipped", message=f"{stage.stage}: not provided by the candidate (the gate allows it)")
+        elif not stage.passed:
             text = failure_text(stage)
             failure = ET.SubElement(case, "failure", message=_first_line(text), type="ParityGate")
             failure.text = text
-        notes = [_diagnosis_line(d) for d in run.diagnoses if d.get("stage") == stage["stage"]]
+        notes = [_diagnosis_line(d) for d in run.diagnoses if d.stage == stage.stage]
         if notes:
             ET.SubElement(case, "system-out").text = "\n".join(notes)
     cases = suite.findall("testcase")
@@ -79,15 +80,13 @@ _XML_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 
 def _properties(run: Run) -> list[tuple[str, Any]]:
-    comparison = run.comparison or {}
-    timing = run.timing or {}
     found = [("backend", run.backend), ("precision", run.precision), ("verdict", run.verdict), ("run_dir", run.run_dir),
-             ("first_divergent_stage", comparison.get("first_divergent_stage")), ("fps", timing.get("fps"))]
+             ("first_divergent_stage", run.first_divergent_stage), ("fps", run.timing.fps if run.timing else None)]
     return [(name, value) for name, value in found if value is not None]
 
 
-def _diagnosis_line(diagnosis: dict[str, Any]) -> str:
-    return f"diagnosis {diagnosis['name']} ({diagnosis.get('stage') or 'all stages'}): {diagnosis['message']}"
+def _diagnosis_line(diagnosis: Diagnosis) -> str:
+    return f"diagnosis {diagnosis.name} ({diagnosis.stage or 'all stages'}): {diagnosis.message}"
 
 
 def _first_line(text: str) -> str:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .schema import (
+from ..harness.verdict.types import Timing
+from .view import (
     BENCH_COLUMNS,
     MEMORY_COLUMNS,
     PORT_BENCH_COLUMNS,
@@ -53,20 +54,20 @@ def run_section(run: Run, level: int) -> list[str]:
         lines += [""]
     if run.diagnoses:
         lines += [f"{heading} Diagnoses", ""]
-        lines += [f"- **{cell(d['name'])}** ({cell(d.get('stage') or 'all stages')}): {cell(d['message'])}" for d in run.diagnoses]
+        lines += [f"- **{cell(d.name)}** ({cell(d.stage or 'all stages')}): {cell(d.message)}" for d in run.diagnoses]
         lines += [""]
     if run.timing:
         lines += [f"{heading} Timing", "", *_timing(run.timing), ""]
-    if run.bench and run.bench.get("port"):
+    if run.bench and run.bench.port:
         machine = machine_text(run.bench)
         lines += [f"{heading} The port beside our pipeline", ""] + ([f"Machine: {cell(machine)}", ""] if machine else [])
-        lines += [*(f"- {cell(line)}" for line in port_bench_text(run.bench)), ""]
-        if port_bench_rows(run.bench):
-            lines += [*table(PORT_BENCH_COLUMNS, port_bench_rows(run.bench)), ""]
-    if run.bench and run.bench.get("rows"):
+        lines += [*(f"- {cell(line)}" for line in port_bench_text(run.bench.port)), ""]
+        if port_bench_rows(run.bench.port):
+            lines += [*table(PORT_BENCH_COLUMNS, port_bench_rows(run.bench.port)), ""]
+    if run.bench and run.bench.rows:
         machine = machine_text(run.bench)
         lines += [f"{heading} Benchmark", ""] + ([f"Machine: {cell(machine)}", ""] if machine else [])
-        lines += [*table(BENCH_COLUMNS, [bench_row(row) for row in run.bench["rows"]]), ""]
+        lines += [*table(BENCH_COLUMNS, [bench_row(row) for row in run.bench.rows]), ""]
         if memory_rows(run.bench):
             growth = memory_growth_text(run.bench)
             lines += [f"{heading} Memory by video length", "", *table(MEMORY_COLUMNS, memory_rows(run.bench)), ""]
@@ -104,26 +105,23 @@ def fenced(text: str) -> list[str]:
 
 
 def _inputs(run: Run) -> list[str]:
-    result = run.result
-    inputs = result.get("inputs") or {}
-    comparison = run.comparison or {}
-    facts = [("command", f"parity {result['command']}"), ("created", result.get("created")), ("run folder", str(run.run_dir))]
+    result, inputs, comparison = run.result, run.result.inputs, run.comparison
+    facts: list[tuple[str, Any]] = [("command", f"parity {result.command}"), ("created", result.created or None), ("run folder", str(run.run_dir))]
     if inputs:
-        facts += [("dataset", "built-in demo" if inputs.get("demo") else inputs.get("dataset")), ("audio", inputs.get("audio")),
-                  ("frames", inputs.get("frames"))]
-        facts += [(f"weights: {key}", value) for key, value in (inputs.get("weights") or {}).items()]
-    if comparison:
-        gate = comparison.get("gate") or {}
-        facts += [("reference", comparison.get("reference")), ("candidate", comparison.get("candidate")),
-                  ("gate", f"{gate.get('precision') or '-'} ({gate.get('file') or 'built-in tolerances'})"),
+        facts += [("dataset", "built-in demo" if inputs.demo else inputs.dataset), ("audio", inputs.audio), ("frames", inputs.frames)]
+        facts += [(f"weights: {key}", value) for key, value in (inputs.weights or {}).items()]
+    if comparison is not None:
+        gate = comparison.gate
+        facts += [("reference", comparison.reference), ("candidate", comparison.candidate),
+                  ("gate", f"{gate.precision or '-'} ({gate.file or 'built-in tolerances'})"),
                   ("not compared", run.not_compared)]
     return [f"- {name}: {cell(value)}" for name, value in facts if value is not None] + [""]
 
 
-def _timing(timing: dict[str, Any]) -> list[str]:
-    frames = timing.get("frames")
-    lines = [f"**{timing['fps']:.2f} frames/s**" + (f" over {frames} frames" if frames is not None else ""), ""]
-    seconds = timing.get("seconds") or {}
+def _timing(timing: Timing) -> list[str]:
+    frames = timing.frames
+    lines = [f"**{timing.fps:.2f} frames/s**" + (f" over {frames} frames" if frames is not None else ""), ""]
+    seconds = timing.seconds
     if seconds:
         rows = [[name, f"{value:.3f}", f"{value / frames * 1000:.1f}" if frames else "-"] for name, value in seconds.items()]
         lines += table(("stage or phase", "seconds", "ms per frame"), rows)

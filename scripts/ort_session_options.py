@@ -8,7 +8,7 @@ of a shared machine falls on all of them (`--frames` is rounded up to a multiple
 takes every place in the order equally); a round's frames/s per option set is its frames over the sum of
 its run times. Prints, per option set, the median frames/s and its ratio to the toolkit's session
 (`backends/onnxruntime.py`: default graph optimizations, intra-op spinning off), pair by pair within a round
-(median, min..max), then one JSON line. Inputs: the golden U-Net inputs when ../shared is there, else uniform noise.
+(median, min..max), then one JSON line. Inputs: the built-in demo's U-Net inputs (its audio windows from the export's encoder).
 """
 
 from __future__ import annotations
@@ -59,19 +59,13 @@ def session(path: Path, spec: dict) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def inputs(frames: int) -> tuple[np.ndarray, np.ndarray]:
-    try:
-        from synctalk_parity.models.golden import golden_inputs
+def inputs(export: Path, frames: int) -> tuple[np.ndarray, np.ndarray]:
+    """Real U-Net inputs: the built-in demo's first frames (16 at most, cycled), their audio windows from the
+    export's own audio encoder."""
+    from synctalk_parity.harness.inputs import demo_clip, network_inputs
 
-        golden = golden_inputs()
-    except ImportError:
-        golden = None
-    if golden:
-        images, audio = golden["unet_input"], golden["audio_window"]
-    else:
-        rng = np.random.default_rng(0)
-        images = rng.random((frames, 6, 320, 320), dtype=np.float32)
-        audio = rng.standard_normal((frames, 32, 16, 16), dtype=np.float32)
+    encoder = ort.InferenceSession(str(export / "audio_encoder.onnx"), providers=["CPUExecutionProvider"])
+    images, audio, _ = network_inputs(*demo_clip(), lambda windows: encoder.run(None, {"mel_window": windows})[0], min(frames, 16))
     pick = np.arange(frames) % len(images)
     return np.ascontiguousarray(images[pick]), np.ascontiguousarray(audio[pick])
 
@@ -83,7 +77,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--only", default="all", help="comma-separated option-set names (the toolkit's is always in)")
     args = parser.parse_args()
-    images, audio = inputs(args.frames)
+    images, audio = inputs(args.export, args.frames)
     specs = option_sets(args.only)
     sessions = {name: session(args.export / "unet.onnx", spec) for name, spec in specs.items()}
     for s in sessions.values():  # warm-up

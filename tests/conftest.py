@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from synctalk_parity.models.golden import golden_dir
+from .golden_files import golden_dir
 
 SHARED_HINT = "../shared is not beside this checkout (a fresh clone); CI has it"
 

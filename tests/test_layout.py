@@ -26,7 +26,7 @@ ALLOWED = {
     "reports": {BASE, "harness"},
     "cli": {BASE, *FOLDERS} - {"cli"},
 }
-REPORTS_MAY_READ = {("harness", "verdict", "result"), ("harness", "verdict", "types")}
+REPORTS_MAY_READ = {("harness", "verdict", "result"), ("harness", "verdict", "types"), ("harness", "locate", "types")}
 # the rooms of harness/ and what each may import: every room builds on the verdict and the production pipeline,
 # never on another room's insides; `harness/`'s own modules (ROOM_BASE) tie the rooms together and import none
 ROOM_BASE = "harness"

@@ -1,8 +1,8 @@
 """`parity bench`: how fast each backend runs the networks alone, the whole pipeline, and the reference.
 
 Per backend and batch size:
-- model: U-Net batches plus the audio encoder's share per frame, on real inputs (the golden
-  subset when present, else inputs made from the demo), after a warm-up; R repeats; run as the pipeline runs
+- model: U-Net batches plus the audio encoder's share per frame, on real inputs (made from --dataset/--audio,
+  else from the demo, as the reference makes them), after a warm-up; R repeats; run as the pipeline runs
   the backend (`backend.streams()` U-Net calls at once);
 - model, default session (onnxruntime): the same export, inputs and batches on plain ONNX Runtime sessions
   with their default options (`onnxruntime.InferenceSession(path)`: intra-op threads and spinning as ORT
@@ -47,14 +47,16 @@ import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from ...backends import ModelSource, create_backend, get_backend_class
 from ...errors import ParityError
-from ..verdict.result import write_result
+from ..inputs import DEMO_SECONDS, NETWORKS, demo_check_inputs, network_inputs, resolve_inputs
+from ..verdict.result import read_result, write_result
+from ..verdict.types import Backend, BenchResult, BenchRow, Inputs, MemoryRow, WorstFrame
 
 UNET_GFLOP_PER_FRAME = 9.772  # 4.886 GMAC
 SGEMM_SIZE = 2048  # one float32 matmul: 17.2 GFLOP, 0.06-0.3 s on 2 cores (smaller sizes read lower)
@@ -63,7 +65,12 @@ GPU_SGEMM_SIZE = 8192  # 1.1 TFLOP: ~20 ms on an H200 at fp32, far past launch o
 MEMORY_FRAMES = (100, 400)
 DEFAULT_REFERENCE_FRAMES = 8
 
-OnRow = Callable[["BenchRow"], None]
+SGEMM_TEXT = (f"numpy float32 {SGEMM_SIZE}x{SGEMM_SIZE} matmul, best of {SGEMM_REPEATS} after a warm-up, numpy's default threads; "
+              "the best of readings at the start, before each model row and at the end")
+GPU_SGEMM_TEXT = (f"torch float32 {GPU_SGEMM_SIZE}x{GPU_SGEMM_SIZE} matmul on the GPU (IEEE fp32, no TF32), best of {SGEMM_REPEATS} "
+                  "after a warm-up; the best of readings at the start and the end")
+
+OnRow = Callable[[BenchRow], None]
 
 
 @dataclass
@@ -98,71 +105,6 @@ class BenchRequest:
         return {}
 
 
-@dataclass
-class BenchRow:
-    backend: str
-    batch: int
-    mode: str  # "model", "model-default-session", "end-to-end", "end-to-end-video" (no PNG frames, no dump) or "reference"
-    fps_median: float
-    fps_min: float
-    fps_max: float
-    repeats: int
-    unet_gflops: float | None = None
-    peak_rss_mb: float | None = None
-    ratio_to_reference: float | None = None
-    load_average: float | None = None  # 1-minute load when measured: a busy machine reads slow
-    ratio_to_model: float | None = None  # end-to-end rows: fps over the model-only fps (same backend, batch)
-    whole_run_fps: float | None = None  # end-to-end rows: frames over the whole frame phase, start-up included
-    first_frame_s: float | None = None  # end-to-end rows: frame phase start to the first frame written
-    peak_share: float | None = None  # unet_gflops over the machine's measured sgemm peak (BenchResult.sgemm_gflops)
-    process_wall_s: float | None = None  # end-to-end rows: the child's whole-process wall time (median)
-    process_first_frame_s: float | None = None  # end-to-end rows: process start to frames/00000.png written (median)
-    device: str = "cpu"  # where the networks ran: "cpu" or "gpu" (whose peak `peak_share` is measured against)
-    ratio_to_default_session: float | None = None  # end-to-end rows: fps over plain ONNX Runtime's model-only fps (onnxruntime)
-    streams: int | None = None  # model rows: U-Net calls in flight at once
-
-
-@dataclass
-class MemoryRow:
-    backend: str
-    batch: int
-    frames: int
-    peak_rss_mb: float
-
-
-@dataclass
-class BenchResult:
-    machine: str
-    rows: list[BenchRow] = field(default_factory=list)
-    memory: list[MemoryRow] = field(default_factory=list)
-    sgemm_gflops: float | None = None  # the machine's fp32 matmul peak: the best of sgemm_readings
-    sgemm_readings: list[float] = field(default_factory=list)  # sgemm_peak_gflops at the start, before each model row, at the end
-    gpu: str | None = None  # the GPU's name, when a row ran on one
-    gpu_sgemm_gflops: float | None = None  # its fp32 matmul peak (gpu_sgemm_peak_gflops, the best of a reading at the start and the end)
-
-    def memory_growth_mb(self, backend: str) -> float | None:
-        """Peak RSS of the longest run minus the shortest's, for `backend`."""
-        rows = sorted((m for m in self.memory if m.backend == backend), key=lambda m: m.frames)
-        return rows[-1].peak_rss_mb - rows[0].peak_rss_mb if len(rows) >= 2 else None
-
-    def to_dict(self) -> dict:
-        backends = dict.fromkeys(m.backend for m in self.memory)
-        return {
-            "machine": self.machine,
-            "sgemm_gflops": self.sgemm_gflops,
-            "sgemm_readings": self.sgemm_readings,
-            "sgemm": f"numpy float32 {SGEMM_SIZE}x{SGEMM_SIZE} matmul, best of {SGEMM_REPEATS} after a warm-up, numpy's default "
-                     "threads; the best of readings at the start, before each model row and at the end",
-            "gpu": self.gpu,
-            "gpu_sgemm_gflops": self.gpu_sgemm_gflops,
-            "gpu_sgemm": None if self.gpu is None else f"torch float32 {GPU_SGEMM_SIZE}x{GPU_SGEMM_SIZE} matmul on the GPU (IEEE fp32, "
-                                                       f"no TF32), best of {SGEMM_REPEATS} after a warm-up; the best of readings at the start and the end",
-            "rows": [asdict(r) for r in self.rows],
-            "memory": [asdict(m) for m in self.memory],
-            "memory_growth_mb": {b: self.memory_growth_mb(b) for b in backends},
-        }
-
-
 def bench(request: BenchRequest, on_row: OnRow | None = None) -> BenchResult:
     """Measure every backend x batch; rows are handed to `on_row` as they are measured."""
     _check(request)
@@ -170,10 +112,11 @@ def bench(request: BenchRequest, on_row: OnRow | None = None) -> BenchResult:
         from ...export.manifest import find_export
 
         request.models, _ = find_export(request.models, None)
-    else:  # weights not given: the demo weights, as every command takes them
-        from ...reference.demo_weights import with_demo_weights
-
-        request.unet, request.audio_encoder = with_demo_weights(request.unet, request.audio_encoder)
+    # weights not given: the demo weights, as every command takes them (an export runs on its own); the clip is
+    # checked now, and the demo's made as long as a row needs it
+    given = resolve_inputs(request.dataset, request.audio, request.unet, request.audio_encoder, clip=False,
+                           networks=NETWORKS if request.models is None else ())
+    request.unet, request.audio_encoder = given.unet, given.audio_encoder
     result = BenchResult(machine=machine_description())
     sgemm = [sgemm_peak_gflops()]  # read again before every model row and at the end: on a shared machine one reading can be low
     gpu_device = next((_gpu_device(request, name) for name in request.backends if request.on_gpu(name)), None)
@@ -266,7 +209,7 @@ def model_rows(request: BenchRequest, backend_name: str, batch: int) -> list[Ben
     """Network-only frames/s: U-Net batches plus the audio encoder's per-frame share, as the pipeline runs the
     backend (its `streams()` U-Net calls at once). For onnxruntime a second row: the same export on plain ONNX
     Runtime sessions with default options, one call at a time, each repeat timed right after the backend's."""
-    source = ModelSource.from_paths(request.unet, request.audio_encoder, request.models)
+    source = ModelSource.from_paths(request.unet, request.audio_encoder, request.models, check_inputs=demo_check_inputs)
     with create_backend(backend_name, source, **request.options(backend_name)) as backend:
         images, unet_audio, windows = model_inputs(request, backend, request.frames)
         inputs = (images, unet_audio, windows, batch)
@@ -397,57 +340,53 @@ def end_to_end_child(request: BenchRequest, backend_name: str, batch: int, frame
 
 def _run_figures(out: Path, batch: int) -> dict:
     """Frame-phase figures of a finished `parity run` from what it wrote: PNG mtimes and result.json's timing."""
-    timing = json.loads((out / "result.json").read_text())["timing"]
+    timing = read_result(out).timing
+    if timing is None:
+        raise ParityError(f"{out / 'result.json'} has no timing: the benchmarked `parity run` did not finish its frames")
     done_at = [p.stat().st_mtime for p in sorted((out / "frames").glob("*.png"))]
-    frame_phase = timing["seconds"]["frames"]
-    started = done_at[-1] - frame_phase if done_at else 0.0  # the frame phase ends when the last frame is out
-    return {"fps": timing["fps"], "steady_fps": steady_fps(done_at, batch) or timing["fps"], "frames": timing["frames"],
+    started = done_at[-1] - timing.seconds["frames"] if done_at else 0.0  # the frame phase ends when the last frame is out
+    return {"fps": timing.fps, "steady_fps": steady_fps(done_at, batch) or timing.fps, "frames": timing.frames,
             "first_frame_s": done_at[0] - started if done_at else None}
 
 
 def model_inputs(request: BenchRequest, backend, frames: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """U-Net images `(F,6,320,320)`, audio `(F,32,16,16)` and mel windows `(F,1,80,16)` for `frames` frames:
-    the golden subset when present (cycled), else made from the demo inputs."""
-    from ...models.golden import golden_inputs
-
-    golden = golden_inputs()
-    if golden:
-        images, unet_audio, windows = golden["unet_input"], golden["audio_window"], golden["mel_windows"]
-    else:
-        images, unet_audio, windows = _demo_inputs(request, backend, min(frames, 16))
+    """U-Net images `(F,6,320,320)`, audio `(F,32,16,16)` and mel windows `(F,1,80,16)` for `frames` frames: made
+    from the request's dataset and audio (else the demo's) as the reference makes them, 16 at most, cycled."""
+    dataset, audio = _inputs(request, min(frames, 16))
+    images, unet_audio, windows = network_inputs(dataset, audio, backend.encode_audio, min(frames, 16))
+    windows = windows[: len(images)]
     cycle = lambda a: np.ascontiguousarray(a[np.arange(frames) % len(a)])
     return cycle(images), cycle(unet_audio), cycle(windows)
 
 
 def write_bench_result(result: BenchResult, out: Path) -> Path:
-    """`result.json` (command "bench") in `out`."""
-    return write_result(Path(out), "bench", bench=result.to_dict())
+    """`result.json` (command "bench") in `out`, saying how each peak was measured."""
+    described = replace(result, sgemm=result.sgemm or SGEMM_TEXT,
+                        gpu_sgemm=result.gpu_sgemm or (GPU_SGEMM_TEXT if result.gpu is not None else None))
+    return write_result(Path(out), "bench", bench=described)
 
 
 def write_port_bench_result(result, out: Path) -> Path:
     """`result.json` (command "bench") of `parity bench --port`: the timings under `bench.port`, and the port's
     verdict as the document's comparison (and `port`), so the reports show how fast and how right it is."""
     out = Path(out)
-    extra: dict = {}
-    backend = None
-    if result.verdict is not None:
-        verdict = json.loads(Path(result.verdict.result_path).read_text())
-        where = os.path.relpath(result.verdict.out, out)
-        inside = lambda path: path if path is None or os.path.isabs(path) else f"{where}/{path}"  # relative to the verdict there
-        comparison = verdict["comparison"]
-        comparison["candidate"] = inside(comparison.get("candidate"))
-        for key in ("reference_png", "candidate_png"):
-            if comparison.get("worst_frame"):
-                comparison["worst_frame"][key] = inside(comparison["worst_frame"][key])
-        port = verdict.get("port") or {}
-        for name, file in ((port.get("worst_mouth") or {}).get("files") or {}).items():
-            port["worst_mouth"]["files"][name] = inside(file)
-        extra = {"comparison": comparison, "port": port}
-        backend = {"name": f"port ({Path(result.port_argv[0]).name})", "precision": comparison["gate"]["precision"],
-                   "describe": {"kind": result.verdict.kind}}
-    bench_document = {"machine": machine_description(), "rows": [], "memory": [], "memory_growth_mb": {}, "port": result.to_dict()}
-    return write_result(out, "bench", backend=backend, inputs={"dataset": result.dataset, "audio": result.audio, "frames": result.frames},
-                        bench=bench_document, extra=extra)  # extra's comparison: the verdict's document, paths from here
+    comparison = port = backend = None
+    if result.judged is not None:
+        verdict = read_result(result.judged.result_path)
+        where = Path(os.path.relpath(result.judged.out, out))
+        inside = lambda path: path if Path(path).is_absolute() else where / path  # relative to the verdict there
+        comparison, port = verdict.comparison, verdict.port
+        if comparison is not None:
+            worst = comparison.worst_frame
+            comparison = replace(comparison, candidate=inside(comparison.candidate), worst_frame=None if worst is None else
+                                 WorstFrame(worst.index, inside(worst.reference_png), inside(worst.candidate_png)))
+        if port is not None and port.worst_mouth is not None:
+            port.worst_mouth.files = {name: str(inside(file)) for name, file in port.worst_mouth.files.items()}
+        backend = Backend(f"port ({Path(result.port_argv[0]).name})", comparison.gate.precision if comparison else "fp32",
+                          {"kind": result.judged.kind})
+    bench_section = BenchResult(machine=machine_description(), port=result.to_record())
+    return write_result(out, "bench", backend=backend, inputs=Inputs(result.dataset, result.audio, frames=result.frames),
+                        bench=bench_section, comparison=comparison, port=port)
 
 
 def machine_description() -> str:
@@ -465,8 +404,6 @@ def _check(request: BenchRequest) -> None:
         raise ParityError(f"--batch: sizes must be at least 1, got {request.batches}")
     if request.frames < 1 or request.repeats < 1 or request.reference_frames < 1:
         raise ParityError("--frames, --repeats and --reference-frames must be at least 1")
-    if (request.dataset is None) != (request.audio is None):
-        raise ParityError("pass both --dataset and --audio, or neither to benchmark on the built-in demo")
     for name in request.backends:
         reason = get_backend_class(name).available()
         if reason:
@@ -515,33 +452,10 @@ def steady_fps(done_at: list[float], batch: int) -> float | None:
 
 def _inputs(request: BenchRequest, frames: int) -> tuple[Path, Path]:
     """The dataset and audio: the request's, else a demo long enough for `frames` output frames."""
-    if request.dataset is not None and request.audio is not None:
-        return Path(request.dataset), Path(request.audio)
-    from ...cache import cache_root
-    from ...reference.demo import make_demo
-
-    seconds = max(4.0, float(np.ceil(frames / 25 + 1)))
-    folder = (request.cache or cache_root()) / ("demo" if seconds == 4.0 else f"demo-{seconds:g}s")
-    demo = make_demo(folder, seconds=seconds)
-    return demo.dataset_dir, demo.audio_path
-
-
-def _demo_inputs(request: BenchRequest, backend, frames: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    from ...reference import audio
-    from ...reference import frames as frame_stages
-    from ...reference.dataset import open_dataset
-
-    dataset_path, audio_path = _inputs(request, frames)
-    dataset = open_dataset(dataset_path)
-    windows = audio.mel_windows(audio.mel_spectrogram(audio.load_audio(audio_path)))
-    features = audio.pad_features(audio.encode_windows(backend.encode_audio, windows))
-    count = min(frames, len(features))
-    images, unet_audio = [], []
-    for index, template_index in enumerate(dataset.schedule(count)):
-        template = dataset.templates[template_index]
-        images.append(frame_stages.unet_input(frame_stages.crop_328(template.read_image(), template.box)))
-        unet_audio.append(audio.unet_audio_window(features, index))
-    return np.stack(images), np.stack(unet_audio), windows[:count]
+    seconds = max(DEMO_SECONDS, float(np.ceil(frames / 25 + 1)))
+    inputs = resolve_inputs(request.dataset, request.audio, networks=(), demo_seconds=seconds, cache=request.cache)
+    assert inputs.dataset is not None and inputs.audio is not None
+    return inputs.dataset, inputs.audio
 
 
 def peak_rss_mb() -> float:

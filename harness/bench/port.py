@@ -28,20 +28,20 @@ import json
 import os
 import shlex
 import shutil
-import statistics
 import sys
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 from ...errors import ParityError
+from ..inputs import resolve_inputs
+from ..verdict.types import PortBench, PortBenchVerdict, PortPair, ProcessRun
 
 PLACEHOLDERS = ("{out}", "{dataset}", "{audio}")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 PORT_OUTPUT = "port-output"  # in --out: what the port wrote in its last run (judged)
 PORT_VERDICT = "port-verdict"  # in --out: the verdict's own folder (result.json, candidate dump)
-METRICS = ("wall_s", "cpu_s", "peak_rss_mb", "first_frame_s")
 
 # The launcher: starts argv[2:] (posix_spawn), waits for it with wait4, writes what it measured as JSON to argv[1],
 # and exits with the child's status. Only os, sys, time and json are imported: its peak RSS is a few MB.
@@ -73,22 +73,6 @@ with open(report, "w") as out:
                "maxrss": usage.ru_maxrss, "launcher_mb": launcher_mb, "returncode": code}, out)
 sys.exit(code if 0 <= code < 256 else 1)
 """
-
-
-@dataclass
-class ProcessRun:
-    """One whole process measured from outside (see the module docstring)."""
-
-    returncode: int
-    wall_s: float
-    cpu_s: float  # user + sys
-    user_s: float
-    sys_s: float
-    peak_rss_mb: float
-    first_frame_s: float | None  # first frame file's mtime - spawn time; None: no frame file
-    frame_files: int  # image files written
-    launcher_mb: float | None = None  # the peak RSS a child inherits from its launcher (a floor of peak_rss_mb)
-    error: str | None = None  # why it failed: its last line on stderr, or why it did not start
 
 
 def measure_process(command: list[str], out: Path, frames_dir: Path | None = None, env: dict[str, str] | None = None,
@@ -166,60 +150,24 @@ class PortBenchRequest:
 
 
 @dataclass
-class PortPair:
-    port: ProcessRun
-    ours: ProcessRun
+class PortBenchResult(PortBench):
+    """What `bench_port` measured (`PortBench`, which result.json holds), with the port's verdict as judged in memory."""
 
-    def ratio(self, metric: str) -> float | None:
-        """Port over ours for `metric`; None where either is missing or ours is 0."""
-        port, ours = getattr(self.port, metric), getattr(self.ours, metric)
-        return None if port is None or not ours else port / ours
-
-
-@dataclass
-class PortBenchResult:
-    command: str
-    port_argv: list[str]
-    ours_argv: list[str]
-    dataset: str
-    audio: str
-    frames: int | None
-    pairs: list[PortPair] = field(default_factory=list)
-    failure: str | None = None  # the port failed or wrote no frames: no verdict
-    failed_run: ProcessRun | None = None  # the port's run that failed
-    verdict: Any = None  # judge_port.PortResult
+    judged: Any = None  # judge_port.PortResult: the port's verdict
     verdict_dir: Path | None = None
 
     @property
     def passed(self) -> bool:
-        return self.failure is None and self.verdict is not None and bool(self.verdict.comparison)
+        return self.to_record().passed
 
-    def summary(self, side: str, metric: str) -> dict[str, float] | None:
-        """Median, min and max of `metric` over the pairs for `side` ("port" or "ours")."""
-        return _spread([getattr(getattr(pair, side), metric) for pair in self.pairs])
-
-    def ratio(self, metric: str) -> dict[str, float] | None:
-        """Port over ours, pair by pair: median, min and max."""
-        return _spread([pair.ratio(metric) for pair in self.pairs])
-
-    def to_dict(self) -> dict[str, Any]:
+    def to_record(self) -> PortBench:
+        """What result.json holds of it (`bench.port`): the verdict in brief."""
         verdict = None
-        if self.verdict is not None:
-            comparison = self.verdict.comparison
-            verdict = {"passed": bool(comparison), "kind": self.verdict.kind, "first_divergent_stage": comparison.first_divergent_stage,
-                       "coverage": comparison.coverage,
-                       "diagnoses": [d.name for d in comparison.diagnoses],
-                       "result": str(self.verdict.result_path)}
-        return {
-            "command": self.command, "port_argv": self.port_argv, "ours_argv": self.ours_argv,
-            "dataset": self.dataset, "audio": self.audio, "frames": self.frames,
-            "pairs": [{"port": asdict(p.port), "ours": asdict(p.ours), "ratio": {m: p.ratio(m) for m in METRICS}} for p in self.pairs],
-            "port": {m: self.summary("port", m) for m in METRICS},
-            "ours": {m: self.summary("ours", m) for m in METRICS},
-            "ratio": {m: self.ratio(m) for m in METRICS},
-            "failure": self.failure, "failed_run": None if self.failed_run is None else asdict(self.failed_run),
-            "verdict": verdict, "passed": self.passed,
-        }
+        if self.judged is not None:
+            comparison = self.judged.comparison
+            verdict = PortBenchVerdict(bool(comparison), self.judged.kind, comparison.first_divergent_stage, comparison.coverage,
+                                       [d.name for d in comparison.diagnoses], str(self.judged.result_path))
+        return replace(PortBench(**{f.name: getattr(self, f.name) for f in fields(PortBench)}), pairs=list(self.pairs), verdict=verdict)
 
 
 def bench_port(request: PortBenchRequest, on_run: Any = None) -> PortBenchResult:
@@ -230,11 +178,12 @@ def bench_port(request: PortBenchRequest, on_run: Any = None) -> PortBenchResult
         raise ParityError("--repeats must be at least 1 and --warmup at least 0")
     if request.frames is not None and request.frames < 1:
         raise ParityError(f"--frames must be at least 1, got {request.frames}")
-    if (request.dataset is None) != (request.audio is None):
-        raise ParityError("pass both --dataset and --audio, or neither to benchmark on the built-in demo")
     if shutil.which(argv[0]) is None:
         raise ParityError(f"--port: {argv[0]!r} is not a program found on PATH or at that path")
-    dataset, audio = _inputs(request)
+    # the clip given, else the demo's; the checkpoints go on to `parity run` and the verdict, which resolve them
+    inputs = resolve_inputs(request.dataset, request.audio, request.unet, request.audio_encoder, networks=(), cache=request.cache)
+    dataset, audio = inputs.dataset, inputs.audio
+    assert dataset is not None and audio is not None
     env = {**os.environ}
     if request.cache is not None:
         env["SYNCTALK_PARITY_CACHE"] = str(request.cache)
@@ -275,7 +224,7 @@ def bench_port(request: PortBenchRequest, on_run: Any = None) -> PortBenchResult
     if on_run:
         on_run("verdict", None)
     result.verdict_dir = out / PORT_VERDICT
-    result.verdict = _judge(request, _candidate(kept), dataset, audio, result.verdict_dir)
+    result.judged = _judge(request, _candidate(kept), dataset, audio, result.verdict_dir)
     return result
 
 
@@ -298,16 +247,6 @@ def parity_run_command(out: Path, dataset: Path, audio: Path, **options: object)
         if value is not None:
             command += [f"--{name.replace('_', '-')}", str(value)]
     return command
-
-
-def _inputs(request: PortBenchRequest) -> tuple[Path, Path]:
-    if request.dataset is not None and request.audio is not None:
-        return Path(request.dataset), Path(request.audio)
-    from ...cache import cache_root
-    from ...reference.demo import make_demo
-
-    demo = make_demo((request.cache or cache_root()) / "demo")
-    return demo.dataset_dir, demo.audio_path
 
 
 def _port_failure(run: ProcessRun, out: Path) -> str | None:
@@ -343,13 +282,6 @@ def _frame_files(folder: Path) -> list[Path]:
     if not folder.is_dir():
         return []
     return [p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
-
-
-def _spread(values: list[float | None]) -> dict[str, float] | None:
-    present = [v for v in values if v is not None]
-    if not present:
-        return None
-    return {"median": statistics.median(present), "min": min(present), "max": max(present)}
 
 
 def _last_line(path: Path) -> str | None:

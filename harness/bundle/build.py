@@ -5,6 +5,7 @@
     bundle/
       README.md            what is here, the inputs, weights and sizes
       PORTING.md           stage by stage: what to implement, its tolerance, the usual mistakes
+                           (PORTING.md.template beside this module, its tables and constants filled in)
       pipeline.json        every constant of the pipeline, named and explained (generated from code)
       mel_filterbank.npy   librosa's Slaney mel filterbank (80, 401) float32
       window.npy           the periodic Hann window librosa.stft uses (800,) float64
@@ -25,10 +26,13 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
+from string import Template
 
 import cv2
 import numpy as np
@@ -42,9 +46,9 @@ from ...reference import audio, frames, video
 from ...reference import dataset as dataset_module
 from ...reference.audio import load_audio
 from ...reference.dataset import IMAGE_DIR, LANDMARK_DIR, open_dataset, template_schedule
-from ...reference.demo_weights import with_demo_weights
 from ...reference.pipeline import REFERENCE_VERSION, ReferencePipeline
 from ...reference.stages import STAGE_NAMES, STAGES
+from ..inputs import resolve_inputs
 from ..verdict.dump import DumpWriter, dump_schema
 from ..verdict.gates import default_gate
 from ..verdict.mistakes import MISTAKES, VIDEO
@@ -58,6 +62,7 @@ PRODUCER = {"name": "synctalk-parity reference", "version": __version__, "backen
 HANN_WINDOW = "hann"
 FLOAT16_SHARE = 0.01  # float16 storage only where its rounding error is under 1 % of the fp32 gate's max |diff|
 TENSOR_STAGES = ("frame.unet_input", "frame.unet_output")  # float32, 2.5 + 1.2 MB a frame: kept for `tensor_frames` only
+PORTING_TEMPLATE = "PORTING.md.template"  # package data: PORTING.md's text, with $name where a generated part goes
 DEMO_WEIGHTS_NOTE = "the demo weights (fit to the demo avatar, not a SyncTalk model): trained-like outputs, fine for proving a port"
 
 Progress = Callable[[str], None]
@@ -79,15 +84,14 @@ def write_bundle(request: BundleRequest, progress: Progress | None = None) -> Pa
     say = progress or (lambda _message: None)
     if request.frames < 1:
         raise ParityError(f"--frames must be at least 1, got {request.frames}")
-    if (request.dataset is None) != (request.audio is None):
-        raise ParityError("pass both --dataset and --audio, or neither (the built-in demo)")
     final = Path(request.out)
     if final.exists() and not (final / "pipeline.json").is_file():
         raise ParityError(f"{final} exists and is not a bundle: choose a new or empty folder")
-    dataset_path, audio_path, demo = _inputs(request)
+    given = resolve_inputs(request.dataset, request.audio, request.unet, request.audio_encoder, note=say)
+    assert given.dataset is not None and given.audio is not None
+    dataset_path, audio_path, demo = given.dataset.resolve(), given.audio.resolve(), given.demo
     with building(final) as tmp:
-        unet_path, encoder_path = with_demo_weights(request.unet, request.audio_encoder, say)
-        unet, encoder, labels = load_models(unet_path, encoder_path)
+        unet, encoder, labels = load_models(given.unet, given.audio_encoder)
         say("golden inputs")
         frame_count = _write_golden_inputs(tmp / "golden", dataset_path, audio_path, request.frames)
         say("golden dump (eager reference)")
@@ -97,7 +101,7 @@ def write_bundle(request: BundleRequest, progress: Progress | None = None) -> Pa
         np.save(tmp / "window.npy", hann_window())
         _write_json(tmp / "dump.schema.json", dump_schema())
         weights = {"unet": labels["unet"], "audio_encoder": labels["audio_encoder"],
-                   "demo_weights": request.unet is None or request.audio_encoder is None}
+                   "demo_weights": given.demo_weights}
         inputs = {"dataset": str(dataset_path), "audio": str(audio_path), "demo": demo, "frames": frame_count}
         _write_json(tmp / "pipeline.json", {**pipeline_constants(), "bundle": {"weights": weights, "inputs": inputs}})
         if request.models:
@@ -249,30 +253,56 @@ def gate_table(precision: str = "fp32") -> list[dict]:
 
 
 def porting_guide(storage: list[dict] | None = None) -> str:
-    """PORTING.md: what to implement per stage, its tolerance (from the gates), what golden/ holds, the usual mistakes."""
-    lines = [
-        "# Porting SyncTalk_2D (328, audio mode `ave`) to Go or Swift",
-        "",
-        "Implement the stages below in order, write a dump of every stage (section *Proving it*), and",
-        "run `parity compare` against `golden/`. Every number you need is in `pipeline.json`",
-        "(generated from the reference code); the networks are in `models/`.",
-        "",
-        "## Stages and tolerances",
-        "",
-        "Default fp32 gate (`harness/verdict/gates.py`; fp16 models use the fp16 gate: `--precision fp16`).",
-        "`max_abs`: largest |difference|; `min_identical`: share of equal elements; `min_psnr`: dB.",
-        "",
-        "| stage | shape, dtype | what | fp32 tolerance | fp16 tolerance |",
-        "| --- | --- | --- | --- | --- |",
-    ]
+    """PORTING.md: `PORTING_TEMPLATE` (what to implement per stage, the usual mistakes, how to prove a port) with
+    its generated parts filled in: the tolerance of every stage (from the gates), what golden/ holds (`storage`,
+    when given), and the pipeline's constants (from `pipeline_constants`)."""
     fp16 = {row["stage"]: row["tolerance"] for row in gate_table("fp16")}
-    for stage, row in zip(STAGES, gate_table("fp32")):
-        lines.append(f"| `{stage.name}` | `{stage.shape}` {stage.dtype} | {stage.description} | "
-                     f"{_tolerance_text(row['tolerance'])} | {_tolerance_text(fp16[stage.name])} |")
-    if storage is not None:
-        lines += ["", *_golden_section(storage)]
-    lines += ["", *_STAGE_NOTES, "", *_mistakes_section(), "", *_PROVING]
-    return "\n".join(lines) + "\n"
+    stage_rows = [f"| `{stage.name}` | `{stage.shape}` {stage.dtype} | {stage.description} | "
+                  f"{_tolerance_text(row['tolerance'])} | {_tolerance_text(fp16[stage.name])} |"
+                  for stage, row in zip(STAGES, gate_table("fp32"))]
+    golden = "\n".join(_golden_section(storage)) if storage is not None else ""
+    text = porting_template().substitute(stage_rows="\n".join(stage_rows), golden_section=golden, mistakes=porting_mistakes(),
+                                         **porting_constants())
+    return re.sub(r"\n{3,}", "\n\n", text)
+
+
+def porting_mistakes() -> str:
+    """PORTING.md's table of usual mistakes: the mistake registry (`harness/verdict/mistakes.py`), in stage order, each
+    with the id `parity compare` names it by and what to change."""
+    order = {name: i for i, name in enumerate((*STAGE_NAMES, VIDEO))}
+    rows = [f"| `{m.stage}` | {m.title} | `{m.id}` | {m.fix} |" for m in sorted(MISTAKES, key=lambda m: order[m.stage])]
+    return "\n".join(["| stage | mistake | id | what to change |", "| --- | --- | --- | --- |", *rows])
+
+
+def porting_template() -> Template:
+    """The hand-written part of PORTING.md (package data beside this module); `$name` marks a generated part."""
+    return Template(resources.files(__package__).joinpath(PORTING_TEMPLATE).read_text(encoding="utf-8"))
+
+
+def porting_constants() -> dict[str, str]:
+    """The pipeline constants PORTING.md's text quotes, read from `pipeline_constants` (so the guide cannot drift)."""
+    constants = pipeline_constants()
+    sound, crop, unet_audio = constants["audio"], constants["crop"], constants["audio"]["unet_audio"]
+    landmarks, inner = crop["landmark_indices"], crop["inner"]
+    half = audio.UNET_AUDIO_ROWS // 2
+    return {
+        "sample_rate_khz": f"{sound['sample_rate'] / 1000:g}",
+        "hop_length": str(sound["stft"]["hop_length"]),
+        "window_frames": str(sound["windows"]["frames_per_window"]),
+        "mel_fps": str(sound["windows"]["mel_fps"]),
+        "video_fps": str(sound["windows"]["video_fps"]),
+        "n_mels": str(sound["mel"]["n_mels"]),
+        "feature_size": str(sound["features"]["size"]),
+        "left_jaw": str(landmarks["xmin"]),
+        "right_jaw": str(landmarks["xmax"]),
+        "nose": str(landmarks["ymin"]),
+        "crop_size": str(crop["size"]),
+        "bicubic_a": f"{crop['interpolation']['a']:g}",
+        "half_rows": str(half),
+        "half_rows_less_one": str(half - 1),
+        "unet_audio_shape": str(tuple(unet_audio["shape"])),
+        "inner": f"{inner['start']}:{inner['stop']}",
+    }
 
 
 def _golden_section(storage: list[dict]) -> list[str]:
@@ -311,19 +341,6 @@ def _frames_list(frames_held: list[int], frame_count: int) -> str:
     if len(frames_held) > 2 and frames_held == list(range(frame_count)):
         return f"0..{frame_count - 1} (all {frame_count})"
     return ", ".join(map(str, frames_held))
-
-
-def _inputs(request: BundleRequest) -> tuple[Path, Path, bool]:
-    if request.dataset is not None and request.audio is not None:
-        for path, what in ((request.dataset, "--dataset"), (request.audio, "--audio")):
-            if not Path(path).exists():
-                raise ParityError(f"{what} {path}: not found")
-        return Path(request.dataset).resolve(), Path(request.audio).resolve(), False
-    from ...cache import cache_folder
-    from ...reference.demo import make_demo
-
-    demo = make_demo(cache_folder("demo"))
-    return demo.dataset_dir, demo.audio_path, True
 
 
 def _write_golden_inputs(golden: Path, dataset_path: Path, audio_path: Path, frame_count: int) -> int:
@@ -432,64 +449,3 @@ def _tolerance_text(tolerance: dict) -> str:
 
 def _write_json(path: Path, document: dict) -> None:
     path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-
-
-_STAGE_NOTES = [
-    "## What to implement",
-    "",
-    "1. **audio.pcm**: read `golden/input.wav` (16 kHz mono int16, or float) to float32 (`int16 / 32768`).",
-    "2. **audio.mel**: pre-emphasis, STFT with the periodic Hann window (`window.npy`), centre padding with",
-    "   zeros (`pipeline.json` audio.stft), magnitude, `mel_filterbank.npy` x magnitude, dB and normalization;",
-    "   keep float64 until the windows. `T = 1 + S // 200`.",
-    "3. **audio.windows**: `N = int((T - 16) / 80 * 25) + 2` windows; window k starts at `int(80 k / 25)`,",
-    "   clamped so the last ones end at T; each is `mel[start:start+16].T` as (1, 80, 16) float32.",
-    "4. **audio.features**: `models/*/audio_encoder` on the windows (any batch), then repeat the first and the",
-    "   last row: (N + 2, 512). The video has N + 2 frames.",
-    "5. **frame.template_index**: the ping-pong schedule of `pipeline.json` templates.schedule (first frame: 1).",
-    "6. **frame.crop_box**: landmarks truncated to int; xmin = x[1], xmax = x[31], ymin = y[52], square.",
-    "7. **frame.crop_328**: the box resized to 328 x 328 with OpenCV's bicubic (a = -0.75), BGR.",
-    "8. **frame.unet_audio**: padded feature rows i-8 .. i+7 (zeros outside), reshaped to (32, 16, 16).",
-    "9. **frame.unet_input**: crop[4:324, 4:324] (real) and a copy with the mask rectangle black; CHW, BGR,",
-    "   real channels first, divided by 255.",
-    "10. **frame.unet_output**: `models/*/unet` (inputs `image`, `audio`; output `mouth`).",
-    "11. **frame.mouth**: output * 255 truncated to uint8, HWC.",
-    "12. **frame.pasted_region**: the mouth written into crop[4:324, 4:324], the crop resized back to the box",
-    "    size with bicubic. **frame.output**: that region written into a copy of the template at the box.",
-]
-
-def _mistakes_section() -> list[str]:
-    """PORTING.md's usual mistakes: the mistake registry (`harness/verdict/mistakes.py`), in stage order."""
-    order = {name: i for i, name in enumerate((*STAGE_NAMES, VIDEO))}
-    lines = [
-        "## Usual mistakes (and the diagnosis `parity compare` names)",
-        "",
-        "`parity compare` names a mistake by its id, whether it sees it in the stages of a dump or by simulating",
-        "it on a port's output frames (`simulated:<id>`).",
-        "",
-        "| stage | mistake | id | what to change |",
-        "| --- | --- | --- | --- |",
-    ]
-    for m in sorted(MISTAKES, key=lambda m: order[m.stage]):
-        lines.append(f"| `{m.stage}` | {m.title} | `{m.id}` | {m.fix} |")
-    return [*lines, "",
-            "JPEG decoders differ by a level here and there: `golden/dataset/` is PNG for that reason; on real data, decode",
-            "JPEG with libjpeg-turbo as OpenCV does, or expect `frame.crop_328` differences."]
-
-
-_PROVING = [
-    "## Proving it",
-    "",
-    "Write a dump: a folder with `manifest.json` (schema: `dump.schema.json`; example: `golden/manifest.json`)",
-    "and one `.npy` per stage (NumPy format 1.0, little-endian, C order); per-frame light stages",
-    "(`frame.template_index`, `frame.crop_box`, `frame.unet_audio`) stacked into one file, heavy ones one",
-    "file per frame (`frame.unet_output/00000.npy`), uint8 images as 8-bit PNG in BGR as OpenCV writes them.",
-    "Any subset of stages may be present. Then:",
-    "",
-    "```bash",
-    "parity compare my-port-dump/ --reference golden/            # fp32 gate",
-    "parity compare my-port-dump/ --reference golden/ --precision fp16",
-    "```",
-    "",
-    "It prints each stage's max |diff|, identical share, PSNR and pass/fail, the first divergent stage and",
-    "any named mistake; exit 0 when every gate passes, 1 when one fails, 2 when the dump is malformed.",
-]

@@ -21,17 +21,20 @@ from torch import nn
 
 from ...atomic import write_text_atomically
 from ...errors import ParityError
-from ...export.onnx import CHECK_BATCHES, check_inputs, export_network, to_fp16, to_onnx
+from ...export.check_inputs import CHECK_BATCHES, CheckInputs, inputs_for
+from ...export.onnx import export_network, to_fp16, to_onnx
 from ...export.onnx_layers import graph_of, keep_units
 from ...models.specs import spec_for
-from .types import KeepAdvice, LocateResult
+from ..verdict.metrics import max_abs
+from .types import KeepAdvice, KeepStep, LocateResult
 
 CANDIDATES_PER_STEP = 12  # top-ranked units tried at each greedy step
 MAX_UNITS = 16  # the search gives up beyond this many units kept (that is no small keep-set)
 KEEP_FILE_SCHEMA = "synctalk-parity/keep-fp32"
 
 
-def keep_fp32_search(torch_model: nn.Module, samples: list[np.ndarray], located: LocateResult, verify: bool = True) -> KeepAdvice:
+def keep_fp32_search(torch_model: nn.Module, samples: list[np.ndarray], located: LocateResult, verify: bool = True,
+                     check: CheckInputs | None = None) -> KeepAdvice:
     """The smallest keep-fp32 set found for `torch_model` in fp16 on `samples` (plus the export check's inputs)."""
     from ...export.onnx_layers import session
 
@@ -46,7 +49,7 @@ def keep_fp32_search(torch_model: nn.Module, samples: list[np.ndarray], located:
     ranked = sorted(score, key=lambda unit: -score[unit])
     nodes_of = {unit: [node for layer in layers for node in layer.nodes] for unit, layers in units}
     order = {unit: i for i, (unit, _) in enumerate(units)}
-    cases = _cases(torch_model, spec, samples)
+    cases = _cases(torch_model, spec, samples, check)
     evaluations = 0
 
     def error_with(kept: list[str]) -> float:
@@ -57,14 +60,13 @@ def keep_fp32_search(torch_model: nn.Module, samples: list[np.ndarray], located:
         worst = 0.0
         for inputs, expected in cases:
             (actual,) = run.run(spec.output_names, dict(zip(spec.input_names, inputs)))
-            diff = np.abs(actual.astype(np.float32) - expected)
-            worst = max(worst, float("inf") if not np.all(np.isfinite(diff)) else float(diff.max()))
+            worst = max(worst, max_abs(np.abs(actual.astype(np.float32) - expected)))
         return worst
 
     baseline = error_with([])
     kept: list[str] = []
     error = baseline
-    steps: list[dict] = []
+    steps: list[KeepStep] = []
     while error > tolerance and len(kept) < min(len(units), MAX_UNITS):
         tried = [(error_with([*kept, unit]), unit) for unit in [u for u in ranked if u not in kept][:CANDIDATES_PER_STEP]]
         best_error, best = min(tried, key=lambda pair: (pair[0], order[pair[1]]))
@@ -72,14 +74,14 @@ def keep_fp32_search(torch_model: nn.Module, samples: list[np.ndarray], located:
             best_error, best = next(pair for pair in tried if pair[1] == next(u for u in ranked if u not in kept))
         kept.append(best)
         error = best_error
-        steps.append({"action": "add", "layer": best, "max_abs": best_error})
+        steps.append(KeepStep("add", best, best_error))
     if error <= tolerance:
         for unit in sorted(kept, key=lambda u: score[u]):  # least introduced error first
             without = [u for u in kept if u != unit]
             trial = error_with(without)
             if trial <= tolerance:
                 kept, error = without, trial
-                steps.append({"action": "drop", "layer": unit, "max_abs": trial})
+                steps.append(KeepStep("drop", unit, trial))
     kept.sort(key=lambda unit: order[unit])
     advice = KeepAdvice(network=spec.name, keep_fp32=kept, passed=error <= tolerance, max_abs=error, baseline_max_abs=baseline,
                         tolerance=tolerance, evaluations=evaluations, steps=steps)
@@ -89,21 +91,21 @@ def keep_fp32_search(torch_model: nn.Module, samples: list[np.ndarray], located:
     elif not kept:
         advice.note = "the whole network passes its fp16 gate in fp16: nothing needs to stay fp32"
     if verify and advice.passed and kept:
-        advice.verification = verify_keep_set(torch_model, kept)
+        advice.verification = verify_keep_set(torch_model, kept, check)
     return advice
 
 
-def verify_keep_set(torch_model: nn.Module, kept: list[str]) -> dict:
+def verify_keep_set(torch_model: nn.Module, kept: list[str], check: CheckInputs | None = None) -> dict:
     """Export `torch_model` to fp16 ONNX keeping `kept` fp32 and return its export-time check (the fp16 gate at
-    batch 1 and 4 on the export's check inputs), or the failure."""
+    batch 1 and 4 on the export's check inputs `check`, as `parity export` is given them), or the failure."""
     with tempfile.TemporaryDirectory(prefix="parity-keep-fp32-") as folder:
         try:
-            record = export_network(torch_model, Path(folder), "fp16", kept)
+            record = export_network(torch_model, Path(folder), "fp16", kept, check)
         except ParityError as exc:
             return {"passed": False, "failure": str(exc)}
-    check = dict(record.check)
-    check["keep_fp32_nodes"] = record.extra.get("keep_fp32_nodes", [])
-    return check
+    verified = dict(record.check)
+    verified["keep_fp32_nodes"] = record.extra.get("keep_fp32_nodes", [])
+    return verified
 
 
 def write_keep_file(path: Path, advice: KeepAdvice, located: LocateResult) -> Path:
@@ -121,12 +123,12 @@ def write_keep_file(path: Path, advice: KeepAdvice, located: LocateResult) -> Pa
     return path
 
 
-def _cases(torch_model: nn.Module, spec, samples: list[np.ndarray]) -> list[tuple[list[np.ndarray], np.ndarray]]:
+def _cases(torch_model: nn.Module, spec, samples: list[np.ndarray], check: CheckInputs | None) -> list[tuple[list[np.ndarray], np.ndarray]]:
     """(inputs, PyTorch output) to judge a keep-set on: the samples in batches of 4, and the export check's inputs at
     each of its batch sizes."""
     batches = [[a[i:i + 4] for a in samples] for i in range(0, len(samples[0]), 4)]
-    _, check = check_inputs(spec)
-    batches += [[a[:batch] for a in check] for batch in CHECK_BATCHES]
+    _, checked = inputs_for(spec, check)
+    batches += [[a[:batch] for a in checked] for batch in CHECK_BATCHES]
     cases = []
     with torch.inference_mode():
         for inputs in batches:

@@ -25,6 +25,8 @@ from torch import nn
 from ...export.module_values import ModuleValue, capture, folded_batchnorms
 from ...export.onnx_layers import as_float32, elem_numpy_dtype, instrumented_model, isolated_model, load_graph, session
 from ...models.specs import spec_for
+from ..verdict.metrics import cosine
+from ..verdict.metrics import max_abs as metric_max_abs
 from .types import LayerError, LocateResult
 
 # A layer may add at most this much error, relative to the range of its own PyTorch output. fp32: ORT and PyTorch
@@ -78,8 +80,7 @@ class LayerStats:
     def cosine(self) -> float:
         if self.nonfinite:
             return float("nan")
-        denominator = np.sqrt(self.norm_ref * self.norm_got)
-        return float(self.dot / denominator) if denominator > 0 else (1.0 if self.norm_ref == self.norm_got else 0.0)
+        return cosine(self.dot, self.norm_ref, self.norm_got)
 
 
 @dataclass
@@ -169,6 +170,5 @@ def _describe(value: ModuleValue | None, model: nn.Module) -> str:
 def max_abs(got: np.ndarray, want: np.ndarray) -> float:
     if got.shape != want.shape:
         raise RuntimeError(f"shape {got.shape} in the artifact, {want.shape} in PyTorch")
-    diff = np.abs(got - want)
-    return float("inf") if not np.all(np.isfinite(diff)) else float(diff.max(initial=0.0))
+    return metric_max_abs(np.abs(got - want))  # in the artifact's float32, as it computes
 

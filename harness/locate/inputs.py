@@ -9,6 +9,7 @@ import numpy as np
 from torch import nn
 
 from ...errors import ParityError
+from ..inputs import eager_encoder, network_inputs
 from .core import Samples
 
 DEFAULT_UNET_FRAMES = 4
@@ -44,24 +45,10 @@ def samples_from_clip(dataset: Path, audio: Path, network: str, encoder: nn.Modu
                       label: str, start_frame: int = 0) -> Samples:
     """The inputs of `network` for a dataset and audio clip, made as the reference pipeline makes them (the U-Net's
     audio windows from `encoder`'s features in eager PyTorch)."""
-    import torch
-
     from ...reference import audio as audio_stages
-    from ...reference import frames as frame_stages
-    from ...reference.dataset import open_dataset
 
-    pcm = audio_stages.load_audio(audio)
-    windows = audio_stages.mel_windows(audio_stages.mel_spectrogram(pcm), str(audio))
     if network == "audio_encoder":
-        windows = windows[:limit]
+        windows = audio_stages.mel_windows(audio_stages.mel_spectrogram(audio_stages.load_audio(audio)), str(audio))[:limit]
         return Samples([windows], f"{label}: {len(windows)} mel windows")
-    with torch.inference_mode():
-        features = audio_stages.pad_features(audio_stages.encode_windows(lambda w: encoder.eval()(torch.from_numpy(w)).numpy(), windows))
-    clip = open_dataset(dataset, start_frame)
-    count = min(limit or DEFAULT_UNET_FRAMES, len(features))
-    images, unet_audio = [], []
-    for index, template_index in enumerate(clip.schedule(count)):
-        template = clip.templates[template_index]
-        images.append(frame_stages.unet_input(frame_stages.crop_328(template.read_image(), template.box)))
-        unet_audio.append(audio_stages.unet_audio_window(features, index))
-    return Samples([np.stack(images).astype(np.float32), np.stack(unet_audio).astype(np.float32)], f"{label}: frames 0..{count - 1}")
+    images, unet_audio, _ = network_inputs(dataset, audio, eager_encoder(encoder), limit or DEFAULT_UNET_FRAMES, start_frame)
+    return Samples([images, unet_audio], f"{label}: frames 0..{len(images) - 1}")

@@ -11,7 +11,6 @@ conversion that misses its gate can be located too. A Core ML export folder is l
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,9 @@ from pathlib import Path
 from ...atomic import write_text_atomically
 from ...errors import ParityError
 from ...precision import checked_precision
+from ..inputs import Inputs, demo_check_inputs, resolve_inputs
+from ..verdict.result import from_json, json_schema, json_text, parse_json
+from ..verdict.validate import validate
 from .types import LocateResult
 
 NETWORKS = ("unet", "audio_encoder")
@@ -55,8 +57,6 @@ def check_locate_request(request: LocateRequest) -> None:
     """Validate the options before any work."""
     if request.network not in NETWORKS:
         raise ParityError(f"--network {request.network!r}: use unet or audio_encoder")
-    if (request.dataset is None) != (request.audio is None):
-        raise ParityError("pass both --dataset and --audio, or neither (the built-in demo's inputs)")
     if request.dump is not None and request.dataset is not None:
         raise ParityError("pass --dump or --dataset/--audio, not both: one source of inputs")
     if request.frames is not None and request.frames < 1:
@@ -77,19 +77,17 @@ def locate(request: LocateRequest, progress=None) -> LocateOutcome:
     check_locate_request(request)
     start = time.perf_counter()
     say = progress or (lambda _text: None)
-    unet_path, encoder_path = request.unet, request.audio_encoder
-    if request.mode == "ave":  # weights not given: the demo weights, as every command takes them
-        from ...reference.demo_weights import with_demo_weights
-
-        unet_path, encoder_path = with_demo_weights(unet_path, encoder_path, say)
-    unet, encoder, labels = load_models(unet_path, encoder_path, request.mode)
+    # weights not given: the demo weights, as every command takes them; the clip given, else the demo's (not on a dump)
+    inputs = resolve_inputs(request.dataset, request.audio, request.unet, request.audio_encoder, clip=request.dump is None,
+                            networks=(request.network,), mode=request.mode, note=say)
+    unet, encoder, labels = load_models(inputs.unet, inputs.audio_encoder, request.mode)
     torch_model = unet if request.network == "unet" else encoder
     notes = [f"no --{flag} given: compared with {labels[key]}" for flag, key, path in
              (("unet", "unet", request.unet), ("audio-encoder", "audio_encoder", request.audio_encoder))
              if path is None and key == request.network]
     kind, artifact, onnx_model, precision = _artifact(request, torch_model)
     say(f"inputs for {request.network}")
-    samples = _samples(request, encoder)
+    samples = _samples(request, inputs, encoder)
     say(f"locating {samples.count} {'frames' if request.network == 'unet' else 'mel windows'} through {artifact}")
     batch = 1 if request.network == "unet" else 16
     if kind == "coreml":
@@ -112,7 +110,8 @@ def locate(request: LocateRequest, progress=None) -> LocateOutcome:
             from .advice import keep_fp32_search, write_keep_file
 
             say("searching the smallest keep-fp32 set (each step converts and runs the network)")
-            result.advice = keep_fp32_search(torch_model, samples.arrays, result)
+            # judged on what `parity export` checks too: the demo's inputs
+            result.advice = keep_fp32_search(torch_model, samples.arrays, result, check=demo_check_inputs(encoder))
             if result.advice.passed and result.advice.keep_fp32:
                 outcome.keep_file = write_keep_file(Path(request.out) / KEEP_NAME, result.advice, result)
     result.seconds = time.perf_counter() - start
@@ -149,36 +148,36 @@ def _artifact(request: LocateRequest, torch_model):
     return "onnx", path, None, extra.get("precision", manifest.get("precision", "fp32"))
 
 
-def _samples(request: LocateRequest, encoder):
+def _samples(request: LocateRequest, inputs: Inputs, encoder):
     from .inputs import samples_from_clip, samples_from_dump
 
     if request.dump is not None:
         return samples_from_dump(request.dump, request.network, request.frames)
-    if request.dataset is not None and request.audio is not None:
-        return samples_from_clip(request.dataset, request.audio, request.network, encoder, request.frames,
-                                 f"{request.dataset} + {request.audio.name}", request.start_frame)
-    from ...cache import cache_folder
-    from ...reference.demo import make_demo
-
-    demo = make_demo(cache_folder("demo"))
-    return samples_from_clip(demo.dataset_dir, demo.audio_path, request.network, encoder, request.frames, "the built-in demo")
+    assert inputs.dataset is not None and inputs.audio is not None  # no dump: a clip, given or the demo's
+    label = "the built-in demo" if inputs.demo else f"{inputs.dataset} + {inputs.audio.name}"
+    return samples_from_clip(inputs.dataset, inputs.audio, request.network, encoder, request.frames, label, request.start_frame)
 
 
 def write_result(result: LocateResult, out: Path) -> Path:
-    """`out/locate.json` (plain JSON: an infinite or NaN error is written as the string "inf" or "nan")."""
+    """`out/locate.json`: the result as the verdict's codec writes it (non-finite numbers by name)."""
     out.mkdir(parents=True, exist_ok=True)
     path = out / RESULT_NAME
-    write_text_atomically(path, json.dumps(_plain(result.as_dict()), indent=2) + "\n")
+    write_text_atomically(path, json_text(result))
     return path
 
 
-def _plain(value):
-    if isinstance(value, float) and value != value:
-        return "nan"
-    if isinstance(value, float) and value in (float("inf"), float("-inf")):
-        return "inf" if value > 0 else "-inf"
-    if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_plain(item) for item in value]
-    return value
+def locate_schema() -> dict:
+    """The JSON Schema of locate.json, generated from `LocateResult`."""
+    return json_schema(LocateResult, "https://synctalk-parity/schemas/locate-2.json", "synctalk-parity locate result (locate.json)")
+
+
+def read_result(path: Path) -> LocateResult:
+    """A locate.json (or the folder holding it) as its `LocateResult`, checked against its schema; ParityError naming the file."""
+    path = Path(path) / RESULT_NAME if Path(path).is_dir() else Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ParityError(f"{path}: cannot read it ({exc}); pass a locate.json written by `parity locate`") from None
+    document = parse_json(text, path)
+    validate(document, locate_schema(), path, "locate.json")
+    return from_json(document, LocateResult)

@@ -1,13 +1,17 @@
 """The result types of `parity locate`: one row per layer of the exported network, the verdict, the keep-fp32 advice.
 
-Light (no numpy, no torch), so the command layer and the reports can name them; `as_dict()` is what
-`locate.json` holds and what the HTML report reads.
+Light (no numpy, no torch), so the command layer and the reports can name them. `locate.json` holds a `LocateResult`
+written and read by the verdict's result codec (`harness/verdict/result.py`: fields by name, the `JSON_DERIVED`
+properties beside them, non-finite numbers as "Infinity"/"-Infinity"/"NaN"); its schema is generated from these types.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Final, Literal
+
+LOCATE_SCHEMA_NAME: Final = "synctalk-parity/locate"
+LOCATE_SCHEMA_VERSION: Final = 2  # 1: hand-made dict, output nested, non-finite as "inf"/"nan"
 
 
 @dataclass
@@ -18,6 +22,8 @@ class LayerError:
     `propagated_*`: the artifact run whole (the error the layer inherits plus the error it adds).
     `introduced_*`: the layer run alone on the PyTorch values of its inputs (the error it adds by itself).
     Relative errors are max |diff| divided by the range (max - min) of the PyTorch output."""
+
+    JSON_DERIVED: ClassVar[dict[str, Any]] = {"over": bool}
 
     index: int  # position in network order (topological order of the artifact)
     name: str  # PyTorch module path ("up3.conv.double_conv.0.conv.0"), or "module:Op" for an op a module's forward makes itself
@@ -42,6 +48,15 @@ class LayerError:
 
 
 @dataclass
+class KeepStep:
+    """One step of the keep-fp32 search: a layer added to the set or dropped from it, and the output's max |diff| after."""
+
+    action: Literal["add", "drop"]
+    layer: str
+    max_abs: float
+
+
+@dataclass
 class KeepAdvice:
     """The smallest keep-fp32 set found for an fp16 artifact, and how it was verified."""
 
@@ -52,7 +67,7 @@ class KeepAdvice:
     baseline_max_abs: float  # the same with nothing kept (whole network fp16)
     tolerance: float  # the network's fp16 gate (max |diff|)
     evaluations: int  # conversions tried by the search
-    steps: list[dict[str, Any]] = field(default_factory=list)  # {"action": "add"/"drop", "layer", "max_abs"}
+    steps: list[KeepStep] = field(default_factory=list)
     verification: dict[str, Any] = field(default_factory=dict)  # the re-export's export-time check, when done
     note: str = ""
 
@@ -61,6 +76,9 @@ class KeepAdvice:
 class LocateResult:
     """Every layer of one network's artifact against PyTorch; truthy when no layer exceeds its tolerance and the
     network output is within its gate."""
+
+    JSON_DERIVED: ClassVar[dict[str, Any]] = {"passed": bool, "output_passed": bool,
+                                              "first_introducing": ("first_introducing_name", str | None)}
 
     network: str
     backend: str  # "onnxruntime" or "coreml-emulated"
@@ -75,11 +93,18 @@ class LocateResult:
     seconds: float = 0.0  # the whole locate (inputs, layers, keep-fp32 search)
     advice: KeepAdvice | None = None
     notes: list[str] = field(default_factory=list)
+    schema: Literal["synctalk-parity/locate"] = LOCATE_SCHEMA_NAME
+    schema_version: Literal[2] = LOCATE_SCHEMA_VERSION
 
     @property
     def first_introducing(self) -> LayerError | None:
         """The first layer in network order that introduces error over its tolerance (not one that inherits it)."""
         return next((layer for layer in self.layers if layer.over), None)
+
+    @property
+    def first_introducing_name(self) -> str | None:
+        first = self.first_introducing
+        return None if first is None else first.name
 
     @property
     def output_passed(self) -> bool:
@@ -95,27 +120,6 @@ class LocateResult:
     def worst_introducing(self, count: int = 5) -> list[LayerError]:
         """The layers that add the most error, largest first (relative to their own range)."""
         return sorted(self.layers, key=lambda layer: -_sortable(layer.introduced_rel))[:count]
-
-    def as_dict(self) -> dict[str, Any]:
-        first = self.first_introducing
-        return {
-            "schema": "synctalk-parity/locate",
-            "schema_version": 1,
-            "network": self.network,
-            "backend": self.backend,
-            "artifact": self.artifact,
-            "precision": self.precision,
-            "inputs": self.inputs,
-            "samples": self.samples,
-            "passed": self.passed,
-            "first_introducing": None if first is None else first.name,
-            "output": {"max_abs": self.output_max_abs, "tolerance": self.output_tolerance, "passed": self.output_passed,
-                       "instrumented_output_diff": self.instrumented_output_diff},
-            "layers": [{**asdict(layer), "over": layer.over} for layer in self.layers],
-            "advice": None if self.advice is None else asdict(self.advice),
-            "seconds": self.seconds,
-            "notes": list(self.notes),
-        }
 
 
 def _sortable(value: float) -> float:

@@ -14,7 +14,6 @@ dataset and audio it runs the built-in demo (inputs made locally). Weights not g
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -23,17 +22,17 @@ from pathlib import Path
 from ... import __version__
 from ...atomic import building, write_text_atomically
 from ...backends import ModelSource, create_backend, get_backend_class
-from ...cache import cache_folder
 from ...errors import ParityError
 from ...precision import checked_precision
 from ...reference.audio import load_audio
 from ...reference.dataset import open_dataset
-from ...reference.demo_weights import checkpoint_label, with_demo_weights
+from ...reference.demo_weights import checkpoint_label
 from ...reference.video import VideoWriter
+from ..inputs import NETWORKS, demo_check_inputs, resolve_inputs
 from ..verdict.dump import DumpWriter, parse_stage_selection
 from ..verdict.png import write_png
-from ..verdict.result import plain, write_result
-from ..verdict.types import RunResult
+from ..verdict.result import json_text, write_result
+from ..verdict.types import Backend, Inputs, RunResult, Timing
 from .audio_cache import cached_mel, prefetch_librosa, store_mel
 from .production import ProductionPipeline
 from .reference_cache import ReferenceInputs, heavy_frame, reference_dump
@@ -134,16 +133,19 @@ def run(request: RunRequest, progress: Progress | None = None, reference_progres
     final = Path(request.out)
     check_out_folder(final, request.overwrite)
     started = time.perf_counter()
-    dataset_path, audio_path = _inputs(request)
-    if request.models is None or request.compare:  # weights not given: the demo weights (an export needs none)
-        request.unet, request.audio_encoder = with_demo_weights(request.unet, request.audio_encoder, progress_note)
+    # the checkpoints run, or the reference needs them; an export without a comparison needs none
+    inputs = resolve_inputs(request.dataset, request.audio, request.unet, request.audio_encoder,
+                            networks=NETWORKS if request.models is None or request.compare else (), note=progress_note)
+    dataset_path, audio_path = inputs.dataset, inputs.audio
+    assert dataset_path is not None and audio_path is not None  # a run reads a clip
+    request.unet, request.audio_encoder = inputs.unet, inputs.audio_encoder
     dataset = open_dataset(dataset_path, request.start_frame)
     pcm = load_audio(audio_path)
     mel, mel_key = cached_mel(audio_path)
     if mel is None:  # librosa computes it; imported while the backend loads
         prefetch_librosa()
     precision = resolve_precision(request)
-    source = ModelSource.from_paths(request.unet, request.audio_encoder, request.models, precision=precision.runs)
+    source = ModelSource.from_paths(request.unet, request.audio_encoder, request.models, precision=precision.runs, check_inputs=demo_check_inputs)
     with building(final) as out:
         backend = create_backend(request.backend_name, source, **request.backend_options()).load()
         try:
@@ -220,11 +222,10 @@ def write_run_result(result: RunResult, folder: Path) -> Path:
     """`result.json` in the run folder being written (the contract reports read)."""
     return write_result(
         folder, "run",
-        backend={"name": result.backend, "precision": result.precision, "describe": result.describe, "gate_reason": result.gate_reason},
-        inputs={"dataset": result.dataset, "audio": result.audio, "weights": result.weights,
-                "frames": result.frames_written, "demo": result.demo},
+        backend=Backend(result.backend, result.precision, dict(result.describe), result.gate_reason),
+        inputs=Inputs(result.dataset, result.audio, dict(result.weights), result.frames_written, result.demo),
         comparison=result.comparison,
-        timing={"frames": result.frames_written, "fps": result.fps, "seconds": result.seconds},
+        timing=Timing(result.fps, result.frames_written, dict(result.seconds)),
     )
 
 
@@ -234,7 +235,7 @@ def write_summary(result: RunResult, folder: Path) -> None:
         "out": str(result.out), "fps": result.fps, "version": __version__,
         "passed": result.passed, "reference": None if result.reference is None else str(result.reference),
     }
-    write_text_atomically(folder / "summary.json", json.dumps(plain(summary), indent=2) + "\n")
+    write_text_atomically(folder / "summary.json", json_text(summary))
     seconds = result.seconds
     steps = ", ".join(f"{name} {seconds[name]:.2f} s" for name in ("read", "infer", "paste", "write") if name in seconds)
     lines = [
@@ -261,8 +262,6 @@ def check_request(request: RunRequest) -> frozenset[str]:
     reason = get_backend_class(request.backend_name).available()  # unknown name: ParityError with a "did you mean"
     if reason:
         raise ParityError(f"backend {request.backend_name!r} is not available: {reason}")
-    if (request.dataset is None) != (request.audio is None):
-        raise ParityError("pass both --dataset and --audio, or neither to run the built-in demo")
     if request.frames is not None and request.frames < 1:
         raise ParityError(f"--frames must be at least 1, got {request.frames}")
     if request.batch is not None and request.batch < 1:
@@ -292,15 +291,6 @@ def check_request(request: RunRequest) -> frozenset[str]:
 
         load_gate(request.gate, request.precision)  # a mistyped gate file fails now, before any work
     return stages
-
-
-def _inputs(request: RunRequest) -> tuple[Path, Path]:
-    if request.dataset is not None and request.audio is not None:
-        return Path(request.dataset), Path(request.audio)
-    from ...reference.demo import make_demo
-
-    demo = make_demo(cache_folder("demo"))
-    return demo.dataset_dir, demo.audio_path
 
 
 def _write_outputs(out, pipeline, dataset, clip, total, audio_path, stages, dump_every, producer, progress, save_frames=True):

@@ -47,6 +47,7 @@ from typing import Protocol
 import numpy as np
 
 from ...errors import ParityError
+from ..verdict.metrics import abs_difference, mean_abs
 from ..verdict.types import frame_runs
 
 Box = tuple[int, int, int, int]
@@ -184,14 +185,13 @@ def outside_difference(candidate: np.ndarray, template: np.ndarray, box: Box, ma
         raise ParityError(f"candidate frames are {candidate.shape[1]}x{candidate.shape[0]}, the reference's {width}x{height}; "
                           "a port writes frames at the template size")
     small = (max(1, width // scale), max(1, height // scale))
-    a = cv2.resize(candidate, small, interpolation=cv2.INTER_AREA).astype(np.int16)
-    b = cv2.resize(template, small, interpolation=cv2.INTER_AREA).astype(np.int16)
-    keep = np.ones(a.shape[:2], bool)
+    diff = abs_difference(cv2.resize(template, small, interpolation=cv2.INTER_AREA), cv2.resize(candidate, small, interpolation=cv2.INTER_AREA))
+    keep = np.ones(diff.shape[:2], bool)
     x0, y0, x1, y1 = box
     keep[max(0, (y0 - margin) // scale) : -(-(y1 + margin) // scale), max(0, (x0 - margin) // scale) : -(-(x1 + margin) // scale)] = False
     if not keep.any():
         raise ParityError(f"the crop box {box} with a {margin}-pixel margin covers the whole {width}x{height} frame; nothing is left to align on")
-    return float(np.abs(a - b)[keep].mean())
+    return mean_abs(diff[keep])
 
 
 def align(numbers: Sequence[int], images: Mapping[int, np.ndarray] | Callable[[int], np.ndarray], template: TemplateFn,

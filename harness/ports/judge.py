@@ -31,20 +31,39 @@ from typing import Any
 import numpy as np
 
 from ...atomic import building
-from ...cache import cache_folder
 from ...errors import ParityError
 from ...reference.stages import CLIP_STAGES
+from ..inputs import demo_check_inputs, resolve_inputs
 from ..pipeline.reference_cache import ReferenceInputs, reference_dump
 from ..pipeline.run import check_out_folder
 from ..verdict.compare import compare_dumps
 from ..verdict.dump import Dump, DumpWriter
 from ..verdict.gates import Gate, load_gate
+from ..verdict.metrics import SquaredError, squared_error
 from ..verdict.mistakes import diagnosis
 from ..verdict.result import write_result
-from ..verdict.types import Comparison, Diagnosis, StageResult
+from ..verdict.types import (
+    AudioTrack,
+    Backend,
+    Comparison,
+    Diagnosis,
+    Finding,
+    Inputs,
+    Lossy,
+    PortAlignment,
+    PortVerdict,
+    RegionFigures,
+    Regions,
+    RegionSeries,
+    Simulation,
+    StageResult,
+    Timing,
+    VideoStream,
+    WorstMouth,
+)
 from .align import Alignment, align_frames, align_video, dataset_templates
 from .ingest import FrameFiles, VideoFrames, detect_kind, read_frame_files, read_tensors, read_video
-from .regions import REGIONS, LossyEvidence, lossy_evidence, region_metrics
+from .regions import REGIONS, LossyEvidence, lossy_evidence, region_differences
 
 PORT_STAGES = frozenset({*CLIP_STAGES, "frame.template_index", "frame.crop_box", "frame.unet_audio", "frame.mouth",
                          "frame.pasted_region", "frame.output"})
@@ -77,9 +96,9 @@ class PortResult:
     comparison: Comparison
     result_path: Path
     alignment: Alignment | None = None
-    regions: dict[str, Any] = field(default_factory=dict)
+    regions: Regions | None = None
     lossy: LossyEvidence | None = None
-    audio_track: dict[str, Any] | None = None
+    audio_track: AudioTrack | None = None
     explanation: Any = None  # simulate.Explanation
     reference: Path | None = None
     reference_cached: bool = False
@@ -93,17 +112,15 @@ def judge_port(request: PortRequest, progress: Progress | None = None) -> PortRe
     kind = detect_kind(request.candidate)
     if kind == "dump":
         raise ParityError(f"{request.candidate}: a dump; `parity compare` judges it against --reference")
-    if (request.dataset is None) != (request.audio is None):
-        raise ParityError("pass both --dataset and --audio (the inputs the port was given), or neither for the built-in demo")
     gate_file = load_gate(request.gate, request.precision) if request.gate is not None else None
     final = Path(request.out)
     check_out_folder(final, overwrite=False)
-    dataset_path, audio_path = _inputs(request)
+    inputs = resolve_inputs(request.dataset, request.audio, request.unet, request.audio_encoder, note=say)  # the port's, else the demo's
+    dataset_path, audio_path = inputs.dataset, inputs.audio
+    assert dataset_path is not None and audio_path is not None  # a port is judged on a clip
     from ...reference.audio import HOP_LENGTH, load_audio, window_count
-    from ...reference.demo_weights import with_demo_weights
 
-    unet, encoder = with_demo_weights(request.unet, request.audio_encoder, say)  # weights not given: the demo weights
-    request = replace(request, unet=unet, audio_encoder=encoder)
+    request = replace(request, unet=inputs.unet, audio_encoder=inputs.audio_encoder)
     from ...reference.dataset import open_dataset
 
     dataset = open_dataset(dataset_path, request.start_frame)
@@ -163,7 +180,7 @@ def judge_port(request: PortRequest, progress: Progress | None = None) -> PortRe
         comparison = compare_dumps(ref, cand, gate)
         seconds["compare"] = time.perf_counter() - t
 
-        regions: dict[str, Any] = {}
+        regions: Regions | None = None
         lossy = None
         if "frame.output" in provides and comparison.stage("frame.output") is not None:
             t = time.perf_counter()
@@ -186,30 +203,19 @@ def judge_port(request: PortRequest, progress: Progress | None = None) -> PortRe
 
         port = port_document(kind, request.candidate, alignment, regions, lossy, audio_track, explanation)
         if video is not None:
-            port["video"] = {"fps": video.fps, "frame_count": video.frame_count, "size": list(video.size), "codec": video.codec,
-                             "audio_codec": video.audio_codec, "expected_fps": 25, "fps_ok": abs(video.fps - 25) < 0.01}
-        if worst_mouth is not None:
-            port["worst_mouth"] = worst_mouth
-        result_path = write_result(out, "compare", backend={"name": request.candidate.name, "precision": gate.precision, "describe": {"kind": kind}},
-                                   inputs={"dataset": str(dataset_path), "audio": str(audio_path), "frames": frame_count, "demo": request.dataset is None},
-                                   comparison=comparison, timing={"frames": len(cand.frames("frame.output")) if "frame.output" in cand.stage_names else 0,
-                                                                 "fps": 0.0, "seconds": seconds},
-                                   extra={"port": port})
+            port.video = VideoStream(video.fps, video.frame_count, list(video.size), video.codec, video.audio_codec, 25, abs(video.fps - 25) < 0.01)
+        port.worst_mouth = worst_mouth
+        result_path = write_result(out, "compare", backend=Backend(request.candidate.name, gate.precision, {"kind": kind}),
+                                   inputs=Inputs(str(dataset_path), str(audio_path), None, frame_count, request.dataset is None),
+                                   comparison=comparison, timing=Timing(0.0, len(cand.frames("frame.output")) if "frame.output" in cand.stage_names else 0,
+                                                                        seconds),
+                                   port=port)
     result_path = final / result_path.name
     return PortResult(final, kind, comparison, result_path, alignment, regions, lossy, audio_track, explanation, reference.dump, reference.cached,
                       seconds)
 
 
 # ----- steps --------------------------------------------------------------------------------------
-
-
-def _inputs(request: PortRequest) -> tuple[Path, Path]:
-    if request.dataset is not None and request.audio is not None:
-        return Path(request.dataset), Path(request.audio)
-    from ...reference.demo import make_demo
-
-    demo = make_demo(cache_folder("demo"))
-    return demo.dataset_dir, demo.audio_path
 
 
 def _port_gate(gate: Gate | None, precision: str | None, provides: tuple[str, ...]) -> Gate:
@@ -249,12 +255,12 @@ def _write_tensors(folder: Path, producer: dict, frame_count: int, tensors: dict
             writer.add_frame(index, {stage: values[index] for stage, values in tensors.items() if index in values})
 
 
-def _localize(ref: Dump, cand: Dump, files: FrameFiles | None, video: VideoFrames | None) -> tuple[dict[str, Any], LossyEvidence]:
-    """Per-region PSNR of every compared output frame, and the lossy-encoding evidence on a few of them."""
+def _localize(ref: Dump, cand: Dump, files: FrameFiles | None, video: VideoFrames | None) -> tuple[Regions, LossyEvidence]:
+    """Per-region PSNR of every compared output frame (and over all of them: pooled squared errors), and the
+    lossy-encoding evidence on a few of them."""
     frames = sorted(set(ref.frames("frame.output")) & set(cand.frames("frame.output")))
-    per_frame: dict[str, list[float]] = {name: [] for name in REGIONS}
-    squared: dict[str, float] = dict.fromkeys(REGIONS, 0.0)
-    pixels: dict[str, int] = dict.fromkeys(REGIONS, 0)
+    per_frame = RegionSeries()
+    pooled = dict.fromkeys(REGIONS, SquaredError())
     sampled = set(frames[:: max(1, len(frames) // 3)][:3])
     refs: list[np.ndarray] = []
     cands: list[np.ndarray] = []
@@ -262,24 +268,20 @@ def _localize(ref: Dump, cand: Dump, files: FrameFiles | None, video: VideoFrame
     for index in frames:
         reference, candidate = ref.frame("frame.output", index), cand.frame("frame.output", index)
         box = _box(ref.frame("frame.crop_box", index))
-        metrics = region_metrics(reference, candidate, box)
-        for name, values in metrics.items():
-            per_frame[name].append(values["psnr"])
-            count = int(values["pixels"]) * 3
-            squared[name] += (255.0 ** 2 / 10 ** (values["psnr"] / 10)) * count if values["psnr"] < 100 else 0.0
-            pixels[name] += count
+        for name, diff in region_differences(reference, candidate, box).items():
+            error = squared_error(diff)
+            getattr(per_frame, name).append(error.psnr)
+            pooled[name] = pooled[name] + error
         if index in sampled:
             refs.append(reference)
             cands.append(candidate)
             boxes.append(box)
-    from ..verdict.compare import psnr_from_mse
-
-    overall = {name: psnr_from_mse(squared[name] / pixels[name]) if pixels[name] else None for name in REGIONS}
+    overall = RegionFigures(**{name: error.psnr if error.count else None for name, error in pooled.items()})
     paths: list[Path] | None = None
     if files is not None:
         paths = [files[0].path]
     lossy = lossy_evidence(refs, cands, boxes, candidate_paths=paths, source="video" if video is not None else None)
-    return {"frames": frames, "psnr": overall, "per_frame": per_frame}, lossy
+    return Regions(overall, frames, per_frame), lossy
 
 
 def _box(value) -> tuple[int, int, int, int]:
@@ -288,12 +290,12 @@ def _box(value) -> tuple[int, int, int, int]:
     return x0, y0, x1, y1
 
 
-def _apply_lossy_gate(comparison: Comparison, gate: Gate | None, regions: dict[str, Any], lossy: LossyEvidence | None) -> None:
+def _apply_lossy_gate(comparison: Comparison, gate: Gate | None, regions: Regions | None, lossy: LossyEvidence | None) -> None:
     """With `lossy_ok` and lossy frames, `frame.output` is judged by region PSNR (the gate's `[regions]`)."""
     output = comparison.stage("frame.output")
     if gate is None or not gate.lossy_ok or output is None or output.status != "compared" or lossy is None or not lossy.lossy:
         return
-    low = [f"{name} {value:.2f} dB < {gate.regions[name]:g} dB" for name, value in (regions.get("psnr") or {}).items()
+    low = [f"{name} {value:.2f} dB < {gate.regions[name]:g} dB" for name, value in (vars(regions.psnr) if regions else {}).items()
            if value is not None and name in gate.regions and value < gate.regions[name]]
     nonfinite = output.nan or output.inf
     output.passed = not low and not nonfinite
@@ -306,16 +308,16 @@ def _within_encoding(output: StageResult, lossy: LossyEvidence | None) -> bool:
     return output.passed and (lossy is None or not lossy.lossy)
 
 
-def _audio_track(video: VideoFrames, pcm: np.ndarray) -> dict[str, Any]:
+def _audio_track(video: VideoFrames, pcm: np.ndarray) -> AudioTrack:
     """Is the video's sound the input audio, and how far apart in time (cross-correlation, ms; > 0: the sound is late)."""
     if video.audio is None:
-        return {"present": False, "text": "the video has no sound track"}
+        return AudioTrack(False, "the video has no sound track")
     from scipy.signal import correlate
 
     track, source = video.audio.astype(np.float64), pcm.astype(np.float64)
     length = min(len(track), len(source))
     if length < 1600:
-        return {"present": True, "text": "the sound track is too short to compare"}
+        return AudioTrack(True, "the sound track is too short to compare")
     a, b = track[:length] - track[:length].mean(), source[:length] - source[:length].mean()
     xcorr = correlate(a, b, mode="full", method="fft")
     lag = int(np.argmax(np.abs(xcorr))) - (length - 1)
@@ -324,11 +326,10 @@ def _audio_track(video: VideoFrames, pcm: np.ndarray) -> dict[str, Any]:
     same = peak > 0.5
     text = (f"the sound track is the input audio (correlation {peak:.2f}), offset {offset_ms:+.1f} ms" if same else
             f"the sound track does not match the input audio (best correlation {peak:.2f})")
-    return {"present": True, "same_signal": same, "correlation": peak, "offset_ms": offset_ms, "text": text,
-            "duration_s": len(track) / 16000.0, "input_duration_s": len(source) / 16000.0}
+    return AudioTrack(True, text, same, peak, offset_ms, len(track) / 16000.0, len(source) / 16000.0)
 
 
-def _port_diagnoses(comparison: Comparison, alignment: Alignment | None, lossy: LossyEvidence | None, audio_track: dict | None,
+def _port_diagnoses(comparison: Comparison, alignment: Alignment | None, lossy: LossyEvidence | None, audio_track: AudioTrack | None,
                     frame_count: int, video_fps: float | None = None) -> None:
     found = list(comparison.diagnoses)
     if alignment is not None:
@@ -341,11 +342,11 @@ def _port_diagnoses(comparison: Comparison, alignment: Alignment | None, lossy: 
         found.append(diagnosis("lossy_output", "frame.output", lossy.text))
     if video_fps is not None and abs(video_fps - 25) >= 0.01:
         found.append(diagnosis("wrong_frame_rate", "video", f"the video runs at {video_fps:g} fps; the pipeline makes 25 frames a second of audio"))
-    if audio_track and audio_track.get("same_signal") and abs(audio_track["offset_ms"]) > AV_OFFSET_MS:
-        found.append(diagnosis("av_offset", "video", f"the video's sound is {audio_track['offset_ms']:+.0f} ms off the frames "
-                               f"(cross-correlation with the input audio, {audio_track['correlation']:.2f}): lips and sound are out of sync"))
-    elif audio_track and audio_track.get("present") and audio_track.get("same_signal") is False:
-        found.append(diagnosis("wrong_sound_track", "video", audio_track["text"]))
+    if audio_track and audio_track.same_signal and audio_track.offset_ms is not None and abs(audio_track.offset_ms) > AV_OFFSET_MS:
+        found.append(diagnosis("av_offset", "video", f"the video's sound is {audio_track.offset_ms:+.0f} ms off the frames "
+                               f"(cross-correlation with the input audio, {audio_track.correlation:.2f}): lips and sound are out of sync"))
+    elif audio_track and audio_track.present and audio_track.same_signal is False:
+        found.append(diagnosis("wrong_sound_track", "video", audio_track.text))
     comparison.diagnoses = found
 
 
@@ -357,7 +358,7 @@ def _simulate(request: PortRequest, dataset, pcm: np.ndarray, cand: Dump, ref: D
     picks = sorted({frames[round(p)] for p in np.linspace(0, len(frames) - 1, min(SIMULATION_FRAMES, len(frames)))})
     candidate = {i: cand.frame("frame.output", i) for i in picks}
     boxes = {i: _box(ref.frame("frame.crop_box", i)) for i in picks}
-    source = ModelSource.from_paths(request.unet, request.audio_encoder)
+    source = ModelSource.from_paths(request.unet, request.audio_encoder, check_inputs=demo_check_inputs)
     with create_backend(request.backend or default_backend(), source) as backend:
         simulator = Simulator(dataset, pcm, generate=backend.generate, encode=backend.encode_audio)
         count = alignment.candidate_count if alignment is not None else None
@@ -370,7 +371,7 @@ def _simulate(request: PortRequest, dataset, pcm: np.ndarray, cand: Dump, ref: D
         return explanation, {worst: simulator.frames(explanation.variant, [worst])[worst]}
 
 
-def _worst_mouth(out: Path, ref: Dump, cand: Dump, explanation, simulated: dict[int, np.ndarray]) -> dict[str, Any]:
+def _worst_mouth(out: Path, ref: Dump, cand: Dump, explanation, simulated: dict[int, np.ndarray]) -> WorstMouth:
     """The least-explained sampled frame's mouth box: reference | candidate | best simulation | amplified difference
     (candidate against the simulation: what the explanation leaves), as PNGs for the reports."""
     import cv2
@@ -391,8 +392,7 @@ def _worst_mouth(out: Path, ref: Dump, cand: Dump, explanation, simulated: dict[
         write_png(folder / f"worst_mouth_{name}.png", cv2.resize(image, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST))
         files[name] = f"port/worst_mouth_{name}.png"
     score = explanation.per_frame[index]
-    return {"index": index, "files": files, "box_db": score.box_db, "note": f"frame {index}: candidate vs best simulation "
-            f"{score.describe()}; difference x8"}
+    return WorstMouth(index, files, score.box_db, f"frame {index}: candidate vs best simulation {score.describe()}; difference x8")
 
 
 def _simulation_diagnoses(comparison: Comparison, explanation) -> None:
@@ -405,27 +405,17 @@ def _simulation_diagnoses(comparison: Comparison, explanation) -> None:
     comparison.diagnoses = found
 
 
-def port_document(kind: str, candidate: Path, alignment: Alignment | None, regions: dict[str, Any], lossy: LossyEvidence | None,
-                  audio_track: dict | None, explanation) -> dict[str, Any]:
+def port_document(kind: str, candidate: Path, alignment: Alignment | None, regions: Regions | None, lossy: LossyEvidence | None,
+                  audio_track: AudioTrack | None, explanation) -> PortVerdict:
     """The `port` object of result.json: what was read, how it aligned, per-region PSNR, lossy evidence, simulation."""
-    document: dict[str, Any] = {"kind": kind, "candidate": str(candidate)}
+    port = PortVerdict(kind, str(candidate), regions=regions, audio_track=audio_track)
     if alignment is not None:
-        document["alignment"] = {"summary": alignment.summary(), "base": alignment.base, "offset": alignment.offset,
-                                 "candidate_frames": alignment.candidate_count, "reference_frames": alignment.frame_count,
-                                 "missing": list(alignment.missing), "extra": list(alignment.extra), "confidence": alignment.confidence,
-                                 "mapping": {str(k): v for k, v in sorted(alignment.mapping.items())}}
-    if regions:
-        document["regions"] = {"psnr": regions["psnr"], "frames": regions["frames"], "per_frame": regions["per_frame"]}
+        port.alignment = PortAlignment(alignment.summary(), alignment.base, alignment.offset, alignment.candidate_count, alignment.frame_count,
+                                       list(alignment.missing), list(alignment.extra), alignment.confidence, dict(sorted(alignment.mapping.items())))
     if lossy is not None:
-        document["lossy"] = {"lossy": lossy.lossy, "kind": lossy.kind, "estimated_quality": lossy.estimated_quality,
-                             "outside_psnr": lossy.outside_psnr, "text": lossy.text}
-    if audio_track is not None:
-        document["audio_track"] = audio_track
+        port.lossy = Lossy(lossy.lossy, lossy.kind, lossy.estimated_quality, lossy.outside_psnr, lossy.text)
     if explanation is not None:
-        document["simulation"] = {
-            "findings": [{"name": f.name, "mistake": f.mistake.id, "description": f.hypothesis.description, "evidence": f.evidence,
-                          "fix": f.mistake.fix} for f in explanation.findings],
-            "explained": explanation.explained, "summary": explanation.summary(), "sample": list(explanation.sample),
-            "unexplained": list(explanation.unexplained), "seconds": explanation.seconds,
-        }
-    return document
+        findings = [Finding(f.name, f.hypothesis.description, f.evidence, f.mistake.id, f.mistake.fix) for f in explanation.findings]
+        port.simulation = Simulation(findings, explanation.explained, explanation.summary(), list(explanation.sample), list(explanation.unexplained),
+                                     explanation.seconds)
+    return port

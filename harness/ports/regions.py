@@ -11,7 +11,7 @@ Regions of a frame, from the reference's crop box `(x0, y0, x1, y1)` (`w = x1 - 
 - `crop_rest`: the crop box minus the mouth (the template resized to 328 and back);
 - `outside`: the frame outside the crop box, which is the template itself in the reference.
 
-Each region gets `pixels`, `psnr` (`10 log10(255² / MSE)`, 100 dB for identical, as compare.py), `max_abs`,
+Each region gets `pixels`, `psnr` (`10 log10(255² / MSE)`, 100 dB for identical, as `verdict/metrics.py` defines it), `max_abs`,
 `mean_abs` (levels, over all channels) and `identical` (share of pixels identical in all three
 channels), as the README's Metrics define them.
 
@@ -52,7 +52,7 @@ import numpy as np
 
 from ...errors import ParityError
 from ...reference.frames import CROP_SIZE, INNER
-from ..verdict.compare import psnr_from_mse
+from ..verdict.metrics import PSNR_IDENTICAL, SquaredError, abs_difference, identical_share, max_abs, mean_abs, squared_error
 
 Box = tuple[int, int, int, int]
 REGIONS = ("mouth", "crop_rest", "outside")
@@ -93,24 +93,24 @@ def region_masks(frame_shape: tuple[int, ...], box: Box, margin: int = 0) -> dic
 
 def region_metrics(reference: np.ndarray, candidate: np.ndarray, box: Box) -> dict[str, dict[str, float]]:
     """Per region: `pixels`, `psnr` (dB, 100 identical), `max_abs`, `mean_abs` (levels) and `identical` (share of pixels)."""
+    return {name: region_figures(diff) for name, diff in region_differences(reference, candidate, box).items()}
+
+
+def region_differences(reference: np.ndarray, candidate: np.ndarray, box: Box) -> dict[str, np.ndarray]:
+    """Per region, the `(pixels, channels)` |diff| of its pixels (pool PSNR over frames with `metrics.squared_error` of these)."""
     _check_pair(reference, candidate)
-    diff = np.abs(candidate.astype(np.int16) - reference.astype(np.int16))
-    return {name: _metrics(diff[mask]) for name, mask in region_masks(reference.shape, box).items()}
+    diff = abs_difference(reference, candidate)
+    return {name: diff[mask] for name, mask in region_masks(reference.shape, box).items()}
 
 
-def _metrics(diff: np.ndarray) -> dict[str, float]:
-    """Metrics of the (pixels, channels) |diff| of one region."""
-    pixels = diff.shape[0]
-    if pixels == 0:
-        return {"pixels": 0, "psnr": psnr_from_mse(0.0), "max_abs": 0.0, "mean_abs": 0.0, "identical": 1.0}
-    squared = float(np.square(diff, dtype=np.int32).sum(dtype=np.int64))
-    same = ~np.any(diff != 0, axis=-1) if diff.ndim == 2 else diff == 0
+def region_figures(diff: np.ndarray) -> dict[str, float]:
+    """The figures of the (pixels, channels) |diff| of one region, each as `metrics.py` defines it."""
     return {
-        "pixels": pixels,
-        "psnr": psnr_from_mse(squared / diff.size),
-        "max_abs": float(diff.max()),
-        "mean_abs": float(diff.mean()),
-        "identical": float(same.mean()),
+        "pixels": diff.shape[0],
+        "psnr": squared_error(diff).psnr,
+        "max_abs": max_abs(diff),
+        "mean_abs": mean_abs(diff),
+        "identical": identical_share(diff, image=True),
     }
 
 
@@ -154,7 +154,7 @@ def lossy_evidence(reference_frames: Sequence[np.ndarray], candidate_frames: Seq
     block_steps = (sums["edge_step"], sums["edge_count"])
     inner_steps = (sums["inner_step"], sums["inner_count"])
     differing_cells, cells = sums["differing_cells"], sums["cells"]
-    outside_psnr = psnr_from_mse(squared / elements) if elements else psnr_from_mse(0.0)
+    outside_psnr = SquaredError(squared, int(elements)).psnr
     outside_identical = float(identical / pixels) if pixels else 1.0
     spread = float(differing_cells / cells) if cells else 0.0
     blockiness = None
@@ -162,7 +162,7 @@ def lossy_evidence(reference_frames: Sequence[np.ndarray], candidate_frames: Seq
         blockiness = float((block_steps[0] / block_steps[1]) / (inner_steps[0] / inner_steps[1]))
     infos = [jpeg_info(p) for p in candidate_paths[:QUALITY_FRAMES]] if candidate_paths else []
     jpeg = next((info for info in infos if info is not None), None)
-    mouth_psnr = psnr_from_mse(sums["mouth_squared"] / sums["mouth_elements"]) if sums["mouth_elements"] else psnr_from_mse(0.0)
+    mouth_psnr = SquaredError(sums["mouth_squared"], int(sums["mouth_elements"])).psnr
     frames = len(reference_frames)
 
     def evidence(kind: str | None, text: str, estimated: int | None = None, reencoded: int | None = None) -> LossyEvidence:
@@ -172,7 +172,7 @@ def lossy_evidence(reference_frames: Sequence[np.ndarray], candidate_frames: Seq
                              subsampling=jpeg.subsampling if jpeg else None, frames=frames)
 
     if outside_identical == 1.0:
-        where = "the mouth differs" if mouth_psnr < psnr_from_mse(0.0) else "the mouth is identical too"
+        where = "the mouth differs" if mouth_psnr < PSNR_IDENTICAL else "the mouth is identical too"
         text = f"not re-encoded: outside the crop box identical to the reference in all {frames} frame(s); {where} (PSNR {mouth_psnr:.1f} dB)"
         return evidence(None, text)
     if spread < SPREAD_LOSSY:
@@ -253,7 +253,7 @@ def _frame_sums(reference: np.ndarray, candidate: np.ndarray, box: Box, margin: 
     identical = pixels - int(np.count_nonzero(differs & outside))
     x0, y0, x1, y1 = (int(v) for v in box)
     mouth = diff[y0:y1, x0:x1][masks["mouth"][y0:y1, x0:x1]]
-    mouth_squared = float(np.square(mouth, dtype=np.int32).sum(dtype=np.int64))
+    mouth_squared = squared_error(mouth).total
     cells, differing_cells = _cell_counts(differs, outside)
     grey = cv2.COLOR_BGR2GRAY
     error = cv2.cvtColor(candidate.astype(np.float32), grey) - cv2.cvtColor(reference.astype(np.float32), grey)  # luma of the error

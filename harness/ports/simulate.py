@@ -61,7 +61,6 @@ simulator's own runtime, where the reference itself is identical.
 from __future__ import annotations
 
 import hashlib
-import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -77,6 +76,7 @@ from ...reference.dataset import Dataset
 from ...reference.frames import FrameGeometry
 from ...reference.pipeline import FrameInputs, Variant, finish_frame, frame_inputs
 from ...reference.stages import FrameStages
+from ..verdict.metrics import PSNR_IDENTICAL, psnr
 from ..verdict.mistakes import Mistake, mistake
 
 __all__ = ["HYPOTHESES", "HYPOTHESES_BY_NAME", "Hypothesis", "Simulator", "Variant", "explain"]
@@ -95,7 +95,6 @@ FP16_NOISE_FLOOR_DB = 45.0
 MARGIN_DB = 1.0
 JPEG_QUALITIES = (50, 75, 90, 95)
 SCREEN_TOP = 4  # pre-network hypotheses scored on all sampled frames after screening on one
-PSNR_CAP = 100.0  # dB used for identical data in arithmetic (as in result.json)
 INTERPOLATION_NAMES = {cv2.INTER_CUBIC: "bicubic", cv2.INTER_LINEAR: "bilinear", cv2.INTER_NEAREST: "nearest", cv2.INTER_AREA: "area"}
 COUNT_KNOBS = frozenset(f"front_end.{name}" for name in audio.FRAME_COUNT_KNOBS)  # the knobs that change the frame count
 AFTER_NETWORK_GROUP = "finish"  # the knobs whose stages follow the network: they reuse its outputs
@@ -371,11 +370,6 @@ class Simulator:
 # ----- scores -----------------------------------------------------------------------------------------
 
 
-def psnr(mse: float) -> float:
-    """PSNR in dB for 8-bit data; inf for identical."""
-    return math.inf if mse <= 0 else 10 * math.log10(255.0**2 / mse)
-
-
 @dataclass(frozen=True)
 class Score:
     """Candidate against a simulation over the sampled frames: squared error and pixel count inside the
@@ -392,14 +386,14 @@ class Score:
 
     @property
     def outside_db(self) -> float:
-        return psnr(self.outside_sse / max(1, self.outside_count)) if self.outside_count else math.inf
+        return psnr(self.outside_sse / self.outside_count) if self.outside_count else PSNR_IDENTICAL
 
     @property
     def db(self) -> float:
         """The score searched on: PSNR of the mean of the two regions' mean squared errors, capped at 100 dB."""
         box = self.box_sse / max(1, self.box_count)
         outside = self.outside_sse / self.outside_count if self.outside_count else 0.0
-        return min(PSNR_CAP, psnr((box + outside) / 2))
+        return psnr((box + outside) / 2)
 
     @property
     def identical(self) -> bool:
@@ -417,7 +411,7 @@ class Score:
 
 
 def _db(value: float) -> str:
-    return "identical" if math.isinf(value) else f"{value:.1f} dB"
+    return "identical" if value >= PSNR_IDENTICAL else f"{value:.1f} dB"
 
 
 def frame_score(candidate: np.ndarray, simulated: np.ndarray, box: Box) -> Score:

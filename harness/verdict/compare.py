@@ -6,10 +6,10 @@
 
 Coverage first: every stage of the reference is either compared, "missing" (a failure) or, where the
 gate's `provides` allows it, "not provided" (skipped); a compared per-frame stage fails when any
-frame the reference dumped is absent. Then, per stage, over the frames both hold (each metric is
-defined once in the README, "Metrics"): max, mean and 99th percentile of |diff|; share of identical
-elements (of identical pixels, all three channels, for images); PSNR (uint8 images, and the U-Net
-output scaled to 0..255; identical data reports 100 dB so result.json stays plain JSON); SSIM of each
+frame the reference dumped is absent. Then, per stage, over the frames both hold (each metric as the
+README's "Metrics" defines it and `metrics.py` computes it): max, mean and 99th percentile of |diff|; share of
+identical elements (of identical pixels, all three channels, for images); PSNR (uint8 images, and the U-Net
+output scaled to 0..255; at most 100 dB, which identical data gets; pooled over frames by summed squared errors); SSIM of each
 image over the whole image (scikit-image, 7 x 7 window, channel mean; the stage reports the mean over
 frames, independent of their order; for output frames of 0.3 MP or more, 32 spread evenly by index) and, for
 `frame.output`, also over each frame's crop box (`ssim_crop`, every frame); cosine similarity per 512-value feature row (audio features, U-Net audio windows; the
@@ -20,9 +20,9 @@ for floats: within 2.3 %).
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,15 +32,13 @@ from ...reference.stages import CLIP_STAGES, STAGE_NAMES
 from .diagnose import diagnose
 from .dump import IMAGE_STAGES, Dump
 from .gates import Gate, Tolerance
-from .types import PSNR_IDENTICAL, Comparison, StageResult, frame_runs
+from .metrics import Percentile99, SquaredError, abs_difference, identical_count, row_cosines, squared_error, ssim
+from .types import Comparison, PerFrame, StageResult, WorstElement, WorstFrame, frame_runs
 
 COSINE_STAGES = frozenset({"audio.features", "frame.unet_audio"})
 PSNR_FLOAT_STAGES = frozenset({"frame.unet_output"})  # float in [0, 1]: PSNR on the 0..255 scale
-SSIM_WINDOW = 7  # scikit-image's default window
 SSIM_FRAMES = 32  # frames of 0.3 megapixels or more (output frames) whose whole-image SSIM is computed (spread evenly; the crop box's: every frame)
 LARGE_IMAGE_PIXELS = 300_000  # output frames (720p: 0.92 MP), not crops or mouths (0.1 MP)
-EXACT_P99_ELEMENTS = 5_000_000
-_FLOAT_EDGES = np.concatenate([[0.0], np.logspace(-12, 6, 1801)])
 
 
 def compare_dumps(reference: Dump | str | os.PathLike, candidate: Dump | str | os.PathLike, gate: Gate) -> Comparison:
@@ -166,14 +164,6 @@ def compare_stage(stage: str, reference: Dump, candidate: Dump, tolerance: Toler
     return metrics
 
 
-def psnr_from_mse(mse: float, peak: float = 255.0) -> float:
-    if not np.isfinite(mse):
-        return 0.0
-    if mse <= 0:
-        return PSNR_IDENTICAL
-    return float(min(PSNR_IDENTICAL, 10 * math.log10(peak * peak / mse)))
-
-
 def ssim_frames(frames: list[int], shape: list | None) -> set[int] | None:
     """The frames whose whole-image SSIM is computed: all of them for small images; for images of 0.3 megapixels or more (output frames)
     (scikit-image takes ~0.45 s on a 720p frame that differs everywhere), `SSIM_FRAMES` spread evenly over the
@@ -185,129 +175,76 @@ def ssim_frames(frames: list[int], shape: list | None) -> set[int] | None:
     return {ordered[round(p)] for p in np.linspace(0, len(ordered) - 1, SSIM_FRAMES)}
 
 
-def ssim_of_frame(reference: np.ndarray, candidate: np.ndarray) -> float:
-    """SSIM (scikit-image: 7 x 7 window, channel mean, data range 255) of two uint8 images over the whole image.
-
-    Exactly what `structural_similarity(reference, candidate, channel_axis=2)` returns, computed only where
-    the images differ: a window with no differing pixel has SSIM exactly 1, so the map is evaluated on the
-    rectangle that differs (plus the window's reach) and every other pixel counts 1. NaN for images under
-    7 x 7 pixels.
-    """
-    from skimage.metrics import structural_similarity
-
-    if min(reference.shape[:2]) < SSIM_WINDOW:
-        return float("nan")
-    differs = np.any(reference != candidate, axis=-1) if reference.ndim == 3 else reference != candidate
-    if not differs.any():
-        return 1.0
-    pad = (SSIM_WINDOW - 1) // 2
-    height, width = differs.shape
-    rows, cols = np.nonzero(differs.any(axis=1))[0], np.nonzero(differs.any(axis=0))[0]
-    y0, y1 = max(0, rows[0] - pad), min(height, rows[-1] + 1 + pad)  # pixels whose window sees a difference
-    x0, x1 = max(0, cols[0] - pad), min(width, cols[-1] + 1 + pad)
-    cy0, cy1, cx0, cx1 = max(0, y0 - pad), min(height, y1 + pad), max(0, x0 - pad), min(width, x1 + pad)  # their windows
-    channel = {"channel_axis": 2} if reference.ndim == 3 else {}
-    _, local = structural_similarity(reference[cy0:cy1, cx0:cx1], candidate[cy0:cy1, cx0:cx1], data_range=255, full=True, **channel)
-    local = local.mean(axis=2) if local.ndim == 3 else local
-    window_map = np.ones((height, width))
-    window_map[y0:y1, x0:x1] = local[y0 - cy0 : y1 - cy0, x0 - cx0 : x1 - cx0]
-    return float(window_map[pad : height - pad, pad : width - pad].mean())  # scikit-image leaves out the border
-
-
 class _Accumulator:
-    """Running metrics over the frames of one stage (memory flat in the number of frames)."""
+    """Running metrics over the frames of one stage (memory flat in the number of frames); each metric from `metrics.py`."""
 
     def __init__(self, stage: str, tolerance: Tolerance, crop_box: Callable[[int], Any] | None = None):
         self.stage = stage
         self.tolerance = tolerance
         self.image = stage in IMAGE_STAGES
+        self.psnr_scale = 255.0 if stage in PSNR_FLOAT_STAGES else (1.0 if self.image else None)  # None: PSNR does not apply
         self.elements = self.units = self.identical = self.exceed = self.nan = self.inf = 0
-        self.total_abs = self.total_squared = 0.0
-        self.worst: dict | None = None
+        self.total_abs = 0.0
+        self.squared = SquaredError()
+        self.worst: WorstElement | None = None
         self.worst_abs = -1.0
         self.first_nonfinite: dict | None = None
-        self.diffs: list[np.ndarray] | None = []
-        self.histogram: np.ndarray | None = None
-        self.per_frame: dict[str, list[Any]] = {"frames": [], "psnr": [], "max_abs": []}
+        self.percentile = Percentile99()
+        self.per_frame = PerFrame()
         self.ssim: list[float] = []
         self.ssim_crop: list[float] = []
         self.crop_box = crop_box
         self.ssim_frames: set[int] | None = None  # frames whose whole-image SSIM is computed (None: all)
         self.cosines: list[float] = []
-        self.uint8 = True
 
     def add(self, frame: int | None, reference: np.ndarray, candidate: np.ndarray) -> None:
-        integers = reference.dtype == np.uint8 and candidate.dtype == np.uint8
-        self.uint8 = self.uint8 and integers
-        if integers:  # exact in int16, no NaN possible, and much faster than float64 on whole frames
-            diff = np.abs(candidate.astype(np.int16) - reference.astype(np.int16))
-            all_finite, ranked = True, diff
-        else:
-            diff, all_finite, ranked = self._float_difference(frame, reference, candidate)
+        diff = abs_difference(reference, candidate)
+        all_finite = diff.dtype.kind in "iu" or bool(np.isfinite(diff).all())
+        ranked = diff if all_finite else self._nonfinite(frame, reference, candidate, diff)
         flat = int(np.argmax(ranked)) if diff.size else 0
         frame_max = float(ranked.flat[flat]) if diff.size else 0.0
         if frame_max > self.worst_abs:
             self.worst_abs = frame_max
             index = np.unravel_index(flat, diff.shape)
-            self.worst = {
-                "frame": frame,
-                "index": [int(i) for i in index],
-                "reference": _scalar(reference[index]),
-                "candidate": _scalar(candidate[index]),
-            }
+            self.worst = WorstElement(frame, [int(i) for i in index], float(reference[index]), float(candidate[index]))
         finite = diff if all_finite else np.where(np.isfinite(diff), diff, 0.0)
         self.elements += diff.size
-        if integers:
-            self.total_abs += float(finite.sum(dtype=np.int64))
-            squared = float(np.square(finite, dtype=np.int32).sum(dtype=np.int64))
-        else:
-            self.total_abs += float(finite.sum())
-            scale = 255.0 if self.stage in PSNR_FLOAT_STAGES else 1.0
-            squared = float(np.square(finite * scale).sum()) if all_finite else math.inf
-        self.total_squared += squared
-        if self.image and diff.ndim == 3:
-            same = ~np.any(diff != 0, axis=-1)
-            self.units += same.size
-            self.identical += int(same.sum())
-        else:
-            self.units += diff.size
-            self.identical += int(np.count_nonzero(diff == 0))
+        self.total_abs += float(finite.sum(dtype=np.int64)) if diff.dtype.kind in "iu" else float(finite.sum())
+        squared = squared_error(diff, self.psnr_scale or 1.0)
+        self.squared = self.squared + squared
+        identical, units = identical_count(diff, self.image and diff.ndim == 3)
+        self.identical += identical
+        self.units += units
         if self.tolerance.max_abs is not None:
             self.exceed += int(np.count_nonzero(ranked > self.tolerance.max_abs))
-        self._add_percentile(diff if all_finite else diff[np.isfinite(diff)])
+        self.percentile.add(diff if all_finite else diff[np.isfinite(diff)])
         if frame is not None:
-            self.per_frame["frames"].append(frame)
-            self.per_frame["max_abs"].append(frame_max)
-            psnr = psnr_from_mse(squared / max(diff.size, 1)) if (self.image or self.stage in PSNR_FLOAT_STAGES) else None
-            self.per_frame["psnr"].append(psnr)
+            self.per_frame.frames.append(frame)
+            self.per_frame.max_abs.append(frame_max)
+            self.per_frame.psnr.append(squared.psnr if self.psnr_scale is not None else None)
         if self.image and reference.ndim == 3:
+            frame_ssim: float | None = None  # a large frame between the sampled ones (see SSIM_FRAMES)
             if frame is None or self.ssim_frames is None or frame in self.ssim_frames:
-                ssim = ssim_of_frame(reference, candidate) if frame_max > 0 else 1.0
-                self.ssim.append(ssim)
-            else:
-                ssim = None  # a large frame between the sampled ones (see SSIM_FRAMES)
+                frame_ssim = ssim(reference, candidate) if frame_max > 0 else 1.0
+                self.ssim.append(frame_ssim)
             if frame is not None:
-                self.per_frame.setdefault("ssim", []).append(ssim)
+                if self.per_frame.ssim is None:
+                    self.per_frame.ssim = []
+                self.per_frame.ssim.append(frame_ssim)
             box = self.crop_box(frame) if self.crop_box is not None and frame is not None else None
             if box is not None:
                 xmin, ymin, xmax, ymax = (int(v) for v in box)
-                self.ssim_crop.append(ssim_of_frame(reference[ymin:ymax, xmin:xmax], candidate[ymin:ymax, xmin:xmax]) if frame_max > 0 else 1.0)
+                self.ssim_crop.append(ssim(reference[ymin:ymax, xmin:xmax], candidate[ymin:ymax, xmin:xmax]) if frame_max > 0 else 1.0)
         if self.stage in COSINE_STAGES:
-            ref, cand = reference.astype(np.float64), candidate.astype(np.float64)
-            rows = (ref.reshape(-1, 512), cand.reshape(-1, 512)) if ref.size % 512 == 0 else (ref.reshape(1, -1), cand.reshape(1, -1))
-            self.cosines.extend(_row_cosines(*rows))
+            self.cosines.extend(row_cosines(reference, candidate))
 
-    def _float_difference(self, frame, reference: np.ndarray, candidate: np.ndarray):
-        """|candidate - reference| in float64, counting the candidate's NaN/Inf; NaN ranks as the worst."""
-        cand = candidate.astype(np.float64)
-        diff = np.abs(cand - reference.astype(np.float64))
-        all_finite = bool(np.isfinite(diff).all())
-        if all_finite:
-            return diff, True, diff
+    def _nonfinite(self, frame, reference: np.ndarray, candidate: np.ndarray, diff: np.ndarray) -> np.ndarray:
+        """Count the candidate's NaN/Inf (a NaN or Inf in the reference is a damaged reference); NaN ranks as the worst."""
         if not np.isfinite(reference).all():
             where = "" if frame is None else f" (frame {frame})"
             raise ParityError(f"the reference dump holds NaN or Inf in {self.stage}{where}: it is damaged or was made wrong; "
                               "make it again (parity cache --clear, or re-run the reference)")
+        cand = candidate.astype(np.float64)
         nan, inf = np.isnan(cand), np.isinf(cand)
         if nan.any() or inf.any():
             self.nan += int(nan.sum())
@@ -315,20 +252,20 @@ class _Accumulator:
             if self.first_nonfinite is None:
                 index = np.unravel_index(int(np.argmax(nan | inf)), cand.shape)
                 self.first_nonfinite = {"frame": frame, "index": [int(i) for i in index]}
-        return diff, False, np.where(np.isnan(diff), np.inf, diff)
+        return np.where(np.isnan(diff), np.inf, diff)
 
     def finish(self, metrics: StageResult) -> None:
-        metrics.frames_compared = len(self.per_frame["frames"])
+        metrics.frames_compared = len(self.per_frame.frames)
         if metrics.per != "clip":
             metrics.per_frame = self.per_frame
         metrics.max_abs = self.worst_abs if self.elements else 0.0
         metrics.mean_abs = self.total_abs / self.elements if self.elements else 0.0
-        metrics.p99 = self._p99()
+        metrics.p99 = self.percentile.value
         metrics.identical = self.identical / self.units if self.units else 1.0
         metrics.nan, metrics.inf = self.nan, self.inf
         metrics.worst = self.worst
-        if self.image or self.stage in PSNR_FLOAT_STAGES:
-            metrics.psnr = psnr_from_mse(self.total_squared / self.elements if self.elements else 0.0)
+        if self.psnr_scale is not None:
+            metrics.psnr = self.squared.psnr
         finite_crop = [s for s in self.ssim_crop if np.isfinite(s)]
         metrics.ssim_crop = float(np.mean(finite_crop)) if finite_crop else None
         finite_ssim = [s for s in self.ssim if np.isfinite(s)]
@@ -370,62 +307,19 @@ class _Accumulator:
         return failures
 
     def _lowest_psnr_frame(self) -> str:
-        series = [(p, f) for p, f in zip(self.per_frame["psnr"], self.per_frame["frames"]) if p is not None]
+        series = [(p, f) for p, f in zip(self.per_frame.psnr, self.per_frame.frames) if p is not None]
         if len(series) < 2:
             return ""
         psnr, frame = min(series)
         return f" (lowest: frame {frame}, {psnr:.2f} dB)"
 
-    def _add_percentile(self, finite: np.ndarray) -> None:
-        finite = finite.ravel()
-        if self.diffs is not None:
-            self.diffs.append(finite.astype(np.uint8 if self.uint8 else np.float32))
-            if sum(d.size for d in self.diffs) > EXACT_P99_ELEMENTS:
-                self.diffs = None
-        if self.uint8:
-            counts = np.bincount(finite.astype(np.int64), minlength=256)[:256]
-            self.histogram = counts if self.histogram is None else self.histogram + counts
-        else:
-            counts = np.histogram(np.clip(finite, 0, _FLOAT_EDGES[-1]), bins=_FLOAT_EDGES)[0]
-            self.histogram = counts if self.histogram is None else self.histogram + counts
 
-    def _p99(self) -> float:
-        if self.diffs is not None:
-            values = np.concatenate(self.diffs) if self.diffs else np.zeros(1)
-            return float(np.percentile(values.astype(np.float64), 99)) if values.size else 0.0
-        assert self.histogram is not None  # filled by every add()
-        cumulative = np.cumsum(self.histogram)
-        position = int(np.searchsorted(cumulative, 0.99 * cumulative[-1]))
-        if self.uint8:
-            return float(position)
-        return 0.0 if position == 0 else float(_FLOAT_EDGES[position + 1])
-
-
-def _row_cosines(reference: np.ndarray, candidate: np.ndarray) -> list[float]:
-    out = []
-    for r, c in zip(reference, candidate):
-        nr, nc = np.linalg.norm(r), np.linalg.norm(c)
-        if not (np.isfinite(nr) and np.isfinite(nc)):
-            out.append(0.0)
-        elif nr == 0 and nc == 0:
-            out.append(1.0)
-        elif nr == 0 or nc == 0:
-            out.append(0.0)
-        else:
-            out.append(float(np.dot(r, c) / (nr * nc)))
-    return out
-
-
-def _worst_frame(stages: list[StageResult], reference: Dump, candidate: Dump) -> dict | None:
+def _worst_frame(stages: list[StageResult], reference: Dump, candidate: Dump) -> WorstFrame | None:
     output = next((s for s in stages if s.stage == "frame.output"), None)
-    if output is None or not output.per_frame or not output.per_frame["frames"]:
+    if output is None or not output.per_frame or not output.per_frame.frames:
         return None
-    _, index = min(zip(output.per_frame["psnr"], output.per_frame["frames"]))
-    return {
-        "index": int(index),
-        "reference_png": reference.frame_path("frame.output", index),
-        "candidate_png": candidate.frame_path("frame.output", index),
-    }
+    _, index = min(zip(output.per_frame.psnr, output.per_frame.frames))  # type: ignore[type-var]  # images: PSNR everywhere
+    return WorstFrame(int(index), Path(reference.frame_path("frame.output", index)), Path(candidate.frame_path("frame.output", index)))
 
 
 def _shape_hint(stage: str, reference: tuple, candidate: tuple) -> str:
@@ -440,11 +334,11 @@ def _shape_hint(stage: str, reference: tuple, candidate: tuple) -> str:
     return ""
 
 
-def _worst_text(worst: dict | None) -> str:
+def _worst_text(worst: WorstElement | None) -> str:
     if not worst:
         return ""
-    frame = "" if worst["frame"] is None else f"frame {worst['frame']}, "
-    return f"at {frame}index {tuple(worst['index'])}: reference {worst['reference']:.6g}, candidate {worst['candidate']:.6g}"
+    frame = "" if worst.frame is None else f"frame {worst.frame}, "
+    return f"at {frame}index {tuple(worst.index)}: reference {worst.reference:.6g}, candidate {worst.candidate:.6g}"
 
 
 def _frames_text(frames: list[int]) -> str:
@@ -453,7 +347,3 @@ def _frames_text(frames: list[int]) -> str:
         return "no frames"
     pieces = [str(a) if a == b else f"{a}..{b}" for a, b in frame_runs(frames)]
     return ", ".join(pieces[:6]) + (", ..." if len(pieces) > 6 else "")
-
-
-def _scalar(value) -> float:
-    return float(value)

@@ -80,8 +80,8 @@ class _Context:
 
     def frames(self, stage: str, count: int = SAMPLE_FRAMES) -> list[int]:
         metrics = self.metrics(stage)
-        frames = metrics.per_frame["frames"] if metrics and metrics.per_frame else []
-        differing = [f for f, m in zip(frames, metrics.per_frame["max_abs"]) if m > 0] if frames else []
+        frames = metrics.per_frame.frames if metrics and metrics.per_frame else []
+        differing = [f for f, m in zip(frames, metrics.per_frame.max_abs) if m > 0] if metrics and metrics.per_frame else []
         return (differing or frames)[:count]
 
     def pairs(self, stage: str, count: int = SAMPLE_FRAMES):
@@ -388,7 +388,7 @@ def _random_weights(c: _Context) -> Diagnosis | None:
     unet = c.metrics("frame.unet_output")
     if unet is not None and c.failed("frame.unet_output") and unet.psnr is not None and c.passed("frame.unet_input") and not c.failed("frame.unet_audio"):
         cosine = _centred_cosine(c, "frame.unet_output")
-        first = unet.per_frame["psnr"][0] if unet.per_frame and unet.per_frame["psnr"] else unet.psnr
+        first = unet.per_frame.psnr[0] if unet.per_frame and unet.per_frame.psnr and unet.per_frame.psnr[0] is not None else unet.psnr
         if unet.psnr < FAR_PSNR and first < FAR_PSNR and cosine < FAR_COSINE:
             return diagnosis(
                 "random_weights", "frame.unet_output",

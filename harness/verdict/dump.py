@@ -38,7 +38,9 @@ Rules (checked when a dump is opened; `dump_schema()` is the JSON Schema of the 
   3-channel PNG holding BGR as OpenCV writes it (i.e. a normal RGB PNG of the picture), float
   tensors are `.npy`; `shape` is the per-frame shape, `null` for a dimension that differs between
   frames (the pasted region's size follows each crop box);
-- dtypes are NumPy names (`float32`, `float64`, `int64`, `uint8`, ...).
+- dtypes are NumPy names (`float32`, `float64`, `int64`, `uint8`, ...);
+- every `file` and every frame's file from `pattern` lies inside the dump's folder: relative, no `..`,
+  and not through a symlink leading out (a symlink to another file of the dump is fine).
 """
 
 from __future__ import annotations
@@ -302,7 +304,7 @@ class Dump:
                 raise ParityError(f"{self.path / MANIFEST}: {stage} lists frame {outside[0]}, outside the run's {self.frame_count} frames "
                                   f"(0..{self.frame_count - 1}); frame indices count from 0 in output order")
         if "file" in entry:
-            file = self.path / entry["file"]
+            file = self._inside(entry["file"], stage, "file")
             if not file.is_file():
                 raise ParityError(f"{file}: missing; manifest.json lists it for {stage}")
             shape, dtype = _npy_header(file)
@@ -312,12 +314,22 @@ class Dump:
                 raise ParityError(f"{file}: {shape[0]} rows but manifest.json lists {len(entry['frames'])} frames for {stage}")
             return
         for index in entry["frames"]:
-            file = self.path / entry["pattern"].format(index=index)
+            file = self._inside(entry["pattern"].format(index=index), stage, "pattern")
             if not file.is_file():
                 raise ParityError(f"{file}: missing; manifest.json lists frame {index} of {stage}")
             shape, dtype = _png_header(file) if file.suffix == ".png" else _npy_header(file)
             _check_shape(shape, dtype, entry["shape"], entry["dtype"], file)
             _check_complete(file, shape, dtype)
+
+
+    def _inside(self, relative: str, stage: str, key: str) -> Path:
+        """`self.path / relative`, refused when it leads outside the dump: absolute, through `..`, or a symlink out."""
+        file = self.path / relative
+        root = self.path.resolve()
+        if Path(relative).is_absolute() or ".." in Path(relative).parts or not file.resolve().is_relative_to(root):
+            raise ParityError(f"{self.path / MANIFEST}: stage {stage}'s {key} {relative!r} leads outside the dump ({root}); "
+                              "a dump reads only files inside its own folder")
+        return file
 
 
 def dump_schema() -> dict:

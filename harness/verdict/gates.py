@@ -37,61 +37,23 @@ from __future__ import annotations
 import difflib
 import os
 import tomllib
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import fields, replace
 from pathlib import Path
-from typing import Any
 
 from ...errors import ParityError
 from ...precision import checked_precision
 from ...reference.stages import STAGE_NAMES
+from .types import Gate, Tolerance
+
+__all__ = ["Gate", "Tolerance", "default_gate", "load_gate"]
 
 ONE_LEVEL = 1 / 255 + 1e-6
-
-
-@dataclass(frozen=True)
-class Tolerance:
-    """Limits for one stage; None means not checked."""
-
-    max_abs: float | None = None
-    max_mean_abs: float | None = None
-    min_identical: float | None = None
-    min_psnr: float | None = None
-    min_ssim: float | None = None
-    min_cosine: float | None = None
-
-    def as_dict(self) -> dict[str, float]:
-        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
 
 
 TOLERANCE_KEYS = tuple(f.name for f in fields(Tolerance))
 GATE_KEYS = ("precision", "provides", "lossy_ok", "regions", "stages")
 REGION_NAMES = ("mouth", "crop_rest", "outside")
 LOSSY_REGIONS = {"mouth": 35.0, "crop_rest": 35.0, "outside": 35.0}  # default region floors with lossy_ok
-
-
-@dataclass(frozen=True)
-class Gate:
-    """Per-stage tolerances; `file` is the gate file they came from (None: built-in defaults)."""
-
-    precision: str
-    stages: dict[str, Tolerance] = field(default_factory=dict)
-    file: str | None = None
-    provides: tuple[str, ...] | None = None  # stages the candidate must provide; None: every stage the reference has
-    lossy_ok: bool = False  # frames re-encoded lossily (JPEG, video) are judged by region PSNR (`regions`) instead
-    regions: dict[str, float] = field(default_factory=dict)  # with lossy_ok: minimum PSNR (dB) per frame region
-
-    def tolerance(self, stage: str) -> Tolerance:
-        return self.stages.get(stage, Tolerance())
-
-    def required(self, stage: str) -> bool:
-        return self.provides is None or stage in self.provides
-
-    def as_dict(self) -> dict:
-        document: dict[str, Any] = {"precision": self.precision, "file": self.file,
-                                    "provides": None if self.provides is None else list(self.provides)}
-        if self.lossy_ok:
-            document.update(lossy_ok=True, regions=dict(self.regions))
-        return document
 
 
 def load_gate(path: str | os.PathLike | None = None, precision: str | None = "fp32") -> Gate:

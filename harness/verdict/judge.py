@@ -8,24 +8,23 @@ its reference dump. The result is written beside the candidate (or into `out`).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from ...errors import ParityError
 from .compare import compare_dumps
 from .dump import MANIFEST, Dump
 from .gates import load_gate
-from .result import RESULT_FILE, write_result
-from .types import Comparison
+from .result import RESULT_FILE, read_result, write_result
+from .types import Backend, Comparison
 
 
 def judge(candidate: Path, reference: Path | None, gate: Path | None, precision: str | None,
           out: Path | None) -> tuple[Comparison, Path]:
     """Compare the candidate's dump with the reference's and write result.json; returns the comparison and its path."""
     run_dir, dump_dir = locate_candidate(candidate)
-    previous = _previous_result(run_dir / RESULT_FILE) if run_dir else {}
+    previous = read_result(run_dir / RESULT_FILE) if run_dir else None
     if reference is None:
-        named = (previous.get("comparison") or {}).get("reference")
+        named = previous.comparison.reference if previous is not None and previous.comparison is not None else None
         if not named:
             raise ParityError(f"{candidate}: no reference dump named in {RESULT_FILE}; pass --reference DUMP")
         reference = Path(named) if Path(named).is_absolute() else run_dir / named
@@ -34,9 +33,9 @@ def judge(candidate: Path, reference: Path | None, gate: Path | None, precision:
     comparison = compare_dumps(reference_dump, candidate_dump, load_gate(gate, precision or candidate_dump.producer["precision"]))
     folder = Path(out) if out is not None else (run_dir or dump_dir.parent)
     producer = candidate_dump.producer
-    backend = previous.get("backend") or {"name": producer["backend"], "precision": producer["precision"], "describe": {"producer": producer}}
-    path = write_result(folder, "compare", backend=backend, inputs=previous.get("inputs"), comparison=comparison,
-                        timing=previous.get("timing"))
+    backend = (previous.backend if previous is not None else None) or Backend(producer["backend"], producer["precision"], {"producer": producer})
+    path = write_result(folder, "compare", backend=backend, inputs=previous.inputs if previous else None, comparison=comparison,
+                        timing=previous.timing if previous else None)
     return comparison, path
 
 
@@ -51,12 +50,3 @@ def locate_candidate(path: Path) -> tuple[Path | None, Path]:
     if not path.exists():
         raise ParityError(f"{path}: not found; pass a dump folder (with {MANIFEST}) or a run folder holding dump/")
     raise ParityError(f"{path}: neither a dump ({MANIFEST}) nor a run folder with dump/{MANIFEST}")
-
-
-def _previous_result(path: Path) -> dict:
-    """What the run folder's result.json says (only its reference, inputs and timing are taken)."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ParityError(f"{path}: not valid JSON ({exc}); pass --reference DUMP") from None
-    return data if isinstance(data, dict) else {}

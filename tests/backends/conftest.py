@@ -7,7 +7,8 @@ import os
 import pytest
 
 from synctalk_parity.backends.base import ModelSource
-from synctalk_parity.models.golden import golden_inputs, golden_weights
+
+from ..golden_files import golden_check_inputs, golden_inputs, golden_weights
 
 SKIP_REASON = "golden folder absent (set SYNCTALK_PARITY_GOLDEN or place it at <repo>/../shared/golden)"
 
@@ -17,7 +18,7 @@ def golden_source() -> ModelSource:
     weights = golden_weights()
     if weights is None:
         pytest.skip(SKIP_REASON)
-    return ModelSource(unet=weights[0], audio_encoder=weights[1])
+    return ModelSource(unet=weights[0], audio_encoder=weights[1], check_inputs=golden_check_inputs)  # an export made here is checked on them
 
 
 @pytest.fixture(scope="session")

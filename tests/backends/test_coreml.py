@@ -35,8 +35,10 @@ def coreml_backend(golden_source, tmp_path_factory):
     from synctalk_parity.export import export_models
     from synctalk_parity.models import load_audio_encoder, load_unet
 
+    from ..golden_files import golden_check_inputs
+
     models = load_unet(golden_source.unet), load_audio_encoder(golden_source.audio_encoder)
-    folder = export_models("coreml", *models, tmp_path_factory.mktemp("coreml"), "fp32")
+    folder = export_models("coreml", *models, tmp_path_factory.mktemp("coreml"), "fp32", check_inputs=golden_check_inputs)
     with create_backend("coreml", ModelSource(export_dir=folder), compute_units="cpu_only") as backend:
         yield backend
 

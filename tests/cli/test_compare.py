@@ -9,6 +9,10 @@ import numpy as np
 from typer.testing import CliRunner
 
 from synctalk_parity.cli import app
+from synctalk_parity.harness.verdict.compare import compare_dumps
+from synctalk_parity.harness.verdict.gates import load_gate
+from synctalk_parity.harness.verdict.result import write_result
+from synctalk_parity.harness.verdict.types import Timing
 
 from ..harness.conftest import synthetic_stages, write_dump
 
@@ -90,7 +94,8 @@ def test_run_folder_uses_the_reference_named_in_result_json(tmp_path):
     write_dump(tmp_path / "cache" / "reference", clip, rows, 5)
     run_dir = tmp_path / "run"
     write_dump(run_dir / "dump", clip, rows, 5)
-    (run_dir / "result.json").write_text(json.dumps({"command": "run", "comparison": {"reference": "../cache/reference"}, "timing": {"frames": 3, "fps": 1.0, "seconds": {}}}))
+    ran = compare_dumps(tmp_path / "cache" / "reference", run_dir / "dump", load_gate(None, "fp32"))
+    write_result(run_dir, "run", comparison=ran, timing=Timing(1.0, 3))  # as `parity run` leaves it: its reference named
     result = runner.invoke(app, ["compare", str(run_dir)], env=ENV)
     assert result.exit_code == 0, result.output
     data = json.loads((run_dir / "result.json").read_text())

@@ -49,7 +49,8 @@ def test_missing_checkpoint_is_one_line(tmp_path):
 
 
 def test_all_goes_on_past_a_failed_format_and_exits_1(tmp_path, monkeypatch):
-    def fake_export_models(fmt, unet, audio_encoder, out, precision):
+    def fake_export_models(fmt, unet, audio_encoder, out, precision, check_inputs=None):
+        assert check_inputs is not None  # the command gives the checks real inputs (the demo's)
         if fmt == "coreml":
             raise ParityError("Core ML export needs coremltools: pip install coremltools")
         if fmt == "tensorrt":
@@ -73,7 +74,7 @@ def test_all_goes_on_past_a_failed_format_and_exits_1(tmp_path, monkeypatch):
 def test_keep_fp32_reaches_the_onnx_export_and_is_refused_where_it_does_not_apply(tmp_path, monkeypatch):
     received = {}
 
-    def fake_export_models(fmt, unet, audio_encoder, out, precision, keep_fp32=None):
+    def fake_export_models(fmt, unet, audio_encoder, out, precision, keep_fp32=None, check_inputs=None):
         received.update(fmt=fmt, precision=precision, keep_fp32=keep_fp32)
         raise ParityError("stop here")
 

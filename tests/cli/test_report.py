@@ -78,7 +78,7 @@ def test_missing_run_folder_is_one_line_exit_2(tmp_path):
 def test_invalid_result_json_names_the_file(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
-    (run / "result.json").write_text('{"schema": "synctalk-parity/result", "schema_version": 1, "command": "run", "comparison": {"passed": "yes", "stages": []}}')
+    (run / "result.json").write_text('{"schema": "synctalk-parity/result", "schema_version": 2, "command": "run", "comparison": {"passed": "yes", "stages": []}}')
     result = _invoke(run)
     assert result.exit_code == 2
     assert f"{run / 'result.json'} does not follow the result.json schema: $.comparison.passed: 'yes' is not of type 'boolean'" in result.output
@@ -132,7 +132,7 @@ def test_reports_a_real_comparison(tmp_path):
     markdown = (run / "report.md").read_text()
     assert "first divergent stage `frame.output`" in markdown and comparison.stage("frame.output").failure in markdown
     page = (run / "report.html").read_text()
-    assert f"Frame {comparison.worst_frame['index']}: 200 of 3,072 pixels differ" in page
+    assert f"Frame {comparison.worst_frame.index}: 200 of 3,072 pixels differ" in page
     assert page.count("data:image/png;base64,") == 4  # reference, candidate, difference, heat map
 
 

@@ -6,7 +6,8 @@ import pytest
 
 from synctalk_parity.export import export_models
 from synctalk_parity.models import load_audio_encoder, load_unet
-from synctalk_parity.models.golden import golden_weights
+
+from ..golden_files import golden_check_inputs, golden_weights
 
 
 @pytest.fixture(scope="session")
@@ -20,12 +21,12 @@ def golden_models():
 
 @pytest.fixture(scope="session")
 def onnx_fp32_dir(golden_models, tmp_path_factory):
-    return export_models("onnx", *golden_models, tmp_path_factory.mktemp("exports"), "fp32")
+    return export_models("onnx", *golden_models, tmp_path_factory.mktemp("exports"), "fp32", check_inputs=golden_check_inputs)
 
 
 @pytest.fixture(scope="session")
 def onnx_fp16_dir(golden_models, tmp_path_factory):
-    return export_models("onnx", *golden_models, tmp_path_factory.mktemp("exports"), "fp16")
+    return export_models("onnx", *golden_models, tmp_path_factory.mktemp("exports"), "fp16", check_inputs=golden_check_inputs)
 
 
 @pytest.fixture(scope="session")
@@ -35,7 +36,7 @@ def golden_coreml(golden_models, tmp_path_factory):
 
     def export(precision: str):
         if precision not in folders:
-            folders[precision] = export_models("coreml", *golden_models, tmp_path_factory.mktemp("coreml"), precision)
+            folders[precision] = export_models("coreml", *golden_models, tmp_path_factory.mktemp("coreml"), precision, check_inputs=golden_check_inputs)
         return folders[precision]
 
     return export

@@ -21,7 +21,8 @@ from coremltools.converters.mil import Builder as mb  # noqa: E402
 from synctalk_parity.errors import ParityError  # noqa: E402
 from synctalk_parity.export.coreml import load_program  # noqa: E402
 from synctalk_parity.export.coreml_emulate import OPS, ProgramEmulator, emulate  # noqa: E402
-from synctalk_parity.models.golden import golden_inputs  # noqa: E402
+
+from ..golden_files import golden_inputs  # noqa: E402
 
 FP32_TOLERANCE, FP16_TOLERANCE = 1e-4, 1e-2
 FRAMES, WINDOWS = 2, 32

@@ -12,6 +12,8 @@ from synctalk_parity.export.onnx import export_network, to_onnx
 from synctalk_parity.export.onnx_layers import graph_of, keep_units, resolve_layers
 from synctalk_parity.models.specs import spec_for
 
+from ..golden_files import golden_check_inputs
+
 
 def test_names_go_to_the_network_whose_modules_they_name(tmp_path):
     assert parse_keep_fp32("audio_encoder.0, up3.conv,audio_encoder.11") == {"audio_encoder": ["audio_encoder.0", "audio_encoder.11"], "unet": ["up3.conv"]}
@@ -48,7 +50,7 @@ def test_module_paths_stand_for_every_layer_inside(golden_models):
 
 
 def test_the_fp16_export_keeps_the_named_layers_and_records_them(golden_models, tmp_path):
-    record = export_network(golden_models[1], tmp_path, "fp16", ["audio_encoder.0", "audio_encoder.1", "audio_encoder.2"])
+    record = export_network(golden_models[1], tmp_path, "fp16", ["audio_encoder.0", "audio_encoder.1", "audio_encoder.2"], golden_check_inputs())
     assert record.extra["keep_fp32"] == ["audio_encoder.0", "audio_encoder.1", "audio_encoder.2"]
     model = onnx.load(tmp_path / "audio_encoder.onnx")
     types = {t.name: t.data_type for t in model.graph.initializer}
@@ -69,12 +71,12 @@ def test_keep_fp32_errors_are_one_line(golden_models, tmp_path):
     assert not any(tmp_path.iterdir())  # nothing left behind
     # nothing kept: the whole encoder in fp16 misses its gate, and the export says so with the figures
     with pytest.raises(ParityError, match=r"audio_encoder ONNX export \(fp16\) differs from PyTorch by max \|diff\| .*over the tolerance 0.01"):
-        export_models("onnx", *golden_models, tmp_path, "fp16", {"audio_encoder": []})
+        export_models("onnx", *golden_models, tmp_path, "fp16", {"audio_encoder": []}, check_inputs=golden_check_inputs)
 
 
 def test_without_a_keep_set_the_fp16_audio_encoder_stays_fp32_whole(golden_models, tmp_path):
     from synctalk_parity.export import onnx as onnx_export
 
-    record = onnx_export.fp16_audio_encoder(golden_models[1], tmp_path, None)
+    record = onnx_export.fp16_audio_encoder(golden_models[1], tmp_path, None, golden_check_inputs())
     assert record.extra["precision"] == "fp32" and record.check["passed"]
     assert record.extra["precision_note"] == onnx_export.FP32_AUDIO_ENCODER_NOTE

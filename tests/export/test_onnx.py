@@ -12,8 +12,9 @@ from synctalk_parity.errors import ParityError
 from synctalk_parity.export import export_models
 from synctalk_parity.export import onnx as onnx_export
 from synctalk_parity.export.manifest import read_manifest, sha256_artifact
-from synctalk_parity.models.golden import golden_inputs
 from synctalk_parity.models.specs import ExportSpec
+
+from ..golden_files import golden_check_inputs, golden_inputs
 
 
 @pytest.mark.parametrize("precision, tolerance", [("fp32", 1e-4), ("fp16", 1e-2)])
@@ -42,7 +43,7 @@ def test_fp16_export_converts_the_unet_and_keeps_the_audio_encoder_fp32(onnx_fp1
 
 
 def test_the_advised_keep_set_makes_the_fp16_audio_encoder_pass_at_batch_1_and_4(golden_models, tmp_path):
-    record = onnx_export.fp16_audio_encoder(golden_models[1], tmp_path, onnx_export.ADVISED_KEEP_FP32["audio_encoder"])
+    record = onnx_export.fp16_audio_encoder(golden_models[1], tmp_path, onnx_export.ADVISED_KEEP_FP32["audio_encoder"], golden_check_inputs())
     assert record.extra["precision"] == "fp16" and record.extra["keep_fp32"] == ["audio_encoder.0", "audio_encoder.1"]
     print(f"advised keep-set: max|diff| by batch {record.check['max_abs_diff_by_batch']}")
     assert record.check["passed"] and set(record.check["max_abs_diff_by_batch"]) == {"1", "4"}
@@ -102,11 +103,11 @@ def test_failed_check_leaves_no_artifact(golden_models, tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_check_inputs_fall_back_to_example_inputs(monkeypatch):
-    monkeypatch.setattr(onnx_export, "golden_inputs", lambda: {})
+def test_check_inputs_fall_back_to_example_inputs():
+    from synctalk_parity.export.check_inputs import inputs_for
     from synctalk_parity.models.specs import audio_encoder_spec
 
-    source, inputs = onnx_export.check_inputs(audio_encoder_spec())
+    source, inputs = inputs_for(audio_encoder_spec(), None)
     assert source == "example" and inputs[0].shape == (4, 1, 80, 16)
 
 

@@ -150,7 +150,7 @@ def test_missing_runtime_names_exactly_what_is_missing(monkeypatch, has_tensorrt
 def test_export_called_directly_names_its_own_folder(monkeypatch, tmp_path):
     """Without export_models the files stay where they were written, and the message says so."""
     monkeypatch.setattr(trt_export, "missing_runtime", lambda: "TensorRT is not installed (pip install tensorrt)")
-    fake_onnx = types.SimpleNamespace(export=lambda unet, encoder, out_dir, precision: _fake_onnx_records(out_dir, precision))
+    fake_onnx = types.SimpleNamespace(export=lambda unet, encoder, out_dir, precision, check=None: _fake_onnx_records(out_dir, precision))
     monkeypatch.setattr(export_package, "onnx", fake_onnx, raising=False)  # what `from . import onnx` finds
     with pytest.raises(ExportUnfinished, match=f"written to {tmp_path}: run build_engines.sh there"):
         trt_export.export(fixture_unet(), fixture_audio_encoder(), tmp_path, "fp32")

@@ -91,10 +91,11 @@ class ReferenceCase:
 @pytest.fixture(scope="session")
 def reference_case(golden, sanders, tmp_path_factory) -> ReferenceCase:
     from synctalk_parity.models import load_models
-    from synctalk_parity.models.golden import golden_weights
     from synctalk_parity.reference.audio import SAMPLE_RATE, load_audio
     from synctalk_parity.reference.dataset import open_dataset
     from synctalk_parity.reference.pipeline import ReferencePipeline
+
+    from ..golden_files import golden_weights
 
     weights = golden_weights()
     if weights is None:

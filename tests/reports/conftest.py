@@ -1,18 +1,20 @@
 """Run folders as `parity run` / `compare` / `bench` leave them, for the report tests: result.json following the
-contract (written the way Python writes it: PSNR of identical frames as Infinity) and worst-frame PNGs.
+contract (written with its one codec: a non-finite number by name, PSNR of identical frames here "Infinity") and
+worst-frame PNGs.
 
 The report writers only read result.json and the PNGs it names, so these folders are all they need.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+
+from synctalk_parity.harness.verdict.result import json_text
 
 CLIP_STAGES = ("audio.pcm", "audio.mel", "audio.windows", "audio.features")
 FRAME_STAGES = ("frame.template_index", "frame.crop_box", "frame.crop_328", "frame.unet_audio", "frame.unet_input",
@@ -26,7 +28,7 @@ OUTPUT_FAILURE = "frame.output: frame 7: PSNR 38.41 dB < 45 dB; worst pixel (412
 
 
 def stage_metrics(stage: str, passed: bool = True, failure: str | None = None, worse_from: int | None = None) -> dict:
-    """A StageMetrics dict as `Comparison.to_dict()` writes it; frames from `worse_from` on differ more."""
+    """A StageResult as result.json holds it; frames from `worse_from` on differ more."""
     per = "clip" if stage.startswith("audio.") else "frame"
     image = stage in IMAGE_STAGES
     psnr_series = [math.inf if worse_from is None or frame < 3 else (52.0 - frame if frame < worse_from else 38.4 + (frame - worse_from) * 0.3)
@@ -35,7 +37,7 @@ def stage_metrics(stage: str, passed: bool = True, failure: str | None = None, w
     return {
         "stage": stage,
         "per": per,
-        "frames_compared": None if per == "clip" else len(FRAMES),
+        "frames_compared": 0 if per == "clip" else len(FRAMES),
         "max_abs": 0.0 if passed and image else (14.0 if image else (0.0391 if not passed else 3.1e-6)),
         "mean_abs": 0.0 if passed and image else (0.21 if image else (0.0012 if not passed else 4.2e-7)),
         "p99": 0.0 if passed and image else (3.0 if image else 2.2e-6),
@@ -61,7 +63,7 @@ def result_document(command: str = "run", backend: str | None = "onnxruntime", p
                     comparison: dict | None = None, timing: dict | None = None, bench: dict | None = None) -> dict:
     return {
         "schema": "synctalk-parity/result",
-        "schema_version": 1,
+        "schema_version": 2,
         "command": command,
         "created": "2026-11-21T23:40:00+00:00",
         "backend": None if backend is None else {"name": backend, "precision": precision, "describe": {"providers": ["CPUExecutionProvider"]}},
@@ -80,6 +82,7 @@ def passing_result(backend: str = "onnxruntime", precision: str = "fp32") -> dic
         "passed": True,
         "first_divergent_stage": None,
         "gate": {"precision": precision, "file": None},
+        "frame_count": {"reference": len(FRAMES), "candidate": len(FRAMES)},
         "stages": [stage_metrics(stage) for stage in (*CLIP_STAGES, *FRAME_STAGES)],
         "diagnoses": [],
         "worst_frame": None,
@@ -101,6 +104,7 @@ def failing_result(backend: str = "onnxruntime", precision: str = "fp16") -> dic
         "passed": False,
         "first_divergent_stage": "frame.unet_output",
         "gate": {"precision": precision, "file": "gates/ci.toml"},
+        "frame_count": {"reference": len(FRAMES), "candidate": len(FRAMES)},
         "stages": stages,
         "diagnoses": [{"name": "fp16_overflow", "stage": "frame.unet_output",
                        "message": "U-Net output saturates at 1.0 in 0.7% of elements in fp16: keep the last conv in fp32 (<keep_io_types>)"}],
@@ -117,7 +121,7 @@ def failing_result(backend: str = "onnxruntime", precision: str = "fp16") -> dic
          "whole_run_fps": 9.71, "first_frame_s": 0.42, "process_first_frame_s": 1.84, "process_wall_s": 9.3},
     ], "memory": [{"backend": "onnxruntime", "batch": 4, "frames": 50, "peak_rss_mb": 640.2},
                   {"backend": "onnxruntime", "batch": 4, "frames": 400, "peak_rss_mb": 643.9}],
-       "memory_growth_mb": {"onnxruntime": 3.7}}
+       "memory_growth_mb": {"onnxruntime": 643.9 - 640.2}}
     return result_document("run", backend, precision, comparison, timing, bench)
 
 
@@ -140,9 +144,9 @@ def worst_frames(height: int = 720, width: int = 1280) -> tuple[np.ndarray, np.n
 
 
 def write_run(folder: Path, result: dict, with_worst_pngs: bool = True) -> Path:
-    """A run folder: result.json (Python's json, so Infinity for identical PSNR) and the worst-frame PNGs it names."""
+    """A run folder: result.json (non-finite numbers by name: "Infinity" for identical PSNR) and the worst-frame PNGs it names."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "result.json").write_text(json.dumps(result, indent=2))
+    (folder / "result.json").write_text(json_text(result))
     worst = (result.get("comparison") or {}).get("worst_frame")
     if worst and with_worst_pngs:
         reference, candidate = worst_frames()

@@ -4,6 +4,7 @@ and that it really renders (headless Chromium: a screenshot that is not blank, e
 from __future__ import annotations
 
 import base64
+import math
 import re
 import shutil
 import subprocess
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 
 from synctalk_parity.reports import html, write_reports
-from synctalk_parity.reports.schema import load_runs
+from synctalk_parity.reports.view import load_runs
 
 from .conftest import CLIP_STAGES, FRAME_STAGES, failing_result, worst_frames, write_run
 
@@ -37,7 +38,7 @@ def test_page_is_self_contained(failing_run, passing_run):
 
 def test_verdict_stage_table_and_failures(failing_run):
     page = html.render(load_runs([failing_run]))
-    assert '<div class="verdict fail">FAIL — onnxruntime fp16; 9/13 stages within tolerance; first divergent stage frame.unet_output; diagnoses: fp16_overflow</div>' in page
+    assert '<div class="verdict fail">FAIL — onnxruntime fp16; 9/13 stages within tolerance; 13 of 13 stages compared; first divergent stage frame.unet_output; diagnoses: fp16_overflow</div>' in page
     stage_table = re.search(r"<h3>Stages</h3>\n<table>.*?</table>", page).group(0)
     stage_rows = re.findall(r'<tr( class="failed")?><td class="name">([a-z_.0-9]+)</td>', stage_table)
     assert [name for _, name in stage_rows] == [*CLIP_STAGES, *FRAME_STAGES]
@@ -67,7 +68,7 @@ def test_psnr_plot_per_frame_stage_with_gate_line(failing_run):
 
 
 def test_plot_marks_nan_frames_and_puts_identical_frames_above_the_scale():
-    svg = ET.fromstring(html.psnr_plot_svg("frame.output", [0, 1, 2, 3, 4], ["Infinity", 40.0, "NaN", 30.0, 100.0], threshold=35.0))
+    svg = ET.fromstring(html.psnr_plot_svg("frame.output", [0, 1, 2, 3, 4], [math.inf, 40.0, math.nan, 30.0, 100.0], threshold=35.0))
     ns = "{http://www.w3.org/2000/svg}"
     assert len(svg.findall(f"{ns}rect[@class='nan-mark']")) == 1
     heights = {float(c.get("cx")): float(c.get("cy")) for c in svg.findall(f"{ns}circle")}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 
 from synctalk_parity.reports import junit
-from synctalk_parity.reports.schema import load_runs
+from synctalk_parity.reports.view import load_runs
 
 from .conftest import CLIP_STAGES, FRAME_STAGES, UNET_FAILURE, failing_result, passing_result, write_run
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from synctalk_parity.reports import markdown
-from synctalk_parity.reports.schema import STAGE_COLUMNS, load_runs
+from synctalk_parity.reports.view import STAGE_COLUMNS, load_runs
 
 from .conftest import CLIP_STAGES, FRAME_STAGES, OUTPUT_FAILURE, UNET_FAILURE, failing_result, passing_result, write_run
 
@@ -106,7 +106,7 @@ def test_problems_and_stages_not_compared_are_shown(tmp_path):
     result["comparison"].update(passed=False, problems=["frame count: the candidate makes 11 output frames, the reference 12"],
                                 not_compared={"reference_only": ["audio.pcm"], "candidate_only": []})
     text = markdown.render(load_runs([write_run(tmp_path / "run", result)]))
-    assert ("**❌ FAIL** — onnxruntime fp32; 13/13 stages within tolerance; "
+    assert ("**❌ FAIL** — onnxruntime fp32; 13/13 stages within tolerance; 13 of 13 stages compared; "
             "frame count: the candidate makes 11 output frames, the reference 12") in text
     assert "**comparison**\n\n```text\nframe count: the candidate makes 11 output frames, the reference 12\n```" in text
     assert "- not compared: reference only: audio.pcm" in text

@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from synctalk_parity.cli import app
 from synctalk_parity.harness.bench.measure import UNET_GFLOP_PER_FRAME, BenchRequest, BenchResult, MemoryRow, steady_fps
+from synctalk_parity.harness.verdict.result import to_json
 
 runner = CliRunner()
 ENV = {"COLUMNS": "160"}
@@ -100,9 +101,9 @@ def test_the_sgemm_peak_is_the_rate_of_a_timed_float32_matmul(monkeypatch):
 
 def test_memory_growth_is_longest_minus_shortest():
     result = BenchResult("m", memory=[MemoryRow("onnxruntime", 1, 400, 530.0), MemoryRow("onnxruntime", 1, 100, 500.0)])
-    assert result.memory_growth_mb("onnxruntime") == 30.0
-    assert result.memory_growth_mb("torch") is None
-    assert result.to_dict()["memory_growth_mb"] == {"onnxruntime": 30.0}
+    assert result.growth_mb("onnxruntime") == 30.0
+    assert result.growth_mb("torch") is None
+    assert to_json(result)["memory_growth_mb"] == {"onnxruntime": 30.0}
 
 
 @pytest.mark.slow

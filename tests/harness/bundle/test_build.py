@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -17,9 +18,10 @@ from typer.testing import CliRunner
 from synctalk_parity.cli import app
 from synctalk_parity.harness.bundle.build import TENSOR_STAGES, hann_window, pipeline_constants, tensor_frames
 from synctalk_parity.harness.verdict.gates import default_gate
-from synctalk_parity.models.golden import golden_weights
 from synctalk_parity.reference import audio, frames
 from synctalk_parity.reference.dataset import template_schedule
+
+from ...golden_files import golden_weights
 
 runner = CliRunner()
 ENV = {"COLUMNS": "120"}
@@ -69,6 +71,10 @@ def test_bundle_holds_everything_a_port_needs(bundle: Path):
     assert np.allclose(np.load(bundle / "mel_filterbank.npy"), audio.mel_filterbank())
     porting = (bundle / "PORTING.md").read_text()
     assert "rounding_not_truncation" in porting and "| `frame.unet_output` |" in porting
+    cited = {span for span in re.findall(r"`([^`\n]+)`", porting)
+             if span.startswith(("golden/", "models/")) or span in ("pipeline.json", "window.npy", "mel_filterbank.npy", "dump.schema.json")}
+    assert {"golden/input.wav", "golden/dataset/", "models/*/unet", "pipeline.json", "dump.schema.json"} <= cited
+    assert [span for span in cited if not list(bundle.glob(span.rstrip("/") + ("*" if "*" in span else "")))] == []  # each is in the bundle
 
 
 def test_porting_guide_lists_every_registered_mistake():
@@ -217,11 +223,11 @@ def test_a_port_dumping_every_frame_is_compared_on_the_golden_frames(demo_bundle
     from synctalk_parity.models import load_models
     from synctalk_parity.reference.audio import load_audio
     from synctalk_parity.reference.dataset import open_dataset
-    from synctalk_parity.reference.demo_weights import with_demo_weights
+    from synctalk_parity.reference.demo_weights import demo_weights
     from synctalk_parity.reference.pipeline import ReferencePipeline
 
     golden = demo_bundle / "golden"
-    pipeline = ReferencePipeline(*load_models(*with_demo_weights(None, None))[:2])
+    pipeline = ReferencePipeline(*load_models(*demo_weights())[:2])
     producer = {"name": "port-under-test", "version": "0", "backend": "torch-eager", "precision": "fp32"}
 
     def port(out: Path, skip_frame: int | None = None) -> Path:

@@ -11,8 +11,9 @@ import torch
 from synctalk_parity.export.onnx import to_onnx
 from synctalk_parity.harness.locate.core import Samples
 from synctalk_parity.models import load_audio_encoder, load_unet
-from synctalk_parity.models.golden import golden_inputs, golden_weights
 from synctalk_parity.models.specs import spec_for
+
+from ...golden_files import golden_inputs, golden_weights
 
 
 @pytest.fixture(scope="session")

@@ -3,12 +3,16 @@ export locates nothing, and the names are module paths."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import onnx
 from onnx import numpy_helper
 
 from synctalk_parity.export.onnx import to_onnx
 from synctalk_parity.harness.locate.core import LAYER_TOLERANCE, locate_onnx
+from synctalk_parity.harness.locate.run import read_result, write_result
+from synctalk_parity.harness.verdict.result import json_text
 from synctalk_parity.models.specs import spec_for
 
 
@@ -62,10 +66,17 @@ def test_the_unet_layers_are_named_by_module_paths_with_calls(networks, unet_fp3
     assert result.passed, [(layer.name, layer.introduced_rel) for layer in result.worst_introducing(3)]
 
 
-def test_a_layer_forced_to_overflow_in_fp16_is_located(fragile_encoder, windows):
+def test_a_layer_forced_to_overflow_in_fp16_is_located(fragile_encoder, windows, tmp_path):
     model, _ = to_onnx(fragile_encoder, spec_for(fragile_encoder), "fp16")
     result = locate_onnx(fragile_encoder, "audio_encoder.onnx", windows, "fp16", onnx_model=model, batch=16)
     first = result.first_introducing
     assert first is not None and first.name == "audio_encoder.11.conv_block.0"
     assert first.nonfinite > 0 and first.introduced_rel == np.inf
     assert not result.output_passed
+    # locate.json holds exactly this result: written by one process, read back the same (non-finite errors by name)
+    path = write_result(result, tmp_path)
+    document = json.loads(path.read_text())
+    assert document["first_introducing"] == first.name and document["passed"] is False
+    assert document["layers"][first.index]["introduced_rel"] == "Infinity" and document["layers"][first.index]["over"] is True
+    read = read_result(path)
+    assert json_text(read) == json_text(result) and type(read) is type(result) and read.first_introducing.name == first.name

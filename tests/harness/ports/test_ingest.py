@@ -5,6 +5,7 @@ refusals, each one line, with nothing printed by OpenCV, libjpeg, libpng or ffmp
 from __future__ import annotations
 
 import shutil
+import subprocess
 
 import cv2
 import numpy as np
@@ -210,6 +211,10 @@ def test_video_frames_rate_count_and_its_sound_track(reference_case, tmp_path):
     video = read_video(path)
     assert (video.frame_count, video.fps, video.size, video.codec, video.audio_codec) == (25, 25.0, (1280, 720), "h264", "aac")
     assert len(video) == 25 and video.duration == 1.0
+    # how it was encoded, as a re-encoding of the reference needs it: VideoWriter's yuv420p, BT.601 limited range, x264 at CRF 20
+    assert (video.pixel_format, video.color_range, video.color_matrix) == ("yuv420p", "tv", "smpte170m")
+    assert video.encoder_settings is not None and video.encoder_settings.startswith("x264 - core ")
+    assert "options: " in video.encoder_settings and " crf=20.0 " in video.encoder_settings and " threads=1 " in video.encoder_settings
     decoded = list(video)
     assert len(decoded) == 25
     assert all(_psnr(d, f) > 30 for d, f in zip(decoded, frames))
@@ -243,7 +248,7 @@ def test_video_sound_is_mixed_to_mono_and_resampled_and_silence_is_none(referenc
     assert silent.audio is None and silent.audio_codec is None and silent.frame_count == 3
 
 
-def test_damaged_or_soundless_files_are_refused_as_videos(tmp_path, golden):
+def test_damaged_or_soundless_files_are_refused_as_videos(tmp_path, golden, capfd):
     (tmp_path / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 200)
     with pytest.raises(ParityError) as broken:
         read_video(tmp_path / "broken.mp4")
@@ -251,6 +256,24 @@ def test_damaged_or_soundless_files_are_refused_as_videos(tmp_path, golden):
     with pytest.raises(ParityError) as audio_only:
         read_video(golden / "talk_hb_10s.wav")
     assert "no video stream" in _one_line(audio_only)
+    assert capfd.readouterr().err == ""  # FFmpeg's own log stayed quiet
+
+
+def test_a_video_whose_container_does_not_count_its_frames(reference_case, tmp_path):
+    """Matroska keeps no frame count in its header: the packets are counted."""
+    import imageio_ffmpeg
+
+    frame = _outputs(reference_case)[0]
+    with VideoWriter(tmp_path / "port.mp4", (1280, 720)) as writer:
+        for _ in range(7):
+            writer.write(frame)
+    remux = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-i", str(tmp_path / "port.mp4"), "-c", "copy",
+                            str(tmp_path / "port.mkv")], capture_output=True)
+    assert remux.returncode == 0, remux.stderr
+    video = read_video(tmp_path / "port.mkv")
+    assert (video.frame_count, video.fps, video.codec, video.pixel_format) == (7, 25.0, "h264", "yuv420p")
+    assert video.encoder_settings is not None and "crf=20.0" in video.encoder_settings
+    assert len(list(video)) == 7
 
 
 def test_tensors_in_every_layout_ports_use(reference_case, tmp_path):

@@ -28,6 +28,7 @@ from synctalk_parity.harness.ports.simulate import (
     Variant,
     explain,
 )
+from synctalk_parity.harness.verdict.types import PSNR_IDENTICAL
 from synctalk_parity.reference import audio, frames
 from synctalk_parity.reference.audio import AudioFrontEnd, AudioWindow
 
@@ -181,12 +182,12 @@ def test_one_mistake_is_named_by_simulation(reference_case, simulator, mistake, 
     assert explanation.explained and explanation.identical
     finding = explanation.findings[0]
     assert finding.before == explanation.initial and finding.after == explanation.final
-    assert math.isinf(finding.after.box_db) and finding.before.box_db < 66  # audio mistakes move the box least: 52-62 dB here
+    assert finding.after.box_db == PSNR_IDENTICAL and finding.before.box_db < 66  # audio mistakes move the box least: 52-62 dB here
     assert "simulated vs" in finding.evidence and f"{finding.before.box_db:.1f} dB as-is" in finding.evidence
     if name == "lossy_output_q90":  # an output-wide mistake shows outside the crop box too
         assert finding.before.outside_db < 60 and "outside the box" in finding.evidence
     else:
-        assert math.isinf(finding.before.outside_db)
+        assert finding.before.outside_db == PSNR_IDENTICAL
 
 
 def test_two_mistakes_at_once_are_both_named(reference_case, simulator):
@@ -194,7 +195,7 @@ def test_two_mistakes_at_once_are_both_named(reference_case, simulator):
     explanation = explain(simulator, candidate, sample=SAMPLE, noise_floor_db=EXACT, hypotheses=FAST)
     assert explanation.names == ["no_canvas", "mask_smaller_2"], explanation.summary()
     first, second = explanation.findings
-    assert first.before.box_db < first.after.box_db < second.after.box_db == math.inf
+    assert first.before.box_db < first.after.box_db < second.after.box_db == PSNR_IDENTICAL
     assert explanation.variant == Variant().with_knobs({"finish.canvas": False, "network_input.mask_rect": (7, 7, 306, 301)}) and explanation.identical
 
 

@@ -10,9 +10,10 @@ import pytest
 
 from synctalk_parity.cli.view import comparison_lines, comparison_table
 from synctalk_parity.errors import ParityError
-from synctalk_parity.harness.verdict.compare import PSNR_IDENTICAL, compare_dumps
+from synctalk_parity.harness.verdict.compare import compare_dumps
 from synctalk_parity.harness.verdict.gates import load_gate
-from synctalk_parity.harness.verdict.result import comparison_document
+from synctalk_parity.harness.verdict.result import relative_comparison, to_json
+from synctalk_parity.harness.verdict.types import PSNR_IDENTICAL
 from synctalk_parity.reference.stages import STAGE_NAMES
 
 from ..conftest import synthetic_stages, write_dump
@@ -38,9 +39,9 @@ def test_identical_dumps_pass_with_exact_metrics(tmp_path):
         assert stage.passed and stage.max_abs == 0 and stage.identical == 1.0 and stage.nan == 0, stage.stage
     output = comparison.stage("frame.output")
     assert output.psnr == PSNR_IDENTICAL and output.ssim == 1.0 and output.frames_compared == 3
-    assert output.per_frame["frames"] == [0, 1, 2] and output.per_frame["psnr"] == [PSNR_IDENTICAL] * 3
+    assert output.per_frame.frames == [0, 1, 2] and output.per_frame.psnr == [PSNR_IDENTICAL] * 3
     assert comparison.stage("audio.features").cosine == pytest.approx(1.0)
-    data = json.loads(json.dumps(comparison_document(comparison, tmp_path), allow_nan=False))
+    data = json.loads(json.dumps(to_json(relative_comparison(comparison, tmp_path)), allow_nan=False))
     assert data["passed"] is True and data["reference"] == "ref" and data["worst_frame"]["candidate_png"] == "cand/frame.output/00000.png"
 
 
@@ -53,10 +54,10 @@ def test_unet_output_failure_names_frame_index_values_and_tolerance(tmp_path):
     assert not comparison and comparison.first_divergent_stage == "frame.unet_output"
     stage = comparison.stage("frame.unet_output")
     assert stage.max_abs == pytest.approx(3e-3, rel=1e-3)
-    assert stage.worst["frame"] == 1 and stage.worst["index"] == [2, 140, 66]
+    assert stage.worst.frame == 1 and stage.worst.index == [2, 140, 66]
     assert "1 of 921,600 elements (0.00%) exceed max |diff| 0.0001" in stage.failure
     assert "at frame 1, index (2, 140, 66): reference" in stage.failure
-    assert stage.per_frame["max_abs"][0] == 0 and stage.per_frame["max_abs"][1] == pytest.approx(3e-3, rel=1e-3)
+    assert stage.per_frame.max_abs[0] == 0 and stage.per_frame.max_abs[1] == pytest.approx(3e-3, rel=1e-3)
     assert stage.psnr > 50  # one element off: PSNR stays high, the max |diff| gate catches it
 
 
@@ -71,9 +72,9 @@ def test_image_metrics_psnr_identical_share_and_p99(tmp_path):
     changed = int(np.count_nonzero(synthetic_stages()[1][0]["frame.output"][:4, :, 0] != 255))
     assert stage.identical == pytest.approx(1 - changed / (3 * 48 * 64))
     assert stage.max_abs == 10 and stage.p99 == 0
-    assert stage.per_frame["psnr"][1:] == [PSNR_IDENTICAL, PSNR_IDENTICAL] and stage.per_frame["psnr"][0] < 50
+    assert stage.per_frame.psnr[1:] == [PSNR_IDENTICAL, PSNR_IDENTICAL] and stage.per_frame.psnr[0] < 50
     assert stage.ssim < 1.0 and "of pixels identical, gate needs >= 99.900%" in stage.failure
-    assert comparison.worst_frame["index"] == 0
+    assert comparison.worst_frame.index == 0
 
 
 def test_shape_mismatch_nan_frame_count_and_missing_frames(tmp_path):
@@ -90,7 +91,7 @@ def test_shape_mismatch_nan_frame_count_and_missing_frames(tmp_path):
     unet = comparison.stage("frame.unet_output")
     assert unet.nan == 1 and "1 NaN and 0 Inf values (first at frame 2, index (0, 1, 2))" in unet.failure
     assert "frame count: the candidate makes 4 output frames, the reference 5" in comparison.failures
-    json.dumps(comparison_document(comparison), allow_nan=False)
+    json.dumps(to_json(comparison), allow_nan=False)
 
 
 def test_frames_the_candidate_lacks_fail_by_name_and_gates_can_loosen(tmp_path):
@@ -148,7 +149,7 @@ def test_table_keeps_every_figure_on_an_80_column_console(tmp_path):
     console = Console(width=80, record=True)
     print_table(console, comparison_table(comparison))
     text = console.export_text()
-    assert "…" not in text and "identical %" in text and "NaN/Inf" in text
+    assert "…" not in text and "ident %" in text and "SSIM/cos" in text and "ident %: identical elements" in text
     assert [line.split()[:3] for line in text.splitlines() if line.strip().startswith("frame.unet_output")] == [["frame.unet_output", "3", "0.005"]]
     assert console.width == 80  # restored
 
@@ -162,7 +163,7 @@ def test_psnr_cell_says_equal_only_when_nothing_differs():
 
 
 def test_p99_from_the_histogram_matches_the_exact_one(tmp_path, monkeypatch):
-    from synctalk_parity.harness.verdict import compare
+    from synctalk_parity.harness.verdict import metrics
 
     def edit(clip, rows):
         rng = np.random.default_rng(1)
@@ -172,7 +173,7 @@ def test_p99_from_the_histogram_matches_the_exact_one(tmp_path, monkeypatch):
 
     reference, candidate = _pair(tmp_path, edit)
     exact = compare_dumps(reference, candidate, load_gate(None))
-    monkeypatch.setattr(compare, "EXACT_P99_ELEMENTS", 10)
+    monkeypatch.setattr(metrics, "EXACT_P99_ELEMENTS", 10)
     binned = compare_dumps(reference, candidate, load_gate(None))
     assert binned.stage("frame.output").p99 == exact.stage("frame.output").p99 > 0
     assert binned.stage("frame.unet_output").p99 == pytest.approx(exact.stage("frame.unet_output").p99, rel=0.03)
@@ -182,7 +183,7 @@ def test_p99_from_the_histogram_matches_the_exact_one(tmp_path, monkeypatch):
 def test_ssim_of_frame_is_scikit_images_whole_frame_ssim(where):
     from skimage.metrics import structural_similarity
 
-    from synctalk_parity.harness.verdict.compare import ssim_of_frame
+    from synctalk_parity.harness.verdict.metrics import ssim as ssim_of_frame
 
     rng = np.random.default_rng(3)
     reference = cv2.GaussianBlur(rng.integers(0, 256, (180, 240, 3), dtype=np.uint8), (5, 5), 0)
@@ -203,7 +204,7 @@ def test_ssim_does_not_depend_on_frame_order(tmp_path):
         row["frame.output"] = np.clip(row["frame.output"].astype(int) + 20, 0, 255).astype(np.uint8)
     candidate = write_dump(tmp_path / "cand", clip, changed, 8)
     output = compare_dumps(reference, candidate, load_gate(None)).stage("frame.output")
-    per_frame = output.per_frame["ssim"]
+    per_frame = output.per_frame.ssim
     assert per_frame[:3] == [1.0, 1.0, 1.0] and all(s < 1 for s in per_frame[3:])
     assert output.ssim == pytest.approx(np.mean(per_frame))
     assert output.ssim_crop is not None and output.ssim_crop < 1

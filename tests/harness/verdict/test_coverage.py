@@ -3,8 +3,6 @@ a gate file that says what a port provides turns the rest into "not provided", n
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -12,9 +10,10 @@ from typer.testing import CliRunner
 from synctalk_parity.cli import app
 from synctalk_parity.harness.verdict.compare import compare_dumps
 from synctalk_parity.harness.verdict.gates import load_gate
-from synctalk_parity.harness.verdict.result import comparison_document
+from synctalk_parity.harness.verdict.result import write_result
+from synctalk_parity.harness.verdict.types import Backend
 from synctalk_parity.reports.junit import render as render_junit
-from synctalk_parity.reports.schema import load_runs
+from synctalk_parity.reports.view import load_runs
 
 from ..conftest import synthetic_stages, write_dump
 
@@ -126,9 +125,7 @@ def test_reports_show_missing_as_failures_and_not_provided_as_skipped(tmp_path):
     comparison = compare_dumps(reference, candidate, load_gate(gate))
     run = tmp_path / "run"
     run.mkdir()
-    document = {"schema": "synctalk-parity/result", "schema_version": 1, "command": "compare",
-                "backend": {"name": "go-port", "precision": "fp32"}, "comparison": comparison_document(comparison, run)}
-    (run / "result.json").write_text(json.dumps(document))
+    write_result(run, "compare", backend=Backend("go-port", "fp32"), comparison=comparison)
     xml = render_junit(load_runs([run]))
     assert 'name="frame.mouth"' in xml and "frame.mouth: missing from the candidate" in xml
     assert xml.count("<skipped") == 10 and 'failures="1"' in xml  # 10 not provided, frame.mouth missing

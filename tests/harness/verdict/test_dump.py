@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import cv2
 import numpy as np
@@ -179,3 +180,69 @@ def test_frame_indices_outside_the_run_are_refused(synthetic_dump):
     _break(synthetic_dump, lambda m: m.__setitem__("frame_count", 2))  # frames 0..2 dumped, but the run makes 2
     with pytest.raises(ParityError, match=r"lists frame 2, outside the run's 2 frames \(0..1\)"):
         Dump.open(synthetic_dump)
+
+
+# ------------------------------------------------------------------ a manifest cannot lead outside its dump
+
+
+def _compare(candidate, reference):
+    """`parity compare CANDIDATE --reference REFERENCE` through the real CLI."""
+    from typer.testing import CliRunner
+
+    from synctalk_parity.cli import app
+
+    return CliRunner().invoke(app, ["compare", str(candidate), "--reference", str(reference), "--out", str(candidate.parent / "out")],
+                              env={"COLUMNS": "200"})
+
+
+@pytest.fixture
+def reference_and_port(tmp_path):
+    """Two dumps of the same synthetic stages: the reference and a port's (which the tests below tamper with)."""
+    clip, rows = synthetic_stages()
+    return write_dump(tmp_path / "reference", clip, rows, 5), write_dump(tmp_path / "port" / "dump", clip, rows, 5)
+
+
+def _outside_line(result, stage: str, key: str, value: str) -> None:
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1, result.output
+    assert f"stage {stage}'s {key} {value!r} leads outside the dump" in lines[0]
+
+
+@pytest.mark.parametrize("outside", ["/etc/hostname", "../../../../etc/hostname", "../reference/audio.features.npy"])
+def test_a_file_outside_the_dump_is_refused(reference_and_port, outside):
+    reference, port = reference_and_port
+    _break(port, lambda m: m["stages"]["audio.features"].__setitem__("file", outside))
+    _outside_line(_compare(port, reference), "audio.features", "file", outside)
+
+
+@pytest.mark.parametrize("outside", ["/tmp/frame.output/{index:05d}.png", "../../reference/frame.output/{index:05d}.png"])
+def test_a_pattern_outside_the_dump_is_refused(reference_and_port, outside):
+    reference, port = reference_and_port
+    _break(port, lambda m: m["stages"]["frame.output"].__setitem__("pattern", outside))
+    _outside_line(_compare(port, reference), "frame.output", "pattern", outside.format(index=0))
+
+
+def test_a_symlink_leading_out_of_the_dump_is_refused(reference_and_port, tmp_path):
+    reference, port = reference_and_port
+    (port / "audio.features.npy").unlink()
+    (port / "audio.features.npy").symlink_to(reference / "audio.features.npy")  # a valid .npy, but another dump's
+    _outside_line(_compare(port, reference), "audio.features", "file", "audio.features.npy")
+    (port / "audio.features.npy").unlink()
+    (port / "audio.features.npy").write_bytes((reference / "audio.features.npy").read_bytes())
+    frames = port / "frame.output"
+    shutil.rmtree(frames)
+    frames.symlink_to(reference / "frame.output", target_is_directory=True)  # the folder of a pattern's files, linked out
+    _outside_line(_compare(port, reference), "frame.output", "pattern", "frame.output/00000.png")
+
+
+def test_a_symlink_inside_the_dump_stays_allowed(reference_and_port):
+    reference, port = reference_and_port
+    (port / "kept").mkdir()
+    (port / "audio.features.npy").rename(port / "kept" / "features.npy")
+    (port / "audio.features.npy").symlink_to(port / "kept" / "features.npy")
+    (port / "frame.output").rename(port / "kept" / "frames")
+    (port / "frame.output").symlink_to("kept/frames", target_is_directory=True)  # relative, resolving inside
+    result = _compare(port, reference)
+    assert result.exit_code == 0, result.output
+    assert "PASS" in result.output

@@ -4,9 +4,11 @@ PORTING.md step says how to do it right; diagnoses can be made only of registere
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
+import synctalk_parity
 from synctalk_parity.harness.verdict.mistakes import MISTAKES, MISTAKES_BY_ID, VIDEO, diagnosis, mistake
 from synctalk_parity.reference.stages import STAGE_NAMES
 
@@ -26,3 +28,13 @@ def test_a_diagnosis_names_only_a_registered_mistake():
     assert (found.name, found.stage) == ("ghost_audio", "frame.unet_audio")
     with pytest.raises(KeyError, match="not a registered mistake"):
         diagnosis("audio_ghosted", "frame.unet_audio", "a typo in a detector")
+
+
+def test_every_registered_mistake_is_one_compare_makes():
+    """By a stage signature (diagnose.py), by the port judge (judge.py), or by simulation (a hypothesis of it)."""
+    from synctalk_parity.harness.ports.simulate import HYPOTHESES
+
+    package = Path(synctalk_parity.__file__).parent
+    sources = (package / "harness" / "verdict" / "diagnose.py").read_text() + (package / "harness" / "ports" / "judge.py").read_text()
+    simulated = {h.mistake for h in HYPOTHESES}
+    assert [m.id for m in MISTAKES if f'"{m.id}"' not in sources and m.id not in simulated] == []

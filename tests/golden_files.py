@@ -1,8 +1,9 @@
-"""Where the golden outputs of the original script live, and the real network inputs they hold.
+"""Where the golden outputs of the original script live, for the tests only, and the real network inputs they hold.
 
-`golden_dir()` finds the folder (env `SYNCTALK_PARITY_GOLDEN`, else `<repo>/../shared/golden`);
-`golden_inputs()` returns real U-Net and audio-encoder inputs from it, used wherever precision is
-measured (export-time checks, backend parity tests) instead of random tensors.
+`golden_dir()` finds the folder (env `SYNCTALK_PARITY_GOLDEN`, else `../shared/golden` beside this checkout);
+`golden_inputs()` returns real U-Net and audio-encoder inputs from it and `golden_check_inputs` the same as the
+export-time checks take them. The product never looks for this folder: a result must not depend on where a
+clone lies (tests/test_layout.py checks that no package module looks for `shared`).
 """
 
 from __future__ import annotations
@@ -41,6 +42,15 @@ def golden_inputs() -> dict[str, np.ndarray]:
     (mode `ave`) and `mel_windows` (247,1,80,16), all float32. Empty when there is no golden folder."""
     root = golden_dir()
     return {} if root is None else dict(_read_inputs(str(root)))
+
+
+def golden_check_inputs(audio_encoder=None):
+    """The golden inputs as the export-time checks take them (`export_models(..., check_inputs=golden_check_inputs)`):
+    the original script's own U-Net inputs (its audio encoder's windows, whatever encoder is exported)."""
+    from synctalk_parity.export.check_inputs import CheckInputs
+
+    inputs = golden_inputs()
+    return CheckInputs("golden", inputs["unet_input"], inputs["audio_window"], inputs["mel_windows"])
 
 
 @lru_cache(maxsize=2)
