@@ -24,8 +24,8 @@ def _streams(video) -> str:
 
 
 @pytest.fixture(autouse=True)
-def isolated_cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("SYNCTALK_PARITY_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+def isolated_cache(seeded_session_cache, monkeypatch):
+    monkeypatch.setenv("SYNCTALK_PARITY_CACHE", str(seeded_session_cache))
 
 
 def test_help_lists_commands():
