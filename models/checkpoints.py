@@ -1,6 +1,7 @@
 """Load and save SyncTalk_2D checkpoints in their original layouts, always with `weights_only=True`.
 
-- U-Net: a plain state dict of `Model` (`unet_328.py` names).
+- U-Net: a plain state dict of `Model` (`unet_328.py` names). A narrower U-Net of the same architecture
+  (`Model(width=...)`, the tests' small U-Net) loads too: its width is read from the input block's weights.
 - Audio encoder: `audio_visual_encoder.pth`, the state dict of the inner Sequential, i.e. keys
   without the `audio_encoder.` prefix. Files with the prefix are accepted too.
 
@@ -22,19 +23,39 @@ from ..cache import sha256_file
 from ..errors import ParityError
 from .audio_encoder import AudioEncoder
 from .fixtures import fixture_audio_encoder, fixture_unet
-from .unet import AUDIO_MODES, Model
+from .unet import AUDIO_MODES, DEFAULT_WIDTH, Model, check_width
 
 AUDIO_ENCODER_PREFIX = "audio_encoder."
 _SHOW = 5  # offending keys listed in a message
+_WIDTH_KEY = "inc.inconv.0.conv.6.weight"  # the input block's 1x1 projection: (width, 2 * 6, 1, 1)
 
 
 def load_unet(path: str | os.PathLike, mode: str = "ave") -> Model:
     """A `Model` in eval mode with the weights of the U-Net checkpoint at `path`."""
     if mode not in AUDIO_MODES:
         raise ParityError(f"unknown U-Net audio mode {mode!r}: use one of {', '.join(AUDIO_MODES)}")
-    model = Model(6, mode)
-    _load_into(model, read_state_dict(path), path, what=f"U-Net ({mode})")
+    state = read_state_dict(path)
+    width = unet_width(state)
+    if width != DEFAULT_WIDTH:
+        narrow = Model(6, mode, width)
+        if _fits(narrow, state):
+            narrow.load_state_dict(state, strict=True)
+            return narrow.eval()
+    model = Model(6, mode)  # SyncTalk's width; a file that fits no width is described against it
+    _load_into(model, state, path, what=f"U-Net ({mode})")
     return model.eval()
+
+
+def unet_width(state: Mapping[str, torch.Tensor]) -> int:
+    """The channel width of the U-Net whose state dict is `state`: the input block's output channels (SyncTalk's
+    32); the default where that weight is absent or not a width a U-Net can have."""
+    weight = state.get(_WIDTH_KEY)
+    if isinstance(weight, torch.Tensor) and weight.ndim == 4:
+        try:
+            return check_width(int(weight.shape[0]))
+        except ValueError:
+            pass
+    return DEFAULT_WIDTH
 
 
 def load_audio_encoder(path: str | os.PathLike) -> AudioEncoder:
@@ -112,6 +133,11 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             f"(top-level keys: {', '.join(map(str, list(obj)[:_SHOW]))}){hint}"
         )
     return dict(obj)
+
+
+def _fits(model: nn.Module, state: Mapping[str, torch.Tensor]) -> bool:
+    expected = model.state_dict()
+    return expected.keys() == state.keys() and all(tuple(state[k].shape) == tuple(v.shape) for k, v in expected.items())
 
 
 def _load_into(model: nn.Module, state: Mapping[str, torch.Tensor], path, what: str) -> None:

@@ -12,14 +12,14 @@ import torch
 from torch import nn
 
 from .audio_encoder import AudioEncoder
-from .unet import Model
+from .unet import DEFAULT_WIDTH, Model
 
 
-def fixture_unet(seed: int = 0, mode: str = "ave") -> Model:
-    """A U-Net with seeded weights, in eval mode."""
+def fixture_unet(seed: int = 0, mode: str = "ave", width: int = DEFAULT_WIDTH) -> Model:
+    """A U-Net with seeded weights, in eval mode (`width` < 32: the small U-Net of the plumbing tests)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = Model(6, mode)
+        model = Model(6, mode, width)
         _perturb_batchnorm(model)
     return model.eval()
 

@@ -3,6 +3,12 @@
 Module names follow the original `unet_328.py` exactly, so real checkpoints load with
 `strict=True` (REFERENCE.md section D). The network maps a 6-channel image (real + masked crop,
 BGR, /255) and an audio window to a 3-channel BGR mouth in [0, 1].
+
+`width` (the input block's channels, 32 in SyncTalk's network, the default) scales every channel count
+of the U-Net and its audio branch together: `width=8` is the same architecture, names and input/output
+shapes with 1/4 the channels and about 1/12 the work (the tests' small U-Net for plumbing, never
+for fidelity). The interface (6 x 320 x 320 image, the mode's audio window, 3 x 320 x 320 mouth) does
+not change with it.
 """
 
 from __future__ import annotations
@@ -12,6 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .shapes import AUDIO_INPUT_SHAPES, AUDIO_MODES, IMAGE_INPUT_SHAPE, OUTPUT_SHAPE  # noqa: F401  (re-exported)
+
+DEFAULT_WIDTH = 32  # SyncTalk's 328 U-Net: input block 32 channels, bottleneck and audio branch 512
 
 
 class InvertedResidual(nn.Module):
@@ -101,17 +109,17 @@ def _conv_bn_relu(cin: int, cout: int, stride, padding: int) -> tuple[nn.Conv2d,
 
 
 class AudioConvWenet(nn.Module):
-    """Audio branch for wenet features, input (B, 256, 16, 32)."""
+    """Audio branch for wenet features, input (B, 256, 16, 32); output `16 * width` channels (512)."""
 
-    def __init__(self):
+    def __init__(self, width: int = DEFAULT_WIDTH):
         super().__init__()
         self.conv1 = InvertedResidual(256, 256, stride=1, use_res_connect=True, expand_ratio=2)
         self.conv2 = InvertedResidual(256, 256, stride=1, use_res_connect=True, expand_ratio=2)
-        self.conv3, self.bn3 = _conv_bn_relu(256, 256, (1, 2), 1)
-        self.conv4 = InvertedResidual(256, 256, stride=1, use_res_connect=True, expand_ratio=2)
-        self.conv5, self.bn5 = _conv_bn_relu(256, 512, 2, 3)
-        self.conv6 = InvertedResidual(512, 512, stride=1, use_res_connect=True, expand_ratio=2)
-        self.conv7 = InvertedResidual(512, 512, stride=1, use_res_connect=True, expand_ratio=2)
+        self.conv3, self.bn3 = _conv_bn_relu(256, 8 * width, (1, 2), 1)
+        self.conv4 = InvertedResidual(8 * width, 8 * width, stride=1, use_res_connect=True, expand_ratio=2)
+        self.conv5, self.bn5 = _conv_bn_relu(8 * width, 16 * width, 2, 3)
+        self.conv6 = InvertedResidual(16 * width, 16 * width, stride=1, use_res_connect=True, expand_ratio=2)
+        self.conv7 = InvertedResidual(16 * width, 16 * width, stride=1, use_res_connect=True, expand_ratio=2)
         self.relu = nn.ReLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -123,19 +131,19 @@ class AudioConvWenet(nn.Module):
 
 
 class AudioConvHubert(nn.Module):
-    """Audio branch for hubert features, input (B, 32, 32, 32)."""
+    """Audio branch for hubert features, input (B, 32, 32, 32); output `16 * width` channels (512)."""
 
     conv3_stride: int | tuple[int, int] = 2
 
-    def __init__(self):
+    def __init__(self, width: int = DEFAULT_WIDTH):
         super().__init__()
-        self.conv1 = InvertedResidual(32, 64, stride=1, use_res_connect=False, expand_ratio=2)
-        self.conv2 = InvertedResidual(64, 128, stride=1, use_res_connect=False, expand_ratio=2)
-        self.conv3, self.bn3 = _conv_bn_relu(128, 256, self.conv3_stride, 1)
-        self.conv4 = InvertedResidual(256, 256, stride=1, use_res_connect=True, expand_ratio=2)
-        self.conv5, self.bn5 = _conv_bn_relu(256, 512, 2, 3)
-        self.conv6 = InvertedResidual(512, 512, stride=1, use_res_connect=True, expand_ratio=2)
-        self.conv7 = InvertedResidual(512, 512, stride=1, use_res_connect=True, expand_ratio=2)
+        self.conv1 = InvertedResidual(32, 2 * width, stride=1, use_res_connect=False, expand_ratio=2)
+        self.conv2 = InvertedResidual(2 * width, 4 * width, stride=1, use_res_connect=False, expand_ratio=2)
+        self.conv3, self.bn3 = _conv_bn_relu(4 * width, 8 * width, self.conv3_stride, 1)
+        self.conv4 = InvertedResidual(8 * width, 8 * width, stride=1, use_res_connect=True, expand_ratio=2)
+        self.conv5, self.bn5 = _conv_bn_relu(8 * width, 16 * width, 2, 3)
+        self.conv6 = InvertedResidual(16 * width, 16 * width, stride=1, use_res_connect=True, expand_ratio=2)
+        self.conv7 = InvertedResidual(16 * width, 16 * width, stride=1, use_res_connect=True, expand_ratio=2)
         self.relu = nn.ReLU()
 
     forward = AudioConvWenet.forward
@@ -150,17 +158,27 @@ class AudioConvAve(AudioConvHubert):
 _AUDIO_BRANCHES = {"ave": AudioConvAve, "hubert": AudioConvHubert, "wenet": AudioConvWenet}
 
 
-class Model(nn.Module):
-    """The 328 U-Net: `forward(image (B,6,320,320), audio (B,*AUDIO_INPUT_SHAPES[mode])) -> (B,3,320,320)`."""
+def check_width(width: int) -> int:
+    """`width` if a U-Net can have it (a positive even channel count: the last blocks halve it), else ValueError."""
+    if isinstance(width, bool) or not isinstance(width, int) or width < 2 or width % 2:
+        raise ValueError(f"U-Net width must be a positive even number of channels (SyncTalk's is {DEFAULT_WIDTH}), not {width!r}")
+    return width
 
-    def __init__(self, n_channels: int = 6, mode: str = "ave"):
+
+class Model(nn.Module):
+    """The 328 U-Net: `forward(image (B,6,320,320), audio (B,*AUDIO_INPUT_SHAPES[mode])) -> (B,3,320,320)`.
+
+    `width`: channels of the input block (SyncTalk's: 32); every later block has the original's multiple of it."""
+
+    def __init__(self, n_channels: int = 6, mode: str = "ave", width: int = DEFAULT_WIDTH):
         super().__init__()
         if mode not in _AUDIO_BRANCHES:
             raise ValueError(f"unknown audio mode {mode!r}; expected one of {', '.join(AUDIO_MODES)}")
         self.n_channels = n_channels
         self.mode = mode
-        ch = [32, 64, 128, 256, 512]
-        self.audio_model = _AUDIO_BRANCHES[mode]()
+        self.width = check_width(width)
+        ch = [width, 2 * width, 4 * width, 8 * width, 16 * width]  # SyncTalk's: 32, 64, 128, 256, 512
+        self.audio_model = _AUDIO_BRANCHES[mode](width)
         self.fuse_conv = nn.Sequential(
             DoubleConvDW(ch[4] * 2, ch[4], stride=1),
             DoubleConvDW(ch[4], ch[3], stride=1),

@@ -5,17 +5,26 @@
     windows = mel_windows(mel)              # (N, 1, 80, 16) float32
     features = pad_features(encoder(windows))   # (N + 2, 512)
     unet_audio = unet_audio_window(features, i)  # (32, 16, 16) for output frame i
+
+The choices a port can get wrong are knobs with the original's values as defaults: `AudioFrontEnd` (PCM to
+features: pre-emphasis, STFT centring and padding, window, magnitude, mel scale, dB, normalization, padding)
+and `AudioWindow` (which feature rows a frame's U-Net audio input holds). The simulation of port mistakes
+(`harness/ports/simulate.py`) runs these same functions with other values.
 """
 
 from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 
 from ..errors import ParityError
+from .knobs import check_choices, choice
 
 SAMPLE_RATE = 16000
 PREEMPHASIS = 0.97
@@ -33,8 +42,59 @@ MEL_FPS = 80  # mel frames per second (16000 / 200)
 VIDEO_FPS = 25
 ENCODER_BATCH = 64
 UNET_AUDIO_ROWS = 16  # feature rows per U-Net audio input: i-8 .. i+7
+FEATURE_SIZE = 512  # audio encoder output per window
 PAD_MODES = ("constant", "reflect")  # librosa >= 0.10 default, and older librosa's
 DEFAULT_PAD_MODE = "constant"
+WINDOWS = ("periodic", "symmetric")  # Hann: periodic as librosa (scipy fftbins=True), symmetric (fftbins=False)
+SPECTRA = ("magnitude", "power")
+MEL_SCALES = ("slaney", "htk")
+MEL_RANGES = ("[-4,4]", "[0,4]")
+AUDIO_SOURCES = ("window", "zero", "constant", "tiled")
+
+
+@dataclass(frozen=True)
+class AudioFrontEnd:
+    """PCM to padded features (REFERENCE.md A.2-A.7 and A.11): the choices a port makes, the original's by default.
+
+    The object is the identity of the features it makes: equal front ends make equal features, so it (or
+    `parts()`) is what caches of features and mels are keyed by. Fields marked `frame_count` change how many
+    output frames the clip makes.
+    """
+
+    preemphasis: float = PREEMPHASIS  # y[n] = x[n] - k x[n-1]; 0: none (the float32 PCM goes to the STFT as it is)
+    center: bool = field(default=True, metadata={"frame_count": True})  # n_fft/2 padding each side: T = 1 + S // 200
+    pad_mode: str = choice(DEFAULT_PAD_MODE, PAD_MODES, "STFT pad mode")  # 'constant' (librosa >= 0.10) or 'reflect' (older)
+    window: str = choice("periodic", WINDOWS, "Hann window")  # periodic (librosa's) or symmetric
+    spectrum: str = choice("magnitude", SPECTRA)  # |STFT|, or "power": |STFT|^2
+    mel_scale: str = choice("slaney", MEL_SCALES)  # librosa's default, or "htk"
+    ref_level_db: float = float(REF_LEVEL_DB)  # subtracted after 20 log10
+    mel_range: str = choice("[-4,4]", MEL_RANGES, "mel normalization range")  # symmetric [-4, 4], or "[0,4]"
+    padded: bool = field(default=True, metadata={"frame_count": True})  # first and last feature rows repeated once
+
+    def __post_init__(self) -> None:
+        check_choices(self)
+
+    def parts(self) -> dict[str, Any]:
+        """Every field with its value (JSON-ready): the front end's part of a cache key."""
+        return asdict(self)
+
+
+FRAME_COUNT_KNOBS = frozenset(f.name for f in fields(AudioFrontEnd) if f.metadata.get("frame_count"))
+
+
+@dataclass(frozen=True)
+class AudioWindow:
+    """Which feature rows output frame i's U-Net audio input holds (REFERENCE.md B.8), the original's by default.
+
+    `source`: "window", rows i-8 .. i+7 (zeros outside the features); "zero", silence; "constant", frame 0's
+    window for every frame; "tiled", row i repeated 16 times. `shift` k moves the rows read by k.
+    """
+
+    source: str = choice("window", AUDIO_SOURCES, "U-Net audio source")
+    shift: int = 0
+
+    def __post_init__(self) -> None:
+        check_choices(self)
 
 
 def load_audio(path: str | os.PathLike) -> np.ndarray:
@@ -93,39 +153,50 @@ def audio_decoder(path: str | os.PathLike) -> str:
         return (version.strip().splitlines() or ["ffmpeg (unknown version)"])[0]
 
 
-def preemphasis(pcm: np.ndarray) -> np.ndarray:
+def preemphasis(pcm: np.ndarray, coefficient: float = PREEMPHASIS) -> np.ndarray:
     """`y[n] = x[n] - 0.97 x[n-1]` (float64, as scipy.signal.lfilter returns)."""
     from scipy.signal import lfilter
 
-    return lfilter([1, -PREEMPHASIS], [1], pcm)
+    return lfilter([1, -coefficient], [1], pcm)
 
 
-def mel_spectrogram(pcm: np.ndarray, pad_mode: str = DEFAULT_PAD_MODE) -> np.ndarray:
-    """Normalized log-mel spectrogram, time-major `(T, 80)` float64, `T = 1 + S // 200`.
+def mel_spectrogram(pcm: np.ndarray, front_end: AudioFrontEnd = AudioFrontEnd()) -> np.ndarray:
+    """Normalized log-mel spectrogram, time-major `(T, 80)` float64, `T = 1 + S // 200` (centred STFT).
 
-    `pad_mode` is the STFT's centre padding: 'constant' (librosa >= 0.10) or 'reflect' (older
+    The STFT's centre padding (`front_end.pad_mode`): 'constant' (librosa >= 0.10) or 'reflect' (older
     librosa); it changes the first and last two frames only.
     """
     import librosa
 
-    if pad_mode not in PAD_MODES:
-        raise ParityError(f"unknown STFT pad mode {pad_mode!r}: use one of {', '.join(PAD_MODES)}")
-    spectrum = librosa.stft(
-        y=preemphasis(pcm), n_fft=N_FFT, hop_length=HOP_LENGTH, win_length=WIN_LENGTH, pad_mode=pad_mode,  # type: ignore[arg-type]
-    )
-    mel = np.dot(mel_filterbank(), np.abs(spectrum))
-    db = 20 * np.log10(np.maximum(1e-5, mel)) - REF_LEVEL_DB
-    normalized = np.clip(
-        (2 * MAX_ABS_VALUE) * ((db - MIN_LEVEL_DB) / -MIN_LEVEL_DB) - MAX_ABS_VALUE, -MAX_ABS_VALUE, MAX_ABS_VALUE
-    )
+    y = preemphasis(pcm, front_end.preemphasis) if front_end.preemphasis else pcm
+    window: Any = "hann"
+    if front_end.window == "symmetric":
+        from scipy.signal import get_window
+
+        window = get_window("hann", WIN_LENGTH, fftbins=False)
+    spectrum = np.abs(librosa.stft(
+        y=y, n_fft=N_FFT, hop_length=HOP_LENGTH, win_length=WIN_LENGTH, window=window, center=front_end.center,
+        pad_mode=front_end.pad_mode,  # type: ignore[arg-type]
+    ))
+    if front_end.spectrum == "power":
+        spectrum = spectrum**2
+    mel = np.dot(mel_filterbank(front_end.mel_scale), spectrum)
+    db = 20 * np.log10(np.maximum(1e-5, mel)) - front_end.ref_level_db
+    if front_end.mel_range == "[-4,4]":
+        normalized = np.clip(
+            (2 * MAX_ABS_VALUE) * ((db - MIN_LEVEL_DB) / -MIN_LEVEL_DB) - MAX_ABS_VALUE, -MAX_ABS_VALUE, MAX_ABS_VALUE
+        )
+    else:
+        normalized = np.clip(MAX_ABS_VALUE * ((db - MIN_LEVEL_DB) / -MIN_LEVEL_DB), 0, MAX_ABS_VALUE)
     return normalized.T
 
 
-def mel_filterbank() -> np.ndarray:
-    """librosa's Slaney mel filterbank `(80, 401)` for 16 kHz, n_fft 800, 55..7600 Hz."""
+def mel_filterbank(scale: str = "slaney") -> np.ndarray:
+    """librosa's mel filterbank `(80, 401)` for 16 kHz, n_fft 800, 55..7600 Hz: Slaney scale and norm (the
+    original's, librosa's default), or the HTK scale."""
     import librosa
 
-    return librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS, fmin=FMIN, fmax=FMAX)
+    return librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS, fmin=FMIN, fmax=FMAX, htk=scale == "htk")
 
 
 def window_count(mel_frames: int) -> int:
@@ -158,23 +229,58 @@ def mel_windows(mel: np.ndarray, source: str = "audio") -> np.ndarray:
     return windows
 
 
-def encode_windows(encode, windows: np.ndarray, batch_size: int = ENCODER_BATCH) -> np.ndarray:
+def encode_windows(encode: Callable[[np.ndarray], np.ndarray], windows: np.ndarray, batch_size: int = ENCODER_BATCH) -> np.ndarray:
     """Run `encode((B,1,80,16)) -> (B,512)` over all windows in batches of 64: `(N, 512)` float32."""
     parts = [encode(windows[i : i + batch_size]) for i in range(0, len(windows), batch_size)]
     return np.concatenate(parts, axis=0).astype(np.float32, copy=False)
 
 
-def pad_features(features: np.ndarray) -> np.ndarray:
+def feature_count(windows: int, front_end: AudioFrontEnd = AudioFrontEnd()) -> int:
+    """How many feature rows (= output frames) `windows` encoder windows make: N + 2 padded."""
+    return windows + 2 if front_end.padded else windows
+
+
+def feature_source(row: int, windows: int, front_end: AudioFrontEnd = AudioFrontEnd()) -> int | None:
+    """The encoder window that feature row `row` holds; None outside the features. Padded features repeat
+    the first and the last window once."""
+    if not 0 <= row < feature_count(windows, front_end):
+        return None
+    return min(max(row - 1, 0), windows - 1) if front_end.padded else row
+
+
+def pad_features(features: np.ndarray, front_end: AudioFrontEnd = AudioFrontEnd()) -> np.ndarray:
     """Repeat the first and last rows once: `(N, 512)` -> `(N + 2, 512)`; the video has N + 2 frames."""
-    return np.concatenate([features[:1], features, features[-1:]], axis=0)
+    rows = [feature_source(row, len(features), front_end) for row in range(feature_count(len(features), front_end))]
+    return features[np.asarray(rows, dtype=np.intp)]
 
 
-def unet_audio_window(features: np.ndarray, frame: int) -> np.ndarray:
-    """Rows `frame-8 .. frame+7` of the padded features (zeros outside), as `(32, 16, 16)` float32."""
+class FeatureRows(Protocol):
+    """What `unet_audio_window` reads: the padded features, or anything giving their rows on demand."""
+
+    @property
+    def shape(self) -> tuple[int, ...]: ...
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, row: int) -> np.ndarray: ...
+
+
+def unet_audio_rows(frame: int, window: AudioWindow = AudioWindow()) -> list[int | None]:
+    """The feature row each of the 16 rows of frame `frame`'s U-Net audio input holds (None: zeros)."""
+    if window.source == "zero":
+        return [None] * UNET_AUDIO_ROWS
+    if window.source == "tiled":
+        return [frame + window.shift] * UNET_AUDIO_ROWS
     half = UNET_AUDIO_ROWS // 2
+    centre = (0 if window.source == "constant" else frame) + window.shift
+    return list(range(centre - half, centre + half))
+
+
+def unet_audio_window(features: np.ndarray | FeatureRows, frame: int, window: AudioWindow = AudioWindow()) -> np.ndarray:
+    """Rows `frame-8 .. frame+7` of the padded features (zeros outside), as `(32, 16, 16)` float32."""
     rows = np.zeros((UNET_AUDIO_ROWS, features.shape[1]), dtype=np.float32)
-    for r, source in enumerate(range(frame - half, frame + half)):
-        if 0 <= source < len(features):
+    for r, source in enumerate(unet_audio_rows(frame, window)):
+        if source is not None and 0 <= source < len(features):
             rows[r] = features[source]
     return rows.reshape(32, 16, 16)
 

@@ -18,11 +18,12 @@ import numpy as np
 
 from ..atomic import building
 from ..errors import ParityError
-from .frames import LANDMARK_COUNT, crop_box
+from .frames import LANDMARK_COUNT, Box, FrameGeometry, crop_box
 
 IMAGE_DIR = "full_body_img"
 LANDMARK_DIR = "landmarks"
 IMAGE_SUFFIXES = (".jpg", ".png")
+ORIGINAL_GEOMETRY = FrameGeometry()  # frame i uses template schedule[i] and that template's crop box
 
 
 def template_schedule(frames: int, template_count: int) -> list[int]:
@@ -70,7 +71,7 @@ class Template:
     index: int
     image_path: Path
     landmarks: np.ndarray  # (110, 2) float32
-    box: tuple[int, int, int, int]  # xmin, ymin, xmax, ymax
+    box: Box  # xmin, ymin, xmax, ymax
 
     def read_image(self) -> np.ndarray:
         image = cv2.imread(str(self.image_path), cv2.IMREAD_COLOR)
@@ -91,8 +92,24 @@ class Dataset:
     def template_count(self) -> int:
         return len(self.templates)
 
-    def schedule(self, frames: int) -> list[int]:
-        return template_schedule(frames, self.template_count)
+    def schedule(self, frames: int, geometry: FrameGeometry = ORIGINAL_GEOMETRY) -> list[int]:
+        """The template index of each of `frames` output frames (the ping-pong schedule; `geometry.template_offset`
+        moves it, clipped to the templates)."""
+        return [self.frame_template(scheduled, geometry) for scheduled in template_schedule(frames, self.template_count)]
+
+    def frame_template(self, scheduled: int, geometry: FrameGeometry = ORIGINAL_GEOMETRY) -> int:
+        """The template an output frame uses when the schedule gives it `scheduled`."""
+        return self._clip(scheduled + geometry.template_offset)
+
+    def frame_box(self, template_index: int, geometry: FrameGeometry = ORIGINAL_GEOMETRY) -> Box:
+        """The crop box of a frame made from template `template_index`: that template's, or (a port's mistake) the
+        box of the template `geometry.landmark_offset` away, or of template `geometry.box_template` for all."""
+        if geometry.box_template is not None:
+            return self.templates[self._clip(geometry.box_template)].box
+        return self.templates[self._clip(template_index + geometry.landmark_offset)].box
+
+    def _clip(self, template_index: int) -> int:
+        return min(max(template_index, 0), self.template_count - 1)
 
 
 def open_dataset(path: str | os.PathLike, start_frame: int = 0, cache_dir: Path | None = None) -> Dataset:

@@ -148,7 +148,8 @@ class Run:
             lines.append(("sound track", port.audio_track.text))
         if port.simulation:
             for finding in port.simulation.findings:
-                lines.append((f"simulated: {finding.name}", f"{finding.description}; {finding.evidence}"))
+                what = f"simulated: {finding.name}" + (f" ({finding.mistake})" if finding.mistake and finding.mistake != finding.name else "")
+                lines.append((what, f"{finding.description}; {finding.evidence}" + (f"; fix: {finding.fix}" if finding.fix else "")))
             simulation = port.simulation
             lines.append(("simulation", "explained" if simulation.explained else "not fully explained: " + "; ".join(simulation.unexplained)))
         return lines

@@ -1,14 +1,32 @@
-"""Shared fixtures: the golden outputs of the original script and the real dataset, skipped when absent."""
+"""Shared fixtures: the golden outputs of the original script and the real dataset (skipped when absent), the
+cache the session shares, and the small U-Net of the plumbing tests.
+
+The cache: every test of a session uses one cache, the one every command uses ($SYNCTALK_PARITY_CACHE, else
+~/.cache/synctalk-parity; CI points it at an empty folder), pinned in the environment for the session so that
+subprocesses use it too. What is slow to make is made there once per cache, not once per test: the demo weights
+(`demo_weights_files`, ~30 s) and the golden exports (`golden_export`, 15-40 s each). A test that must see an
+empty cache (a reference computed, then reused; `parity cache --clear`) takes `fresh_cache`: a folder of its own
+holding copies of the demo inputs and the demo weights only.
+
+The small U-Net (`small_weights`): SyncTalk's architecture, module names and input/output shapes at width 8
+(1/4 of every channel count, 1/12 of the work), seeded, untrained. For plumbing only (exit codes, caches, atomic
+writes, batching, reports): its output is nearly constant, so nothing that measures fidelity or speed uses it.
+"""
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from .golden_files import golden_dir
+from synctalk_parity.cache import CACHE_ENV, cache_root
+
+from .golden_files import golden_check_inputs, golden_dir, golden_weights
 
 SHARED_HINT = "../shared is not beside this checkout (a fresh clone); CI has it"
+SMALL_WIDTH = 8
 
 
 @pytest.fixture(scope="session")
@@ -26,3 +44,97 @@ def sanders(golden: Path) -> Path:
     if not (path / "full_body_img").is_dir():
         pytest.skip(f"dataset sanders-mini not found: {SHARED_HINT}")
     return path
+
+
+# ----- the cache the session shares -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_cache() -> Iterator[Path]:
+    """The cache of the whole session ($SYNCTALK_PARITY_CACHE, else the default), pinned in the environment."""
+    root = cache_root()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(CACHE_ENV, str(root))
+        yield root
+
+
+@pytest.fixture(scope="session")
+def demo_weights_files(session_cache: Path) -> tuple[Path, Path]:
+    """The demo weights `(unet_328_ave.pth, audio_visual_encoder.pth)`, made once per cache (~30 s on 2 cores)."""
+    from synctalk_parity.cache import cache_folder
+    from synctalk_parity.reference.demo import make_demo
+    from synctalk_parity.reference.demo_weights import demo_weights
+
+    with pytest.MonkeyPatch.context() as patch:  # in the session's cache, whatever a test set around this call
+        patch.setenv(CACHE_ENV, str(session_cache))
+        make_demo(cache_folder("demo"))  # the demo inputs (reused when there), which fresh caches copy too
+        return demo_weights()
+
+
+def seed_cache(folder: Path, demo_weights_files: tuple[Path, Path]) -> Path:
+    """Make `folder` a cache holding copies of the session cache's demo inputs and demo weights, and nothing else.
+    Copies, not links: a test may damage or clear its cache without touching the session's."""
+    weights_entry = demo_weights_files[0].parent
+    session = weights_entry.parent.parent
+    shutil.copytree(session / "demo", folder / "demo", dirs_exist_ok=True)
+    shutil.copytree(weights_entry, folder / "weights" / weights_entry.name, dirs_exist_ok=True)
+    return folder
+
+
+@pytest.fixture
+def fresh_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, demo_weights_files) -> Path:
+    """`<tmp_path>/cache`: a cache of this test's own, set in the environment, holding copies of the demo inputs and
+    the demo weights and nothing else (no reference, export or mel)."""
+    folder = seed_cache(tmp_path / "cache", demo_weights_files)
+    monkeypatch.setenv(CACHE_ENV, str(folder))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def seeded_session_cache(tmp_path_factory, demo_weights_files) -> Path:
+    """`<basetemp>/cache`: one empty cache for the tests that share theirs across a module or the session (a
+    reference computed by the first run, reused by the next), seeded with the demo inputs and demo weights."""
+    return seed_cache(tmp_path_factory.getbasetemp() / "cache", demo_weights_files)
+
+
+# ----- exports of the golden weights, made once per cache ------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def golden_export(session_cache: Path) -> Callable[[str, str], Path]:
+    """`golden_export(fmt, precision)`: the golden checkpoints exported by `export_models` (with its export-time
+    checks) into the session cache, as a backend exports checkpoints: once per cache, shared by the export and
+    backend tests. Tests read these folders; one that alters an export works on a copy."""
+    from synctalk_parity.backends.base import ModelSource
+    from synctalk_parity.backends.exports import cached_export
+
+    weights = golden_weights()
+    if weights is None:
+        pytest.skip("golden folder absent (set SYNCTALK_PARITY_GOLDEN or place it at <repo>/../shared/golden)")
+
+    def export(fmt: str, precision: str = "fp32") -> Path:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv(CACHE_ENV, str(session_cache))
+            return cached_export(ModelSource(unet=weights[0], audio_encoder=weights[1], precision=precision, check_inputs=golden_check_inputs), fmt)
+
+    return export
+
+
+# ----- the small U-Net of the plumbing tests -----------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def small_weights(tmp_path_factory) -> tuple[Path, Path]:
+    """`(unet.pth, audio_visual_encoder.pth)`: the small U-Net (width 8, seed 0) and the fixture audio encoder
+    (seed 0), as original-layout checkpoints. Plumbing only: untrained, its output is nearly constant."""
+    from synctalk_parity.models import fixture_audio_encoder, fixture_unet, save_audio_encoder, save_unet
+
+    folder = tmp_path_factory.mktemp("small-weights")
+    return (save_unet(fixture_unet(seed=0, width=SMALL_WIDTH), folder / "unet_328_ave_w8.pth"),
+            save_audio_encoder(fixture_audio_encoder(seed=0), folder / "audio_visual_encoder.pth"))
+
+
+@pytest.fixture(scope="session")
+def small_weight_args(small_weights) -> list[str]:
+    """`--unet <small U-Net> --audio-encoder <fixture encoder>` for a command line."""
+    return ["--unet", str(small_weights[0]), "--audio-encoder", str(small_weights[1])]

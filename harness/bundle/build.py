@@ -47,10 +47,11 @@ from ...reference import dataset as dataset_module
 from ...reference.audio import load_audio
 from ...reference.dataset import IMAGE_DIR, LANDMARK_DIR, open_dataset, template_schedule
 from ...reference.pipeline import REFERENCE_VERSION, ReferencePipeline
-from ...reference.stages import STAGES
+from ...reference.stages import STAGE_NAMES, STAGES
 from ..inputs import resolve_inputs
 from ..verdict.dump import DumpWriter, dump_schema
 from ..verdict.gates import default_gate
+from ..verdict.mistakes import MISTAKES, VIDEO
 
 PIPELINE_SCHEMA = "synctalk-parity/pipeline"
 PIPELINE_VERSION = 1
@@ -260,8 +261,17 @@ def porting_guide(storage: list[dict] | None = None) -> str:
                   f"{_tolerance_text(row['tolerance'])} | {_tolerance_text(fp16[stage.name])} |"
                   for stage, row in zip(STAGES, gate_table("fp32"))]
     golden = "\n".join(_golden_section(storage)) if storage is not None else ""
-    text = porting_template().substitute(stage_rows="\n".join(stage_rows), golden_section=golden, **porting_constants())
+    text = porting_template().substitute(stage_rows="\n".join(stage_rows), golden_section=golden, mistakes=porting_mistakes(),
+                                         **porting_constants())
     return re.sub(r"\n{3,}", "\n\n", text)
+
+
+def porting_mistakes() -> str:
+    """PORTING.md's table of usual mistakes: the mistake registry (`harness/verdict/mistakes.py`), in stage order, each
+    with the id `parity compare` names it by and what to change."""
+    order = {name: i for i, name in enumerate((*STAGE_NAMES, VIDEO))}
+    rows = [f"| `{m.stage}` | {m.title} | `{m.id}` | {m.fix} |" for m in sorted(MISTAKES, key=lambda m: order[m.stage])]
+    return "\n".join(["| stage | mistake | id | what to change |", "| --- | --- | --- | --- |", *rows])
 
 
 def porting_template() -> Template:

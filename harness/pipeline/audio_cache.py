@@ -5,9 +5,9 @@ librosa's STFT and mel filters import scipy.signal and numba (numba compiles lib
 of a run's start-up on 2 cores, more than everything else before the first frame together. The mel is a pure
 function of the audio file's bytes, the decoder and the code and libraries that compute it, so it is cached like
 the reference and the exports: `<cache>/audio/<key>/mel.npy` (float64, exactly what `reference.audio.
-mel_spectrogram` returned; 0.5 MB for 10 s), keyed by the file's sha256, the decoder, the reference/ code and the
-library versions. On a miss the caller imports librosa in the background while the backend loads
-(`prefetch_librosa`).
+mel_spectrogram` returned; 0.5 MB for 10 s), keyed by the file's sha256, the decoder, every knob of the front
+end (`AudioFrontEnd().parts()`), the reference/ code and the library versions. On a miss the caller imports
+librosa in the background while the backend loads (`prefetch_librosa`).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ MEL_FILE = "mel.npy"
 def mel_parts(path: Path) -> dict[str, Any]:
     """What decides the mel's bytes: the file, how it is decoded, and the code and libraries that compute it."""
     return {
-        "inputs": {"audio": sha256_file(path), "decoder": audio.audio_decoder(path), "pad_mode": audio.DEFAULT_PAD_MODE},
+        "inputs": {"audio": sha256_file(path), "decoder": audio.audio_decoder(path), "front_end": audio.AudioFrontEnd().parts()},
         "environment": environment(("reference",), REFERENCE_LIBRARIES),
     }
 

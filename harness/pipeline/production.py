@@ -1,7 +1,8 @@
 """The production pipeline: the reference's stages on any backend, batched and streamed.
 
-The same stage functions as the reference (`reference/audio.py`, `reference/frames.py`), arranged
-for speed: audio features for the whole clip in batches; then three overlapping steps joined by
+The same stage functions as the reference (`reference/audio.py`, `reference/frames.py`), composed by the
+reference's own two halves of a frame (`reference/pipeline.py`: `frame_inputs` before the network,
+`finish_frame` after it), arranged for speed: audio features for the whole clip in batches; then three overlapping steps joined by
 bounded queues, so memory stays flat however long the video is:
 
     reader thread    template image (small LRU: the ping-pong revisits templates), crop_328,
@@ -31,8 +32,9 @@ import numpy as np
 
 from ...backends.base import Backend
 from ...errors import ParityError
-from ...reference import audio, frames
+from ...reference import audio
 from ...reference.dataset import Dataset
+from ...reference.pipeline import FrameInputs, finish_frame, frame_inputs
 from ...reference.stages import ClipStages, FrameStages
 
 DEFAULT_BATCH = 4
@@ -102,11 +104,7 @@ class ProductionPipeline:
         images = _TemplateCache(dataset, self.template_cache)
         for index, template_index in enumerate(dataset.schedule(run.total)):
             t = time.perf_counter()
-            image = images.get(template_index)
-            box = dataset.templates[template_index].box
-            crop = frames.crop_328(image, box)
-            item = _Frame(index, template_index, image, box, crop, frames.unet_input(crop),
-                          audio.unet_audio_window(features, index))
+            item = _Frame(frame_inputs(dataset, features, index, template_index, images.get(template_index)))
             run.add("read", time.perf_counter() - t)
             run.put(run.to_infer, item)
         run.put(run.to_infer, _END)
@@ -119,7 +117,7 @@ class ProductionPipeline:
 
         def call(frames: list[_Frame]) -> np.ndarray:
             t = time.perf_counter()
-            outputs = self.backend.generate(np.stack([f.unet_input for f in frames]), np.stack([f.unet_audio for f in frames]))
+            outputs = self.backend.generate(np.stack([f.inputs.unet_input for f in frames]), np.stack([f.inputs.unet_audio for f in frames]))
             run.add("infer", time.perf_counter() - t)
             return outputs
 
@@ -151,19 +149,14 @@ class ProductionPipeline:
     def _write(self, on_frame: FrameSink, progress: Progress | None, run: _Run) -> None:
         while (item := run.get(run.to_write)) is not _END:
             t = time.perf_counter()
-            mouth = frames.mouth_from_output(item.unet_output)
-            region = frames.pasted_region(item.crop, mouth, item.box)
-            stages = FrameStages(
-                index=item.index, template_index=item.template_index, crop_box=item.box, crop_328=item.crop,
-                unet_audio=item.unet_audio, unet_input=item.unet_input, unet_output=item.unet_output,
-                mouth=mouth, pasted_region=region, output=frames.paste(item.image, region, item.box),
-            )
+            assert item.unet_output is not None
+            stages = finish_frame(item.inputs, item.unet_output)
             run.add("paste", time.perf_counter() - t)
             t = time.perf_counter()
             on_frame(stages)
             run.add("write", time.perf_counter() - t)
             if progress:
-                progress(item.index + 1, run.total)
+                progress(stages.index + 1, run.total)
 
     def __repr__(self) -> str:
         return f"ProductionPipeline({self.backend.name}, batch={self.batch})"
@@ -176,13 +169,7 @@ _END = object()  # end of stream, sent down each queue once
 
 @dataclass
 class _Frame:
-    index: int
-    template_index: int
-    image: np.ndarray  # the decoded template, shared with the cache: read-only
-    box: tuple[int, int, int, int]
-    crop: np.ndarray
-    unet_input: np.ndarray
-    unet_audio: np.ndarray
+    inputs: FrameInputs  # its image is the decoded template, shared with the cache: read-only
     unet_output: np.ndarray | None = None
 
 

@@ -40,6 +40,7 @@ from ..verdict.compare import compare_dumps
 from ..verdict.dump import Dump, DumpWriter
 from ..verdict.gates import Gate, load_gate
 from ..verdict.metrics import SquaredError, squared_error
+from ..verdict.mistakes import diagnosis
 from ..verdict.result import write_result
 from ..verdict.types import (
     AudioTrack,
@@ -333,25 +334,25 @@ def _port_diagnoses(comparison: Comparison, alignment: Alignment | None, lossy: 
     found = list(comparison.diagnoses)
     if alignment is not None:
         if alignment.offset:
-            found.append(Diagnosis("frame_offset", "frame.output", f"the frames are shifted by {alignment.offset:+d} against the reference "
+            found.append(diagnosis("frame_offset", "frame.output", f"the frames are shifted by {alignment.offset:+d} against the reference "
                                    f"({alignment.summary()}): a numbering or template-index mistake"))
         if alignment.missing or alignment.extra:
-            found.append(Diagnosis("frames_missing", "frame.output", alignment.summary()))
+            found.append(diagnosis("frames_missing", "frame.output", alignment.summary()))
     if lossy is not None and lossy.lossy:
-        found.append(Diagnosis("lossy_output", "frame.output", lossy.text))
+        found.append(diagnosis("lossy_output", "frame.output", lossy.text))
     if video_fps is not None and abs(video_fps - 25) >= 0.01:
-        found.append(Diagnosis("wrong_frame_rate", "video", f"the video runs at {video_fps:g} fps; the pipeline makes 25 frames a second of audio"))
+        found.append(diagnosis("wrong_frame_rate", "video", f"the video runs at {video_fps:g} fps; the pipeline makes 25 frames a second of audio"))
     if audio_track and audio_track.same_signal and audio_track.offset_ms is not None and abs(audio_track.offset_ms) > AV_OFFSET_MS:
-        found.append(Diagnosis("av_offset", "video", f"the video's sound is {audio_track.offset_ms:+.0f} ms off the frames "
+        found.append(diagnosis("av_offset", "video", f"the video's sound is {audio_track.offset_ms:+.0f} ms off the frames "
                                f"(cross-correlation with the input audio, {audio_track.correlation:.2f}): lips and sound are out of sync"))
     elif audio_track and audio_track.present and audio_track.same_signal is False:
-        found.append(Diagnosis("wrong_sound_track", "video", audio_track.text))
+        found.append(diagnosis("wrong_sound_track", "video", audio_track.text))
     comparison.diagnoses = found
 
 
 def _simulate(request: PortRequest, dataset, pcm: np.ndarray, cand: Dump, ref: Dump, alignment: Alignment | None, lossy: LossyEvidence | None):
     from ...backends import ModelSource, create_backend, default_backend
-    from .simulate import Hypothesis, Simulator, explain
+    from .simulate import Simulator, explain, lossy_output
 
     frames = sorted(set(cand.frames("frame.output")) & set(ref.frames("frame.output")))
     picks = sorted({frames[round(p)] for p in np.linspace(0, len(frames) - 1, min(SIMULATION_FRAMES, len(frames)))})
@@ -364,8 +365,7 @@ def _simulate(request: PortRequest, dataset, pcm: np.ndarray, cand: Dump, ref: D
         prior = []
         if lossy is not None and lossy.lossy and lossy.kind == "jpeg" and lossy.estimated_quality:
             q = lossy.estimated_quality
-            prior.append((Hypothesis(f"lossy_output_q{q}", f"output frame JPEG-encoded at quality {q} (a lossy frame writer)", "output frame",
-                                     (("lossy_output", q),)), f"the frames are JPEG quality {q} ({lossy.text.split(';')[0]})"))
+            prior.append((lossy_output(q), f"the frames are JPEG quality {q} ({lossy.text.split(';')[0]})"))
         explanation = explain(simulator, candidate, boxes, sample=picks, candidate_frame_count=count, prior=prior)
         worst = min(explanation.per_frame, key=lambda i: explanation.per_frame[i].box_db)
         return explanation, {worst: simulator.frames(explanation.variant, [worst])[worst]}
@@ -398,9 +398,10 @@ def _worst_mouth(out: Path, ref: Dump, cand: Dump, explanation, simulated: dict[
 def _simulation_diagnoses(comparison: Comparison, explanation) -> None:
     found = list(comparison.diagnoses)
     for finding in explanation.findings:
-        found.append(Diagnosis(f"simulated:{finding.name}", "frame.output", f"{finding.hypothesis.description}: {finding.evidence}"))
+        found.append(Diagnosis(f"simulated:{finding.mistake.id}", "frame.output",
+                               f"{finding.hypothesis.description}: {finding.evidence}; fix: {finding.mistake.fix}"))
     if not explanation.explained and explanation.registration is not None:
-        found.append(Diagnosis("geometry", "frame.output", explanation.registration.describe()))
+        found.append(diagnosis("geometry", "frame.output", explanation.registration.describe()))
     comparison.diagnoses = found
 
 
@@ -414,6 +415,7 @@ def port_document(kind: str, candidate: Path, alignment: Alignment | None, regio
     if lossy is not None:
         port.lossy = Lossy(lossy.lossy, lossy.kind, lossy.estimated_quality, lossy.outside_psnr, lossy.text)
     if explanation is not None:
-        port.simulation = Simulation([Finding(f.name, f.hypothesis.description, f.evidence) for f in explanation.findings], explanation.explained,
-                                     explanation.summary(), list(explanation.sample), list(explanation.unexplained), explanation.seconds)
+        findings = [Finding(f.name, f.hypothesis.description, f.evidence, f.mistake.id, f.mistake.fix) for f in explanation.findings]
+        port.simulation = Simulation(findings, explanation.explained, explanation.summary(), list(explanation.sample), list(explanation.unexplained),
+                                     explanation.seconds)
     return port

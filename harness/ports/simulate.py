@@ -9,17 +9,25 @@ of mistakes whose frames match the candidate's.
     explanation = explain(simulator, {i: frame_i, ...}, sample=[0, 7, 19, 33], candidate_frame_count=246)
     print(explanation.summary())
 
-**Variants.** A `Variant` is one pipeline: the reference (`Variant()`) with some of its steps replaced,
-field by field: the audio front end (STFT centring and padding, window, pre-emphasis, magnitude, mel
-scale, dB reference, normalization, feature padding), the U-Net audio input (silent, constant, one row
-tiled, shifted), the frame geometry (template and landmark offsets, one box for all, crop
-interpolation, JPEG-compressed templates or crops), the U-Net image input (channel order, halves,
-scale, mask rectangle) and what follows the network (rounding, channel order, the 328 canvas, paste
-interpolation, lossy output). `Simulator.frames(variant, indices)` makes that pipeline's output frames.
+**Variants.** A `Variant` (`reference/pipeline.py`) is one pipeline: every knob of the reference's stage
+functions, by stage group: the audio front end (`front_end`: pre-emphasis, STFT centring and padding,
+window, magnitude, mel scale, dB reference, normalization, feature padding), the U-Net audio input
+(`audio_window`: silent, constant, one row tiled, shifted), the frame geometry (`geometry`: template and
+landmark offsets, one box for all, crop interpolation, JPEG-compressed templates or crops), the U-Net image
+input (`network_input`: channel order, halves, scale, mask rectangle) and what follows the network
+(`finish`: rounding, channel orders, the 328 canvas, paste interpolation, lossy output). `Variant()` is the
+reference. `Simulator.frames(variant, indices)` makes that pipeline's output frames with the reference's own
+stage functions (`frame_inputs`, then `finish_frame` on the network's output): there is no second
+implementation of a stage here.
 
-**Cost.** Features are cached per front end (and only the 64-window encoder batches that hold the
-windows the sampled frames read are encoded, batched as the reference batches them, so the reference's
-features come out bit for bit); U-Net outputs are cached by the hash of their inputs, so every mistake after the network,
+**Hypotheses.** A catalogued `Hypothesis` is one concrete form of a registered mistake
+(`harness/verdict/mistakes.py`): `mask_smaller_2` is a form of `mask_rectangle_off`. It sets knobs, named
+`group.field`; findings carry its mistake's id, so a result names a mistake as the stage signatures do.
+
+**Cost.** Features are cached per front end (the `AudioFrontEnd` object is the key: every field of it,
+so a knob added there cannot be left out) and only the 64-window encoder batches that hold the windows the
+sampled frames read are encoded, batched as the reference batches them, so the reference's features come
+out bit for bit; U-Net outputs are cached by the hash of their inputs, so every mistake after the network,
 and every combination of them, reuses the outputs; the rest (crop, paste, JPEG) is recomputed, in
 milliseconds.
 
@@ -27,7 +35,7 @@ milliseconds.
 frames and the variant's, measured separately inside the crop boxes and outside them (so output-wide
 mistakes such as a lossy frame writer count), combined as the PSNR of the mean of the two squared
 errors. It starts from the reference; each round it tries every catalogued hypothesis (`HYPOTHESES`)
-that touches none of the steps already replaced, on top of the accepted ones, and accepts the best if
+that touches none of the knobs already turned, on top of the accepted ones, and accepts the best if
 it raises the score by at least `margin_db` (1 dB by default: 21% less squared error; two runtimes'
 U-Nets differ by about 90 dB, an error 10^5 times smaller than a 20-40 dB mismatch, while a mistake that
 explains the frames moves the score by several dB) without making any sampled frame worse by more than the
@@ -55,7 +63,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import cv2
@@ -63,8 +71,15 @@ import numpy as np
 
 from ...errors import ParityError
 from ...reference import audio, frames
-from ...reference.dataset import Dataset, template_schedule
+from ...reference.audio import AudioFrontEnd
+from ...reference.dataset import Dataset
+from ...reference.frames import FrameGeometry
+from ...reference.pipeline import FrameInputs, Variant, finish_frame, frame_inputs
+from ...reference.stages import FrameStages
 from ..verdict.metrics import PSNR_IDENTICAL, psnr
+from ..verdict.mistakes import Mistake, mistake
+
+__all__ = ["HYPOTHESES", "HYPOTHESES_BY_NAME", "Hypothesis", "Simulator", "Variant", "explain"]
 
 Box = tuple[int, int, int, int]
 Generate = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (B,6,320,320), (B,32,16,16) -> (B,3,320,320)
@@ -80,172 +95,132 @@ FP16_NOISE_FLOOR_DB = 45.0
 MARGIN_DB = 1.0
 JPEG_QUALITIES = (50, 75, 90, 95)
 SCREEN_TOP = 4  # pre-network hypotheses scored on all sampled frames after screening on one
-FEATURE_SIZE = 512  # audio encoder output per window
 INTERPOLATION_NAMES = {cv2.INTER_CUBIC: "bicubic", cv2.INTER_LINEAR: "bilinear", cv2.INTER_NEAREST: "nearest", cv2.INTER_AREA: "area"}
-AUDIO_INPUTS = ("window", "zero", "constant", "tiled")
-INPUT_SCALES = ("/255", "none", "[-1,1]")
-MEL_RANGES = ("[-4,4]", "[0,4]")
-ROUNDINGS = ("truncate", "round")
-
-
-@dataclass(frozen=True)
-class Variant:
-    """One pipeline: the reference with some steps replaced. `Variant()` is the reference.
-
-    The three audio mistakes that replace the U-Net audio input (silence, one constant window, one
-    row tiled) are the values of one field, `audio_input`, since they exclude each other.
-    """
-
-    # audio front end: mel spectrogram and features
-    no_center: bool = False  # STFT center=False: no n_fft/2 padding, T = 1 + (S - 800) // 200 mel frames
-    other_pad_mode: bool = False  # the other STFT centre padding ('reflect' for 'constant' and back)
-    symmetric_window: bool = False  # Hann window symmetric (scipy fftbins=False); the reference's is periodic
-    no_preemphasis: bool = False
-    power: bool = False  # |STFT|^2; the reference takes the magnitude |STFT|
-    htk_mel: bool = False  # HTK mel scale; the reference's is Slaney
-    ref_level_db: float = float(audio.REF_LEVEL_DB)  # subtracted after 20 log10
-    mel_range: str = "[-4,4]"  # normalization: symmetric [-4, 4] (reference) or [0, 4]
-    features_unpadded: bool = False  # first and last feature rows not repeated: N frames, not N + 2
-    # U-Net audio input
-    audio_input: str = "window"  # rows i-8..i+7 (reference); "zero"; "constant" (frame 0's for all); "tiled" (row i x 16)
-    audio_shift: int = 0  # frame i reads rows i-8+k .. i+7+k
-    # frame geometry
-    template_offset: int = 0  # template schedule[i] + k (clipped to the templates)
-    landmark_offset: int = 0  # the crop box of template t + k
-    box_from_frame: int | None = None  # one template's crop box for every frame
-    jpeg_inputs: int | None = None  # the template JPEG-compressed at this quality before use
-    crop_interp: int = cv2.INTER_CUBIC
-    jpeg_crop: int | None = None  # the 328 crop JPEG-compressed at this quality
-    # U-Net image input
-    mask_rect: tuple[int, int, int, int] | None = frames.MASK_RECT  # (x, y, w, h); None: masked half left unmasked
-    input_channels_swapped: bool = False  # RGB, RGB
-    input_halves_swapped: bool = False  # masked half first
-    input_scale: str = "/255"  # "/255" (reference), "none" (0..255), "[-1,1]"
-    # after the network
-    rounding: str = "truncate"  # "round": floor(x * 255 + 0.5)
-    output_channels_swapped: bool = False  # U-Net output read as RGB: the mouth's channels reversed
-    jpeg_mouth: int | None = None  # the 320 mouth JPEG-compressed at this quality
-    no_canvas: bool = False  # mouth resized straight onto the crop box, without the 328 canvas
-    paste_interp: int = cv2.INTER_CUBIC
-    paste_channels_swapped: bool = False  # the pasted region (the whole box) channel-reversed
-    frame_channels_swapped: bool = False  # the whole output frame channel-reversed
-    lossy_output: int | None = None  # the output frame JPEG-encoded (cv2.imencode) at this quality
-
-    def __post_init__(self) -> None:
-        for name, allowed in (("audio_input", AUDIO_INPUTS), ("input_scale", INPUT_SCALES), ("mel_range", MEL_RANGES), ("rounding", ROUNDINGS)):
-            if getattr(self, name) not in allowed:
-                raise ParityError(f"Variant.{name}: {getattr(self, name)!r} is not one of {', '.join(allowed)}")
-
-    @property
-    def frontend(self) -> tuple[Any, ...]:
-        """The front-end fields' values: the key of this variant's features."""
-        return tuple(getattr(self, name) for name in FRONTEND_FIELDS)
-
-    def differences(self) -> dict[str, Any]:
-        """The fields that differ from the reference, with their values."""
-        reference = Variant()
-        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) != getattr(reference, f.name)}
-
-
-FRONTEND_FIELDS = ("no_center", "other_pad_mode", "symmetric_window", "no_preemphasis", "power", "htk_mel", "ref_level_db", "mel_range",
-                   "features_unpadded")
-COUNT_FIELDS = frozenset({"no_center", "features_unpadded"})  # the front-end fields that change the frame count
-AFTER_NETWORK_FIELDS = frozenset({"rounding", "output_channels_swapped", "jpeg_mouth", "no_canvas", "paste_interp", "paste_channels_swapped",
-                                  "frame_channels_swapped", "lossy_output"})
+COUNT_KNOBS = frozenset(f"front_end.{name}" for name in audio.FRAME_COUNT_KNOBS)  # the knobs that change the frame count
+AFTER_NETWORK_GROUP = "finish"  # the knobs whose stages follow the network: they reuse its outputs
 
 
 @dataclass(frozen=True)
 class Hypothesis:
-    """A named port mistake: a function Variant -> Variant that sets some fields."""
+    """A catalogued port mistake in one concrete form: a function Variant -> Variant that sets some knobs
+    (`group.field` -> value); `mistake` is its id in the mistake registry."""
 
     name: str
     description: str
     category: str
     changes: tuple[tuple[str, Any], ...]
+    mistake: str
+
+    def __post_init__(self) -> None:
+        knobs = Variant().knobs()
+        unknown = [name for name, _ in self.changes if name not in knobs]
+        if unknown:
+            raise ParityError(f"hypothesis {self.name}: {unknown[0]!r} is not a knob of the pipeline (one of {', '.join(knobs)})")
+        mistake(self.mistake)
 
     def __call__(self, variant: Variant) -> Variant:
-        return replace(variant, **dict(self.changes))
+        return variant.with_knobs(dict(self.changes))
 
     @property
     def fields(self) -> frozenset[str]:
+        """The knobs it sets."""
         return frozenset(name for name, _ in self.changes)
 
     @property
     def after_network(self) -> bool:
         """True when it changes only steps after the U-Net (its outputs are reused)."""
-        return self.fields <= AFTER_NETWORK_FIELDS
+        return all(name.partition(".")[0] == AFTER_NETWORK_GROUP for name in self.fields)
+
+    @property
+    def registered(self) -> Mistake:
+        """The registered mistake this is a form of: its title and the fix in the port's terms."""
+        return mistake(self.mistake)
+
+
+def lossy_output(quality: int) -> Hypothesis:
+    """Output frames JPEG-encoded at `quality`: a lossy frame writer."""
+    return Hypothesis(f"lossy_output_q{quality}", f"output frame JPEG-encoded at quality {quality} (a lossy frame writer)", "output frame",
+                      (("finish.output_jpeg", quality),), "lossy_output")
 
 
 def _catalogue() -> list[Hypothesis]:
     h: list[Hypothesis] = []
 
-    def add(name: str, description: str, category: str, **changes: Any) -> None:
-        h.append(Hypothesis(name, description, category, tuple(changes.items())))
+    def add(name: str, description: str, category: str, changes: dict[str, Any], mistake_id: str | None = None) -> None:
+        h.append(Hypothesis(name, description, category, tuple(changes.items()), mistake_id or name))
 
     front = "audio front end"
-    add("stft_no_center", "STFT with center=False (no n_fft/2 padding): 4 mel frames fewer, so fewer output frames", front, no_center=True)
-    add("stft_other_pad_mode", "the other STFT centre padding (reflect for constant, or constant for reflect: older librosa)", front, other_pad_mode=True)
-    add("symmetric_window", "symmetric Hann window instead of the periodic one librosa uses", front, symmetric_window=True)
-    add("no_preemphasis", "pre-emphasis (y[n] = x[n] - 0.97 x[n-1]) skipped", front, no_preemphasis=True)
-    add("power_spectrum", "power |STFT|^2 instead of the magnitude |STFT| before the mel filterbank", front, power=True)
-    add("htk_mel", "HTK mel scale instead of librosa's Slaney scale", front, htk_mel=True)
-    add("no_ref_level", "the -20 dB reference level not subtracted after 20 log10", front, ref_level_db=0.0)
-    add("mel_range_0_4", "mel normalized to [0, 4] instead of the symmetric [-4, 4]", front, mel_range="[0,4]")
+    add("stft_no_center", "STFT with center=False (no n_fft/2 padding): 4 mel frames fewer, so fewer output frames", front,
+        {"front_end.center": False})
+    add("stft_other_pad_mode", "STFT centre padding by reflection ('reflect', older librosa) instead of zeros ('constant')", front,
+        {"front_end.pad_mode": "reflect"})
+    add("symmetric_window", "symmetric Hann window instead of the periodic one librosa uses", front, {"front_end.window": "symmetric"})
+    add("no_preemphasis", "pre-emphasis (y(n) = x(n) - 0.97 x(n-1)) skipped", front, {"front_end.preemphasis": 0.0})
+    add("power_spectrum", "power |STFT|^2 instead of the magnitude |STFT| before the mel filterbank", front, {"front_end.spectrum": "power"})
+    add("htk_mel", "HTK mel scale instead of librosa's Slaney scale", front, {"front_end.mel_scale": "htk"})
+    add("no_ref_level", "the -20 dB reference level not subtracted after 20 log10", front, {"front_end.ref_level_db": 0.0})
+    add("mel_range_0_4", "mel normalized to [0, 4] instead of the symmetric [-4, 4]", front, {"front_end.mel_range": "[0,4]"})
     add("features_unpadded", "features not padded (first and last rows not repeated): 2 frames fewer, every frame's audio one row on",
-        front, features_unpadded=True)
+        front, {"front_end.padded": False}, "audio_dropped")
 
     sound = "U-Net audio input"
-    add("audio_zero", "U-Net audio input all zeros (silence)", sound, audio_input="zero")
-    add("audio_constant", "one U-Net audio input (frame 0's) for every frame", sound, audio_input="constant")
-    add("audio_tiled", "one feature row (row i) tiled over the 16-row audio window", sound, audio_input="tiled")
+    add("audio_zero", "U-Net audio input all zeros (silence)", sound, {"audio_window.source": "zero"}, "ghost_audio")
+    add("audio_constant", "one U-Net audio input (frame 0's) for every frame", sound, {"audio_window.source": "constant"}, "ghost_audio")
+    add("audio_tiled", "one feature row (row i) tiled over the 16-row audio window", sound, {"audio_window.source": "tiled"})
     for k in (1, -1, 2, -2):
         add(f"audio_shift_{k:+d}", f"audio window shifted by {k:+d} feature row{'s' if abs(k) > 1 else ''} (rows i{k - 8:+d}..i{k + 7:+d})", sound,
-            audio_shift=k)
+            {"audio_window.shift": k}, "audio_shifted")
 
     geometry = "frame geometry"
     for k in (1, -1):
-        add(f"template_offset_{k:+d}", f"template off by {k:+d}: frame i uses template schedule[i]{k:+d}", geometry, template_offset=k)
+        add(f"template_offset_{k:+d}", f"template off by {k:+d}: frame i uses the scheduled template {k:+d}", geometry,
+            {"geometry.template_offset": k}, "template_off_by_one")
     for k in (1, -1):
-        add(f"landmark_offset_{k:+d}", f"crop box from the landmarks of template t{k:+d}, not of the template used", geometry, landmark_offset=k)
-    add("box_from_template_0", "one crop box, template 0's, for every frame", geometry, box_from_frame=0)
+        add(f"landmark_offset_{k:+d}", f"crop box from the landmarks of template t{k:+d}, not of the template used", geometry,
+            {"geometry.landmark_offset": k}, "landmark_off_by_one")
+    add("box_from_template_0", "one crop box, template 0's, for every frame", geometry, {"geometry.box_template": 0}, "crop_box_wrong_frame")
     for flag in (cv2.INTER_LINEAR, cv2.INTER_NEAREST, cv2.INTER_AREA):
-        add(f"crop_{INTERPOLATION_NAMES[flag]}", f"crop resized to 328 x 328 with {INTERPOLATION_NAMES[flag]} instead of bicubic", geometry, crop_interp=flag)
+        add(f"crop_{INTERPOLATION_NAMES[flag]}", f"crop resized to 328 x 328 with {INTERPOLATION_NAMES[flag]} instead of bicubic", geometry,
+            {"geometry.interpolation": flag}, "resize_not_bicubic")
     for q in JPEG_QUALITIES:
-        add(f"jpeg_template_q{q}", f"template frames JPEG-compressed at quality {q} before cropping", geometry, jpeg_inputs=q)
+        add(f"jpeg_template_q{q}", f"template frames JPEG-compressed at quality {q} before cropping", geometry, {"geometry.template_jpeg": q},
+            "jpeg_template")
     for q in JPEG_QUALITIES:
-        add(f"jpeg_crop_q{q}", f"the 328 x 328 crop JPEG-compressed at quality {q}", geometry, jpeg_crop=q)
+        add(f"jpeg_crop_q{q}", f"the 328 x 328 crop JPEG-compressed at quality {q}", geometry, {"geometry.crop_jpeg": q}, "jpeg_crop")
 
     image = "U-Net image input"
-    add("input_rgb", "U-Net image input in RGB order (the network expects BGR)", image, input_channels_swapped=True)
-    add("input_halves_swapped", "U-Net image input halves swapped: masked half first, real half second", image, input_halves_swapped=True)
-    add("input_unscaled", "U-Net image input not divided by 255 (0..255)", image, input_scale="none")
-    add("input_minus1_1", "U-Net image input scaled to [-1, 1] instead of [0, 1]", image, input_scale="[-1,1]")
+    add("input_rgb", "U-Net image input in RGB order (the network expects BGR)", image, {"network_input.channels": "rgb"}, "channels_swapped")
+    add("input_halves_swapped", "U-Net image input halves swapped: masked half first, real half second", image,
+        {"network_input.halves": "masked,real"})
+    add("input_unscaled", "U-Net image input not divided by 255 (0..255)", image, {"network_input.scale": "none"}, "wrong_input_scaling")
+    add("input_minus1_1", "U-Net image input scaled to [-1, 1] instead of [0, 1]", image, {"network_input.scale": "[-1,1]"}, "wrong_input_scaling")
     x, y, w, hh = frames.MASK_RECT
-    add("mask_smaller_2", "mask rectangle 2 px smaller on each side", image, mask_rect=(x + 2, y + 2, w - 4, hh - 4))
-    add("mask_smaller_3", "mask rectangle 3 px smaller on each side", image, mask_rect=(x + 3, y + 3, w - 6, hh - 6))
-    add("mask_smaller_4", "mask rectangle 4 px smaller on each side", image, mask_rect=(x + 4, y + 4, w - 8, hh - 8))
-    add("mask_smaller_5", "mask rectangle 5 px smaller on each side", image, mask_rect=(x + 5, y + 5, w - 10, hh - 10))
-    add("mask_smaller_6", "mask rectangle 6 px smaller on each side", image, mask_rect=(x + 6, y + 6, w - 12, hh - 12))
-    add("mask_larger_2", "mask rectangle 2 px larger on each side", image, mask_rect=(x - 2, y - 2, w + 4, hh + 4))
-    add("mask_corners", "mask rectangle's (x, y, w, h) drawn as corners (5, 5)-(310, 305)", image, mask_rect=(x, y, w - x + 1, hh - y + 1))
-    add("mask_wh_swapped", "mask rectangle with width and height swapped", image, mask_rect=(x, y, hh, w))
-    add("mask_shifted_4", "mask rectangle shifted 4 px right and down", image, mask_rect=(x + 4, y + 4, w, hh))
-    add("mask_missing", "masked half left unmasked (no black rectangle)", image, mask_rect=None)
+    masks: list[tuple[str, str, Box | None]] = [(f"mask_smaller_{k}", f"mask rectangle {k} px smaller on each side", (x + k, y + k, w - 2 * k, hh - 2 * k)) for k in (2, 3, 4, 5, 6)]
+    masks += [
+        ("mask_larger_2", "mask rectangle 2 px larger on each side", (x - 2, y - 2, w + 4, hh + 4)),
+        ("mask_corners", "mask rectangle's (x, y, w, h) drawn as corners (5, 5)-(310, 305)", (x, y, w - x + 1, hh - y + 1)),
+        ("mask_wh_swapped", "mask rectangle with width and height swapped", (x, y, hh, w)),
+        ("mask_shifted_4", "mask rectangle shifted 4 px right and down", (x + 4, y + 4, w, hh)),
+        ("mask_missing", "masked half left unmasked (no black rectangle)", None),
+    ]
+    for name, description, rect in masks:
+        add(name, description, image, {"network_input.mask_rect": rect}, "mask_rectangle_off")
 
     after = "after the network"
-    add("rounding", "U-Net output rounded (floor(x * 255 + 0.5)) instead of truncated", after, rounding="round")
-    add("output_rgb", "U-Net output read as RGB: the mouth's channels reversed before it is pasted", after, output_channels_swapped=True)
+    add("rounding", "U-Net output rounded (floor(x * 255 + 0.5)) instead of truncated", after, {"finish.rounding": "round"}, "rounding_not_truncation")
+    add("output_rgb", "U-Net output read as RGB: the mouth's channels reversed before it is pasted", after, {"finish.mouth_channels": "rgb"},
+        "channels_swapped_at_paste")
     for q in JPEG_QUALITIES:
-        add(f"jpeg_mouth_q{q}", f"the 320 x 320 mouth JPEG-compressed at quality {q}", after, jpeg_mouth=q)
-    add("no_canvas", "mouth resized straight onto the crop box without the 328 canvas", after, no_canvas=True)
+        add(f"jpeg_mouth_q{q}", f"the 320 x 320 mouth JPEG-compressed at quality {q}", after, {"finish.mouth_jpeg": q}, "jpeg_mouth")
+    add("no_canvas", "mouth resized straight onto the crop box without the 328 canvas", after, {"finish.canvas": False})
     for flag in (cv2.INTER_LINEAR, cv2.INTER_NEAREST, cv2.INTER_AREA):
-        add(f"paste_{INTERPOLATION_NAMES[flag]}", f"crop resized back to the box with {INTERPOLATION_NAMES[flag]} instead of bicubic", after, paste_interp=flag)
-    add("paste_rgb", "pasted region channel-reversed (the crop box written in RGB)", after, paste_channels_swapped=True)
+        add(f"paste_{INTERPOLATION_NAMES[flag]}", f"crop resized back to the box with {INTERPOLATION_NAMES[flag]} instead of bicubic", after,
+            {"finish.interpolation": flag}, "resize_not_bicubic")
+    add("paste_rgb", "pasted region channel-reversed (the crop box written in RGB)", after, {"finish.region_channels": "rgb"},
+        "channels_swapped_at_paste")
 
-    output = "output frame"
-    add("frame_rgb", "whole output frame written in RGB order", output, frame_channels_swapped=True)
-    for q in JPEG_QUALITIES:
-        add(f"lossy_output_q{q}", f"output frame JPEG-encoded at quality {q} (a lossy frame writer)", output, lossy_output=q)
+    add("frame_rgb", "whole output frame written in RGB order", "output frame", {"finish.frame_channels": "rgb"}, "channels_swapped_at_paste")
+    h.extend(lossy_output(q) for q in JPEG_QUALITIES)
     return h
 
 
@@ -257,130 +232,115 @@ HYPOTHESES_BY_NAME: dict[str, Hypothesis] = {hyp.name: hyp for hyp in HYPOTHESES
 
 
 @dataclass
-class SimulatedFrame:
-    """The stages of one simulated output frame."""
-
-    index: int
-    template_index: int
-    crop_box: Box
-    crop_328: np.ndarray
-    unet_input: np.ndarray
-    unet_audio: np.ndarray
-    unet_output: np.ndarray
-    mouth: np.ndarray
-    pasted_region: np.ndarray
-    output: np.ndarray
-
-
-@dataclass
 class _FrontEnd:
+    """The features of one front end, their rows encoded on demand: the `FeatureRows` the reference's
+    `unet_audio_window` reads."""
+
     mel: np.ndarray
     windows: np.ndarray  # (N, 1, 80, 16)
-    padded: bool
+    front_end: AudioFrontEnd
+    encode: Encode
     encoded: dict[int, np.ndarray] = field(default_factory=dict)  # window -> (512,)
 
     @property
-    def frame_count(self) -> int:
-        return len(self.windows) + (2 if self.padded else 0)
+    def shape(self) -> tuple[int, int]:
+        return len(self), audio.FEATURE_SIZE
 
-    def window_of_row(self, row: int) -> int | None:
-        """The encoder window that feature row `row` holds, None outside the features."""
-        if not 0 <= row < self.frame_count:
-            return None
-        return min(max(row - 1, 0), len(self.windows) - 1) if self.padded else row
+    def __len__(self) -> int:
+        return audio.feature_count(len(self.windows), self.front_end)
+
+    def __getitem__(self, row: int) -> np.ndarray:
+        window = audio.feature_source(row, len(self.windows), self.front_end)
+        if window is None:
+            raise IndexError(f"feature row {row} is outside the {len(self)} rows")
+        if window not in self.encoded:
+            # the whole 64-window encoder batch that holds it, as the reference batches them (64 windows from 0):
+            # a runtime's output can depend on the batch it runs in by float32 ulps, and the reference's features
+            # are reproduced exactly
+            size = audio.ENCODER_BATCH
+            start = window // size * size
+            encoded = audio.encode_windows(self.encode, self.windows[start : start + size], size)
+            for number, vector in enumerate(encoded, start):
+                self.encoded[number] = vector
+        return self.encoded[window]
 
 
 @dataclass
 class _Prepared:
-    index: int
-    template_index: int
-    image: np.ndarray
-    box: Box
-    crop: np.ndarray
-    unet_input: np.ndarray
-    unet_audio: np.ndarray
-    key: bytes
+    inputs: FrameInputs
+    key: bytes  # of the U-Net inputs
 
 
 class Simulator:
     """Output frames of any `Variant` of the reference pipeline on one dataset and one clip.
 
     `generate((B,6,320,320), (B,32,16,16)) -> (B,3,320,320)` and `encode((B,1,80,16)) -> (B,512)` are
-    the networks (a backend's `generate`/`encode_audio`, or a reference pipeline's wrapped to batches);
-    `pad_mode` is the reference's STFT centre padding.
+    the networks (a backend's `generate`/`encode_audio`, or a reference pipeline's wrapped to batches).
     """
 
-    def __init__(self, dataset: Dataset, pcm: np.ndarray, generate: Generate, encode: Encode, pad_mode: str = audio.DEFAULT_PAD_MODE,
-                 batch_size: int = 4):
-        if pad_mode not in audio.PAD_MODES:
-            raise ParityError(f"unknown STFT pad mode {pad_mode!r}: use one of {', '.join(audio.PAD_MODES)}")
+    def __init__(self, dataset: Dataset, pcm: np.ndarray, generate: Generate, encode: Encode, batch_size: int = 4):
         self.dataset = dataset
         self.pcm = np.ascontiguousarray(pcm, dtype=np.float32)
         self.generate = generate
         self.encode = encode
-        self.pad_mode = pad_mode
         self.batch_size = max(1, batch_size)
         self.unet_runs = 0
         self.unet_seconds = 0.0
-        self._frontends: dict[tuple[Any, ...], _FrontEnd] = {}
+        self._frontends: dict[AudioFrontEnd, _FrontEnd] = {}  # the front end's knobs are the key of its features
         self._outputs: dict[bytes, np.ndarray] = {}
-        self._images: dict[tuple[int, int | None], np.ndarray] = {}
-        self._schedules: dict[int, list[int]] = {}
+        self._decoded: dict[int, np.ndarray] = {}
+        self._images: dict[tuple[int, FrameGeometry], np.ndarray] = {}  # as each geometry makes frames from it
+        self._schedules: dict[tuple[int, FrameGeometry], list[int]] = {}  # keyed by the whole geometry
 
     # ----- counts and geometry -----
     def frame_count(self, variant: Variant) -> int:
         """The number of output frames this variant makes for the clip."""
-        return self._frontend(variant).frame_count
+        return len(self._frontend(variant))
 
     def template_index(self, variant: Variant, index: int) -> int:
-        count = self.frame_count(variant)
-        if count not in self._schedules:
-            self._schedules[count] = template_schedule(count, self.dataset.template_count)
-        return self._clip_template(self._schedules[count][index] + variant.template_offset)
+        key = (self.frame_count(variant), variant.geometry)
+        if key not in self._schedules:
+            self._schedules[key] = self.dataset.schedule(key[0], variant.geometry)
+        return self._schedules[key][index]
 
     def box(self, variant: Variant, index: int) -> Box:
         """The crop box the variant pastes frame `index` into."""
-        if variant.box_from_frame is not None:
-            return self.dataset.templates[self._clip_template(variant.box_from_frame)].box
-        return self.dataset.templates[self._clip_template(self.template_index(variant, index) + variant.landmark_offset)].box
+        return self.dataset.frame_box(self.template_index(variant, index), variant.geometry)
 
     # ----- frames -----
     def frames(self, variant: Variant, indices: Iterable[int]) -> dict[int, np.ndarray]:
         """The variant's output frames at `indices`."""
         return {s.index: s.output for s in self.stages(variant, indices)}
 
-    def stages(self, variant: Variant, indices: Iterable[int]) -> list[SimulatedFrame]:
+    def stages(self, variant: Variant, indices: Iterable[int]) -> list[FrameStages]:
         """The variant's stages of the output frames at `indices`; U-Net runs only for inputs it has not seen."""
         prepared = [self._prepare(variant, i) for i in indices]
         self._run_unet(prepared)
-        return [self._finish(variant, p) for p in prepared]
+        return [finish_frame(p.inputs, self._outputs[p.key], variant) for p in prepared]
 
-    def _clip_template(self, t: int) -> int:
-        return min(max(t, 0), self.dataset.template_count - 1)
-
-    def _image(self, template: int, jpeg: int | None) -> np.ndarray:
-        key = (template, jpeg)
+    def _image(self, template: int, variant: Variant) -> np.ndarray:
+        """The template as the variant makes frames from it (decoded once; re-encoded once per JPEG quality)."""
+        key = (template, variant.geometry)
         if key not in self._images:
-            image = self.dataset.templates[template].read_image() if jpeg is None else _jpeg(self._image(template, None), jpeg)
+            if template not in self._decoded:
+                self._decoded[template] = self.dataset.templates[template].read_image()
+                self._decoded[template].setflags(write=False)
+            image = frames.template_image(self._decoded[template], variant.geometry)
             image.setflags(write=False)
             self._images[key] = image
         return self._images[key]
 
-    def _prepare(self, v: Variant, index: int) -> _Prepared:
-        count = self.frame_count(v)
+    def inputs(self, variant: Variant, index: int) -> FrameInputs:
+        """The variant's frame `index` up to the network (no U-Net run): its template, crop box and the U-Net's inputs."""
+        count = self.frame_count(variant)
         if not 0 <= index < count:
             raise ParityError(f"frame {index}: outside the {count} frames this variant makes")
-        t = self.template_index(v, index)
-        image = self._image(t, v.jpeg_inputs)
-        box = self.box(v, index)
-        xmin, ymin, xmax, ymax = box
-        crop = cv2.resize(image[ymin:ymax, xmin:xmax], (frames.CROP_SIZE, frames.CROP_SIZE), interpolation=v.crop_interp)
-        if v.jpeg_crop is not None:
-            crop = _jpeg(crop, v.jpeg_crop)
-        unet_input = _unet_input(crop, v)
-        unet_audio = self._unet_audio(v, index)
-        key = hashlib.sha1(unet_input.tobytes() + unet_audio.tobytes()).digest()
-        return _Prepared(index, t, image, box, crop, unet_input, unet_audio, key)
+        t = self.template_index(variant, index)
+        return frame_inputs(self.dataset, self._frontend(variant), index, t, self._image(t, variant), variant)
+
+    def _prepare(self, v: Variant, index: int) -> _Prepared:
+        inputs = self.inputs(v, index)
+        return _Prepared(inputs, hashlib.sha1(inputs.unet_input.tobytes() + inputs.unet_audio.tobytes()).digest())
 
     def _run_unet(self, prepared: Sequence[_Prepared]) -> None:
         missing: dict[bytes, _Prepared] = {}
@@ -391,138 +351,20 @@ class Simulator:
         for start in range(0, len(todo), self.batch_size):
             batch = todo[start : start + self.batch_size]
             began = time.perf_counter()
-            outputs = np.asarray(self.generate(np.stack([p.unet_input for p in batch]), np.stack([p.unet_audio for p in batch])), dtype=np.float32)
+            outputs = np.asarray(self.generate(np.stack([p.inputs.unet_input for p in batch]), np.stack([p.inputs.unet_audio for p in batch])),
+                                 dtype=np.float32)
             self.unet_seconds += time.perf_counter() - began
             self.unet_runs += len(batch)
             for p, out in zip(batch, outputs):
                 out.setflags(write=False)
                 self._outputs[p.key] = out
 
-    def _finish(self, v: Variant, p: _Prepared) -> SimulatedFrame:
-        output = self._outputs[p.key]
-        if v.rounding == "truncate":
-            mouth = frames.mouth_from_output(output)
-        else:
-            mouth = np.clip(np.floor(output.transpose(1, 2, 0) * np.float32(255) + np.float32(0.5)), 0, 255).astype(np.uint8)
-        if v.output_channels_swapped:
-            mouth = np.ascontiguousarray(mouth[..., ::-1])
-        if v.jpeg_mouth is not None:
-            mouth = _jpeg(mouth, v.jpeg_mouth)
-        xmin, ymin, xmax, ymax = p.box
-        if v.no_canvas:
-            region = cv2.resize(mouth, (xmax - xmin, ymax - ymin), interpolation=v.paste_interp)
-        else:
-            restored = p.crop.copy()
-            restored[frames.INNER[0] : frames.INNER[1], frames.INNER[0] : frames.INNER[1]] = mouth
-            region = cv2.resize(restored, (xmax - xmin, ymax - ymin), interpolation=v.paste_interp)
-        if v.paste_channels_swapped:
-            region = np.ascontiguousarray(region[..., ::-1])
-        out = frames.paste(p.image, region, p.box)
-        if v.frame_channels_swapped:
-            out = np.ascontiguousarray(out[..., ::-1])
-        if v.lossy_output is not None:
-            out = _jpeg(out, v.lossy_output)
-        return SimulatedFrame(p.index, p.template_index, p.box, p.crop, p.unet_input, p.unet_audio, output, mouth, region, out)
-
     # ----- audio -----
     def _frontend(self, v: Variant) -> _FrontEnd:
-        key = v.frontend
-        if key not in self._frontends:
-            mel = variant_mel(self.pcm, v, self.pad_mode)
-            self._frontends[key] = _FrontEnd(mel, audio.mel_windows(mel), padded=not v.features_unpadded)
-        return self._frontends[key]
-
-    def _rows(self, fe: _FrontEnd, rows: Sequence[int]) -> np.ndarray:
-        """Feature rows `rows` of the front end (zeros outside), encoding the windows not encoded yet."""
-        windows = [fe.window_of_row(r) for r in rows]
-        # whole encoder batches, as the reference batches them (64 windows from 0): a runtime's output can
-        # depend on the batch it runs in by float32 ulps, and the reference's features are reproduced exactly
-        size = audio.ENCODER_BATCH
-        for batch in sorted({w // size for w in windows if w is not None and w not in fe.encoded}):
-            start = batch * size
-            encoded = audio.encode_windows(self.encode, fe.windows[start : start + size], size)
-            for number, vector in enumerate(encoded, start):
-                fe.encoded[number] = vector
-        out = np.zeros((len(rows), FEATURE_SIZE), dtype=np.float32)
-        for r, window in enumerate(windows):
-            if window is not None:
-                out[r] = fe.encoded[window]
-        return out
-
-    def _unet_audio(self, v: Variant, index: int) -> np.ndarray:
-        fe = self._frontend(v)
-        half = audio.UNET_AUDIO_ROWS // 2
-        if v.audio_input == "zero":
-            rows = np.zeros((audio.UNET_AUDIO_ROWS, FEATURE_SIZE), dtype=np.float32)
-        elif v.audio_input == "tiled":
-            rows = np.repeat(self._rows(fe, [index + v.audio_shift]), audio.UNET_AUDIO_ROWS, axis=0)
-        else:
-            centre = (0 if v.audio_input == "constant" else index) + v.audio_shift
-            rows = self._rows(fe, list(range(centre - half, centre + half)))
-        return np.ascontiguousarray(rows.reshape(32, 16, 16))
-
-
-def variant_mel(pcm: np.ndarray, v: Variant, pad_mode: str = audio.DEFAULT_PAD_MODE) -> np.ndarray:
-    """The normalized log-mel `(T, 80)` of `pcm` with the variant's front end (the reference's for `Variant()`)."""
-    import librosa
-
-    if pad_mode not in audio.PAD_MODES:
-        raise ParityError(f"unknown STFT pad mode {pad_mode!r}: use one of {', '.join(audio.PAD_MODES)}")
-    if v.other_pad_mode:
-        pad_mode = next(m for m in audio.PAD_MODES if m != pad_mode)
-    y = pcm if v.no_preemphasis else audio.preemphasis(pcm)
-    window: Any = "hann"
-    if v.symmetric_window:
-        from scipy.signal import get_window
-
-        window = get_window("hann", audio.WIN_LENGTH, fftbins=False)
-    spectrum = librosa.stft(y=y, n_fft=audio.N_FFT, hop_length=audio.HOP_LENGTH, win_length=audio.WIN_LENGTH, window=window, center=not v.no_center,
-                            pad_mode=pad_mode)  # type: ignore[arg-type]
-    magnitude = np.abs(spectrum)
-    if v.power:
-        magnitude = magnitude**2
-    if v.htk_mel:
-        filterbank = librosa.filters.mel(sr=audio.SAMPLE_RATE, n_fft=audio.N_FFT, n_mels=audio.N_MELS, fmin=audio.FMIN, fmax=audio.FMAX, htk=True)
-    else:
-        filterbank = audio.mel_filterbank()
-    mel = np.dot(filterbank, magnitude)
-    db = 20 * np.log10(np.maximum(1e-5, mel)) - v.ref_level_db
-    top = audio.MAX_ABS_VALUE
-    if v.mel_range == "[-4,4]":
-        normalized = np.clip((2 * top) * ((db - audio.MIN_LEVEL_DB) / -audio.MIN_LEVEL_DB) - top, -top, top)
-    else:
-        normalized = np.clip(top * ((db - audio.MIN_LEVEL_DB) / -audio.MIN_LEVEL_DB), 0, top)
-    if mel.shape[1] < audio.WINDOW_FRAMES:
-        raise ParityError(f"audio too short for this front end: {mel.shape[1]} mel frames, a window needs {audio.WINDOW_FRAMES}")
-    return normalized.T
-
-
-def _unet_input(crop: np.ndarray, v: Variant) -> np.ndarray:
-    real = crop[frames.INNER[0] : frames.INNER[1], frames.INNER[0] : frames.INNER[1]].copy()
-    masked = real.copy()
-    if v.mask_rect is not None:
-        cv2.rectangle(masked, v.mask_rect, (0, 0, 0), -1)
-    halves = (masked, real) if v.input_halves_swapped else (real, masked)
-    planes_list: list[np.ndarray] = []
-    for half in halves:
-        channels = list(cv2.split(half))
-        planes_list.extend(channels[::-1] if v.input_channels_swapped else channels)
-    planes = np.stack(planes_list)
-    if v.input_scale == "/255":
-        return np.divide(planes, np.float32(255.0), out=np.empty(planes.shape, np.float32))
-    if v.input_scale == "none":
-        return planes.astype(np.float32)
-    return np.ascontiguousarray(planes.astype(np.float32) / np.float32(127.5) - np.float32(1.0))
-
-
-def _jpeg(image: np.ndarray, quality: int) -> np.ndarray:
-    ok, data = cv2.imencode(".jpg", np.ascontiguousarray(image), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
-    if not ok:
-        raise ParityError(f"OpenCV could not JPEG-encode a {image.shape} image")
-    decoded = cv2.imdecode(data, cv2.IMREAD_COLOR)
-    if decoded is None:
-        raise ParityError(f"OpenCV could not decode its own JPEG of a {image.shape} image")
-    return np.asarray(decoded)
+        if v.front_end not in self._frontends:
+            mel = audio.mel_spectrogram(self.pcm, v.front_end)
+            self._frontends[v.front_end] = _FrontEnd(mel, audio.mel_windows(mel, "the simulated front end"), v.front_end, self.encode)
+        return self._frontends[v.front_end]
 
 
 # ----- scores -----------------------------------------------------------------------------------------
@@ -605,6 +447,11 @@ class Finding:
     def name(self) -> str:
         return self.hypothesis.name
 
+    @property
+    def mistake(self) -> Mistake:
+        """The registered mistake found: its id (as the stage signatures name it) and the fix."""
+        return self.hypothesis.registered
+
 
 @dataclass(frozen=True)
 class Registration:
@@ -661,7 +508,7 @@ class Explanation:
         if not self.findings:
             lines.append("no catalogued mistake applies" if self.explained else "no catalogued mistake explains the difference")
         for f in self.findings:
-            lines.append(f"- {f.name} ({f.hypothesis.category}): {f.hypothesis.description}; {f.evidence}")
+            lines.append(f"- {f.name} ({f.mistake.id}, {f.hypothesis.category}): {f.hypothesis.description}; {f.evidence}; fix: {f.mistake.fix}")
         state = "explained" if self.explained else "not explained"
         lines.append(f"{state}: {self.final.describe()} (noise floor {self.noise_floor_db:g} dB)")
         lines.extend(f"unexplained: {u}" for u in self.unexplained)
@@ -746,7 +593,7 @@ def explain(simulator: Simulator, candidate_frames: Mapping[int, np.ndarray], bo
     if candidate_frame_count is not None and candidate_frame_count != reference_count:
         count_locked = True
         matching = []
-        changers = [h for h in hypotheses if h.fields & COUNT_FIELDS]
+        changers = [h for h in hypotheses if h.fields & COUNT_KNOBS]
         options: list[tuple[Hypothesis, ...]] = [(h,) for h in changers]
         options += [(a, b) for n, a in enumerate(changers) for b in changers[n + 1 :] if not a.fields & b.fields]
         for combo in options:

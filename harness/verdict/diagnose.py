@@ -2,6 +2,8 @@
 
 Each detector looks only at stages that failed their gate, reads a few frames, and returns a
 `Diagnosis` saying what is wrong and where to look, or nothing. A clean candidate gets none.
+The names are ids of the mistake registry (`mistakes.py`), which the simulation of a port's
+output frames names its findings by too.
 
 | name | signature |
 |---|---|
@@ -31,6 +33,7 @@ import numpy as np
 
 from ...reference.frames import INNER, INTERPOLATION, MASK_RECT
 from ...reference.stages import STAGE_NAMES
+from .mistakes import diagnosis
 from .types import Comparison, Diagnosis
 
 if TYPE_CHECKING:
@@ -99,13 +102,13 @@ def _wrong_frame_count(c: _Context) -> Diagnosis | None:
         hint = " — exactly 2 fewer: the features were not padded (repeat the first and last row once: N windows make N + 2 frames)"
     elif cand < ref:
         hint = " — the video must have one frame per padded feature row (N + 2 for N encoder windows)"
-    return Diagnosis("wrong_frame_count", "video", f"the candidate makes {cand} output frames, the reference {ref}{hint}")
+    return diagnosis("wrong_frame_count", "video", f"the candidate makes {cand} output frames, the reference {ref}{hint}")
 
 
 def _fp16_overflow(c: _Context) -> Diagnosis | None:
     for metrics in c.comparison.stages:
         if metrics.nan or metrics.inf:
-            return Diagnosis(
+            return diagnosis(
                 "fp16_overflow", metrics.stage,
                 f"{metrics.stage} holds {metrics.nan} NaN and {metrics.inf} Inf values: an activation overflowed "
                 f"(fp16 holds at most +-{FP16_MAX:g}); run the overflowing layers in fp32 (keep_io_types / mixed precision), "
@@ -114,7 +117,7 @@ def _fp16_overflow(c: _Context) -> Diagnosis | None:
     if c.failed("audio.features") and c.compared("audio.features"):
         features = c.candidate.clip("audio.features")
         if np.any(np.abs(features) >= FP16_MAX):
-            return Diagnosis("fp16_overflow", "audio.features", f"audio.features saturate at +-{FP16_MAX:g}: the encoder overflows fp16")
+            return diagnosis("fp16_overflow", "audio.features", f"audio.features saturate at +-{FP16_MAX:g}: the encoder overflows fp16")
     if c.failed("frame.unet_output") and c.compared("frame.unet_output"):
         saturated = values = 0
         for _, ref, cand in c.pairs("frame.unet_output"):
@@ -122,7 +125,7 @@ def _fp16_overflow(c: _Context) -> Diagnosis | None:
             saturated += int(np.count_nonzero(((cand <= 0) & (ref > 0.01)) | ((cand >= 1) & (ref < 0.99))))
             values += cand.size
         if values and saturated / values > 0.01:
-            return Diagnosis(
+            return diagnosis(
                 "fp16_overflow", "frame.unet_output",
                 f"{saturated / values:.1%} of U-Net output values sit at exactly 0 or 1 where the reference does not: the output "
                 "saturates, as when fp16 activations overflow (or clamp at +-65504) before the sigmoid; keep those layers in fp32",
@@ -142,7 +145,7 @@ def _channels_swapped(c: _Context) -> Diagnosis | None:
             continue
         matches = [np.max(np.abs(swap(cand) - ref)) <= tolerance for _, ref, cand in c.pairs(stage)]
         if matches and all(matches):
-            return Diagnosis("channels_swapped", stage, f"{stage}: {message}")
+            return diagnosis("channels_swapped", stage, f"{stage}: {message}")
     return None
 
 
@@ -161,7 +164,7 @@ def _channels_swapped_at_paste(c: _Context) -> Diagnosis | None:
             swapped = np.mean(np.abs(cand[box][..., ::-1] - ref[box]))
             verdicts.append(swapped < 0.25 * direct and swapped < 2.0)
         if verdicts and all(verdicts):
-            return Diagnosis(
+            return diagnosis(
                 "channels_swapped_at_paste", stage,
                 f"{stage} equals the reference with its colour channels reversed where it differs: the mouth is converted "
                 "to RGB (or written in RGB order) before it is pasted; keep BGR from the U-Net output to the frame",
@@ -175,13 +178,13 @@ def _wrong_input_scaling(c: _Context) -> Diagnosis | None:
         return None
     for _, ref, cand in c.pairs("frame.unet_input", 1):
         if np.allclose(cand, ref * 255, atol=1.01):
-            return Diagnosis("wrong_input_scaling", "frame.unet_input",
+            return diagnosis("wrong_input_scaling", "frame.unet_input",
                              f"the U-Net input ranges {cand.min():.3g}..{cand.max():.3g}, the reference 0..1: divide the crop by 255")
         if np.allclose(cand, ref * 2 - 1, atol=2 / 255 + 1e-6):
-            return Diagnosis("wrong_input_scaling", "frame.unet_input",
+            return diagnosis("wrong_input_scaling", "frame.unet_input",
                              f"the U-Net input ranges {cand.min():.3g}..{cand.max():.3g} (normalized to -1..1); the reference is x / 255 in 0..1, no mean/std")
         if cand.max() > 1.5 or cand.min() < -0.01:
-            return Diagnosis("wrong_input_scaling", "frame.unet_input",
+            return diagnosis("wrong_input_scaling", "frame.unet_input",
                              f"the U-Net input ranges {cand.min():.3g}..{cand.max():.3g}, the reference 0..1 (x / 255)")
     return None
 
@@ -197,7 +200,7 @@ def _mask_rectangle_off(c: _Context) -> Diagnosis | None:
         black = np.all(cand[3:] == 0, axis=0) & np.any(cand[:3] != 0, axis=0)
         rows, cols = np.nonzero(black.any(axis=1))[0], np.nonzero(black.any(axis=0))[0]
         found = f"rows {rows[0]}..{rows[-1]}, cols {cols[0]}..{cols[-1]}" if len(rows) else "no black rectangle"
-        return Diagnosis(
+        return diagnosis(
             "mask_rectangle_off", "frame.unet_input",
             f"the masked half of the U-Net input is black at {found}; the reference blacks out rows {y}..{y + h - 1}, "
             f"cols {x}..{x + w - 1} (cv2.rectangle(img, (x={x}, y={y}, w={w}, h={h})) on the 320 x 320 inner crop)",
@@ -211,7 +214,7 @@ def _template_off_by_one(c: _Context) -> Diagnosis | None:
     deltas = [int(cand - ref) for _, ref, cand in c.pairs("frame.template_index", 1000)]
     if deltas and all(abs(d) == 1 for d in deltas):
         sign = "+1" if sum(deltas) > 0 else "-1"
-        return Diagnosis(
+        return diagnosis(
             "template_off_by_one", "frame.template_index",
             f"the template index is the reference's {sign} on {len(deltas)} frames: follow the original ping-pong schedule "
             "(the first output frame uses template 1, see reference/dataset.py template_schedule)",
@@ -238,16 +241,16 @@ def _crop_box_from_other_frame(c: _Context) -> Diagnosis | None:
             others += abs(step) > 1
     all_boxes = [tuple(int(v) for v in c.candidate.frame("frame.crop_box", i)) for i in c.candidate.frames("frame.crop_box")]
     if len(all_boxes) > 1 and len(set(all_boxes)) == 1 and len(set(boxes.values())) > 1:
-        return Diagnosis("crop_box_wrong_frame", "frame.crop_box",
+        return diagnosis("crop_box_wrong_frame", "frame.crop_box",
                          f"every frame uses the crop box {all_boxes[0]}: the box must come from each frame's own template's landmarks")
     if neighbours and neighbours >= others:
-        return Diagnosis(
+        return diagnosis(
             "landmark_off_by_one", "frame.crop_box",
             f"on {neighbours} frames the crop box is the reference box of the neighbouring template: the landmarks are read "
             "for template index +-1 (N.jpg pairs with N.lms; check 0/1-based numbering and start_frame)",
         )
     if others:
-        return Diagnosis("crop_box_wrong_frame", "frame.crop_box",
+        return diagnosis("crop_box_wrong_frame", "frame.crop_box",
                          f"on {others} frames the crop box is the reference box of another frame: take the box of the frame's own template")
     return None
 
@@ -271,14 +274,14 @@ def _crop_resize(c: _Context) -> Diagnosis | None:
         return None
     cand_dup, ref_dup = float(np.mean([d[0] for d in duplicated])), float(np.mean([d[1] for d in duplicated]))
     if cand_dup > 0.15 and cand_dup > 5 * max(ref_dup, 0.01):
-        return Diagnosis(
+        return diagnosis(
             "resize_not_bicubic", "frame.crop_328",
             f"the crop looks resized with nearest-neighbour ({cand_dup:.0%} of adjacent rows/columns repeat, reference {ref_dup:.0%}; "
             "a statistical signature): use bicubic (cv2.INTER_CUBIC, a = -0.75)",
         )
     ratio = float(np.mean(sharpness))
     if ratio < 0.93:
-        return Diagnosis(
+        return diagnosis(
             "resize_not_bicubic", "frame.crop_328",
             f"the crop is smoother than the reference (Laplacian energy {ratio:.0%} of it; a statistical signature of "
             "bilinear resize): use bicubic (cv2.INTER_CUBIC, a = -0.75)",
@@ -304,7 +307,7 @@ def _paste_resize(c: _Context) -> Diagnosis | None:
         }
         best = min(errors, key=lambda name: errors[name])
         if best != "bicubic" and errors[best] < 0.5 * errors["bicubic"]:
-            return Diagnosis(
+            return diagnosis(
                 "resize_not_bicubic", "frame.pasted_region",
                 f"the pasted region matches a {best} resize of the reference crop + mouth (mean |diff| {errors[best]:.3g} vs "
                 f"{errors['bicubic']:.3g} for bicubic; an exact re-resize): resize back to the box with cv2.INTER_CUBIC",
@@ -323,7 +326,7 @@ def _rounding_not_truncation(c: _Context) -> Diagnosis | None:
         plus += int(np.count_nonzero(diff == 1))
         total += diff.size
     if total and plus / total > 0.05:
-        return Diagnosis(
+        return diagnosis(
             "rounding_not_truncation", "frame.mouth",
             f"the mouth is the reference + 1 on {plus / total:.1%} of values and never below it: the U-Net output is rounded; "
             "the reference truncates: (x * 255).astype(uint8), not round(x * 255)",
@@ -336,17 +339,17 @@ def _ghost_audio(c: _Context) -> Diagnosis | None:
         features = c.candidate.clip("audio.features")
         if not np.any(features) or np.all(features == features[:1]):
             what = "all zero" if not np.any(features) else "the same for every row"
-            return Diagnosis("ghost_audio", "audio.features",
+            return diagnosis("ghost_audio", "audio.features",
                              f"the audio features are {what}: the mouth cannot follow the speech; check the encoder input (mel windows) and that its output is used")
     if c.failed("frame.unet_audio") and c.compared("frame.unet_audio"):
         frames = c.frames("frame.unet_audio", 1000)
         windows = [c.candidate.frame("frame.unet_audio", f) for f in frames]
         references = [c.reference.frame("frame.unet_audio", f) for f in frames]
         if not any(np.any(w) for w in windows) and any(np.any(r) for r in references):
-            return Diagnosis("ghost_audio", "frame.unet_audio",
+            return diagnosis("ghost_audio", "frame.unet_audio",
                              "the U-Net audio input is all zeros (\"ghost audio\"): feed feature rows i-8..i+7 of the padded features for frame i")
         if len(windows) > 1 and all(np.array_equal(w, windows[0]) for w in windows) and not all(np.array_equal(r, references[0]) for r in references):
-            return Diagnosis("ghost_audio", "frame.unet_audio",
+            return diagnosis("ghost_audio", "frame.unet_audio",
                              f"the U-Net audio input is the same for all {len(windows)} frames (\"ghost audio\"): the window must move with the frame index")
     return None
 
@@ -360,23 +363,23 @@ def _audio_shifted_or_dropped(c: _Context) -> Diagnosis | None:
             if cand.shape == ref.shape:
                 for shift in (1, -1):
                     if _shifted_equal(ref, cand, shift, tolerance):
-                        return Diagnosis("audio_shifted", "audio.features",
+                        return diagnosis("audio_shifted", "audio.features",
                                          f"audio feature row i is the reference's row i{-shift:+d}: the features are shifted by one frame; check the window start (int(80 * k / 25)) and the padding")
             elif len(cand) < len(ref):
                 missing = len(ref) - len(cand)
                 if missing == 2 and _close(cand, ref[1:-1], tolerance):
-                    return Diagnosis("audio_dropped", "audio.features",
+                    return diagnosis("audio_dropped", "audio.features",
                                      "the features are not padded: repeat the first and last row once (N windows -> N + 2 rows, one per output frame)")
                 where = "end" if _close(cand, ref[: len(cand)], tolerance) else "start" if _close(cand, ref[missing:], tolerance) else None
                 if where:
-                    return Diagnosis("audio_dropped", "audio.features",
+                    return diagnosis("audio_dropped", "audio.features",
                                      f"{missing} feature rows are missing at the {where}: encode every window (including the last, clamped ones) and pad")
     if c.failed("frame.unet_audio") and c.compared("frame.unet_audio"):
         tolerance = c.tolerance("frame.unet_audio")
         for shift in (1, -1):
             pairs = list(c.pairs("frame.unet_audio"))
             if pairs and all(_shifted_equal(ref.reshape(16, -1), cand.reshape(16, -1), shift, tolerance) for _, ref, cand in pairs):
-                return Diagnosis("audio_shifted", "frame.unet_audio",
+                return diagnosis("audio_shifted", "frame.unet_audio",
                                  f"the U-Net audio window is the reference's shifted by one feature row ({-shift:+d}): frame i uses rows i-8..i+7 of the padded features")
     return None
 
@@ -387,7 +390,7 @@ def _random_weights(c: _Context) -> Diagnosis | None:
         cosine = _centred_cosine(c, "frame.unet_output")
         first = unet.per_frame.psnr[0] if unet.per_frame and unet.per_frame.psnr and unet.per_frame.psnr[0] is not None else unet.psnr
         if unet.psnr < FAR_PSNR and first < FAR_PSNR and cosine < FAR_COSINE:
-            return Diagnosis(
+            return diagnosis(
                 "random_weights", "frame.unet_output",
                 f"the U-Net output is far off from the first frame (PSNR {unet.psnr:.1f} dB, cosine {cosine:.2f}) while its inputs match: "
                 "the U-Net weights are not loaded, random, or from another checkpoint (check load_state_dict's missing keys)",
@@ -395,7 +398,7 @@ def _random_weights(c: _Context) -> Diagnosis | None:
     features = c.metrics("audio.features")
     if (features is not None and c.failed("audio.features") and features.cosine is not None and c.passed("audio.windows")
             and features.cosine < FAR_COSINE):
-            return Diagnosis(
+            return diagnosis(
                 "random_weights", "audio.features",
                 f"the audio features are far off (cosine {features.cosine:.2f}) while the mel windows match: the audio encoder "
                 "weights are not loaded or random (audio_visual_encoder.pth keys carry no 'audio_encoder.' prefix)",

@@ -515,11 +515,15 @@ class AudioTrack:
 
 @dataclass
 class Finding:
-    """A port mistake the simulation reproduced, and its evidence."""
+    """A port mistake the simulation reproduced, and its evidence: `name` is the catalogued form
+    (`mask_smaller_2`), `mistake` the registered mistake it is a form of (`harness/verdict/mistakes.py`: the id
+    a stage signature names it by) and `fix` what the port should change."""
 
     name: str
     description: str
     evidence: str
+    mistake: str | None = None  # None in results written before mistakes were registered
+    fix: str | None = None
 
 
 @dataclass

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from synctalk_parity.backends.base import ModelSource
@@ -30,23 +28,12 @@ def golden_batch():
 
 
 @pytest.fixture(scope="session")
-def onnx_cache(tmp_path_factory):
-    """A private export cache for the session (`SYNCTALK_PARITY_CACHE`)."""
-    from synctalk_parity.cache import CACHE_ENV
-
-    path = tmp_path_factory.mktemp("cache")
-    previous = os.environ.get(CACHE_ENV)
-    os.environ[CACHE_ENV] = str(path)
-    yield path
-    if previous is None:
-        os.environ.pop(CACHE_ENV, None)
-    else:
-        os.environ[CACHE_ENV] = previous
+def onnx_cache(session_cache):
+    """The export cache the backends use: the session's (tests/conftest.py), where the golden exports are made once."""
+    return session_cache
 
 
 @pytest.fixture(scope="session")
-def golden_onnx_dir(golden_source, onnx_cache):
-    """The golden weights exported once through the onnxruntime backend's cache."""
-    from synctalk_parity.backends.exports import cached_export
-
-    return cached_export(golden_source, "onnx")
+def golden_onnx_dir(golden_export):
+    """The golden weights exported once through the onnxruntime backend's cache (the export tests' folder too)."""
+    return golden_export("onnx", "fp32")

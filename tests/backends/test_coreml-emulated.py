@@ -73,11 +73,12 @@ def test_refuses_an_export_of_another_format(tmp_path):
 
 
 @pytest.mark.slow
-def test_parity_run_on_the_demo(tmp_path, onnx_cache):
+def test_parity_run_on_the_demo(tmp_path, onnx_cache, small_weight_args):  # plumbing: the small U-Net converts in seconds
     from synctalk_parity.cli import app
 
     result = CliRunner().invoke(
-        app, ["run", "--backend", "coreml-emulated", "--frames", "2", "--no-compare", "--out", str(tmp_path / "run")], env={"COLUMNS": "120"}
+        app, ["run", "--backend", "coreml-emulated", "--frames", "2", "--no-compare", *small_weight_args, "--out", str(tmp_path / "run")],
+        env={"COLUMNS": "120"}
     )
     assert result.exit_code == 0, result.output
     assert "coreml-emulated" in result.output

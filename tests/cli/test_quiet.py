@@ -20,8 +20,8 @@ def _parity(args: list[str], tmp_path) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["onnx", "coreml", "tensorrt"])
-def test_export_prints_only_its_own_lines(tmp_path, fmt):
-    done = _parity(["export", "--format", fmt, "--out", str(tmp_path / "exports")], tmp_path)
+def test_export_prints_only_its_own_lines(tmp_path, small_weight_args, fmt):  # the small U-Net: the same converters, in seconds
+    done = _parity(["export", "--format", fmt, *small_weight_args, "--out", str(tmp_path / "exports")], tmp_path)
     assert done.returncode in (0, 2), done.stderr  # tensorrt: 2 here, with its one-line reason
     text = done.stdout + done.stderr
     assert not [noise for noise in NOISE if noise in text], text
@@ -30,7 +30,7 @@ def test_export_prints_only_its_own_lines(tmp_path, fmt):
 
 
 @pytest.mark.slow
-def test_a_demo_run_prints_only_its_own_lines(tmp_path):
+def test_a_demo_run_prints_only_its_own_lines(tmp_path):  # an empty cache: the demo inputs, the demo weights, the export are made
     done = _parity(["run", "--frames", "2", "--out", str(tmp_path / "run")], tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     text = done.stdout + done.stderr

@@ -1,13 +1,13 @@
-"""Shared ONNX exports of the golden fixture weights (exported once per session: the U-Net takes ~15 s)."""
+"""Shared exports of the golden fixture weights: made once per cache by `export_models` (the U-Net takes ~15 s to
+ONNX, ~20 s to Core ML), the same folders the backend tests load (`golden_export` in tests/conftest.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from synctalk_parity.export import export_models
 from synctalk_parity.models import load_audio_encoder, load_unet
 
-from ..golden_files import golden_check_inputs, golden_weights
+from ..golden_files import golden_weights
 
 
 @pytest.fixture(scope="session")
@@ -20,23 +20,16 @@ def golden_models():
 
 
 @pytest.fixture(scope="session")
-def onnx_fp32_dir(golden_models, tmp_path_factory):
-    return export_models("onnx", *golden_models, tmp_path_factory.mktemp("exports"), "fp32", check_inputs=golden_check_inputs)
+def onnx_fp32_dir(golden_export):
+    return golden_export("onnx", "fp32")
 
 
 @pytest.fixture(scope="session")
-def onnx_fp16_dir(golden_models, tmp_path_factory):
-    return export_models("onnx", *golden_models, tmp_path_factory.mktemp("exports"), "fp16", check_inputs=golden_check_inputs)
+def onnx_fp16_dir(golden_export):
+    return golden_export("onnx", "fp16")
 
 
 @pytest.fixture(scope="session")
-def golden_coreml(golden_models, tmp_path_factory):
-    """`golden_coreml(precision)`: the golden networks exported to Core ML once per session (~20 s each)."""
-    folders = {}
-
-    def export(precision: str):
-        if precision not in folders:
-            folders[precision] = export_models("coreml", *golden_models, tmp_path_factory.mktemp("coreml"), precision, check_inputs=golden_check_inputs)
-        return folders[precision]
-
-    return export
+def golden_coreml(golden_export):
+    """`golden_coreml(precision)`: the golden networks exported to Core ML once per cache (~20 s each)."""
+    return lambda precision: golden_export("coreml", precision)

@@ -34,12 +34,13 @@ ENCODER_SHAPES = "--minShapes=mel_window:1x1x80x16 --optShapes=mel_window:64x1x8
 
 @pytest.fixture(scope="module")
 def unbuilt_export(tmp_path_factory):
-    """An fp16 TensorRT export of the fixture weights on a machine without TensorRT or a GPU: (out, error)."""
+    """An fp16 TensorRT export of the fixture weights on a machine without TensorRT or a GPU: (out, error). Plumbing:
+    the small U-Net (width 8; SyncTalk's names and input/output shapes), exported in seconds."""
     if MISSING is None:
         pytest.skip("TensorRT and a GPU are present: the export builds engines instead")
     out = tmp_path_factory.mktemp("exports")
     with pytest.raises(ExportUnfinished) as caught:
-        export_models("tensorrt", fixture_unet(), fixture_audio_encoder(), out, "fp16")
+        export_models("tensorrt", fixture_unet(width=8), fixture_audio_encoder(), out, "fp16")
     return out, caught.value
 
 

@@ -91,3 +91,19 @@ def test_non_mapping_and_unreadable_and_missing_files(tmp_path):
         load_unet(tmp_path / "junk.pth")
     with pytest.raises(ParityError, match="checkpoint not found"):
         load_unet(tmp_path / "absent.pth")
+
+
+def test_a_narrow_unet_checkpoint_loads_at_its_width(tmp_path):
+    narrow = fixture_unet(seed=4, width=8)
+    save_unet(narrow, tmp_path / "small.pth")
+    loaded = load_unet(tmp_path / "small.pth")
+    assert loaded.width == 8 and not loaded.training
+    assert all(torch.equal(v, loaded.state_dict()[k]) for k, v in narrow.state_dict().items())
+
+
+def test_a_narrow_checkpoint_that_fits_no_width_is_described_against_synctalks(tmp_path):
+    state = fixture_unet(width=8).state_dict()
+    del state["outc.conv.bias"]
+    torch.save(state, tmp_path / "bad.pth")
+    with pytest.raises(ParityError, match=r"does not fit the U-Net \(ave\): 1 missing key\(s\): outc\.conv\.bias; .*shape mismatch"):
+        load_unet(tmp_path / "bad.pth")

@@ -60,3 +60,23 @@ def test_fixture_weights_are_reproducible_and_seeded():
 def test_unknown_mode_is_rejected():
     with pytest.raises(ValueError, match="unknown audio mode 'bert'"):
         Model(6, "bert")
+
+
+@pytest.mark.parametrize("mode, audio_shape", [("ave", (32, 16, 16)), ("hubert", (32, 32, 32)), ("wenet", (256, 16, 32))])
+def test_a_narrow_unet_keeps_the_names_and_the_interface(mode, audio_shape):
+    """The tests' small U-Net: SyncTalk's module names and input/output shapes, every channel count scaled."""
+    full, narrow = Model(6, mode).state_dict(), fixture_unet(mode=mode, width=8).state_dict()
+    assert list(narrow) == list(full)
+    assert narrow["inc.inconv.0.conv.6.weight"].shape[0] == 8 and full["inc.inconv.0.conv.6.weight"].shape[0] == 32
+    assert narrow["fuse_conv.0.double_conv.0.conv.0.weight"].shape[1] == 2 * 16 * 8  # [bottleneck, audio branch]
+    assert sum(v.numel() for v in narrow.values()) < sum(v.numel() for v in full.values()) / 8
+    with torch.no_grad():
+        out = fixture_unet(mode=mode, width=8)(torch.rand(2, 6, 320, 320), torch.rand(2, *audio_shape))
+    assert out.shape == (2, 3, 320, 320)
+    assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
+
+
+@pytest.mark.parametrize("width", [0, 7, -8, 8.0])
+def test_a_width_a_unet_cannot_have_is_refused(width):
+    with pytest.raises(ValueError, match="U-Net width must be a positive even number of channels"):
+        Model(6, "ave", width)

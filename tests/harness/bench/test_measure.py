@@ -17,8 +17,8 @@ ENV = {"COLUMNS": "160"}
 
 
 @pytest.fixture(autouse=True)
-def isolated_cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("SYNCTALK_PARITY_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+def isolated_cache(seeded_session_cache, monkeypatch):
+    monkeypatch.setenv("SYNCTALK_PARITY_CACHE", str(seeded_session_cache))
 
 
 @pytest.mark.parametrize(

@@ -21,9 +21,9 @@ FRAMES = 8
 
 
 @pytest.fixture(scope="module", autouse=True)
-def isolated_cache(tmp_path_factory):
+def isolated_cache(seeded_session_cache):
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("SYNCTALK_PARITY_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+        patch.setenv("SYNCTALK_PARITY_CACHE", str(seeded_session_cache))
         yield
 
 

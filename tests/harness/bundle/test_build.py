@@ -77,6 +77,15 @@ def test_bundle_holds_everything_a_port_needs(bundle: Path):
     assert [span for span in cited if not list(bundle.glob(span.rstrip("/") + ("*" if "*" in span else "")))] == []  # each is in the bundle
 
 
+def test_porting_guide_lists_every_registered_mistake():
+    from synctalk_parity.harness.bundle.build import porting_guide
+    from synctalk_parity.harness.verdict.mistakes import MISTAKES
+
+    guide = porting_guide()
+    for m in MISTAKES:
+        assert f"| {m.title} | `{m.id}` | {m.fix} |" in guide, m.id
+
+
 def test_pipeline_json_matches_the_reference(bundle: Path):
     constants = json.loads((bundle / "pipeline.json").read_text())
     a = constants["audio"]

@@ -24,8 +24,8 @@ def _streams(video) -> str:
 
 
 @pytest.fixture(autouse=True)
-def isolated_cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("SYNCTALK_PARITY_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+def isolated_cache(seeded_session_cache, monkeypatch):
+    monkeypatch.setenv("SYNCTALK_PARITY_CACHE", str(seeded_session_cache))
 
 
 def test_help_lists_commands():
@@ -205,10 +205,10 @@ def test_an_interrupted_run_leaves_nothing_that_looks_complete(tmp_path):
     assert not out.exists() and not list(tmp_path.glob(".run.*"))  # no frames/, video.mp4, dump/, result.json, nor a .partial
 
 
-def test_no_save_frames_writes_video_and_dump_but_no_pngs_on_the_default_backend(tmp_path):
-    out = tmp_path / "video-only"
+def test_no_save_frames_writes_video_and_dump_but_no_pngs_on_the_default_backend(tmp_path, small_weight_args):
+    out = tmp_path / "video-only"  # plumbing: the small U-Net, exported to ONNX in a second, not the demo weights
     result = runner.invoke(
-        app, ["run", "--frames", "2", "--no-compare", "--no-save-frames", "--out", str(out)], env=ENV
+        app, ["run", "--frames", "2", "--no-compare", "--no-save-frames", *small_weight_args, "--out", str(out)], env=ENV
     )
     assert result.exit_code == 0, result.output
     assert not (out / "frames").exists() and not (out / "frames.partial").exists()

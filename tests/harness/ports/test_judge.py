@@ -106,7 +106,7 @@ def test_a_correct_jpeg_q95_port_fails_only_on_lossy_encoding_and_passes_a_lossy
     assert result.exit_code == 1, result.output
     names = [d["name"] for d in data["comparison"]["diagnoses"]]
     assert "lossy_output" in names and "JPEG (quality 95" in result.output
-    assert [n for n in names if n.startswith("simulated:")] in ([], ["simulated:lossy_output_q95"])
+    assert [n for n in names if n.startswith("simulated:")] in ([], ["simulated:lossy_output"])  # the registry's id (was lossy_output_q95)
     regions = data["port"]["regions"]["psnr"]
     assert regions["outside"] > 50 and regions["mouth"] > 40  # lossy everywhere, not a wrong mouth
     gate = tmp_path / "lossy.toml"
@@ -128,6 +128,8 @@ def test_a_port_with_four_mistakes_at_once_gets_each_named(inputs, port_frames, 
     simulated = data["port"]["simulation"]["findings"]
     found = [f["name"] for f in simulated]
     assert "no_canvas" in found and any(name.startswith("mask_smaller") for name in found) and "lossy_output_q90" in found
+    assert {f["mistake"] for f in simulated} >= {"no_canvas", "mask_rectangle_off", "lossy_output"}  # the registry's ids
+    assert {"simulated:no_canvas", "simulated:mask_rectangle_off"} <= set(names) and all(f["fix"] for f in simulated)
     no_canvas = next(f for f in simulated if f["name"] == "no_canvas")
     before, after = (float(x) for x in _box_db(no_canvas["evidence"]))
     assert after > before + 5  # "explains the crop box: 30 dB simulated vs 20 dB as-is"

@@ -18,13 +18,18 @@ from synctalk_parity.cli import app
 
 runner = CliRunner()
 ENV = {"COLUMNS": "200"}
+SMALL_WEIGHTS: list[str] = []  # --unet/--audio-encoder of the small U-Net (tests/conftest.py): these tests check plumbing
+
+
+@pytest.fixture(autouse=True)
+def small_unet(small_weight_args):
+    SMALL_WEIGHTS[:] = small_weight_args
 
 
 @pytest.fixture
-def cache(tmp_path, monkeypatch):
-    folder = tmp_path / "cache"
-    monkeypatch.setenv("SYNCTALK_PARITY_CACHE", str(folder))
-    return folder
+def cache(fresh_cache):
+    """An empty cache of the test's own, holding the demo inputs and the demo weights only (tests/conftest.py)."""
+    return fresh_cache
 
 
 def _golden_args(golden, sanders, frames: int = 2) -> list[str]:
@@ -34,7 +39,7 @@ def _golden_args(golden, sanders, frames: int = 2) -> list[str]:
 
 
 def _demo_run(out: Path, *extra: str) -> list[str]:
-    return ["run", "--backend", "torch", "--frames", "2", "--dump-every", "1", "--out", str(out), *extra]
+    return ["run", "--backend", "torch", "--frames", "2", "--dump-every", "1", *SMALL_WEIGHTS, "--out", str(out), *extra]
 
 
 # ----- the cached reference ---------------------------------------------------------------------

@@ -1,0 +1,116 @@
+"""The simulator is the reference pipeline: on the built-in demo avatar (no golden data), with the fixture
+networks, `Variant()` makes the reference's frames bit for bit, and every knob it can turn reaches the frames.
+
+The simulator runs the reference's own stage functions with other knob values and caches what it can (features
+per front end, U-Net outputs by input hash, template images per geometry); these tests fail if a knob is left
+out of a cache key (two front ends sharing features) or is catalogued but has no effect.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import fields
+
+import numpy as np
+import pytest
+
+from synctalk_parity.harness.ports.simulate import HYPOTHESES, Simulator, Variant
+from synctalk_parity.reference.audio import AudioFrontEnd, load_audio
+from synctalk_parity.reference.dataset import open_dataset
+from synctalk_parity.reference.demo import make_demo
+from synctalk_parity.reference.pipeline import ReferencePipeline
+
+SECONDS = 1.0  # 22 encoder windows, 24 output frames
+
+
+class Demo:
+    def __init__(self, root):
+        from synctalk_parity.models import fixture_audio_encoder, fixture_unet
+
+        demo = make_demo(root, templates=4, seconds=SECONDS, seed=3)
+        self.dataset = open_dataset(demo.dataset_dir)
+        self.pipeline = ReferencePipeline(fixture_unet(seed=1), fixture_audio_encoder(seed=1))
+        self.network, self.pipeline.generate = self.pipeline.generate, self._unet  # type: ignore[method-assign]
+        self.outputs: dict[bytes, np.ndarray] = {}
+        self.clip = self.pipeline.audio_stages(load_audio(demo.audio_path))
+        self.schedule = self.dataset.schedule(self.clip.frame_count)
+        self.sample = (0, 1, self.clip.frame_count - 1)
+        self.frames = {i: self.pipeline.frame(self.dataset, self.clip.features, i, self.schedule[i]) for i in self.sample}
+        self.simulator = Simulator(self.dataset, self.clip.pcm, self._generate, self.pipeline.encode_audio)
+
+    def _unet(self, image: np.ndarray, unet_audio: np.ndarray) -> np.ndarray:
+        """The reference U-Net, run once per input: the simulator's frames reuse the reference's outputs."""
+        key = hashlib.sha1(image.tobytes() + unet_audio.tobytes()).digest()
+        if key not in self.outputs:
+            self.outputs[key] = self.network(image, unet_audio)
+        return self.outputs[key]
+
+    def _generate(self, images: np.ndarray, unet_audio: np.ndarray) -> np.ndarray:
+        return np.stack([self.pipeline.generate(x, a) for x, a in zip(images, unet_audio)])
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> Demo:
+    return Demo(tmp_path_factory.mktemp("demo") / "avatar")
+
+
+def test_the_reference_variant_makes_the_reference_pipelines_frames_bit_for_bit(demo):
+    simulator, runs = demo.simulator, demo.simulator.unet_runs
+    assert simulator.frame_count(Variant()) == demo.clip.frame_count == 24
+    for stages in simulator.stages(Variant(), demo.sample):
+        theirs = demo.frames[stages.index]
+        assert (stages.template_index, stages.crop_box) == (theirs.template_index, theirs.crop_box)
+        for name in ("crop_328", "unet_input", "unet_audio", "unet_output", "mouth", "pasted_region", "output"):
+            assert np.array_equal(getattr(stages, name), getattr(theirs, name)), name
+    assert simulator.unet_runs - runs <= len(demo.sample) and len(demo.outputs) == len(demo.sample)  # the same inputs, bit for bit
+
+
+def _another_value(knob, value):
+    """A valid value other than `value` for the front-end field `knob`, from the field itself."""
+    choices = knob.metadata.get("choices")
+    if choices:
+        return next(c for c in choices if c != value)
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int | float):
+        return value + 1
+    pytest.fail(f"AudioFrontEnd.{knob.name}: declare its values with reference.knobs.choice, or teach this test its type")
+
+
+@pytest.mark.parametrize("knob", fields(AudioFrontEnd), ids=lambda knob: knob.name)
+def test_every_front_end_knob_makes_its_own_features(demo, knob):
+    """Features are cached per front end: a front end differing in any one field must not get the reference's."""
+    reference = Variant()
+    changed = Variant(front_end=AudioFrontEnd(**{knob.name: _another_value(knob, getattr(reference.front_end, knob.name))}))
+    simulator = demo.simulator
+    before = {i: simulator.inputs(reference, i).unet_audio for i in (0, simulator.frame_count(reference) - 1)}  # cached first
+    assert changed.front_end != reference.front_end and changed.front_end.parts() != reference.front_end.parts()
+    if simulator.frame_count(changed) != simulator.frame_count(reference):
+        return
+    after = {i: simulator.inputs(changed, i).unet_audio for i in before}
+    assert any(not np.array_equal(before[i], after[i]) for i in before), f"front_end.{knob.name} does not reach the features"
+
+
+def test_every_knob_is_searched_by_a_catalogued_hypothesis():
+    searched = set().union(*(h.fields for h in HYPOTHESES))
+    assert searched == set(Variant().knobs()), set(Variant().knobs()) ^ searched
+
+
+@pytest.mark.parametrize("hypothesis", HYPOTHESES, ids=lambda h: h.name)
+def test_every_hypothesis_changes_the_simulated_frames(demo, hypothesis):
+    """Each catalogued mistake reaches the frames the simulator makes (before the network: its inputs, so no
+    U-Net run; after it: the output frames, from the cached U-Net outputs)."""
+    simulator, reference, variant = demo.simulator, Variant(), hypothesis(Variant())
+    if simulator.frame_count(variant) != simulator.frame_count(reference):
+        return
+    sample = (0, 1, simulator.frame_count(variant) - 1)
+    if hypothesis.after_network:
+        changed = simulator.frames(variant, sample)
+        assert any(not np.array_equal(changed[i], demo.frames[i].output) for i in sample), hypothesis.name
+        return
+
+    def seen(v, i):
+        inputs = simulator.inputs(v, i)
+        return inputs.template_index, inputs.crop_box, inputs.unet_input.tobytes(), inputs.unet_audio.tobytes()
+
+    assert any(seen(variant, i) != seen(reference, i) for i in sample), hypothesis.name
