@@ -37,7 +37,9 @@ def matrix_command(
     from ..harness.matrix.run import MatrixRequest, run_matrix
 
     shown = Console(file=sys.stdout, highlight=False, soft_wrap=True)  # bound now: Ray's output is kept off the terminal
-    request = MatrixRequest(matrix, out, baseline, tuple(require or ()), ray, jobs, overwrite)
+    from ..reports.matrix import write_cell_report
+
+    request = MatrixRequest(matrix, out, baseline, tuple(require or ()), ray, jobs, overwrite, cell_report=write_cell_report)
     result = run_matrix(request, progress=lambda event, what, detail: _progress(shown, event, what, detail))
     written = _reports(result, out, shown)
     _print_summary(shown, result)
@@ -69,14 +71,9 @@ def _progress(shown, event: str, what: str, detail: str) -> None:
 
 
 def _reports(result, out: Path, shown) -> list[Path]:
-    """Each cell's own report.html (cells that ran now), then the matrix's reports."""
-    from ..reports import write_reports
+    """The matrix's reports (each cell's own report.html was rendered where the cell ran)."""
     from ..reports.matrix import write_matrix_reports
 
-    for cell in result.cells:
-        if cell.ran and cell.folder and not (cell.reused and (out / (cell.report or "")).is_file()):
-            run_dir = out / cell.folder / "run"
-            write_reports([run_dir], ["html"], run_dir)
     return write_matrix_reports(result, out)
 
 

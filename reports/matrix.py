@@ -36,6 +36,13 @@ def write_matrix_reports(result: MatrixResult, out: Path) -> list[Path]:
     return written
 
 
+def write_cell_report(run_dir: Path) -> Path:
+    """A matrix cell's own report.html in its run folder (rendered where the cell ran, beside its dump and reference)."""
+    from . import write_reports
+
+    return write_reports([run_dir], ["html"], run_dir)[0]
+
+
 # ----- what every format says ---------------------------------------------------------------------------
 
 

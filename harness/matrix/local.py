@@ -14,6 +14,7 @@ beside it down with it. Here each worker has its own pipe, so a death is charged
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
@@ -33,6 +34,7 @@ MAX_ATTEMPTS = 2  # a cell whose worker dies is run once more, then reported los
 STOP_GRACE_S = 5.0
 
 Progress = Callable[[str, str, str], None]  # (event, cell id or avatar, detail)
+CellReport = Callable[[Path], object]  # renders a cell's report from its run folder
 
 
 @dataclass
@@ -87,15 +89,17 @@ class LocalExecutor:
 
     kind = "local"
 
-    def __init__(self, jobs: int | None = None, progress: Progress | None = None):
+    def __init__(self, jobs: int | None = None, progress: Progress | None = None, cell_report: CellReport | None = None):
         self.jobs = jobs
         self.progress = progress or (lambda event, what, detail: None)
+        self.cell_report = cell_report  # renders a finished cell's report in its worker (a picklable module-level function)
         self.workers: list[_Worker] = []
         self.gpus = 0
 
     def describe(self) -> dict[str, Any]:
-        return {"workers": len(self.workers) or (self.jobs or 0),
-                "note": f"{len(self.workers)} worker processes, each pinned to {self._share()} of {self._cpu_count()} CPUs; speed measured "
+        workers = self.jobs or 0
+        return {"workers": workers,
+                "note": f"{workers} worker processes, each pinned to {self._share()} of {self._cpu_count()} CPUs; speed measured "
                         "with the machine to itself"}
 
     def triage(self, jobs: list[CellJob]) -> tuple[list[CellResult], list[CellJob]]:
@@ -143,9 +147,12 @@ class LocalExecutor:
                 remove_abandoned(cells_dir / job.cell.slug)
 
     def close(self) -> None:
-        """Stop every worker (a cell in flight is abandoned; its temporary folder is removed by the caller)."""
+        """Stop every worker: an idle one ends when its pipe closes, one with a cell in flight is terminated (the cell
+        is abandoned; its temporary folder is removed by the caller)."""
         for worker in self.workers:
-            if worker.process.is_alive():
+            if worker.task is None:
+                worker.conn.close()
+            elif worker.process.is_alive():
                 worker.process.terminate()
         deadline = time.monotonic() + STOP_GRACE_S
         for worker in self.workers:
@@ -153,7 +160,8 @@ class LocalExecutor:
             if worker.process.is_alive():
                 worker.process.kill()
                 worker.process.join()
-            worker.conn.close()
+            with contextlib.suppress(OSError):
+                worker.conn.close()
         self.workers = []
 
     # ----- scheduling ---------------------------------------------------------------------------------
@@ -237,7 +245,7 @@ class LocalExecutor:
         mine = set(cpus[(slot * share) % len(cpus): (slot * share) % len(cpus) + share]) or set(cpus)
         context = multiprocessing.get_context("spawn")
         ours, theirs = context.Pipe()
-        process = context.Process(target=worker_main, args=(theirs, mine), name=f"parity-matrix-worker-{slot}", daemon=True)
+        process = context.Process(target=worker_main, args=(theirs, mine, self.cell_report), name=f"parity-matrix-worker-{slot}", daemon=True)
         process.start()
         theirs.close()
         return _Worker(slot, mine, process, ours)
@@ -250,7 +258,7 @@ class LocalExecutor:
         return len(_allowed_cpus())
 
 
-def worker_main(conn: Connection, cpus: set[int]) -> None:
+def worker_main(conn: Connection, cpus: set[int], cell_report: CellReport | None = None) -> None:
     """A worker process: pinned to `cpus`, it runs the tasks it is sent until its pipe closes. Ctrl-C is the driver's
     to handle (it stops the workers)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -270,7 +278,7 @@ def worker_main(conn: Connection, cpus: set[int]) -> None:
             conn.send(make_reference(message[1], message[2]))
         else:
             _, job, folder, reference = message
-            conn.send(run_cell_into(job, Path(folder), Path(reference)))
+            conn.send(run_cell_into(job, Path(folder), Path(reference), cell_report=cell_report))
 
 
 def make_reference(avatar: AvatarInputs, settings: Settings) -> tuple[str, str]:
@@ -289,13 +297,20 @@ def make_reference(avatar: AvatarInputs, settings: Settings) -> tuple[str, str]:
         return "error", str(exc)
 
 
-def run_cell_into(job: CellJob, final: Path, reference: Path, node: NodeInfo | None = None) -> CellResult:
-    """`run_cell` into a fresh temporary folder that replaces `final` once the cell's result is written."""
+def run_cell_into(job: CellJob, final: Path, reference: Path, node: NodeInfo | None = None, cell_report: CellReport | None = None) -> CellResult:
+    """`run_cell` into a fresh temporary folder that replaces `final` once the cell's result (and its report) is written."""
     from ...atomic import building
-    from .cell import run_cell
+    from .cell import RUN_FOLDER, run_cell, write_cell
 
     with building(final) as folder:
-        return run_cell(job, folder, reference, node)
+        result = run_cell(job, folder, reference, node)
+        if result.ran and cell_report is not None:
+            try:
+                cell_report(folder / RUN_FOLDER)
+            except Exception as exc:  # the verdict stands without its page
+                result.notes.append(f"the cell's report could not be rendered: {type(exc).__name__}: {exc}")
+                write_cell(result, folder)
+        return result
 
 
 def _failed(pending: _Pending, status: str, reason: str) -> CellResult:

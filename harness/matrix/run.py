@@ -33,7 +33,7 @@ from .spec import MatrixSpec, load_matrix
 from .types import AvatarInfo, CellResult, ExecutorInfo, MatrixResult
 
 CELLS = "cells"
-MATRIX_OUTPUTS = frozenset({"matrix.json", "report.html", "report.md", "report.junit.xml", CELLS, "parity-error.log", "ray-driver.log"})
+MATRIX_OUTPUTS = frozenset({"matrix.json", "report.html", "report.md", "report.junit.xml", CELLS})
 
 Progress = Callable[[str, str, str], None]  # (event, cell id or avatar, detail)
 
@@ -47,6 +47,7 @@ class MatrixRequest:
     ray: str | None = None  # "auto" or a cluster's address: the cells are Ray tasks
     jobs: int | None = None  # local: cells at once (None: as the CPUs and memory allow)
     overwrite: bool = False
+    cell_report: Callable[[Path], object] | None = None  # renders a finished cell's report where it ran (a module-level function)
 
 
 def run_matrix(request: MatrixRequest, progress: Progress | None = None) -> MatrixResult:
@@ -132,12 +133,12 @@ def _executor(request: MatrixRequest, say: Progress):
     if request.ray is not None:
         from .ray_executor import RayExecutor
 
-        return RayExecutor(request.ray, say, Path(request.out) / "ray-driver.log")
+        return RayExecutor(request.ray, say, request.cell_report)
     from .local import LocalExecutor
 
     if request.jobs is not None and request.jobs < 1:
         raise ParityError(f"--jobs must be at least 1, got {request.jobs}")
-    return LocalExecutor(request.jobs, say)
+    return LocalExecutor(request.jobs, say, request.cell_report)
 
 
 def _placed(cell: CellResult) -> CellResult:

@@ -275,12 +275,13 @@ def _columns(where: _Where, table: Any, index: int, default_precisions: list[str
     if name is not None and len(options) > 1:
         raise ParityError(f"{where.file}: {label}: name labels one column; with several providers or devices leave it out")
     columns = []
-    for provider, device in options:
-        column_label = where.name(name, f"{label}: name") if name is not None else backend + (f"-{provider or device}" if (provider or device) else "")
+    for column_provider, column_device in options:
+        suffix = column_provider or column_device
+        column_label = where.name(name, f"{label}: name") if name is not None else backend + (f"-{suffix}" if suffix else "")
         for precision in precisions:
-            if backend == "torch" and precision == "fp16" and not (device or "cpu").startswith("cuda"):
+            if backend == "torch" and precision == "fp16" and not (column_device or "cpu").startswith("cuda"):
                 raise ParityError(f"{where.file}: {label}: torch runs fp16 only on CUDA; use devices = [\"cuda\"] or precision fp32")
-            columns.append({"label": column_label, "backend": backend, "precision": precision, "provider": provider, "device": device,
+            columns.append({"label": column_label, "backend": backend, "precision": precision, "provider": column_provider, "device": column_device,
                             "cpus": float(cpus), "batch": batch})
     return columns
 

@@ -364,9 +364,10 @@ class MatrixResult:
                 if change.regression:
                     lines.append(f"{change.cell}: regression since the baseline: {regression_text(change)}")
         for cell_id in self.required:
-            cell = self.cell(cell_id)
-            if cell is None or not cell.ran:
-                lines.append(f"{cell_id}: required, but {'not in the matrix' if cell is None else cell.status + ': ' + (cell.reason or '')}")
+            required = self.cell(cell_id)
+            if required is None or not required.ran:
+                lines.append(f"{cell_id}: required, but "
+                             + ("not in the matrix" if required is None else f"{required.status}: {required.reason or ''}"))
         if not self.complete:
             lines.append("the matrix is incomplete (interrupted): cells that did not finish were not judged")
         if not any(cell.ran for cell in self.cells):
