@@ -110,9 +110,7 @@ class RayExecutor:
             return
         packs = {}
         for name in dict.fromkeys(job.avatar.name for job in jobs):
-            data = pack_inputs(avatars[name])
-            packs[name] = ray.put(data)
-            self.shipped["inputs"] += len(data) / MB
+            packs[name] = ray.put(pack_inputs(avatars[name]))  # moved only to nodes that lack the files (`local_inputs`)
         references: dict[str, tuple[str, Any]] = {}  # avatar -> (cache key, [ref of the packed entry])
         waiting = {name: [job for job in jobs if job.avatar.name == name] for name in packs}
         for name in packs:
@@ -165,6 +163,7 @@ class RayExecutor:
     # ----- submitting and collecting ----------------------------------------------------------------------
 
     def _connect(self) -> None:
+        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")  # the driver's core logs its warnings to the terminal otherwise
         try:
             import ray
         except ImportError:
@@ -213,7 +212,7 @@ class RayExecutor:
         """(status, detail, key, entry ref); None when the task died and goes again."""
         entry = self.entries.pop(ref)
         try:
-            status, detail, key, node = self.ray.get(ref)
+            status, detail, key, node, fetched = self.ray.get(ref)
         except self.ray.exceptions.RayTaskError as exc:  # a bug in the task
             return "error", f"internal error in the reference task: {_first_line(exc)}", "", entry
         except self.ray.exceptions.RayError as exc:
@@ -222,7 +221,9 @@ class RayExecutor:
             if len(flight.attempts) >= MAX_ATTEMPTS:
                 return "lost", "; ".join(a.error for a in flight.attempts), "", entry
             return None
-        return status, f"{detail} (on {node.hostname})", key, entry
+        for kind, mb in fetched.items():
+            self.shipped[kind] += mb
+        return status, f"{detail} (on {node.hostname}, Ray node {(node.node_id or '')[:8]})", key, entry
 
     def _cell_outcome(self, ref: Any, flight: _Flight, cells_dir: Path) -> CellResult | None:
         """The cell's result with its folder published under `cells_dir`; None when the task died and goes again."""
@@ -244,7 +245,7 @@ class RayExecutor:
             self.shipped[kind] += mb
         result.attempts = flight.attempts + result.attempts
         if result.node is not None:
-            result.node.resources = next((dict(n.get("Resources", {})) for n in self.nodes if n.get("NodeID") == result.node.node_id), {})
+            result.node.resources = next((_node_info(n).resources for n in self.nodes if n.get("NodeID") == result.node.node_id), {})
         if packed is not None:
             self.shipped["results"] += len(packed) / MB
             with building(cells_dir / job.cell.slug) as folder:
@@ -268,18 +269,20 @@ class RayExecutor:
 # ----- the tasks (plain functions: Ray places them, nothing else) --------------------------------------------
 
 
-def reference_task(avatar: AvatarInputs, pack: list[Any], settings: Settings) -> tuple[tuple[str, str, str, NodeInfo], bytes | None]:
+def reference_task(avatar: AvatarInputs, pack: list[Any], settings: Settings
+                   ) -> tuple[tuple[str, str, str, NodeInfo, dict[str, float]], bytes | None]:
     """On a node: the avatar's reference (in this node's cache), and its cache entry packed for the nodes that
-    compare with it: ((status, detail, key, node), packed entry or None)."""
+    compare with it: ((status, detail, key, node, MB fetched by kind), packed entry or None)."""
     from .local import make_reference
 
     node = _this_node()
-    local = local_inputs(avatar, pack, {})
+    fetched: dict[str, float] = {}
+    local = local_inputs(avatar, pack, fetched)
     status, detail = make_reference(local, settings)
     if status != "ok":
-        return (status, detail, "", node), None
+        return (status, detail, "", node, fetched), None
     entry = Path(detail).parent
-    return ("ok", f"{_mb(entry):.1f} MB", entry.name, node), pack_folder(entry)
+    return ("ok", f"{_mb(entry):.1f} MB", entry.name, node, fetched), pack_folder(entry)
 
 
 def cell_task(job: CellJob, pack: list[Any], reference_key: str, reference: list[Any], cell_report: CellReport | None
