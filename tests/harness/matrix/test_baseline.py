@@ -8,7 +8,7 @@ from dataclasses import replace
 
 from synctalk_parity.harness.matrix.baseline import compare_cells, compare_matrices, environment_changes, metric_band
 from synctalk_parity.harness.matrix.result import read_matrix, write_matrix
-from synctalk_parity.harness.matrix.types import (Allowance, Bands, CellResult, ExecutorInfo, MatrixResult, Speed, StageFigures)
+from synctalk_parity.harness.matrix.types import Allowance, Bands, CellResult, ExecutorInfo, MatrixResult, Speed, StageFigures
 from synctalk_parity.harness.verdict.types import Spread
 
 GATE = {"max_abs": 0.01}
