@@ -31,6 +31,7 @@ import logging
 import os
 import shutil
 import socket
+import sys
 import tarfile
 import tempfile
 import time
@@ -70,8 +71,12 @@ class RayExecutor:
 
     kind = "ray"
 
-    def __init__(self, address: str, progress: Progress | None = None, cell_report: CellReport | None = None):
+    def __init__(self, address: str, progress: Progress | None = None, cell_report: CellReport | None = None, log: Path | None = None):
         self.address = address
+        self.log = log  # where the driver's stderr goes while it is on the cluster (Ray's own messages), else inherited
+        self._stderr: int | None = None  # the driver's own fd 2 and streams while they point at the log
+        self._streams: tuple[Any, Any] = (sys.stdout, sys.stderr)
+        self._log_file: Any = None
         self.progress = progress or (lambda event, what, detail: None)
         self.cell_report = cell_report
         self.ray: Any = None
@@ -159,21 +164,39 @@ class RayExecutor:
         if self.ray is not None and self.ray.is_initialized():
             self._refresh_nodes()
             self.ray.shutdown()
+        if self._stderr is not None:
+            sys.stdout, sys.stderr = self._streams
+            os.dup2(self._stderr, 2)
+            os.close(self._stderr)
+            self._stderr = None
+            self._log_file.close()
 
     # ----- submitting and collecting ----------------------------------------------------------------------
 
     def _connect(self) -> None:
-        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")  # the driver's core logs its warnings to the terminal otherwise
         try:
             import ray
         except ImportError:
             raise ParityError("--ray needs Ray: pip install 'synctalk-parity[ray]' (or run without --ray: the cells run on this machine)") from None
         self.ray = ray
+        if self.log is not None:
+            # Ray's core writes to the driver's fd 2, and its error listener prints the raylets' messages ("A worker
+            # died...") to sys.stdout: both go to the log while the driver is connected (a caller that shows progress
+            # holds its own stream, bound before; the CLI's console is)
+            self.log.parent.mkdir(parents=True, exist_ok=True)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            self._stderr = os.dup(2)
+            self._streams = (sys.stdout, sys.stderr)
+            self._log_file = open(self.log, "a", buffering=1, encoding="utf-8")  # noqa: SIM115 (closed in disconnect)
+            os.dup2(self._log_file.fileno(), 2)
+            sys.stdout = sys.stderr = self._log_file
         try:
             ray.init(address=self.address, log_to_driver=False, logging_level=logging.ERROR, include_dashboard=False,
                      ignore_reinit_error=True)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            self.disconnect()
             raise ParityError(f"--ray {self.address}: no Ray cluster to join ({first}); start one with `ray start --head` "
                               "(docs/matrix.md) or run without --ray") from None
         self._refresh_nodes()

@@ -33,7 +33,8 @@ from .spec import MatrixSpec, load_matrix
 from .types import AvatarInfo, CellResult, ExecutorInfo, MatrixResult
 
 CELLS = "cells"
-MATRIX_OUTPUTS = frozenset({"matrix.json", "report.html", "report.md", "report.junit.xml", CELLS})
+RAY_LOG = "ray-driver.log"  # --ray: what Ray itself printed on the driver
+MATRIX_OUTPUTS = frozenset({"matrix.json", "report.html", "report.md", "report.junit.xml", CELLS, RAY_LOG})
 
 Progress = Callable[[str, str, str], None]  # (event, cell id or avatar, detail)
 
@@ -133,7 +134,7 @@ def _executor(request: MatrixRequest, say: Progress):
     if request.ray is not None:
         from .ray_executor import RayExecutor
 
-        return RayExecutor(request.ray, say, request.cell_report)
+        return RayExecutor(request.ray, say, request.cell_report, Path(request.out) / RAY_LOG)
     from .local import LocalExecutor
 
     if request.jobs is not None and request.jobs < 1:
