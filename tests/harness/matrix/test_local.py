@@ -133,3 +133,56 @@ def test_a_rerun_reuses_the_finished_cells_and_a_required_cell_that_did_not_run_
     required = _invoke(matrix_file, "--out", out, "--require", "small/coreml/fp16")
     assert required.exit_code == 1
     assert "small/coreml/fp16: required, but not run: Core ML prediction needs macOS" in required.output
+
+
+def test_ctrl_c_leaves_a_report_marked_incomplete_with_the_finished_cells(first_run, small_weights, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    matrix_file = write_matrix_file(tmp_path / "matrix.toml", _matrix_text(small_weights, None))
+    out = tmp_path / "out"
+    parity = Path(sys.executable).parent / "parity"
+    process = subprocess.Popen([str(parity), "matrix", str(matrix_file), "--out", str(out), "--jobs", "1"], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, start_new_session=True, env={**os.environ, **ENV})
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and process.poll() is None:  # one cell at a time: interrupt once the first is done
+            if (out / "matrix.json").is_file() and any(cell.status == "passed" for cell in read_matrix(out).cells):
+                break
+            time.sleep(0.2)
+        os.killpg(process.pid, signal.SIGINT)  # Ctrl-C reaches the terminal's whole process group
+        output, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert process.returncode == 130, output
+    matrix = read_matrix(out)
+    assert not matrix.complete and "the matrix is incomplete (interrupted)" in " ".join(matrix.failures)
+    finished = [cell for cell in matrix.cells if cell.ran]
+    assert len(finished) >= 1 and all((out / cell.folder / "cell.json").is_file() for cell in finished)
+    unfinished = [cell for cell in matrix.cells if cell.reason == "interrupted before it finished"]
+    assert unfinished and all(not (out / "cells" / cell.id.replace("/", "__")).exists() for cell in unfinished)
+    assert (out / "report.md").read_text().splitlines()[2].startswith("**INCOMPLETE: plumbing")
+    assert not list(out.rglob("*.partial"))  # nothing half-written
+    deadline = time.monotonic() + 10
+    while _group(process.pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _group(process.pid) == [], "processes left behind"  # no worker left behind
+
+
+def _group(pgid: int) -> list[str]:
+    """The command lines of the processes in process group `pgid`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+                if int(stat.rsplit(")", 1)[1].split()[2]) == pgid:
+                    found.append((entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+            except (OSError, ValueError, IndexError):
+                continue
+    return found
