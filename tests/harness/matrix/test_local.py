@@ -186,3 +186,46 @@ def _group(pgid: int) -> list[str]:
             except (OSError, ValueError, IndexError):
                 continue
     return found
+
+
+def test_a_worker_killed_mid_cell_is_replaced_and_the_cell_run_again(first_run, small_weights, tmp_path):
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    text = _matrix_text(small_weights, None)
+    for backend in ('[[backend]]\nbackend = "onnxruntime"\nname = "onnxruntime-perturbed"\n', '[[backend]]\nbackend = "torch"\n',
+                    '[[backend]]\nbackend = "coreml"\nprecisions = ["fp16"]\n'):
+        text = text.replace(backend, "")
+    matrix_file = write_matrix_file(tmp_path / "matrix.toml", text)  # one cell: small/onnxruntime-cpu/fp32
+    out = tmp_path / "out"
+    parity = Path(sys.executable).parent / "parity"
+    process = subprocess.Popen([str(parity), "matrix", str(matrix_file), "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, start_new_session=True, env={**os.environ, **ENV})
+    lines, killed = [], []
+    try:
+        assert process.stdout is not None
+        deadline = time.monotonic() + 300
+        for line in process.stdout:
+            lines.append(line)
+            started = re.match(r"small/onnxruntime-cpu/fp32: started \(worker (\d+)\)", line)
+            if started and not killed:
+                time.sleep(1.0)  # mid-cell
+                os.kill(int(started.group(1)), signal.SIGKILL)
+                killed.append(int(started.group(1)))
+            assert time.monotonic() < deadline, "".join(lines)
+        process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    output = "".join(lines)
+    assert process.returncode == 0, output
+    assert killed and "small/onnxruntime-cpu/fp32: the worker process died (SIGKILL)" in output
+    cell = read_matrix(out).cell("small/onnxruntime-cpu/fp32")
+    assert cell is not None and cell.status == "passed" and cell.node is not None and cell.node.pid != killed[0]
+    assert [attempt.error for attempt in cell.attempts] == ["the worker process died (SIGKILL)"]
+    assert not list(out.rglob("*.partial"))
