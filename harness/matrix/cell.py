@@ -136,8 +136,9 @@ def runs_here(cell: CellSpec) -> str | None:
         from ...backends.onnxruntime import PROVIDERS
 
         if PROVIDERS[cell.provider] not in onnxruntime.get_available_providers():
+            where = "onnxruntime on macOS" if cell.provider == "coreml" else "onnxruntime-gpu on a machine with an NVIDIA GPU"
             return (f"onnxruntime has no {PROVIDERS[cell.provider]} here (available: {', '.join(onnxruntime.get_available_providers())}); "
-                    "it comes with onnxruntime-gpu on a machine with an NVIDIA GPU" if cell.provider != "coreml" else "with macOS")
+                    f"it comes with {where}")
     if cell.backend == "torch" and (cell.device or "cpu").startswith("cuda"):
         import torch
 

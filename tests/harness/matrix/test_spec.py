@@ -82,3 +82,32 @@ def test_require_from_the_command_line_must_name_a_cell(tmp_path):
     assert load_matrix(path, ["demo/torch-cpu/fp32"]).required == ["demo/torch-cpu/fp32"]
     with pytest.raises(ParityError, match="required cell 'demo/coreml/fp16' is not in the matrix"):
         load_matrix(path, ["demo/coreml/fp16"])
+
+
+def test_a_cell_that_cannot_run_on_this_machine_says_why(tmp_path):
+    import sys
+
+    import torch
+
+    from synctalk_parity.harness.matrix.cell import runs_here
+
+    if torch.cuda.is_available() or sys.platform == "darwin":
+        pytest.skip("this machine has a GPU or macOS: the cells below may run here")
+    spec = load_matrix(_matrix(tmp_path, """
+[[avatar]]
+name = "demo"
+[[backend]]
+backend = "onnxruntime"
+providers = ["cpu", "cuda", "coreml"]
+[[backend]]
+backend = "torch"
+devices = ["cuda"]
+[[backend]]
+backend = "coreml"
+"""))
+    reasons = {cell.id: runs_here(cell) for cell in spec.cells}
+    assert reasons["demo/onnxruntime-cpu/fp32"] is None
+    assert "no CUDAExecutionProvider here" in reasons["demo/onnxruntime-cuda/fp32"] and "onnxruntime-gpu" in reasons["demo/onnxruntime-cuda/fp32"]
+    assert "no CoreMLExecutionProvider here" in reasons["demo/onnxruntime-coreml/fp32"] and "macOS" in reasons["demo/onnxruntime-coreml/fp32"]
+    assert "sees no CUDA GPU" in reasons["demo/torch-cuda/fp32"]
+    assert "needs macOS" in reasons["demo/coreml/fp32"]
