@@ -112,3 +112,48 @@ def test_mouth_motion_is_the_darkening_of_the_mouth_box_against_the_template():
 def test_mouth_motion_names_a_frame_whose_box_leaves_it():
     with pytest.raises(ParityError, match="frame 0: mouth box"):
         mouth_motion([np.zeros((50, 50, 3), np.uint8)], [(40, 40, 140, 140)])
+
+
+def _dataset(folder, side: int = 200):
+    """Two grey templates whose crop box is (40, 30)-(140, 130)."""
+    import cv2
+
+    from synctalk_parity.reference.dataset import open_dataset
+
+    (folder / "full_body_img").mkdir(parents=True)
+    (folder / "landmarks").mkdir()
+    points = np.full((110, 2), 90.0)
+    points[1], points[31], points[52] = (40, 80), (140, 80), (90, 30)
+    for i in range(2):
+        cv2.imwrite(str(folder / "full_body_img" / f"{i}.png"), np.full((side, side, 3), 150 + 10 * i, np.uint8))
+        np.savetxt(folder / "landmarks" / f"{i}.lms", points, fmt="%.1f")
+    return open_dataset(folder)
+
+
+def _dump(path, dataset, darkness: np.ndarray, every: int = 1):
+    from synctalk_parity.harness.verdict.dump import DumpWriter
+
+    with DumpWriter(path, {"name": "tests", "version": "0", "backend": "torch", "precision": "fp32"}, len(darkness)) as writer:
+        for i, (t, dark) in enumerate(zip(dataset.schedule(len(darkness)), darkness)):
+            template = dataset.templates[t]
+            frame = template.read_image()
+            x0, y0, x1, y1 = mouth_box(template.box)
+            frame[y0:y1, x0:x1] = np.clip(frame[y0:y1, x0:x1].astype(float) - dark, 0, 255).astype(np.uint8)
+            writer.add_frame(i, {"frame.output": frame, "frame.crop_box": np.asarray(template.box), "frame.template_index": np.asarray(t)},
+                             heavy=i % every == 0)
+    return path
+
+
+def test_lip_sync_of_dumps_reads_frames_boxes_and_templates(tmp_path):
+    from synctalk_parity.harness.verdict.dump import Dump
+    from synctalk_parity.harness.verdict.lip_sync import lip_sync_of_dumps
+
+    dataset = _dataset(tmp_path / "dataset")
+    opening = np.round(np.clip(speech_like(60), 0, None) * 6)  # whole grey levels
+    reference = Dump.open(_dump(tmp_path / "reference", dataset, opening))
+    late = Dump.open(_dump(tmp_path / "late", dataset, delayed(opening, 2)))
+    sync = lip_sync_of_dumps(late, dataset, reference=reference)
+    assert sync.offset_frames == 2 and sync.score > 0.9
+    sparse = Dump.open(_dump(tmp_path / "sparse", dataset, opening, every=10))
+    with pytest.raises(ParityError, match=r"frame.output for every frame \(6 of 60 dumped\).*--dump-every 1"):
+        lip_sync_of_dumps(sparse, dataset, reference=reference)
