@@ -41,12 +41,13 @@ line, 65% below), tilted with the mouth; narrower when less open (`|u|^6` across
 number of steps) on up to 100 templates spread over the dataset. The map is carried up clipped to [-1, 1].
 
 **Last block and output**: `up5`'s first block makes the opening's mask `clip(SHARPNESS (M + a - 1), 0, 1)` (about
-2 pixels of soft edge), and the output convolution subtracts `DARKEN` from the logits under it (a dark, reddish
-mouth). The rest is the demo weights' reconstruction: the deep seeded part of `up5`'s input damped to 0.5 %,
+3 pixels of soft edge), and the output convolution subtracts `DARKEN` from the logits under it (a dark, reddish
+mouth; white teeth under it turn dark too). The rest is the demo weights' reconstruction: the deep seeded part of `up5`'s input damped to 0.5 %,
 `up5`'s two projections and the output convolution solved by least squares (float64 normal equations) for the real
 crop's logits on 8 templates, from the seeded features of the crop.
 
-Made in about a minute on 2 cores (`make_listening_weights`), cached like the demo weights under
+Made in about a minute of CPU on 2 cores (`make_listening_weights`; sanders-mini: 168 s on a machine shared with other
+jobs, 74 s of it user CPU), cached like the demo weights under
 `<cache>/weights/<key>/` keyed by the dataset's and the audio's bytes, this code and the libraries
 (`listening_weights`). Deterministic on one machine: made again, every tensor is equal.
 """
@@ -84,8 +85,8 @@ SHAPE_WEIGHT = 0.75  # the mid band over the low one, in the opening's drive
 CLOSED_PERCENTILE, OPEN_PERCENTILE = 40, 85
 BAND_WEIGHTS = (0.3, 0.5, 0.2)  # low, mid, high band in the loudness
 # rendering
-SHARPNESS = 8.0
-DARKEN = (2.3, 2.4, 1.9)  # logits subtracted under the opening, B, G, R
+SHARPNESS = 6.0
+DARKEN = (4.2, 4.3, 3.7)  # logits subtracted under the opening, B, G, R: white teeth too turn dark
 # the fit
 LOCATOR_TEMPLATES = 100  # templates the mouth locator is fit on (spread over the dataset)
 RECONSTRUCTION_TEMPLATES = 8  # templates the image reconstruction is fit on
@@ -169,7 +170,7 @@ def write_listening_weights(dataset_dir: str | Path, audio_path: str | Path, out
     return WrittenWeights(out, out / UNET_FILE, out / ENCODER_FILE, about, bool(made), time.perf_counter() - started)
 
 
-def weights_key_parts(dataset_dir: str | Path, audio_path: str | Path, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def weights_key_parts(dataset_dir: str | Path, audio_path: str | Path) -> dict[str, Any]:
     """The cache key's parts: the dataset's images and landmarks and the audio (sha256 of their bytes), this code and
     the libraries that compute the weights (not the CPU's instruction set: made elsewhere they may differ in their last
     bits and are as good; what is computed from them is keyed by their own sha256)."""
@@ -184,7 +185,7 @@ def weights_key_parts(dataset_dir: str | Path, audio_path: str | Path, extra: di
     env = environment(("models", "reference"), REFERENCE_LIBRARIES)
     return {
         "inputs": {"what": "listening weights", "version": LISTENING_WEIGHTS_VERSION, "templates": dataset.template_count,
-                   "images": images, "landmarks": landmarks, "audio": sha256_file(audio_path), **(extra or {})},
+                   "images": images, "landmarks": landmarks, "audio": sha256_file(audio_path)},
         "environment": {k: v for k, v in env.items() if k not in ("synctalk-parity", "ONEDNN_MAX_CPU_ISA", "cpu_isa")},
     }
 
@@ -460,7 +461,6 @@ class _UNetBuilder:
 
         self.net: Any = fixture_unet(seed=0)  # built in place, submodule by submodule
         self.opening = opening
-        self._norms_designated: list[tuple[Any, list[int], list[float]]] = []
         self._build_audio_branch()
         self._build_image_path()
         self._build_decoder()
@@ -470,8 +470,6 @@ class _UNetBuilder:
     M = 1  # the mouth's level map, from up2 on
 
     def _build_audio_branch(self) -> None:
-        import torch
-
         branch = self.net.audio_model
         kernel = self.opening.kernel
         scale = 1 / (self.opening.high - self.opening.low)
@@ -502,7 +500,6 @@ class _UNetBuilder:
         route(branch.conv4, [], [0, 1], [0, 1])
         route(branch.conv6, [Unit({0: 1.0, 1: border, 2: -border}, {0: 1.0}, bias=-border, kernel=shift_left)], [0, 1, 2], [0, 1, 2])
         route(branch.conv7, [], [0, 1, 2], [0, 1, 2])
-        del torch
 
     def _build_image_path(self) -> None:
         net = self.net

@@ -5,7 +5,7 @@ Usage (from the repository root, after `make setup`)::
     .venv/bin/python scripts/lip_sync_strip.py                    # runs `parity run` on the built-in demo in a temp folder
     .venv/bin/python scripts/lip_sync_strip.py --run parity-out   # or uses a demo run folder you already have
 
-The run's dump gives each frame's crop box and template; the mouth's motion (`harness/verdict/lip_sync.py`: how much
+The run's frames (frames/*.png, or its dump) and its dump's crop boxes and templates give the mouth's motion (`harness/verdict/lip_sync.py`: how much
 darker the mouth box is than its template) picks the frames: the most closed, the most open, and the one halfway.
 Below the three crops, the loudness of the speech (log RMS per frame, grey) and the mouth's motion (red) over the
 clip, with the three frames marked. The demo is seeded, so running it again gives the same picture.
@@ -43,9 +43,9 @@ def main() -> None:
 
 
 def demo_run(out: Path) -> Path:
-    """`parity run` on the built-in demo, every frame's stages dumped."""
+    """`parity run` on the built-in demo (every frame written as PNG)."""
     parity = Path(sys.executable).with_name("parity")
-    command = [str(parity) if parity.exists() else "parity", "run", "--out", str(out), "--dump-every", "1", "--no-compare"]
+    command = [str(parity) if parity.exists() else "parity", "run", "--out", str(out), "--no-compare"]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         sys.exit(f"lip_sync_strip.py: {' '.join(command)} failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
@@ -64,10 +64,13 @@ def make_strip(run: Path) -> np.ndarray:
     dataset = open_dataset(demo.dataset_dir)
     dump = Dump.open(run / "dump")
     count = dump.frame_count
-    missing = [i for i in range(count) if i not in set(dump.frames("frame.output"))]
-    if missing:
-        sys.exit(f"lip_sync_strip.py: {run / 'dump'} lacks frame.output for frame {missing[0]}; run with --dump-every 1")
-    frames = [dump.frame("frame.output", i) for i in range(count)]
+    pngs = [run / "frames" / f"{i:05d}.png" for i in range(count)]
+    if all(p.is_file() for p in pngs):  # every frame, lossless
+        frames = [cv2.imread(str(p), cv2.IMREAD_COLOR) for p in pngs]
+    elif set(dump.frames("frame.output")) >= set(range(count)):
+        frames = [dump.frame("frame.output", i) for i in range(count)]
+    else:
+        sys.exit(f"lip_sync_strip.py: {run} holds neither frames/*.png nor frame.output for every frame in dump/")
     boxes = [tuple(int(v) for v in dump.frame("frame.crop_box", i)) for i in range(count)]
     templates = [dataset.templates[int(dump.frame("frame.template_index", i))].read_image() for i in range(count)]
     motion = mouth_motion(frames, boxes, templates)
