@@ -56,7 +56,7 @@ def run(
                          save_frames=save_frames, provider=provider, device=device, streams=streams, overwrite=overwrite)
     check_request(request)
     if request.is_demo:
-        console.print("Built-in demo: avatar from scikit-image's astronaut, synthetic speech, demo weights (fit to the avatar; not a SyncTalk model).")
+        console.print("Built-in demo: avatar from scikit-image's astronaut, synthetic speech, demo weights (listening test weights: the mouth follows the speech; not a SyncTalk model).")
         if formats is None and compare:  # the demo shows its result: the HTML report, unless asked for others
             formats = ["html"]
     with FrameProgress() as progress, FrameProgress("reference (eager torch)") as reference_progress:

@@ -3,7 +3,7 @@
 The production pipeline (`harness/pipeline/production.py`) runs on the chosen backend; its stage dump is
 compared with the eager reference's dump of the same inputs (computed once, then cached). With no
 dataset and audio it runs the built-in demo (inputs made locally). Weights not given are the demo weights
-(`reference/demo_weights.py`: fit to the demo avatar, made once and cached). Output folder:
+(`reference/demo_weights.py`: listening test weights for the demo avatar, made once and cached). Output folder:
 
     frames/00000.png ...   every output frame, lossless, numbered in output order
     video.mp4              H.264 + AAC, 25 fps (lossy; compare frames, not the video)

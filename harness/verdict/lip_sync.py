@@ -1,0 +1,235 @@
+"""Lip sync from the frames: how many frames a candidate's mouth lags the reference's (or the sound), and how closely
+it follows it. Separate from the check of a video's sound track, which compares the audio itself.
+
+    motion = mouth_motion(frames, boxes, templates)                # one value per output frame
+    sync = measure_lip_sync(motion, reference=reference_motion)    # or envelope=audio_envelope(pcm, len(motion))
+    sync = lip_sync_of_dumps(candidate_dump, dataset, reference=reference_dump)   # or pcm=...: both from dumps
+    print(sync.summary())    # lip sync against the reference: offset +2 frames (+80 ms, the mouth is late), score 0.97 ...
+    LipSync.from_dict(sync.to_dict()) == sync
+
+**The mouth's motion.** For each output frame, the mouth box (the 320 x 320 the U-Net writes, mapped back into the
+frame: `reference.frames.mouth_box`) is compared with the same pixels of the template the frame was made from: the
+signal is how much darker the box is than the template (mean over the box, grey levels). A mouth that opens darkens
+its box, one that closes lightens it; against the template, what the template does by itself (head motion, its own
+mouth) cancels, and what is left is what the network made of the audio. Without the templates, the signal is the
+box's own darkness (head motion then counts too). Slow drifts are not speech: both signals are high-passed (a
+centred moving average of `HIGH_PASS` frames subtracted).
+
+**Offset and score.** The candidate's signal is compared with the reference's at every lag within `max_lag` frames:
+`offset_frames = k` when candidate frame i moves as reference frame i - k does (positive: the mouth is late, it moves
+after the sound; negative: early). A port whose features are delayed by k frames measures k; one whose audio input
+starts 80 ms late measures +2. The score at a lag is the concordance `2 cov(c, r) / (var c + var r)` of the two
+high-passed signals over the frames both hold: 1 when the candidate moves exactly as the reference does, about 0 when
+its mouth ignores the audio (a silent or constant audio input leaves only the template's part, which the template
+difference and the high-pass remove), in between for a mouth that moves less, more or otherwise. `score` is the
+score at `offset_frames`, `score_at_zero` the score without any offset. Without a reference, the signal is compared
+with the sound's loudness (the mean log-mel of each frame's 40 ms: `audio_envelope`) and the score is the Pearson correlation
+(the units differ), so the offset then includes the model's own latency. The clip gets one offset and score; windows
+of `WINDOW` frames (hop `HOP`) get theirs, for a plot over the clip.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ...errors import ParityError
+
+FPS = 25.0
+MAX_LAG = 8  # frames searched either way: 320 ms
+WINDOW, HOP = 50, 25  # frames per window (2 s) and between window starts
+HIGH_PASS = 9  # frames in the moving average subtracted from each signal
+STILL = 0.05  # grey levels: a reference mouth whose high-passed motion varies less than this is not measured
+AGAINST = ("reference", "audio")
+
+Box = tuple[int, int, int, int]
+
+
+@dataclass
+class SyncWindow:
+    """One window of the clip: its first frame, length, and the offset and score found in it."""
+
+    start: int
+    frames: int
+    offset_frames: int | None
+    score: float | None
+
+
+@dataclass
+class LipSync:
+    """How a candidate's mouth motion lines up with the reference's (or the audio's). See the module docstring."""
+
+    against: str  # "reference" or "audio"
+    frames: int  # frames compared
+    fps: float
+    max_lag: int
+    offset_frames: int | None  # None: not measurable (see note)
+    score: float | None
+    score_at_zero: float | None
+    windows: list[SyncWindow] = field(default_factory=list)
+    candidate_motion: list[float] = field(default_factory=list)  # high-passed, per frame (the plot's lines)
+    reference_motion: list[float] = field(default_factory=list)  # the reference's, or the audio's loudness
+    note: str | None = None
+
+    @property
+    def offset_ms(self) -> float | None:
+        return None if self.offset_frames is None else self.offset_frames * 1000.0 / self.fps
+
+    def to_dict(self) -> dict[str, Any]:
+        document = asdict(self)
+        document["offset_ms"] = self.offset_ms
+        return document
+
+    @classmethod
+    def from_dict(cls, document: dict[str, Any]) -> LipSync:
+        values = {k: v for k, v in document.items() if k != "offset_ms"}
+        values["windows"] = [SyncWindow(**w) for w in values.get("windows", [])]
+        return cls(**values)
+
+    def summary(self) -> str:
+        if self.offset_frames is None or self.score is None:
+            return f"lip sync against the {self.against}: not measured ({self.note})"
+        if self.offset_frames == 0:
+            when = "in step"
+        else:
+            when = "the mouth is late" if self.offset_frames > 0 else "the mouth is early"
+        scores = [w.score for w in self.windows if w.score is not None]
+        spread = f", windows {min(scores):.2f}..{max(scores):.2f}" if len(scores) > 1 else ""
+        return (f"lip sync against the {self.against}: offset {self.offset_frames:+d} frames ({self.offset_ms:+.0f} ms, {when}), "
+                f"score {self.score:.2f} (at no offset {self.score_at_zero:.2f}{spread}) over {self.frames} frames")
+
+
+def mouth_motion(frames: Iterable[np.ndarray], boxes: Iterable[Sequence[int]], templates: Iterable[np.ndarray] | None = None) -> np.ndarray:
+    """The mouth's darkness per frame: the mean grey level of the template's mouth box minus the frame's (BGR uint8
+    frames; crop boxes `(xmin, ymin, xmax, ymax)`), or minus the frame's alone without templates. Iterables, so a long
+    clip is read one frame at a time."""
+    import cv2
+
+    from ...reference.frames import mouth_box
+
+    values = []
+    pairs = zip(frames, boxes, templates) if templates is not None else ((f, b, None) for f, b in zip(frames, boxes))
+    for index, (frame, box, template) in enumerate(pairs):
+        x0, y0, x1, y1 = mouth_box(tuple(int(v) for v in box))  # type: ignore[arg-type]
+        if not (0 <= x0 < x1 <= frame.shape[1] and 0 <= y0 < y1 <= frame.shape[0]):
+            raise ParityError(f"frame {index}: mouth box {(x0, y0, x1, y1)} is outside the {frame.shape[1]}x{frame.shape[0]} frame")
+        grey = cv2.cvtColor(np.ascontiguousarray(frame[y0:y1, x0:x1]), cv2.COLOR_BGR2GRAY).astype(np.float64)
+        if template is None:
+            values.append(-grey.mean())
+            continue
+        if template.shape != frame.shape:
+            raise ParityError(f"frame {index}: {frame.shape[1]}x{frame.shape[0]}, but its template is {template.shape[1]}x{template.shape[0]}")
+        values.append(cv2.cvtColor(np.ascontiguousarray(template[y0:y1, x0:x1]), cv2.COLOR_BGR2GRAY).astype(np.float64).mean() - grey.mean())
+    return np.asarray(values)
+
+
+def audio_envelope(pcm: np.ndarray, frames: int, fps: float = FPS) -> np.ndarray:
+    """The sound's loudness per output frame: the mean of the normalized log-mel spectrogram (the models' own front end,
+    `reference.audio.mel_spectrogram`: 16 kHz PCM, 80 mel frames a second) over frame i's `[i, i + 1) / fps`. Measured
+    on the golden clip it follows what a mouth can follow better than the log RMS of the samples does (correlation
+    with the mel loudness the listening weights open the mouth by: 0.91, against 0.63), since the log of a quiet
+    frame's RMS swings with the noise floor."""
+    from ...reference.audio import MEL_FPS, mel_spectrogram
+
+    mel = mel_spectrogram(np.asarray(pcm, np.float32))
+    levels = []
+    for i in range(frames):
+        start = min(int(i * MEL_FPS / fps), len(mel) - 1)
+        stop = max(start + 1, min(int((i + 1) * MEL_FPS / fps), len(mel)))
+        levels.append(float(mel[start:stop].mean()))
+    return np.asarray(levels)
+
+
+def measure_lip_sync(candidate: np.ndarray, reference: np.ndarray | None = None, envelope: np.ndarray | None = None, fps: float = FPS,
+                     max_lag: int = MAX_LAG, window: int = WINDOW, hop: int = HOP) -> LipSync:
+    """Offset and score of the candidate's mouth motion against the reference's (`mouth_motion` of both), or, without
+    a reference, against the audio's loudness (`audio_envelope`)."""
+    if (reference is None) == (envelope is None):
+        raise ParityError("lip sync needs one of: the reference's mouth motion, or the audio's envelope")
+    against = "reference" if reference is not None else "audio"
+    other = np.asarray(reference if reference is not None else envelope, np.float64)
+    count = min(len(candidate), len(other))
+    c, r = high_pass(np.asarray(candidate, np.float64)[:count]), high_pass(other[:count])
+    lags = range(-max_lag, max_lag + 1)
+    blank = LipSync(against, count, fps, max_lag, None, None, None, [], _rounded(c), _rounded(r))
+    if count < 2 * max_lag + 2:
+        blank.note = f"{count} frames: too few for lags of up to {max_lag} frames (at least {2 * max_lag + 2})"
+        return blank
+    if against == "reference" and r.std() < STILL:
+        blank.note = f"the reference's mouth hardly moves (motion {r.std():.3f} grey levels): weights that do not hear the audio?"
+        return blank
+    score = _concordance if against == "reference" else _correlation
+    offset, best, at_zero = _best_lag(c, r, range(count), lags, score)
+    windows = []
+    starts = range(0, max(count - window, 0) + 1, hop) if count > window else [0]
+    for start in starts:
+        span = range(start, min(start + window, count))
+        found = _best_lag(c, r, span, lags, score)
+        windows.append(SyncWindow(start, len(span), found[0], None if found[1] is None else round(found[1], 4)))
+    return LipSync(against, count, fps, max_lag, offset, None if best is None else round(best, 4), None if at_zero is None else round(at_zero, 4),
+                   windows, _rounded(c), _rounded(r))
+
+
+def lip_sync_of_dumps(candidate: Any, dataset: Any, reference: Any = None, pcm: np.ndarray | None = None, fps: float = FPS) -> LipSync:
+    """`measure_lip_sync` of a dump's output frames (every frame: `--dump-every 1`) against a reference dump's, or, with
+    `pcm` instead, against the audio's loudness. Each dump gives its frames' crop boxes and templates (of `dataset`)."""
+    def motion(dump: Any) -> np.ndarray:
+        frames = sorted(dump.frames("frame.output"))
+        if frames != list(range(dump.frame_count)):
+            raise ParityError(f"{dump.path}: lip sync needs frame.output for every frame ({len(frames)} of {dump.frame_count} dumped); "
+                              "dump every frame (parity run --dump-every 1)")
+        templates = (dataset.templates[int(dump.frame("frame.template_index", i))].read_image() for i in frames)
+        return mouth_motion((dump.frame("frame.output", i) for i in frames), (dump.frame("frame.crop_box", i) for i in frames), templates)
+
+    if reference is None and pcm is None:
+        raise ParityError("lip sync needs a reference dump or the audio")
+    ours = motion(candidate)
+    if reference is not None:
+        return measure_lip_sync(ours, reference=motion(reference), fps=fps)
+    return measure_lip_sync(ours, envelope=audio_envelope(np.asarray(pcm), len(ours), fps), fps=fps)
+
+
+def high_pass(signal: np.ndarray, size: int = HIGH_PASS) -> np.ndarray:
+    """The signal minus its centred moving average over `size` frames (edges: the nearest value repeated)."""
+    from scipy.ndimage import uniform_filter1d
+
+    signal = np.asarray(signal, np.float64)
+    if len(signal) < size:
+        return signal - signal.mean()
+    return signal - uniform_filter1d(signal, size, mode="nearest")
+
+
+def _best_lag(c: np.ndarray, r: np.ndarray, span: Iterable[int], lags: Iterable[int], score) -> tuple[int | None, float | None, float | None]:
+    """The lag with the highest score over the candidate frames `span` (ties: the smaller lag), its score, and lag 0's."""
+    indices = np.asarray(list(span))
+    found: list[tuple[float, int]] = []
+    for lag in lags:
+        i = indices[(indices - lag >= 0) & (indices - lag < len(r))]
+        value = score(c[i], r[i - lag]) if len(i) >= 4 else None
+        if value is not None:
+            found.append((value, lag))
+    at_zero = next((value for value, lag in found if lag == 0), None)
+    if not found:
+        return None, None, at_zero
+    value, lag = max(found, key=lambda item: (item[0], -abs(item[1]), item[1]))
+    return lag, value, at_zero
+
+
+def _concordance(c: np.ndarray, r: np.ndarray) -> float | None:
+    c, r = c - c.mean(), r - r.mean()
+    total = float(np.dot(c, c) + np.dot(r, r))
+    return None if total <= 0 else 2 * float(np.dot(c, r)) / total
+
+
+def _correlation(c: np.ndarray, r: np.ndarray) -> float | None:
+    c, r = c - c.mean(), r - r.mean()
+    norm = math.sqrt(float(np.dot(c, c)) * float(np.dot(r, r)))
+    return None if norm <= 0 else float(np.dot(c, r)) / norm
+
+
+def _rounded(values: np.ndarray) -> list[float]:
+    return [round(float(v), 4) for v in values]
