@@ -192,7 +192,7 @@ def run(request: RunRequest, progress: Progress | None = None, reference_progres
         if request.compare:
             reference_motion = _compare(result, request, precision, stages, dataset_path, audio_path, out, reference_progress)
         t = time.perf_counter()
-        result.lip_sync = _lip_sync(motion, dataset, reference_motion, clip.pcm)
+        result.lip_sync = _lip_sync(motion, dataset, reference_motion, clip.mel)
         timings["lip_sync"] = time.perf_counter() - t
         timings["total"] = time.perf_counter() - started
         write_run_result(result, out)
@@ -351,17 +351,18 @@ def _compare(result: RunResult, request: RunRequest, precision: Precision, stage
     return reference.mouth_motion
 
 
-def _lip_sync(motion: MotionRecorder, dataset, reference_motion: Path | None, pcm):
-    """The run's lip sync: its mouth motion against the reference's (`reference_motion`), else against the audio."""
+def _lip_sync(motion: MotionRecorder, dataset, reference_motion: Path | None, mel):
+    """The run's lip sync: its mouth motion against the reference's (`reference_motion`), else against the audio's
+    loudness (from the clip's mel spectrogram: no second one computed)."""
     import numpy as np
 
-    from ..verdict.lip_sync import audio_envelope, measure_lip_sync
+    from ..verdict.lip_sync import measure_lip_sync, mel_envelope
 
     ours = motion.motion(dataset)
     if reference_motion is not None:
         theirs = np.load(reference_motion, allow_pickle=False)
         return measure_lip_sync(ours, reference=theirs[: len(ours)])
-    return measure_lip_sync(ours, envelope=audio_envelope(pcm, len(ours)))
+    return measure_lip_sync(ours, envelope=mel_envelope(mel, len(ours)))
 
 
 def _verdict_lines(result: RunResult) -> list[str]:

@@ -7,6 +7,13 @@ it follows it. Separate from the check of a video's sound track, which compares 
     print(sync.summary())    # lip sync against the reference: offset +2 frames (+80 ms, the mouth is late), score 0.97 ...
     LipSync.from_dict(sync.to_dict()) == sync
 
+    recorder = MotionRecorder()                                    # as a pipeline writes its frames, one at a time
+    recorder.add(index, frame, crop_box, template_index); motion = recorder.motion(dataset)
+
+`LipSync` and `SyncWindow` are result types (`types.py`): result.json's `lip_sync`, which `parity run` (against the
+reference's motion, or the audio's with --no-compare), `parity compare` of a port's frames or video and of a dump
+write (docs/metrics.md, *Lip sync*).
+
 **The mouth's motion.** For each output frame, the mouth box (the 320 x 320 the U-Net writes, mapped back into the
 frame: `reference.frames.mouth_box`) is compared with the same pixels of the template the frame was made from: the
 signal is how much darker the box is than the template (mean over the box, grey levels). A mouth that opens darkens
@@ -119,9 +126,15 @@ def audio_envelope(pcm: np.ndarray, frames: int, fps: float = FPS) -> np.ndarray
     on the golden clip it follows what a mouth can follow better than the log RMS of the samples does (correlation
     with the mel loudness the listening weights open the mouth by: 0.91, against 0.63), since the log of a quiet
     frame's RMS swings with the noise floor."""
-    from ...reference.audio import MEL_FPS, mel_spectrogram
+    from ...reference.audio import mel_spectrogram
 
-    mel = mel_spectrogram(np.asarray(pcm, np.float32))
+    return mel_envelope(mel_spectrogram(np.asarray(pcm, np.float32)), frames, fps)
+
+
+def mel_envelope(mel: np.ndarray, frames: int, fps: float = FPS) -> np.ndarray:
+    """`audio_envelope` from the clip's mel spectrogram already computed (`(T, 80)`, as `audio.mel` holds it)."""
+    from ...reference.audio import MEL_FPS
+
     levels = []
     for i in range(frames):
         start = min(int(i * MEL_FPS / fps), len(mel) - 1)
@@ -179,22 +192,26 @@ def lip_sync_of_dumps(candidate: Any, dataset: Any, reference: Any = None, pcm: 
                 return holder
         raise ParityError(f"{dump.path}: lip sync needs each frame's crop box and template (frame.crop_box, frame.template_index)")
 
+    template_grey: dict[tuple[int, Box], float] = {}  # each template's mouth box, read once
+
     def motion(dump: Any, frames: list[int]) -> np.ndarray:
         source = source_of(dump, frames)
-        boxes = [source.frame("frame.crop_box", i) for i in frames]
-        outputs = (dump.frame("frame.output", i) for i in frames)
-        if dataset is None:
-            return mouth_motion(outputs, boxes)
-        cache: dict[int, np.ndarray] = {}
-
-        def template(i: int) -> np.ndarray:
-            t = int(source.frame("frame.template_index", i))
-            if t not in cache:
-                cache.clear()  # the schedule walks the templates in order: keep one
-                cache[t] = dataset.templates[t].read_image()
-            return cache[t]
-
-        return mouth_motion(outputs, boxes, (template(i) for i in frames))
+        values = []
+        for i in frames:
+            box: Box = tuple(int(v) for v in source.frame("frame.crop_box", i))  # type: ignore[assignment]
+            output = dump.frame("frame.output", i)
+            grey = mouth_grey(output, box, i)
+            if dataset is None:
+                values.append(-grey)
+                continue
+            key = (int(source.frame("frame.template_index", i)), box)
+            if key not in template_grey:
+                template = dataset.templates[key[0]].read_image()
+                if template.shape != output.shape:
+                    raise ParityError(f"frame {i}: {dump.path}'s frames are not the size of the dataset's templates")
+                template_grey[key] = mouth_grey(template, box, i)
+            values.append(template_grey[key] - grey)
+        return np.asarray(values)
 
     if reference is None and pcm is None:
         raise ParityError("lip sync needs a reference dump or the audio")
