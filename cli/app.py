@@ -130,9 +130,9 @@ def main_options(
 
 
 def _register_commands() -> None:
-    from . import bench, bundle, cache, compare, doctor, export, locate, matrix, report, run
+    from . import bench, bundle, cache, compare, doctor, export, locate, matrix, report, run, weights
 
-    for module in (run, export, doctor, compare, locate, bench, matrix, report, bundle, cache):
+    for module in (run, export, doctor, compare, locate, bench, matrix, report, bundle, weights, cache):
         module.register(app)
 
 

@@ -56,7 +56,7 @@ def run(
                          save_frames=save_frames, provider=provider, device=device, streams=streams, overwrite=overwrite)
     check_request(request)
     if request.is_demo:
-        console.print("Built-in demo: avatar from scikit-image's astronaut, synthetic speech, demo weights (fit to the avatar; not a SyncTalk model).")
+        console.print("Built-in demo: avatar from scikit-image's astronaut, synthetic speech, demo weights (listening test weights: the mouth follows the speech; not a SyncTalk model).")
         if formats is None and compare:  # the demo shows its result: the HTML report, unless asked for others
             formats = ["html"]
     with FrameProgress() as progress, FrameProgress("reference (eager torch)") as reference_progress:
@@ -105,6 +105,8 @@ def _print_run_details(result) -> None:
             console.print(line, highlight=False, soft_wrap=True)
     else:
         console.print("comparison: skipped (--no-compare)")
+    if result.lip_sync is not None:
+        console.print(result.lip_sync.summary(), highlight=False, soft_wrap=True)
     streams = int(result.describe.get("streams") or 1)
     at_once = f", {streams} U-Net calls at once" if streams > 1 else ""
     console.print(f"speed: {result.fps:.2f} frames/s end to end, batch {result.batch}{at_once} on {result.backend}", highlight=False)

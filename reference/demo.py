@@ -22,7 +22,7 @@ from scipy import signal
 
 from ..errors import ParityError
 
-DEMO_VERSION = 1
+DEMO_VERSION = 2  # 2: the mouth at SyncTalk's lip points (90-109), which the listening weights read
 FRAME_WIDTH, FRAME_HEIGHT = 448, 480  # not square, so a width/height mix-up shows
 SAMPLE_RATE = 16000
 LANDMARK_COUNT = 110
@@ -85,8 +85,9 @@ def face_landmarks(face: tuple[int, int, int, int]) -> np.ndarray:
 
     Points 1 and 31 sit on the jaw line at the sides and 52 at the nose, so the reference's crop
     box (x from p[1] to p[31], y from p[52] down, square) covers the lower face: mouth and chin.
-    Layout: 0-32 jaw, 33-42 brows, 43-57 nose (52 its tip), 58-69 eyes, 70-89 mouth,
-    90-91 pupils, 92-109 forehead.
+    Layout: 0-32 jaw, 33-42 brows, 43-57 nose (52 its tip), 58-69 eyes, 70-71 pupils, 72-89 forehead,
+    90-109 the lips where SyncTalk's landmarks have them: 90-101 the outer lips from the left corner over the
+    top (96 the right corner), 102-109 the inner lips the same way (102 and 106 the corners).
     """
     x, y, w, h = face
     jaw = _arc(0.5, 0.55, 0.48, 0.6, np.pi, 0.0, 33)  # through the chin (angles grow downwards)
@@ -97,11 +98,11 @@ def face_landmarks(face: tuple[int, int, int, int]) -> np.ndarray:
     nostrils = _arc(0.5, 0.6, 0.1, 0.04, np.pi, 0.0, 5)
     eyes = np.concatenate([_arc(0.31, 0.4, 0.08, 0.03, np.pi, -np.pi, 7)[:6],
                            _arc(0.69, 0.4, 0.08, 0.03, np.pi, -np.pi, 7)[:6]])
-    mouth = np.concatenate([_arc(0.5, 0.82, 0.18, 0.06, np.pi, -np.pi, 13)[:12],
-                            _arc(0.5, 0.82, 0.12, 0.02, np.pi, -np.pi, 9)[:8]])
+    mouth = np.concatenate([_arc(0.5, 0.82, 0.18, 0.06, np.pi, 3 * np.pi, 13)[:12],  # angles grow downwards: over the top first
+                            _arc(0.5, 0.82, 0.12, 0.02, np.pi, 3 * np.pi, 9)[:8]])
     pupils = np.array([[0.31, 0.4], [0.69, 0.4]])
     forehead = _arc(0.5, 0.3, 0.45, 0.25, 1.1 * np.pi, 1.9 * np.pi, 18)
-    unit = np.concatenate([jaw, brows, bridge, tip, nostrils, eyes, mouth, pupils, forehead])
+    unit = np.concatenate([jaw, brows, bridge, tip, nostrils, eyes, pupils, forehead, mouth])
     assert len(unit) == LANDMARK_COUNT
     return np.stack([x + unit[:, 0] * w, y + unit[:, 1] * h], axis=1)
 

@@ -145,6 +145,14 @@ def unet_input(crop: np.ndarray, network_input: NetworkInput = NetworkInput()) -
     return np.divide(planes, np.float32(255.0), out=np.empty(planes.shape, np.float32))
 
 
+def mouth_box(box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    """The frame pixels of the U-Net's 320 x 320 (crop rows and columns 4..324 of 328) inside crop box `box`, rounded inward."""
+    x0, y0, x1, y1 = (int(v) for v in box)
+    width, height = x1 - x0, y1 - y0
+    return (x0 + -(-INNER[0] * width // CROP_SIZE), y0 + -(-INNER[0] * height // CROP_SIZE),
+            x0 + INNER[1] * width // CROP_SIZE, y0 + INNER[1] * height // CROP_SIZE)
+
+
 def mouth_from_output(unet_output: np.ndarray, finish: Finish = Finish()) -> np.ndarray:
     """U-Net output `(3, 320, 320)` in [0, 1] to uint8 HWC: `* 255` then truncation (not rounding)."""
     if finish.rounding == "truncate":

@@ -63,7 +63,8 @@ HANN_WINDOW = "hann"
 FLOAT16_SHARE = 0.01  # float16 storage only where its rounding error is under 1 % of the fp32 gate's max |diff|
 TENSOR_STAGES = ("frame.unet_input", "frame.unet_output")  # float32, 2.5 + 1.2 MB a frame: kept for `tensor_frames` only
 PORTING_TEMPLATE = "PORTING.md.template"  # package data: PORTING.md's text, with $name where a generated part goes
-DEMO_WEIGHTS_NOTE = "the demo weights (fit to the demo avatar, not a SyncTalk model): trained-like outputs, fine for proving a port"
+DEMO_WEIGHTS_NOTE = ("the demo weights (listening test weights for the demo avatar, not a SyncTalk model): trained-like outputs whose "
+                     "mouth follows the speech, fine for proving a port, its audio path included")
 
 Progress = Callable[[str], None]
 

@@ -18,6 +18,9 @@
    (`[regions]` thresholds).
 6. **Diagnose by simulation** (`simulate.py`): on a few sampled frames, the reference re-run with
    known port mistakes applied, searched greedily for the combination that explains the candidate.
+7. **Lip sync** (`harness/verdict/lip_sync.py`): the mouth motion of the port's output frames (a folder of frames or
+   a video) against the reference's, every frame from the first: the audio-visual offset in frames and ms and a
+   score per window and for the clip (result.json's `lip_sync`). Separate from the video's sound track (step 3).
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ from ..verdict.types import (
     Diagnosis,
     Finding,
     Inputs,
+    LipSync,
     Lossy,
     PortAlignment,
     PortVerdict,
@@ -103,6 +107,7 @@ class PortResult:
     reference: Path | None = None
     reference_cached: bool = False
     seconds: dict[str, float] = field(default_factory=dict)
+    lip_sync: LipSync | None = None
 
 
 def judge_port(request: PortRequest, progress: Progress | None = None) -> PortResult:
@@ -189,6 +194,12 @@ def judge_port(request: PortRequest, progress: Progress | None = None) -> PortRe
             seconds["regions"] = time.perf_counter() - t
         _port_diagnoses(comparison, alignment, lossy, audio_track, frame_count, video.fps if video is not None else None)
 
+        lip_sync = None
+        if "frame.output" in provides:
+            t = time.perf_counter()
+            lip_sync = _lip_sync(cand, ref, dataset)
+            seconds["lip_sync"] = time.perf_counter() - t
+
         explanation = None
         worst_mouth = None
         output = comparison.stage("frame.output")
@@ -209,13 +220,25 @@ def judge_port(request: PortRequest, progress: Progress | None = None) -> PortRe
                                    inputs=Inputs(str(dataset_path), str(audio_path), None, frame_count, request.dataset is None),
                                    comparison=comparison, timing=Timing(0.0, len(cand.frames("frame.output")) if "frame.output" in cand.stage_names else 0,
                                                                         seconds),
-                                   port=port)
+                                   port=port, lip_sync=lip_sync)
     result_path = final / result_path.name
     return PortResult(final, kind, comparison, result_path, alignment, regions, lossy, audio_track, explanation, reference.dump, reference.cached,
-                      seconds)
+                      seconds, lip_sync)
 
 
 # ----- steps --------------------------------------------------------------------------------------
+
+
+def _lip_sync(cand: Dump, ref: Dump, dataset) -> LipSync:
+    """The port's mouth motion against the reference's, over the frames from the first that both hold (each frame's
+    crop box and template are the reference's: a port's frames hold neither); not measured when the port's frames
+    are not consecutive from the first (the note says so)."""
+    from ..verdict.lip_sync import lip_sync_of_dumps, not_measured
+
+    try:
+        return lip_sync_of_dumps(cand, dataset, reference=ref)
+    except ParityError as exc:
+        return not_measured("reference", str(exc))
 
 
 def _port_gate(gate: Gate | None, precision: str | None, provides: tuple[str, ...]) -> Gate:

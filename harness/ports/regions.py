@@ -51,7 +51,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...errors import ParityError
-from ...reference.frames import CROP_SIZE, INNER
+from ...reference.frames import mouth_box
 from ..verdict.metrics import PSNR_IDENTICAL, SquaredError, abs_difference, identical_share, max_abs, mean_abs, squared_error
 
 Box = tuple[int, int, int, int]
@@ -65,14 +65,6 @@ SPREAD_LOSSY = 0.5  # at least this share of the grid's cells differ: the whole 
 MIN_LOSSY_PSNR = 30.0  # below this the outside differs too much for an encoding: another template, swapped channels, ...
 BLOCKY = 1.15  # blockiness above this: JPEG-like 8 x 8 block edges
 JPEG_RESIDUAL = 0.5  # re-encoding at the best quality leaves at most this share of the squared error: a JPEG of these frames
-
-
-def mouth_box(box: Box) -> Box:
-    """The frame pixels of the U-Net's 320 x 320 (crop rows and columns 4..324 of 328), rounded inward."""
-    x0, y0, x1, y1 = (int(v) for v in box)
-    width, height = x1 - x0, y1 - y0
-    return (x0 + -(-INNER[0] * width // CROP_SIZE), y0 + -(-INNER[0] * height // CROP_SIZE),
-            x0 + INNER[1] * width // CROP_SIZE, y0 + INNER[1] * height // CROP_SIZE)
 
 
 def region_masks(frame_shape: tuple[int, ...], box: Box, margin: int = 0) -> dict[str, np.ndarray]:

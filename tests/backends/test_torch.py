@@ -80,10 +80,10 @@ def demo_network_inputs():
     from synctalk_parity.cache import cache_folder
     from synctalk_parity.reference import audio as A
     from synctalk_parity.reference.demo import make_demo
-    from synctalk_parity.reference.demo_weights import _fit_inputs, demo_weights
+    from synctalk_parity.reference.demo_weights import demo_inputs, demo_weights
 
     unet, encoder = demo_weights()
-    images, unet_audio = _fit_inputs()
+    images, unet_audio = demo_inputs()
     windows = A.mel_windows(A.mel_spectrogram(A.load_audio(make_demo(cache_folder("demo")).audio_path)))
     return ModelSource(unet=unet, audio_encoder=encoder), images, unet_audio, windows[:32]
 
