@@ -38,7 +38,7 @@ from ..verdict.result import json_text, write_result
 from ..verdict.types import Backend, Inputs, RunResult, Timing
 from .audio_cache import cached_mel, prefetch_librosa, store_mel
 from .production import ProductionPipeline
-from .reference_cache import ReferenceInputs, heavy_frame, reference_dump
+from .reference_cache import ReferenceInputs, ReferenceResult, heavy_frame, reference_dump
 
 Progress = Callable[[int, int], None]  # (frames done, frames total)
 DEFAULT_DUMP_EVERY = 10
@@ -66,6 +66,7 @@ class RunRequest:
     device: str | None = None  # torch device (cpu, cuda, cuda:N); None: cpu
     streams: int | None = None  # onnxruntime: U-Net calls in flight at once; None: the backend's choice (one per CPU on the CPU)
     overwrite: bool = False  # replace an --out folder that holds files a run does not write
+    reference: Path | None = None  # a reference dump of these inputs to compare with (`parity matrix` ships one); None: the cached one
 
     def __post_init__(self) -> None:
         if self.backend is None:
@@ -340,9 +341,12 @@ def _compare(result: RunResult, request: RunRequest, precision: Precision, stage
     if request.gate is not None:
         result.gate_reason = f"the gate file {request.gate}" + ("" if gate.precision == precision.gate else f" (precision {gate.precision})")
     t = time.perf_counter()
-    inputs = ReferenceInputs(dataset_path, audio_path, request.unet, request.audio_encoder, result.frames_written,
-                             request.start_frame, frozenset(stages), request.dump_every)
-    reference = reference_dump(inputs, reference_progress)
+    if request.reference is not None:  # made for these inputs by the caller (computed once for several runs)
+        reference = ReferenceResult(Path(request.reference), True, "given")
+    else:
+        inputs = ReferenceInputs(dataset_path, audio_path, request.unet, request.audio_encoder, result.frames_written,
+                                 request.start_frame, frozenset(stages), request.dump_every)
+        reference = reference_dump(inputs, reference_progress)
     result.seconds["reference"] = time.perf_counter() - t
     result.reference, result.reference_cached, result.reference_note = reference.dump, reference.cached, reference.note
     t = time.perf_counter()
