@@ -206,7 +206,7 @@ def judge_port(request: PortRequest, progress: Progress | None = None) -> PortRe
         if request.simulate and output is not None and output.status == "compared" and not _within_encoding(output, lossy):
             t = time.perf_counter()
             say("diagnosing by simulation (the reference re-run with known port mistakes)")
-            explanation, simulated = _simulate(request, dataset, pcm, cand, ref, alignment, lossy)
+            explanation, simulated = _simulate(request, dataset, pcm, cand, ref, alignment, lossy, regions)
             _simulation_diagnoses(comparison, explanation)
             worst_mouth = _worst_mouth(out, ref, cand, explanation, simulated)
             seconds["simulate"] = time.perf_counter() - t
@@ -373,12 +373,16 @@ def _port_diagnoses(comparison: Comparison, alignment: Alignment | None, lossy: 
     comparison.diagnoses = found
 
 
-def _simulate(request: PortRequest, dataset, pcm: np.ndarray, cand: Dump, ref: Dump, alignment: Alignment | None, lossy: LossyEvidence | None):
+def _simulate(request: PortRequest, dataset, pcm: np.ndarray, cand: Dump, ref: Dump, alignment: Alignment | None, lossy: LossyEvidence | None,
+              regions: Regions | None = None):
     from ...backends import ModelSource, create_backend, default_backend
-    from .simulate import Simulator, explain, lossy_output
+    from .simulate import Simulator, evidence_sample, explain, lossy_output
 
     frames = sorted(set(cand.frames("frame.output")) & set(ref.frames("frame.output")))
-    picks = sorted({frames[round(p)] for p in np.linspace(0, len(frames) - 1, min(SIMULATION_FRAMES, len(frames)))})
+    if regions is not None and len(regions.per_frame.mouth) == len(regions.frames):  # the frames with the most evidence, spread
+        picks = evidence_sample(dict(zip(regions.frames, regions.per_frame.mouth)), SIMULATION_FRAMES)
+    else:
+        picks = sorted({frames[round(p)] for p in np.linspace(0, len(frames) - 1, min(SIMULATION_FRAMES, len(frames)))})
     candidate = {i: cand.frame("frame.output", i) for i in picks}
     boxes = {i: _box(ref.frame("frame.crop_box", i)) for i in picks}
     source = ModelSource.from_paths(request.unet, request.audio_encoder, check_inputs=demo_check_inputs)

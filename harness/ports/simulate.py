@@ -50,7 +50,8 @@ unexplained, so screening after a mistake past the network reuses its U-Net outp
 scored on all of them; the hypotheses after the network are scored on all frames straight away (their
 U-Net outputs are cached). When the candidate's frame count differs from the reference's, the front-end
 mistakes that change the count (and pairs of them) are tried first, and a count that matches names
-the mistake.
+the mistake; when the candidate's count is known, no variant making another count is tried (unpadded features
+read every frame's audio one row on, as a shift does, but make two frames fewer).
 
 **Registration.** When no catalogued mistake explains what is left, the candidate's crop-box region is
 registered against the best simulation's (`cv2.findTransformECC`, affine; `cv2.phaseCorrelate` when
@@ -83,7 +84,7 @@ from ...reference.stages import FrameStages
 from ..verdict.metrics import PSNR_IDENTICAL, psnr
 from ..verdict.mistakes import Mistake, mistake
 
-__all__ = ["HYPOTHESES", "HYPOTHESES_BY_NAME", "Hypothesis", "Simulator", "Variant", "explain"]
+__all__ = ["HYPOTHESES", "HYPOTHESES_BY_NAME", "Hypothesis", "Simulator", "Variant", "evidence_sample", "explain"]
 
 Box = tuple[int, int, int, int]
 Generate = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (B,6,320,320), (B,32,16,16) -> (B,3,320,320)
@@ -604,7 +605,7 @@ def explain(simulator: Simulator, candidate_frames: Mapping[int, np.ndarray], bo
     findings: list[Finding] = []
     used: set[str] = set()
     unexplained: list[str] = []
-    count_locked = False
+    count_locked = candidate_frame_count is not None  # a pipeline that makes another number of frames is not the candidate's
 
     def accept(h: Hypothesis, variant: Variant, scores: dict[int, Score], extra: str = "") -> None:
         nonlocal current, current_score, per_frame
@@ -710,7 +711,7 @@ def _round(search: _Search, current: Variant, current_score: Score, per_frame: d
             if scores is not None and scores[worst].db >= per_frame[worst].db + margin_db:
                 screened.append((scores[worst].db, h, variant))
         screened.sort(key=lambda s: -s[0])
-        for _, h, variant in _best_of_each_family(screened)[:screen_top]:
+        for _, h, variant in _best_of_each_family(screened, screen_top, margin_db):
             scores = search.score(variant)
             if scores is not None:
                 scored.append((h, variant, scores))
@@ -719,17 +720,22 @@ def _round(search: _Search, current: Variant, current_score: Score, per_frame: d
     return max(good, key=lambda s: _sum(s[2].values()).db, default=None)
 
 
-def _best_of_each_family(screened: list[tuple[float, Hypothesis, Variant]]) -> list[tuple[float, Hypothesis, Variant]]:
-    """Screened hypotheses, best first, with only the best value of each fitted family (`fitted`): the fit."""
-    kept, families = [], set()
+def _best_of_each_family(screened: list[tuple[float, Hypothesis, Variant]], top: int, margin_db: float) -> list[tuple[float, Hypothesis, Variant]]:
+    """The `top` best screened hypotheses, a fitted family (`fitted`) counting as one: its values within `margin_db`
+    of its best on the screened frame all go on, to be told apart on every sampled frame (a frame where the mouth is
+    shut or wide open whatever the shift does ties several values of it): the fit."""
+    groups: list[list[tuple[float, Hypothesis, Variant]]] = []
+    families: dict[str, list[tuple[float, Hypothesis, Variant]]] = {}
     for item in screened:
         family = item[1].family
-        if family is not None:
-            if family in families:
-                continue
-            families.add(family)
-        kept.append(item)
-    return kept
+        if family is None:
+            groups.append([item])
+        elif family not in families:
+            families[family] = [item]
+            groups.append(families[family])
+        elif item[0] >= families[family][0][0] - margin_db:
+            families[family].append(item)
+    return [item for group in groups[:top] for item in group]
 
 
 def _fit_note(h: Hypothesis, hypotheses: Sequence[Hypothesis]) -> str:
@@ -749,6 +755,23 @@ def _evidence(before: Score, after: Score) -> str:
     if after.outside_db != before.outside_db:
         parts.append(f"outside the box: {_db(after.outside_db)} simulated vs {_db(before.outside_db)} as-is")
     return "; ".join(parts) or "no change in score"
+
+
+def evidence_sample(mouth_db: Mapping[int, float], count: int = 4) -> list[int]:
+    """Which frames to simulate: `count` frames spread over the clip, each the one of its share of the clip (consecutive
+    spans) whose mouth box differs most from the reference's (`mouth_db`: frame -> the mouth box's PSNR against the
+    reference). A port's mistake acts on every frame alike, hence one frame from each part of the clip; but an
+    audio-path mistake shows only where it moves the mouth (a mouth shut in a pause is shut whatever the audio path
+    does, and the end padding reaches only the first and last frames), hence the frame of the span with the most
+    evidence. A span identical to the reference gives its middle frame."""
+    frames = sorted(mouth_db)
+    if not frames:
+        raise ParityError("no frames to sample for the simulation")
+    picks = []
+    for span in np.array_split(np.asarray(frames), min(count, len(frames))):
+        middle = int(span[len(span) // 2])
+        picks.append(int(min(span, key=lambda i: (mouth_db[int(i)], abs(int(i) - middle)))))
+    return sorted(set(picks))
 
 
 def _sample(candidate_frames: Mapping[int, np.ndarray], sample: Sequence[int] | None) -> list[int]:

@@ -73,7 +73,7 @@ def test_a_port_video_shifted_by_two_frames_is_measured_from_its_frames(demo_por
 
 
 def test_a_port_dump_with_shifted_features_is_measured_against_the_reference_dump(demo_ports, tmp_path):
-    from synctalk_parity.harness.demo_ports.simulate import Variant
+    from synctalk_parity.harness.ports.simulate import Variant
     from synctalk_parity.harness.verdict.dump import DumpWriter
 
     def dump(folder, knobs):
@@ -97,7 +97,7 @@ def test_a_port_dump_with_shifted_features_is_measured_against_the_reference_dum
 def test_a_correct_run_is_in_step_with_the_reference_and_its_dumps_say_the_same(demo_ports, tmp_path):
     """`parity run` measures every frame it writes against the reference's motion (cached beside the reference dump,
     here the port judge's: the same stages, every frame); `parity compare` of its dump measures it from the dumps."""
-    from synctalk_parity.harness.demo_ports.judge import PORT_STAGES
+    from synctalk_parity.harness.ports.judge import PORT_STAGES
 
     out = tmp_path / "run"
     args = ["run", "--backend", "onnxruntime", "--dataset", str(demo_ports.dataset_dir), "--audio", str(demo_ports.wav), "--unet", str(demo_ports.unet),

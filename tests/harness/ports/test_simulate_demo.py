@@ -114,3 +114,30 @@ def test_every_hypothesis_changes_the_simulated_frames(demo, hypothesis):
         return inputs.template_index, inputs.crop_box, inputs.unet_input.tobytes(), inputs.unet_audio.tobytes()
 
     assert any(seen(variant, i) != seen(reference, i) for i in sample), hypothesis.name
+
+
+def test_the_temporal_processing_of_the_features_is_searched_as_fitted_parameters():
+    """Shift, held rows and smoothing are one family each, a hypothesis per value of one knob (the search fits the
+    value); the end padding is a plain hypothesis; each is a form of its own registered mistake."""
+    families: dict[str, set] = {}
+    for h in HYPOTHESES:
+        if h.family is not None:
+            (knob, value), = h.changes
+            families.setdefault(h.family, set()).add((knob, value, h.mistake))
+    assert {family: {knob for knob, _, _ in values} for family, values in families.items()} == {
+        "audio_shift": {"audio_window.shift"}, "audio_hold": {"audio_window.hold"}, "audio_smoothed": {"audio_window.smoothing"}}
+    assert {value for _, value, _ in families["audio_shift"]} == {1, -1, 2, -2, 3, -3, 4, -4}
+    assert {family: {m for _, _, m in values} for family, values in families.items()} == {
+        "audio_shift": {"audio_shifted"}, "audio_hold": {"audio_rows_repeated"}, "audio_smoothed": {"audio_smoothed"}}
+    from synctalk_parity.harness.ports.simulate import HYPOTHESES_BY_NAME
+
+    assert HYPOTHESES_BY_NAME["audio_edge_repeat"].family is None and HYPOTHESES_BY_NAME["audio_shift_+2"].family == "audio_shift"
+
+
+def test_the_simulation_samples_the_frames_of_most_evidence_spread_over_the_clip():
+    from synctalk_parity.harness.ports.simulate import evidence_sample
+
+    mouth_db = dict.fromkeys(range(40), 100.0)  # identical to the reference but for three frames
+    mouth_db.update({3: 30.0, 5: 25.0, 22: 40.0})
+    assert evidence_sample(mouth_db, 4) == [5, 15, 22, 35]  # spans 0-9, 10-19, 20-29, 30-39; an identical span: its middle
+    assert evidence_sample({7: 50.0, 8: 20.0}, 4) == [7, 8]
