@@ -1,9 +1,10 @@
 """Measure what the listening test weights hear, with the real pipeline: the figures of docs/listening-weights.md.
 
-Usage (from the repository root, after `make setup`; ../shared beside the checkout)::
+Usage (from the repository root, after `make setup`; the figures in the docs used sanders-mini, its talk_hb.wav
+to make the weights and the golden 10 s clip as speech)::
 
-    .venv/bin/python scripts/listening_figures.py                 # weights made (or cached) for sanders-mini + talk_hb.wav
-    .venv/bin/python scripts/listening_figures.py --weights W     # or a folder written by `parity weights`
+    .venv/bin/python scripts/listening_figures.py --dataset DS --calibration DS/talk_hb.wav --speech talk_hb_10s.wav
+    .venv/bin/python scripts/listening_figures.py ... --weights W     # or a folder written by `parity weights`
 
 1. Hearing: `parity run` (the production pipeline, `--dump-every 1`, no comparison) on sanders-mini with the golden
    10 s speech clip and with 10 s of silence, 100 frames each: the mouth box's PSNR between the two runs, frame by
@@ -30,40 +31,41 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
-DATASET = SHARED / "datasets" / "sanders-mini"
-SPEECH = SHARED / "golden" / "talk_hb_10s.wav"
-CALIBRATION = DATASET / "talk_hb.wav"
 FRAMES = 100
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--weights", type=Path, help="folder with unet_328_ave.pth and audio_visual_encoder.pth (default: made for sanders-mini)")
+    parser.add_argument("--dataset", type=Path, required=True, help="SyncTalk dataset folder (the docs: sanders-mini)")
+    parser.add_argument("--speech", type=Path, required=True, help="speech clip the runs and hypotheses use (the docs: the golden talk_hb_10s.wav)")
+    parser.add_argument("--calibration", type=Path, help="speech the weights are made for (the docs: the dataset's talk_hb.wav)")
+    parser.add_argument("--weights", type=Path, help="folder with unet_328_ave.pth and audio_visual_encoder.pth (default: made for --dataset and --calibration)")
     parser.add_argument("--sample", type=int, default=20, help="frames per hypothesis (default 20)")
     parser.add_argument("--json", type=Path, help="write the figures here too")
     parser.add_argument("--skip-runs", action="store_true", help="only the hypotheses (no pipeline runs)")
     args = parser.parse_args()
     from synctalk_parity.reference.listening_weights import listening_weights
 
+    if args.weights is None and args.calibration is None:
+        parser.error("give --weights W, or --calibration WAV to make the weights for --dataset")
     if args.weights:
         unet, encoder = args.weights / "unet_328_ave.pth", args.weights / "audio_visual_encoder.pth"
     else:
         began = time.perf_counter()
-        unet, encoder = listening_weights(DATASET, CALIBRATION, note=print)
+        unet, encoder = listening_weights(args.dataset, args.calibration, note=print)
         print(f"weights: {unet.parent} ({time.perf_counter() - began:.0f} s)")
     figures: dict = {"weights": str(unet.parent)}
     if not args.skip_runs:
-        figures["hearing"] = hearing(unet, encoder)
+        figures["hearing"] = hearing(unet, encoder, args.dataset, args.speech)
         print(json.dumps(figures["hearing"], indent=1))
-    figures["hypotheses"] = hypotheses(unet, encoder, args.sample)
+    figures["hypotheses"] = hypotheses(unet, encoder, args.sample, args.dataset, args.speech)
     print(table(figures["hypotheses"]))
     if args.json:
         args.json.write_text(json.dumps(figures, indent=1) + "\n")
     return 0
 
 
-def hearing(unet: Path, encoder: Path) -> dict:
+def hearing(unet: Path, encoder: Path, dataset_path: Path, speech_wav: Path) -> dict:
     """Speech against silence through `parity run`, and how the speech run's mouth follows the loudness."""
     import soundfile
 
@@ -76,16 +78,16 @@ def hearing(unet: Path, encoder: Path) -> dict:
 
     with tempfile.TemporaryDirectory() as folder:
         silence = Path(folder) / "silence.wav"
-        pcm = load_audio(SPEECH)
+        pcm = load_audio(speech_wav)
         soundfile.write(silence, np.zeros_like(pcm), 16000, subtype="PCM_16")
         dumps = {}
-        for name, wav in (("speech", SPEECH), ("silence", silence)):
+        for name, wav in (("speech", speech_wav), ("silence", silence)):
             began = time.perf_counter()
-            run(RunRequest(Path(folder) / name, dataset=DATASET, audio=wav, unet=unet, audio_encoder=encoder, frames=FRAMES, dump_every=1,
+            run(RunRequest(Path(folder) / name, dataset=dataset_path, audio=wav, unet=unet, audio_encoder=encoder, frames=FRAMES, dump_every=1,
                            compare=False, save_frames=False))
             print(f"parity run on {name}: {time.perf_counter() - began:.0f} s")
             dumps[name] = Dump.open(Path(folder) / name / "dump")
-        dataset = open_dataset(DATASET)
+        dataset = open_dataset(dataset_path)
         psnrs, outputs, boxes, templates = [], [], [], []
         for i in range(FRAMES):
             speech, quiet = dumps["speech"].frame("frame.output", i), dumps["silence"].frame("frame.output", i)
@@ -102,7 +104,7 @@ def hearing(unet: Path, encoder: Path) -> dict:
             "lip_sync_vs_audio": {"offset_frames": sync.offset_frames, "score": sync.score, "windows": [(w.start, w.offset_frames, w.score) for w in sync.windows]}}
 
 
-def hypotheses(unet_path: Path, encoder_path: Path, sample: int) -> list[dict]:
+def hypotheses(unet_path: Path, encoder_path: Path, sample: int, dataset_path: Path, speech: Path) -> list[dict]:
     """Each audio-path hypothesis alone against the reference, on the mouth box."""
     from synctalk_parity.backends import create_backend, default_backend
     from synctalk_parity.backends.base import ModelSource
@@ -113,7 +115,7 @@ def hypotheses(unet_path: Path, encoder_path: Path, sample: int) -> list[dict]:
 
     backend = create_backend(default_backend(), ModelSource(unet=unet_path, audio_encoder=encoder_path))  # as parity run runs them
     backend.load()
-    simulator = Simulator(open_dataset(DATASET), load_audio(SPEECH), backend.generate, backend.encode_audio)
+    simulator = Simulator(open_dataset(dataset_path), load_audio(speech), backend.generate, backend.encode_audio)
     reference = Variant()
     total = simulator.frame_count(reference)
     spread = [int(i) for i in np.linspace(0, FRAMES - 1, sample).round()]
