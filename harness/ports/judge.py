@@ -331,14 +331,26 @@ def _apply_lossy_gate(comparison: Comparison, gate: Gate | None, regions: Region
     lossy_frames = (lossy is not None and lossy.lossy) or floor is not None
     if gate is None or not gate.lossy_ok or output is None or output.status != "compared" or not lossy_frames:
         return
-    low = [f"{name} {value:.2f} dB < {gate.regions[name]:g} dB" for name, value in (vars(regions.psnr) if regions else {}).items()
-           if value is not None and name in gate.regions and value < gate.regions[name]]
+    minimums = gate.regions if floor is None else _explicit_regions(gate)  # the codec's measured floor replaces the default minimums
+    low = [f"{name} {value:.2f} dB < {minimums[name]:g} dB" for name, value in (vars(regions.psnr) if regions else {}).items()
+           if value is not None and name in minimums and value < minimums[name]]
     if floor is not None and not floor.consistent:
         low.append(floor.text())
     nonfinite = output.nan or output.inf
     output.passed = not low and not nonfinite
     output.failure = None if output.passed else "frame.output: lossy frames (lossy_ok): " + ("; ".join(low) or "NaN/Inf values")
     output.tolerance = {**output.tolerance, **{f"{name}_min_psnr": value for name, value in gate.regions.items()}, "lossy_ok": 1.0}
+
+
+def _explicit_regions(gate: Gate) -> dict[str, float]:
+    """The `[regions]` minimums the gate file itself sets (not the defaults `lossy_ok` brings)."""
+    import tomllib
+
+    if not gate.file or not Path(gate.file).is_file():
+        return {}
+    with open(gate.file, "rb") as handle:
+        regions = tomllib.load(handle).get("regions") or {}
+    return {name: value for name, value in gate.regions.items() if name in regions}
 
 
 def _within_encoding(output: StageResult, lossy: LossyEvidence | None, floor: CodecFloor | None = None) -> bool:
@@ -410,7 +422,7 @@ def _port_diagnoses(comparison: Comparison, alignment: Alignment | None, lossy: 
 def _simulate(request: PortRequest, dataset, pcm: np.ndarray, cand: Dump, ref: Dump, alignment: Alignment | None, lossy: LossyEvidence | None,
               floor: CodecFloor | None = None, recovery: TemplateRecovery | None = None):
     from ...backends import ModelSource, create_backend, default_backend
-    from .simulate import Simulator, explain, lossy_output, recovered_templates
+    from .simulate import NOISE_FLOOR_DB, Simulator, explain, lossy_output, recovered_templates
 
     frames = sorted(set(cand.frames("frame.output")) & set(ref.frames("frame.output")))
     picks = sorted({frames[round(p)] for p in np.linspace(0, len(frames) - 1, min(SIMULATION_FRAMES, len(frames)))})
@@ -426,8 +438,8 @@ def _simulate(request: PortRequest, dataset, pcm: np.ndarray, cand: Dump, ref: D
         if lossy is not None and lossy.lossy and lossy.kind == "jpeg" and lossy.estimated_quality:
             q = lossy.estimated_quality
             prior.append((lossy_output(q), f"the frames are JPEG quality {q} ({lossy.text.split(';')[0]})"))
-        noise = {} if floor is None or floor.encoding.kind != "video" else {"noise_floor_db": floor.search_floor_db}
-        explanation = explain(simulator, candidate, boxes, sample=picks, candidate_frame_count=count, prior=prior, **noise)
+        noise = NOISE_FLOOR_DB if floor is None or floor.encoding.kind != "video" else floor.search_floor_db
+        explanation = explain(simulator, candidate, boxes, sample=picks, candidate_frame_count=count, prior=prior, noise_floor_db=noise)
         worst = min(explanation.per_frame, key=lambda i: explanation.per_frame[i].box_db)
         return explanation, {worst: simulator.frames(explanation.variant, [worst])[worst]}
 
@@ -463,8 +475,9 @@ def _simulation_diagnoses(comparison: Comparison, explanation) -> None:
         if finding.status == "named" and finding.mistake.id not in already:  # partial findings are reported in the simulation, never named as the port's mistake
             found.append(Diagnosis(f"simulated:{finding.mistake.id}", "frame.output",
                                    f"{finding.hypothesis.description}: {finding.evidence}; fix: {finding.mistake.fix}"))
-    if not explanation.explained and explanation.registration is not None:
-        found.append(diagnosis("geometry", "frame.output", explanation.registration.describe()))
+    registration = explanation.registration
+    if not explanation.explained and registration is not None and _measurable(registration):
+        found.append(diagnosis("geometry", "frame.output", registration.describe()))
     comparison.diagnoses = found
 
 
@@ -500,6 +513,14 @@ def differences(comparison: Comparison, explanation, floor: CodecFloor | None) -
         found.append(Difference(f"not explained: {left:.0%} of the error on the sampled frames", "; ".join(explanation.unexplained) + hint,
                                 "compare the port's stages with a dump (`parity run --dump`) to find the first that differs", None, left, None))
     return found
+
+
+def _measurable(registration) -> bool:
+    """A registration names a geometric mistake only when it moves the box measurably: a scale off by 0.2%, a shift of a
+    quarter pixel or a rotation of 0.1 degree (a near-identity warp that helps is interpolation, not geometry)."""
+    scale_x, scale_y = registration.scale
+    shift_x, shift_y = registration.shift
+    return max(abs(scale_x - 1), abs(scale_y - 1)) > 0.002 or max(abs(shift_x), abs(shift_y)) > 0.25 or abs(registration.rotation_deg) > 0.1
 
 
 def port_document(kind: str, candidate: Path, alignment: Alignment | None, regions: Regions | None, lossy: LossyEvidence | None,
