@@ -74,7 +74,7 @@ from ..verdict.types import (
     VideoStream,
     WorstMouth,
 )
-from .align import Alignment, align_frames, align_video, dataset_templates
+from .align import Alignment, align_frames, align_video, candidate_shifts, dataset_templates
 from .codec import CodecFloor
 from .ingest import FrameFiles, VideoFrames, detect_kind, read_frame_files, read_tensors, read_video
 from .regions import REGIONS, LossyEvidence, lossy_evidence, region_differences
@@ -159,20 +159,25 @@ def judge_port(request: PortRequest, progress: Progress | None = None) -> PortRe
         template = dataset_templates(dataset, frame_count)
         alignment = None
         audio_track = None
+        recovery: TemplateRecovery | None = None
         video: VideoFrames | None = None
         files: FrameFiles | None = None
         producer = {"name": request.candidate.name, "version": "unknown", "backend": kind, "precision": request.precision or "fp32"}
         if kind == "frames":
             files = read_frame_files(request.candidate)
             say(f"{len(files)} frames ({files.size[0]}x{files.size[1]}) in {request.candidate}")
-            alignment = align_frames(files, template, frame_count)
             by_number = files.by_number()
+            recovery, distances = _recover(dataset, frame_count, ((n, f.load()) for n, f in by_number.items()), files.size)
+            alignment = align_frames(files, template, frame_count, shift=_shift(recovery, distances))
+            _place(recovery, distances, alignment)
             provides: tuple[str, ...] = ("frame.output",)
             _write_frames(candidate_dump, producer, alignment, lambda n: by_number[n].load(), "frame.output")
         elif kind == "video":
             video = read_video(request.candidate)
             say(f"video {video.frame_count} frames at {video.fps:g} fps ({video.codec}), sound {video.audio_codec or 'none'}")
-            alignment = align_video(video, template, frame_count)
+            recovery, distances = _recover(dataset, frame_count, enumerate(video), video.size)
+            alignment = align_video(video, template, frame_count, shift=_shift(recovery, distances))
+            _place(recovery, distances, alignment)
             audio_track = _audio_track(video, pcm)
             provides = ("frame.output",)
             _write_video_frames(candidate_dump, producer, alignment, video)
@@ -200,11 +205,9 @@ def judge_port(request: PortRequest, progress: Progress | None = None) -> PortRe
         lossy = None
         floor: CodecFloor | None = None
         sources: Sources | None = None
-        recovery: TemplateRecovery | None = None
         if "frame.output" in provides and comparison.stage("frame.output") is not None:
             t = time.perf_counter()
-            recovery = recover_templates(dataset, frame_count) if kind in ("frames", "video") else None
-            regions, lossy = _localize(ref, cand, files, video, recovery)
+            regions, lossy = _localize(ref, cand, files, video)
             sources = recovery.result() if recovery is not None else None
             seconds["regions"] = time.perf_counter() - t
             if video is not None or (lossy.lossy and lossy.kind == "jpeg" and lossy.estimated_quality):
@@ -248,6 +251,30 @@ def judge_port(request: PortRequest, progress: Progress | None = None) -> PortRe
 # ----- steps --------------------------------------------------------------------------------------
 
 
+def _recover(dataset, frame_count: int, frames, size: tuple[int, int]) -> tuple[TemplateRecovery | None, dict[int, np.ndarray]]:
+    """Every candidate frame's distance to every template outside the crop boxes (`sources.py`), by candidate number;
+    no recovery for frames of another size than the templates'."""
+    if tuple(size) != tuple(dataset.frame_size):
+        return None, {}
+    recovery = recover_templates(dataset, frame_count)
+    return recovery, {number: recovery.distances(frame) for number, frame in frames}
+
+
+def _shift(recovery: TemplateRecovery | None, distances: dict[int, np.ndarray]) -> int | None:
+    """The alignment's shift from every frame's recovered template: where most frames are on their scheduled one."""
+    return recovery.best_shift(distances, candidate_shifts(list(distances))) if recovery is not None and distances else None
+
+
+def _place(recovery: TemplateRecovery | None, distances: dict[int, np.ndarray], alignment: Alignment) -> None:
+    """The recovered template of each aligned frame, by reference index."""
+    if recovery is None:
+        return
+    for number, values in distances.items():
+        index = alignment.mapping.get(number)
+        if index is not None:
+            recovery.add_distances(index, values)
+
+
 def _port_gate(gate: Gate | None, precision: str | None, provides: tuple[str, ...]) -> Gate:
     """The gate file's (its `provides` wins), else the default gate; a port is required to provide what it wrote."""
 
@@ -285,10 +312,9 @@ def _write_tensors(folder: Path, producer: dict, frame_count: int, tensors: dict
             writer.add_frame(index, {stage: values[index] for stage, values in tensors.items() if index in values})
 
 
-def _localize(ref: Dump, cand: Dump, files: FrameFiles | None, video: VideoFrames | None,
-              recovery: TemplateRecovery | None = None) -> tuple[Regions, LossyEvidence]:
+def _localize(ref: Dump, cand: Dump, files: FrameFiles | None, video: VideoFrames | None) -> tuple[Regions, LossyEvidence]:
     """Per-region PSNR of every compared output frame (and over all of them: pooled squared errors), and the
-    lossy-encoding evidence on a few of them; each frame's template recovered as it is read (`recovery`)."""
+    lossy-encoding evidence on a few of them."""
     frames = sorted(set(ref.frames("frame.output")) & set(cand.frames("frame.output")))
     per_frame = RegionSeries()
     pooled = dict.fromkeys(REGIONS, SquaredError())
@@ -298,8 +324,6 @@ def _localize(ref: Dump, cand: Dump, files: FrameFiles | None, video: VideoFrame
     boxes: list[tuple[int, int, int, int]] = []
     for index in frames:
         reference, candidate = ref.frame("frame.output", index), cand.frame("frame.output", index)
-        if recovery is not None:
-            recovery.add(index, candidate)
         box = _box(ref.frame("frame.crop_box", index))
         for name, diff in region_differences(reference, candidate, box).items():
             error = squared_error(diff)

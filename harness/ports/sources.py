@@ -42,15 +42,36 @@ class TemplateRecovery:
     distance: dict[int, float] = field(default_factory=dict)  # mean |diff| (levels) to the recovered template
     scheduled_distance: dict[int, float] = field(default_factory=dict)
 
-    def add(self, index: int, frame: np.ndarray) -> None:
-        """Recover the template of output frame `index` (BGR uint8, the templates' size)."""
+    def distances(self, frame: np.ndarray) -> np.ndarray:
+        """`(T,)` mean |diff| (levels) between the frame and each template outside every crop box, area-averaged."""
         import cv2
 
-        if index >= len(self.schedule):
-            return
         height, width = self.keep.shape
         small = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA).astype(np.float32)
-        distances = np.abs(self.thumbnails[:, self.keep] - small[self.keep]).mean(axis=(1, 2))
+        return np.abs(self.thumbnails[:, self.keep] - small[self.keep]).mean(axis=(1, 2))
+
+    def best_shift(self, by_number: dict[int, np.ndarray], shifts: list[int]) -> int | None:
+        """The shift (reference index - candidate number) under which the most frames are built on their scheduled
+        template (as close as the best template, within the tie); None when no shift places any frame so."""
+        counts = {}
+        for shift in shifts:
+            count = 0
+            for number, distances in by_number.items():
+                index = number + shift
+                if 0 <= index < len(self.schedule):
+                    count += int(distances[self.schedule[index]] <= distances.min() * TIE + TIE_LEVELS)
+            counts[shift] = count
+        best = max(counts, key=lambda s: (counts[s], -abs(s)), default=None)
+        return best if best is not None and counts[best] > 0 else None
+
+    def add(self, index: int, frame: np.ndarray) -> None:
+        """Recover the template of output frame `index` (BGR uint8, the templates' size)."""
+        self.add_distances(index, self.distances(frame))
+
+    def add_distances(self, index: int, distances: np.ndarray) -> None:
+        """Recover the template of output frame `index` from its `distances` to every template."""
+        if index >= len(self.schedule):
+            return
         best = int(np.argmin(distances))
         scheduled = self.schedule[index]
         if distances[scheduled] <= distances[best] * TIE + TIE_LEVELS:
