@@ -130,9 +130,9 @@ def main_options(
 
 
 def _register_commands() -> None:
-    from . import bench, bundle, cache, compare, doctor, export, locate, report, run, weights
+    from . import bench, bundle, cache, compare, doctor, export, locate, matrix, report, run, weights
 
-    for module in (run, export, doctor, compare, locate, bench, report, bundle, weights, cache):
+    for module in (run, export, doctor, compare, locate, bench, matrix, report, bundle, weights, cache):
         module.register(app)
 
 

@@ -25,7 +25,7 @@ def register(app: typer.Typer) -> None:
 def compare(
     candidate: Annotated[Path, typer.Argument(help="What to judge: a dump folder, a run folder holding dump/, or a port's output: a folder of frames (PNG/JPEG/WebP, any numbering), a video (mp4/mov/webm), a folder of 320x320 mouth crops, or a folder of raw tensors (.npy, .bin).")],
     reference: Annotated[Path | None, typer.Option(help="Reference dump (for a dump candidate). Default: the one named in the run folder's result.json.")] = None,
-    dataset: Annotated[Path | None, typer.Option(help="The dataset the port was given (for a port's frames or video). Omit with --audio: the built-in demo's.")] = None,
+    dataset: Annotated[Path | None, typer.Option(help="The dataset the port was given (for a port's frames or video; for a dump, the templates its lip sync is measured against). Omit with --audio: the built-in demo's.")] = None,
     audio: Annotated[Path | None, typer.Option(help="The audio the port was given.")] = None,
     unet: Annotated[Path | None, typer.Option(help="U-Net checkpoint the port's weights came from. Default: the demo weights.")] = None,
     audio_encoder: Annotated[Path | None, typer.Option("--audio-encoder", help="Audio encoder checkpoint. Default: the demo weights.")] = None,
@@ -42,8 +42,13 @@ def compare(
     if detect_kind(candidate) == "dump":
         from ..harness.verdict.judge import judge
 
-        comparison, result_path = judge(candidate, reference, gate, precision, out)
+        comparison, result_path = judge(candidate, reference, gate, precision, out, dataset, start_frame)
         _print_verdict(comparison, "")
+        from ..harness.verdict.result import read_result
+
+        sync = read_result(result_path).lip_sync
+        if sync is not None:
+            console.print(sync.summary(), highlight=False, soft_wrap=True)
         console.print(f"wrote {result_path}", highlight=False, soft_wrap=True)
         if not comparison:
             raise typer.Exit(GateFailure.exit_code)
@@ -102,6 +107,8 @@ def _print_port(result) -> None:
         console.print(f"codec noise: {port.codec.text}", highlight=False, soft_wrap=True)
         if port.codec.colour:
             console.print(f"colour: {port.codec.colour}", highlight=False, soft_wrap=True)
+    if result.lip_sync is not None:
+        console.print(result.lip_sync.summary(), highlight=False, soft_wrap=True)
     if result.explanation is not None:
         console.print("simulation:", highlight=False)
         for line in result.explanation.summary().splitlines():

@@ -105,6 +105,8 @@ def _print_run_details(result) -> None:
             console.print(line, highlight=False, soft_wrap=True)
     else:
         console.print("comparison: skipped (--no-compare)")
+    if result.lip_sync is not None:
+        console.print(result.lip_sync.summary(), highlight=False, soft_wrap=True)
     streams = int(result.describe.get("streams") or 1)
     at_once = f", {streams} U-Net calls at once" if streams > 1 else ""
     console.print(f"speed: {result.fps:.2f} frames/s end to end, batch {result.batch}{at_once} on {result.backend}", highlight=False)

@@ -22,6 +22,9 @@ LIBRARIES: dict[str, tuple[str, ...]] = {
     "opencv": ("opencv-python-headless", "opencv-python", "opencv-contrib-python-headless", "opencv-contrib-python"),
     "librosa": ("librosa",),
     "numpy": ("numpy",),
+    "pyav": ("av",),  # reads a port's video (codec, pixel format, colour, x264 settings) and its frames
+    "pillow": ("pillow",),  # reads a port's image sizes, JPEG quantization tables and chroma subsampling
+    "ray": ("ray",),  # `parity matrix --ray` (the optional extra synctalk-parity[ray])
 }
 
 

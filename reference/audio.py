@@ -50,6 +50,7 @@ SPECTRA = ("magnitude", "power")
 MEL_SCALES = ("slaney", "htk")
 MEL_RANGES = ("[-4,4]", "[0,4]")
 AUDIO_SOURCES = ("window", "zero", "constant", "tiled")
+AUDIO_EDGES = ("zero", "repeat")  # rows before the first feature row and after the last: zeros (the original), or the nearest row
 
 
 @dataclass(frozen=True)
@@ -87,14 +88,23 @@ class AudioWindow:
     """Which feature rows output frame i's U-Net audio input holds (REFERENCE.md B.8), the original's by default.
 
     `source`: "window", rows i-8 .. i+7 (zeros outside the features); "zero", silence; "constant", frame 0's
-    window for every frame; "tiled", row i repeated 16 times. `shift` k moves the rows read by k.
+    window for every frame; "tiled", row i repeated 16 times. The temporal processing a port may apply to the
+    feature sequence before reading it: `shift` k moves the rows read by k (frame i reads frame i+k's audio);
+    `hold` h > 1 repeats rows: row r reads row r - r % h (features made at 1/h of the rate and held); `smoothing`
+    w > 1 averages each row with its neighbours, w rows centred on it (a moving average across windows); `edge`
+    says what rows outside the features hold, "zero" (the original) or "repeat" (the nearest row, another end padding).
     """
 
     source: str = choice("window", AUDIO_SOURCES, "U-Net audio source")
     shift: int = 0
+    hold: int = 1
+    smoothing: int = 1
+    edge: str = choice("zero", AUDIO_EDGES, "U-Net audio edge padding")
 
     def __post_init__(self) -> None:
         check_choices(self)
+        if self.hold < 1 or self.smoothing < 1:
+            raise ParityError(f"AudioWindow: hold and smoothing are row counts of at least 1 (got hold {self.hold}, smoothing {self.smoothing})")
 
 
 def load_audio(path: str | os.PathLike) -> np.ndarray:
@@ -280,9 +290,35 @@ def unet_audio_window(features: np.ndarray | FeatureRows, frame: int, window: Au
     """Rows `frame-8 .. frame+7` of the padded features (zeros outside), as `(32, 16, 16)` float32."""
     rows = np.zeros((UNET_AUDIO_ROWS, features.shape[1]), dtype=np.float32)
     for r, source in enumerate(unet_audio_rows(frame, window)):
-        if source is not None and 0 <= source < len(features):
-            rows[r] = features[source]
+        value = feature_row(features, source, window)
+        if value is not None:
+            rows[r] = value
     return rows.reshape(32, 16, 16)
+
+
+def feature_row(features: np.ndarray | FeatureRows, row: int | None, window: AudioWindow = AudioWindow()) -> np.ndarray | None:
+    """Feature row `row` as `window` reads it (held, edge-padded, smoothed: `AudioWindow`); None for zeros. With the
+    original's window, `features[row]` itself inside the features and None outside them."""
+    if row is None:
+        return None
+    if window.smoothing == 1:
+        return _held_row(features, row, window)
+    half = window.smoothing // 2
+    total = np.zeros(features.shape[1], dtype=np.float64)
+    for neighbour in range(row - half, row - half + window.smoothing):
+        value = _held_row(features, neighbour, window)
+        if value is not None:
+            total += value
+    return (total / window.smoothing).astype(np.float32)
+
+
+def _held_row(features: np.ndarray | FeatureRows, row: int, window: AudioWindow) -> np.ndarray | None:
+    count = len(features)
+    if not 0 <= row < count:
+        if window.edge == "zero" or count == 0:
+            return None
+        row = min(max(row, 0), count - 1)
+    return features[row - row % window.hold]
 
 
 def _decode_with_ffmpeg(path: Path) -> tuple[np.ndarray, int]:

@@ -15,7 +15,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ..harness.verdict.types import PSNR_IDENTICAL, StageResult, Timing
+from ..harness.verdict.types import PSNR_IDENTICAL, LipSync, StageResult, Timing
 from .view import (
     BENCH_COLUMNS,
     MEMORY_COLUMNS,
@@ -69,6 +69,8 @@ def run_section(run: Run, index: int) -> str:
         parts.append(_section("Diagnoses", f"<ul>{''.join(items)}</ul>", level=3))
     if run.port:
         parts.append(_section("The port's own output", _port(run), level=3))
+    if run.lip_sync is not None:
+        parts.append(_section("Lip sync", _lip_sync(run.lip_sync), level=3))
     if run.comparison is not None:
         parts.append(_section("PSNR per frame", _psnr_plots(run), level=3))
         parts.append(_section("Worst frame", _worst_frame(run), level=3))
@@ -185,6 +187,70 @@ def psnr_plot_svg(stage: str, frames: list[int], psnr: Sequence[float | None], t
                for frame, value in zip(frames, values) if value is not None and math.isnan(value)]
     shapes.append(f'<text x="{(left + width - right) / 2:.0f}" y="{height - 2}" text-anchor="middle" class="muted-svg">frame</text>')
     label = escape(f"PSNR in dB per frame of {stage}", quote=True)
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" class="plot" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
+            f'role="img" aria-label="{label}"><title>{label}</title>{"".join(shapes)}</svg>')
+
+
+def _lip_sync(sync: LipSync) -> str:
+    text = f"<p>{escape(sync.summary())}</p>"
+    if not sync.candidate_motion:
+        return text
+    other = "the reference's mouth" if sync.against == "reference" else "the audio's loudness"
+    caption = (f"Above: the mouth's motion (high-passed darkening of the mouth box against its template) of the candidate and of "
+               f"{other}, frame by frame. Below: the sync score of each {sync.windows[0].frames if sync.windows else ''}-frame window "
+               f"at its best offset (labelled in frames); the dashed line is the clip's score.")
+    return text + f"<figure>{lip_sync_svg(sync)}<figcaption>{escape(caption)}</figcaption></figure>"
+
+
+def lip_sync_svg(sync: LipSync) -> str:
+    """The lip sync over the clip: the candidate's and the reference's (or the audio's) high-passed motion, each scaled
+    to its own range (the audio's units differ), and below it each window's score (0..1, bars spanning the window,
+    its offset written on it) with the clip's score dashed."""
+    width, left, right, top = 640, 44, 12, 8
+    motion_h, gap, score_h, bottom = 120, 22, 90, 30
+    height = top + motion_h + gap + score_h + bottom
+    count = max(len(sync.candidate_motion), len(sync.reference_motion), 2)
+
+    def x(frame: float) -> float:
+        return left + frame / (count - 1) * (width - left - right)
+
+    def line(values: list[float], css: str) -> str:
+        finite = [v for v in values if math.isfinite(v)]
+        if len(finite) < 2:
+            return ""
+        scale = max(abs(v) for v in finite) or 1.0
+        mid = top + motion_h / 2
+        points = " ".join(f"{x(i):.1f},{mid - v / scale * (motion_h / 2 - 4):.1f}" for i, v in enumerate(values) if math.isfinite(v))
+        return f'<polyline points="{points}" class="{css}"/>'
+
+    score_top = top + motion_h + gap
+
+    def y_score(value: float) -> float:
+        return score_top + (1 - max(-0.2, min(1.0, value))) / 1.2 * score_h
+
+    shapes = [f'<rect x="{left}" y="{top}" width="{width - left - right}" height="{motion_h}" class="plot-area"/>',
+              f'<rect x="{left}" y="{score_top}" width="{width - left - right}" height="{score_h}" class="plot-area"/>',
+              f'<line x1="{left}" x2="{width - right}" y1="{top + motion_h / 2}" y2="{top + motion_h / 2}" class="grid"/>',
+              line(sync.reference_motion, "sync-reference"), line(sync.candidate_motion, "series"),
+              f'<text x="{left + 6}" y="{top + 12}" class="sync-candidate-label">candidate</text>',
+              f'<text x="{left + 70}" y="{top + 12}" class="sync-reference-label">{"reference" if sync.against == "reference" else "audio loudness"}</text>']
+    for tick in (0.0, 0.5, 1.0):
+        shapes.append(f'<line x1="{left}" x2="{width - right}" y1="{y_score(tick):.1f}" y2="{y_score(tick):.1f}" class="grid"/>'
+                      f'<text x="{left - 6}" y="{y_score(tick) + 4:.1f}" text-anchor="end">{tick:g}</text>')
+    for window in sync.windows:
+        if window.score is None:
+            continue
+        x0, x1 = x(window.start), x(window.start + window.frames - 1)
+        y = y_score(window.score)
+        shapes.append(f'<rect x="{x0:.1f}" y="{y:.1f}" width="{max(1.0, x1 - x0):.1f}" height="{max(0.0, y_score(-0.2) - y):.1f}" class="sync-window"/>')
+        if window.offset_frames is not None:
+            shapes.append(f'<text x="{(x0 + x1) / 2:.1f}" y="{max(score_top + 10, y - 3):.1f}" text-anchor="middle">{window.offset_frames:+d}</text>')
+    if sync.score is not None:
+        shapes.append(f'<line x1="{left}" x2="{width - right}" y1="{y_score(sync.score):.1f}" y2="{y_score(sync.score):.1f}" class="threshold"/>')
+    for tick in _ticks(0, count - 1, 8, integer=True):
+        shapes.append(f'<text x="{x(tick):.1f}" y="{height - 15}" text-anchor="middle">{tick:g}</text>')
+    shapes.append(f'<text x="{(left + width - right) / 2:.0f}" y="{height - 2}" text-anchor="middle" class="muted-svg">frame</text>')
+    label = escape(f"lip sync over the clip: {sync.summary()}", quote=True)
     return (f'<svg xmlns="http://www.w3.org/2000/svg" class="plot" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
             f'role="img" aria-label="{label}"><title>{label}</title>{"".join(shapes)}</svg>')
 
@@ -484,6 +550,8 @@ img.pixelated { image-rendering: pixelated; }
 svg.plot { max-width: 100%; height: auto; font: 11px system-ui, "DejaVu Sans", sans-serif; fill: #5d6880; }
 svg .plot-area { fill: #fbfcfd; stroke: #d7dbe3; } svg .grid { stroke: #e8ebf0; }
 svg .series { fill: none; stroke: #2f6fdb; stroke-width: 1.6; } svg .dot { fill: #2f6fdb; }
+svg .sync-reference { fill: none; stroke: #e08a1e; stroke-width: 1.3; } svg .sync-window { fill: #cfdcf5; stroke: #2f6fdb; stroke-width: 0.8; }
+svg .sync-candidate-label { fill: #2f6fdb; } svg .sync-reference-label { fill: #e08a1e; }
 svg .nan-mark { fill: #d32f2f; } svg .threshold { stroke: #d32f2f; stroke-dasharray: 5 4; } svg .threshold-label { fill: #d32f2f; } svg .muted-svg { fill: #8a94a8; }
 .legend { display: flex; align-items: center; gap: 8px; color: #5d6880; font-size: 12px; margin: -4px 0 8px;
           justify-content: flex-end; width: 100%; }

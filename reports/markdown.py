@@ -52,6 +52,13 @@ def run_section(run: Run, level: int) -> list[str]:
         lines += [f"{heading} The port's own output", ""]
         lines += [f"- **{cell(what)}**: {cell(text)}" for what, text in run.port_lines()]
         lines += [""]
+    if run.lip_sync is not None:
+        lines += [f"{heading} Lip sync", "", cell(run.lip_sync.summary()), ""]
+        windows = [w for w in run.lip_sync.windows if w.score is not None]
+        if windows:
+            rows = [[f"{w.start}..{w.start + w.frames - 1}", f"{w.offset_frames:+d}" if w.offset_frames is not None else "-", f"{w.score:.2f}"]
+                    for w in windows]
+            lines += [*table(("frames", "offset (frames)", "score"), rows), ""]
     if run.diagnoses:
         lines += [f"{heading} Diagnoses", ""]
         lines += [f"- **{cell(d.name)}** ({cell(d.stage or 'all stages')}): {cell(d.message)}" for d in run.diagnoses]

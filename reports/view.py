@@ -24,6 +24,7 @@ from ..harness.verdict.types import (
     BenchRow,
     Comparison,
     Diagnosis,
+    LipSync,
     PortBench,
     PortVerdict,
     Spread,
@@ -164,6 +165,11 @@ class Run:
             simulation = port.simulation
             lines.append(("simulation", "explained" if simulation.explained else "not fully explained: " + "; ".join(simulation.unexplained)))
         return lines
+
+    @property
+    def lip_sync(self) -> LipSync | None:
+        """The mouth's motion against the reference's (or the audio's), from the output frames."""
+        return self.result.lip_sync
 
     @property
     def timing(self) -> Timing | None:

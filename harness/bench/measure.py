@@ -90,6 +90,7 @@ class BenchRequest:
     provider: str | None = None  # ONNX Runtime execution provider for the onnxruntime rows (default cpu)
     device: str | None = None  # torch device for the torch rows (default cpu)
     streams: int | None = None  # U-Net calls in flight for the onnxruntime rows (default: the backend's choice)
+    precision: str = "fp32"  # what checkpoints run in (an export runs its own; `parity matrix` measures fp16 cells)
 
     def on_gpu(self, backend: str) -> bool:
         """Whether `backend`'s rows run the networks on a GPU (so their share is of the GPU's fp32 peak)."""
@@ -209,7 +210,8 @@ def model_rows(request: BenchRequest, backend_name: str, batch: int) -> list[Ben
     """Network-only frames/s: U-Net batches plus the audio encoder's per-frame share, as the pipeline runs the
     backend (its `streams()` U-Net calls at once). For onnxruntime a second row: the same export on plain ONNX
     Runtime sessions with default options, one call at a time, each repeat timed right after the backend's."""
-    source = ModelSource.from_paths(request.unet, request.audio_encoder, request.models, check_inputs=demo_check_inputs)
+    source = ModelSource.from_paths(request.unet, request.audio_encoder, request.models, precision=request.precision,
+                                    check_inputs=demo_check_inputs)
     with create_backend(backend_name, source, **request.options(backend_name)) as backend:
         images, unet_audio, windows = model_inputs(request, backend, request.frames)
         inputs = (images, unet_audio, windows, batch)

@@ -11,7 +11,11 @@ file present with its recorded size and sha256); a damaged one is made again, an
 environment changed, each with a note saying why.
 
     result = reference_dump(ReferenceInputs(dataset, audio, None, None, frames=100, ...))
-    result.dump, result.cached, result.note
+    result.dump, result.cached, result.note, result.mouth_motion
+
+Beside the dump the entry keeps the mouth motion of every output frame (`mouth_motion.npy`: the mouth box's
+darkening against its template, `harness/verdict/lip_sync.py`), measured while the frames are made, so that a run's
+lip sync compares with the reference's whatever stages and frames its dump holds.
 """
 
 from __future__ import annotations
@@ -21,15 +25,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ... import __version__
 from ...backends.exports import FIXTURE_WEIGHTS
 from ...cache import REFERENCE_LIBRARIES, build_entry, cache_folder, check_entry, entries, environment, key_of, read_entry, sha256_file
 from ...reference.dataset import IMAGE_DIR, LANDMARK_DIR
 from ..verdict.dump import DumpWriter
+from ..verdict.lip_sync import MotionRecorder
 
 PRODUCER = {"name": "synctalk-parity reference", "version": __version__, "backend": "torch-eager", "precision": "fp32"}
 
 Progress = Callable[[int, int], None]
+MOUTH_MOTION = "mouth_motion.npy"  # beside the dump: one float per output frame
+OUTPUTS = "dump + mouth motion"  # what an entry holds: part of its key, so entries made before the motion are made again
 
 
 @dataclass(frozen=True)
@@ -53,6 +62,11 @@ class ReferenceResult:
     key: str
     note: str | None = None  # why it was made again, when an entry for the same inputs existed
 
+    @property
+    def mouth_motion(self) -> Path:
+        """The reference's mouth motion, one value per output frame (`MOUTH_MOTION` beside the dump)."""
+        return self.dump.parent / MOUTH_MOTION
+
 
 def reference_dump(inputs: ReferenceInputs, progress: Progress | None = None) -> ReferenceResult:
     """The reference dump of `inputs` under `<cache>/reference/<key>/dump`, made now unless a valid entry is there."""
@@ -72,7 +86,7 @@ def reference_dump(inputs: ReferenceInputs, progress: Progress | None = None) ->
 
 
 def write_reference_dump(inputs: ReferenceInputs, folder: Path, progress: Progress | None = None) -> Path:
-    """Run the eager reference on `inputs` and write its dump to `folder` (atomically)."""
+    """Run the eager reference on `inputs` and write its dump to `folder` (atomically), and its mouth motion beside it."""
     from ...models import load_models
     from ...reference.audio import load_audio
     from ...reference.dataset import open_dataset
@@ -84,12 +98,15 @@ def write_reference_dump(inputs: ReferenceInputs, folder: Path, progress: Progre
     clip = reference.audio_stages(load_audio(inputs.audio), source=str(inputs.audio))
     total = min(inputs.frames, clip.frame_count)
     folder.parent.mkdir(parents=True, exist_ok=True)
+    motion = MotionRecorder()
     with DumpWriter(folder, PRODUCER, total, inputs.stages) as writer:
         writer.add_clip(clip.as_dict())
         for stages in reference.frames(dataset, clip, total):
             writer.add_frame(stages.index, stages.as_dict(), heavy=heavy_frame(stages.index, inputs.dump_every))
+            motion.add(stages.index, stages.output, stages.crop_box, stages.template_index)
             if progress:
                 progress(stages.index + 1, total)
+    np.save(folder.parent / MOUTH_MOTION, motion.motion(dataset), allow_pickle=False)
     return folder
 
 
@@ -118,6 +135,7 @@ def reference_parts(inputs: ReferenceInputs) -> dict[str, Any]:
             "start_frame": inputs.start_frame,
             "stages": sorted(inputs.stages),
             "dump_every": inputs.dump_every,
+            "outputs": OUTPUTS,
         },
         "environment": {
             **environment(("models", "reference"), REFERENCE_LIBRARIES),

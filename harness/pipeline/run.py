@@ -8,7 +8,9 @@ dataset and audio it runs the built-in demo (inputs made locally). Weights not g
     frames/00000.png ...   every output frame, lossless, numbered in output order
     video.mp4              H.264 + AAC, 25 fps (lossy; compare frames, not the video)
     dump/                  the candidate's stage dump (light stages every frame, heavy every K-th)
-    result.json            the result contract (reports read it)
+    result.json            the result contract (reports read it), with the lip sync: every output frame's mouth motion
+                           (measured as the frames are written) against the reference's, or with --no-compare
+                           against the audio's loudness (`harness/verdict/lip_sync.py`)
     summary.json, summary.md
 """
 
@@ -30,12 +32,13 @@ from ...reference.demo_weights import checkpoint_label
 from ...reference.video import VideoWriter
 from ..inputs import NETWORKS, demo_check_inputs, resolve_inputs
 from ..verdict.dump import DumpWriter, parse_stage_selection
+from ..verdict.lip_sync import MotionRecorder
 from ..verdict.png import write_png
 from ..verdict.result import json_text, write_result
 from ..verdict.types import Backend, Inputs, RunResult, Timing
 from .audio_cache import cached_mel, prefetch_librosa, store_mel
 from .production import ProductionPipeline
-from .reference_cache import ReferenceInputs, heavy_frame, reference_dump
+from .reference_cache import ReferenceInputs, ReferenceResult, heavy_frame, reference_dump
 
 Progress = Callable[[int, int], None]  # (frames done, frames total)
 DEFAULT_DUMP_EVERY = 10
@@ -63,6 +66,7 @@ class RunRequest:
     device: str | None = None  # torch device (cpu, cuda, cuda:N); None: cpu
     streams: int | None = None  # onnxruntime: U-Net calls in flight at once; None: the backend's choice (one per CPU on the CPU)
     overwrite: bool = False  # replace an --out folder that holds files a run does not write
+    reference: Path | None = None  # a reference dump of these inputs to compare with (`parity matrix` ships one); None: the cached one
 
     def __post_init__(self) -> None:
         if self.backend is None:
@@ -159,8 +163,9 @@ def run(request: RunRequest, progress: Progress | None = None, reference_progres
             timings["audio"] = time.perf_counter() - t
             total = clip.frame_count if request.frames is None else min(request.frames, clip.frame_count)
             producer = {"name": "synctalk-parity", "version": __version__, "backend": backend.name, "precision": precision.runs}
+            motion = MotionRecorder()
             frame_timing = _write_outputs(out, pipeline, dataset, clip, total, audio_path, stages, request.dump_every, producer,
-                                          progress, request.save_frames)
+                                          progress, request.save_frames, motion)
             timings.update(frame_timing.seconds)
             describe = backend.describe()
         finally:
@@ -184,8 +189,12 @@ def run(request: RunRequest, progress: Progress | None = None, reference_progres
             dump="dump" if stages else None,
             gate_reason=precision.why,
         )
+        reference_motion = None
         if request.compare:
-            _compare(result, request, precision, stages, dataset_path, audio_path, out, reference_progress)
+            reference_motion = _compare(result, request, precision, stages, dataset_path, audio_path, out, reference_progress)
+        t = time.perf_counter()
+        result.lip_sync = _lip_sync(motion, dataset, reference_motion, clip.mel)
+        timings["lip_sync"] = time.perf_counter() - t
         timings["total"] = time.perf_counter() - started
         write_run_result(result, out)
         write_summary(result, out)
@@ -226,12 +235,14 @@ def write_run_result(result: RunResult, folder: Path) -> Path:
         inputs=Inputs(result.dataset, result.audio, dict(result.weights), result.frames_written, result.demo),
         comparison=result.comparison,
         timing=Timing(result.fps, result.frames_written, dict(result.seconds)),
+        lip_sync=result.lip_sync,
     )
 
 
 def write_summary(result: RunResult, folder: Path) -> None:
     summary = {
-        **{k: v for k, v in asdict(result).items() if k not in ("comparison", "reference")},
+        **{k: v for k, v in asdict(result).items() if k not in ("comparison", "reference", "lip_sync")},
+        "lip_sync": None if result.lip_sync is None else result.lip_sync.summary(),
         "out": str(result.out), "fps": result.fps, "version": __version__,
         "passed": result.passed, "reference": None if result.reference is None else str(result.reference),
     }
@@ -293,9 +304,10 @@ def check_request(request: RunRequest) -> frozenset[str]:
     return stages
 
 
-def _write_outputs(out, pipeline, dataset, clip, total, audio_path, stages, dump_every, producer, progress, save_frames=True):
+def _write_outputs(out, pipeline, dataset, clip, total, audio_path, stages, dump_every, producer, progress, save_frames=True,
+                   motion: MotionRecorder | None = None):
     """Frames (PNG, unless `save_frames` is off), video and dump, written from the pipeline's writer thread
-    into the run's own (temporary) folder."""
+    into the run's own (temporary) folder; each frame's mouth motion into `motion`."""
     frames_dir = out / "frames"
     if save_frames:
         frames_dir.mkdir()
@@ -308,6 +320,8 @@ def _write_outputs(out, pipeline, dataset, clip, total, audio_path, stages, dump
             if save_frames:
                 write_png(frames_dir / f"{frame.index:05d}.png", frame.output)
             video.write(frame.output)
+            if motion is not None:
+                motion.add(frame.index, frame.output, frame.crop_box, frame.template_index)
             if dump is not None:
                 dump.add_frame(frame.index, frame.as_dict(), heavy=heavy_frame(frame.index, dump_every))
 
@@ -318,7 +332,8 @@ def _write_outputs(out, pipeline, dataset, clip, total, audio_path, stages, dump
 
 
 def _compare(result: RunResult, request: RunRequest, precision: Precision, stages, dataset_path: Path, audio_path: Path,
-             out: Path, reference_progress: Progress | None) -> None:
+             out: Path, reference_progress: Progress | None) -> Path:
+    """Compare the run's dump with the reference's (made now or cached); returns the reference's mouth motion file."""
     from ..verdict.compare import compare_dumps
     from ..verdict.gates import load_gate
 
@@ -326,21 +341,41 @@ def _compare(result: RunResult, request: RunRequest, precision: Precision, stage
     if request.gate is not None:
         result.gate_reason = f"the gate file {request.gate}" + ("" if gate.precision == precision.gate else f" (precision {gate.precision})")
     t = time.perf_counter()
-    inputs = ReferenceInputs(dataset_path, audio_path, request.unet, request.audio_encoder, result.frames_written,
-                             request.start_frame, frozenset(stages), request.dump_every)
-    reference = reference_dump(inputs, reference_progress)
+    if request.reference is not None:  # made for these inputs by the caller (computed once for several runs)
+        reference = ReferenceResult(Path(request.reference), True, "given")
+    else:
+        inputs = ReferenceInputs(dataset_path, audio_path, request.unet, request.audio_encoder, result.frames_written,
+                                 request.start_frame, frozenset(stages), request.dump_every)
+        reference = reference_dump(inputs, reference_progress)
     result.seconds["reference"] = time.perf_counter() - t
     result.reference, result.reference_cached, result.reference_note = reference.dump, reference.cached, reference.note
     t = time.perf_counter()
     result.comparison = compare_dumps(reference.dump, out / "dump", gate)
     result.seconds["compare"] = time.perf_counter() - t
+    return reference.mouth_motion
+
+
+def _lip_sync(motion: MotionRecorder, dataset, reference_motion: Path | None, mel):
+    """The run's lip sync: its mouth motion against the reference's (`reference_motion`), else against the audio's
+    loudness (from the clip's mel spectrogram: no second one computed)."""
+    import numpy as np
+
+    from ..verdict.lip_sync import measure_lip_sync, mel_envelope
+
+    ours = motion.motion(dataset)
+    if reference_motion is not None:
+        theirs = np.load(reference_motion, allow_pickle=False)
+        return measure_lip_sync(ours, reference=theirs[: len(ours)])
+    return measure_lip_sync(ours, envelope=mel_envelope(mel, len(ours)))
 
 
 def _verdict_lines(result: RunResult) -> list[str]:
     if result.comparison is None:
-        return ["- comparison: not run (--no-compare)"]
+        return ["- comparison: not run (--no-compare)"] + ([f"- {result.lip_sync.summary()}"] if result.lip_sync is not None else [])
     source = "cached" if result.reference_cached else "computed now"
     lines = [f"- reference: {source}, `{result.reference}`"]
+    if result.lip_sync is not None:
+        lines.append(f"- {result.lip_sync.summary()}")
     if result.comparison:
         lines.append(f"- verdict: **PASS**: every stage within its gate ({len(result.comparison.stages)} stages compared)")
     else:

@@ -28,6 +28,9 @@
    finding is named only with specific evidence (else "partial"), down to the codec's floor for a video.
 9. **What this port does differently** (`differences`): one line per recovered difference, the most of the
    error first, with its evidence, the fix and PORTING.md's section; what stays unexplained last.
+10. **Lip sync** (`harness/verdict/lip_sync.py`): the mouth motion of the port's output frames (a folder of frames or
+   a video) against the reference's, every frame from the first: the audio-visual offset in frames and ms and a
+   score per window and for the clip (result.json's `lip_sync`). Separate from the video's sound track (step 3).
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ from ..verdict.types import (
     Difference,
     Finding,
     Inputs,
+    LipSync,
     Lossy,
     PortAlignment,
     PortVerdict,
@@ -118,6 +122,7 @@ class PortResult:
     reference: Path | None = None
     reference_cached: bool = False
     seconds: dict[str, float] = field(default_factory=dict)
+    lip_sync: LipSync | None = None
     port: PortVerdict | None = None  # the port section of result.json: codec noise, sources, what the port does differently
 
 
@@ -220,6 +225,12 @@ def judge_port(request: PortRequest, progress: Progress | None = None) -> PortRe
         if recovery is not None and recovery.differs and sources is not None:
             comparison.diagnoses = [*comparison.diagnoses, diagnosis("template_sequence", "frame.output", sources.text)]
 
+        lip_sync = None
+        if "frame.output" in provides:
+            t = time.perf_counter()
+            lip_sync = _lip_sync(cand, ref, dataset)
+            seconds["lip_sync"] = time.perf_counter() - t
+
         explanation = None
         worst_mouth = None
         output = comparison.stage("frame.output")
@@ -242,10 +253,10 @@ def judge_port(request: PortRequest, progress: Progress | None = None) -> PortRe
                                    inputs=Inputs(str(dataset_path), str(audio_path), None, frame_count, request.dataset is None),
                                    comparison=comparison, timing=Timing(0.0, len(cand.frames("frame.output")) if "frame.output" in cand.stage_names else 0,
                                                                         seconds),
-                                   port=port)
+                                   port=port, lip_sync=lip_sync)
     result_path = final / result_path.name
     return PortResult(final, kind, comparison, result_path, alignment, regions, lossy, audio_track, explanation, reference.dump, reference.cached,
-                      seconds, port)
+                      seconds, lip_sync, port)
 
 
 # ----- steps --------------------------------------------------------------------------------------
@@ -273,6 +284,18 @@ def _place(recovery: TemplateRecovery | None, distances: dict[int, np.ndarray], 
         index = alignment.mapping.get(number)
         if index is not None:
             recovery.add_distances(index, values)
+
+
+def _lip_sync(cand: Dump, ref: Dump, dataset) -> LipSync:
+    """The port's mouth motion against the reference's, over the frames from the first that both hold (each frame's
+    crop box and template are the reference's: a port's frames hold neither); not measured when the port's frames
+    are not consecutive from the first (the note says so)."""
+    from ..verdict.lip_sync import lip_sync_of_dumps, not_measured
+
+    try:
+        return lip_sync_of_dumps(cand, dataset, reference=ref)
+    except ParityError as exc:
+        return not_measured("reference", str(exc))
 
 
 def _port_gate(gate: Gate | None, precision: str | None, provides: tuple[str, ...]) -> Gate:

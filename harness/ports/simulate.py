@@ -23,6 +23,10 @@ implementation of a stage here.
 **Hypotheses.** A catalogued `Hypothesis` is one concrete form of a registered mistake
 (`harness/verdict/mistakes.py`): `mask_smaller_2` is a form of `mask_rectangle_off`. It sets knobs, named
 `group.field`; findings carry its mistake's id, so a result names a mistake as the stage signatures do.
+A mistake with a parameter (`fitted`: the temporal processing of the feature sequence, whose shift, held rows and
+smoothing width a port can have any value of) is one family of hypotheses, one per value of its knob: the search
+fits the value (each value screened, only the family's best goes on), so the values do not compete as mistakes
+of their own, and the finding says which value fits and which were searched.
 
 **Cost.** Features are cached per front end (the `AudioFrontEnd` object is the key: every field of it,
 so a knob added there cannot be left out) and only the 64-window encoder batches that hold the windows the
@@ -115,6 +119,9 @@ MARGIN_DB = 1.0
 ALPHA_BAND = (0.6, 1.4)
 RESIDUAL_SHARE = 0.1
 JPEG_QUALITIES = (50, 75, 90, 95)
+SHIFTS = (1, -1, 2, -2, 3, -3, 4, -4)  # feature rows an audio window may be shifted by: up to 160 ms either way
+HOLDS = (2, 3, 4)  # rows held: features made at 1/2, 1/3, 1/4 of the frame rate
+SMOOTHING = (3, 5, 7)  # rows averaged across windows
 SCREEN_TOP = 4  # pre-network hypotheses scored on all sampled frames after screening on one
 INTERPOLATION_NAMES = {cv2.INTER_CUBIC: "bicubic", cv2.INTER_LINEAR: "bilinear", cv2.INTER_NEAREST: "nearest", cv2.INTER_AREA: "area",
                        cv2.INTER_LANCZOS4: "Lanczos"}
@@ -135,6 +142,7 @@ class Hypothesis:
     category: str
     changes: tuple[tuple[str, Any], ...]
     mistake: str
+    family: str | None = None  # a fitted parameter's name (`fitted`): the search keeps the best value of a family
 
     def __post_init__(self) -> None:
         knobs = Variant().knobs()
@@ -174,6 +182,15 @@ def recovered_templates(sequence: Sequence[int]) -> Hypothesis:
                       "frame geometry", (("geometry.template_sequence", tuple(int(t) for t in sequence)),), "template_sequence")
 
 
+def fitted(family: str, describe: Callable[[Any], str], category: str, knob: str, values: Sequence[Any], mistake_id: str) -> list[Hypothesis]:
+    """A mistake with a parameter: one hypothesis per value of `knob` (named `family_value`: `audio_shift_+2`), of one
+    family, whose value the search fits."""
+    def label(value: Any) -> str:
+        return f"{value:+d}" if family == "audio_shift" else str(value)
+
+    return [Hypothesis(f"{family}_{label(value)}", describe(value), category, ((knob, value),), mistake_id, family) for value in values]
+
+
 def _catalogue() -> list[Hypothesis]:
     h: list[Hypothesis] = []
 
@@ -198,9 +215,16 @@ def _catalogue() -> list[Hypothesis]:
     add("audio_zero", "U-Net audio input all zeros (silence)", sound, {"audio_window.source": "zero"}, "ghost_audio")
     add("audio_constant", "one U-Net audio input (frame 0's) for every frame", sound, {"audio_window.source": "constant"}, "ghost_audio")
     add("audio_tiled", "one feature row (row i) tiled over the 16-row audio window", sound, {"audio_window.source": "tiled"})
-    for k in (1, -1, 2, -2):
-        add(f"audio_shift_{k:+d}", f"audio window shifted by {k:+d} feature row{'s' if abs(k) > 1 else ''} (rows i{k - 8:+d}..i{k + 7:+d})", sound,
-            {"audio_window.shift": k}, "audio_shifted")
+    # the temporal processing of the feature sequence: parameters, fitted
+    h.extend(fitted("audio_shift", lambda k: f"audio window shifted by {k:+d} feature row{'s' if abs(k) > 1 else ''} (rows i{k - 8:+d}..i{k + 7:+d}: "
+                    f"the mouth {abs(k)} frame{'s' if abs(k) > 1 else ''} {'early' if k > 0 else 'late'})", sound, "audio_window.shift", SHIFTS,
+                    "audio_shifted"))
+    h.extend(fitted("audio_hold", lambda n: f"feature rows repeated: every {n}th row held for {n} frames (row r reads row r - r % {n})", sound,
+                    "audio_window.hold", HOLDS, "audio_rows_repeated"))
+    h.extend(fitted("audio_smoothed", lambda n: f"feature rows smoothed across windows: each the mean of the {n} rows around it", sound,
+                    "audio_window.smoothing", SMOOTHING, "audio_smoothed"))
+    add("audio_edge_repeat", "rows outside the features hold the first or last row repeated instead of zeros", sound, {"audio_window.edge": "repeat"},
+        "audio_edge_repeated")
 
     geometry = "frame geometry"
     for k in (1, -1):
@@ -756,7 +780,7 @@ def explain(simulator: Simulator, candidate_frames: Mapping[int, np.ndarray], bo
         for h, variant, scores in choices:
             specificity = search.specificity(current, variant)
             if specificity.holds:
-                accept(h, variant, scores)
+                accept(h, variant, scores, _fit_note(h, hypotheses))
                 taken = True
                 break
             after = _sum(scores.values())
@@ -887,13 +911,36 @@ def _round(search: _Search, current: Variant, current_score: Score, per_frame: d
             if scores is not None and scores[worst].db >= per_frame[worst].db + margin_db:
                 screened.append((scores[worst].db, h, variant))
         screened.sort(key=lambda s: -s[0])
-        for _, h, variant in screened[:screen_top]:
+        for _, h, variant in _best_of_each_family(screened)[:screen_top]:
             scores = search.score(variant)
             if scores is not None:
                 scored.append((h, variant, scores))
     good = [(h, variant, scores) for h, variant, scores in scored
             if _sum(scores.values()).db >= current_score.db + margin_db and all(scores[i].db >= per_frame[i].db - margin_db for i in per_frame)]
     return sorted(good, key=lambda s: -_sum(s[2].values()).db)
+
+
+def _best_of_each_family(screened: list[tuple[float, Hypothesis, Variant]]) -> list[tuple[float, Hypothesis, Variant]]:
+    """Screened hypotheses, best first, with only the best value of each fitted family (`fitted`): the fit."""
+    kept, families = [], set()
+    for item in screened:
+        family = item[1].family
+        if family is not None:
+            if family in families:
+                continue
+            families.add(family)
+        kept.append(item)
+    return kept
+
+
+def _fit_note(h: Hypothesis, hypotheses: Sequence[Hypothesis]) -> str:
+    """"fitted audio_window.shift = +2 (searched +1, -1, ...); " for a family's value, else ""."""
+    if h.family is None:
+        return ""
+    knob, value = h.changes[0]
+    values = [other.changes[0][1] for other in hypotheses if other.family == h.family]
+    shown = ", ".join(f"{v:+d}" if isinstance(v, int) and h.family == "audio_shift" else str(v) for v in values)
+    return f"fitted {knob} = {value:+d} (searched {shown}); " if h.family == "audio_shift" else f"fitted {knob} = {value} (searched {shown}); "
 
 
 def _evidence(before: Score, after: Score) -> str:

@@ -7,6 +7,13 @@ it follows it. Separate from the check of a video's sound track, which compares 
     print(sync.summary())    # lip sync against the reference: offset +2 frames (+80 ms, the mouth is late), score 0.97 ...
     LipSync.from_dict(sync.to_dict()) == sync
 
+    recorder = MotionRecorder()                                    # as a pipeline writes its frames, one at a time
+    recorder.add(index, frame, crop_box, template_index); motion = recorder.motion(dataset)
+
+`LipSync` and `SyncWindow` are result types (`types.py`): result.json's `lip_sync`, which `parity run` (against the
+reference's motion, or the audio's with --no-compare), `parity compare` of a port's frames or video and of a dump
+write (docs/metrics.md, *Lip sync*).
+
 **The mouth's motion.** For each output frame, the mouth box (the 320 x 320 the U-Net writes, mapped back into the
 frame: `reference.frames.mouth_box`) is compared with the same pixels of the template the frame was made from: the
 signal is how much darker the box is than the template (mean over the box, grey levels). A mouth that opens darkens
@@ -32,12 +39,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
 from ...errors import ParityError
+from .types import LipSync, SyncWindow
 
 FPS = 25.0
 MAX_LAG = 8  # frames searched either way: 320 ms
@@ -49,82 +56,68 @@ AGAINST = ("reference", "audio")
 Box = tuple[int, int, int, int]
 
 
-@dataclass
-class SyncWindow:
-    """One window of the clip: its first frame, length, and the offset and score found in it."""
-
-    start: int
-    frames: int
-    offset_frames: int | None
-    score: float | None
-
-
-@dataclass
-class LipSync:
-    """How a candidate's mouth motion lines up with the reference's (or the audio's). See the module docstring."""
-
-    against: str  # "reference" or "audio"
-    frames: int  # frames compared
-    fps: float
-    max_lag: int
-    offset_frames: int | None  # None: not measurable (see note)
-    score: float | None
-    score_at_zero: float | None
-    windows: list[SyncWindow] = field(default_factory=list)
-    candidate_motion: list[float] = field(default_factory=list)  # high-passed, per frame (the plot's lines)
-    reference_motion: list[float] = field(default_factory=list)  # the reference's, or the audio's loudness
-    note: str | None = None
-
-    @property
-    def offset_ms(self) -> float | None:
-        return None if self.offset_frames is None else self.offset_frames * 1000.0 / self.fps
-
-    def to_dict(self) -> dict[str, Any]:
-        document = asdict(self)
-        document["offset_ms"] = self.offset_ms
-        return document
-
-    @classmethod
-    def from_dict(cls, document: dict[str, Any]) -> LipSync:
-        values = {k: v for k, v in document.items() if k != "offset_ms"}
-        values["windows"] = [SyncWindow(**w) for w in values.get("windows", [])]
-        return cls(**values)
-
-    def summary(self) -> str:
-        if self.offset_frames is None or self.score is None:
-            return f"lip sync against the {self.against}: not measured ({self.note})"
-        if self.offset_frames == 0:
-            when = "in step"
-        else:
-            when = "the mouth is late" if self.offset_frames > 0 else "the mouth is early"
-        scores = [w.score for w in self.windows if w.score is not None]
-        spread = f", windows {min(scores):.2f}..{max(scores):.2f}" if len(scores) > 1 else ""
-        return (f"lip sync against the {self.against}: offset {self.offset_frames:+d} frames ({self.offset_ms:+.0f} ms, {when}), "
-                f"score {self.score:.2f} (at no offset {self.score_at_zero:.2f}{spread}) over {self.frames} frames")
-
-
 def mouth_motion(frames: Iterable[np.ndarray], boxes: Iterable[Sequence[int]], templates: Iterable[np.ndarray] | None = None) -> np.ndarray:
     """The mouth's darkness per frame: the mean grey level of the template's mouth box minus the frame's (BGR uint8
     frames; crop boxes `(xmin, ymin, xmax, ymax)`), or minus the frame's alone without templates. Iterables, so a long
     clip is read one frame at a time."""
+    values = []
+    pairs = zip(frames, boxes, templates) if templates is not None else ((f, b, None) for f, b in zip(frames, boxes))
+    for index, (frame, box, template) in enumerate(pairs):
+        grey = mouth_grey(frame, box, index)
+        if template is None:
+            values.append(-grey)
+            continue
+        if template.shape != frame.shape:
+            raise ParityError(f"frame {index}: {frame.shape[1]}x{frame.shape[0]}, but its template is {template.shape[1]}x{template.shape[0]}")
+        values.append(mouth_grey(template, box, index) - grey)
+    return np.asarray(values)
+
+
+def mouth_grey(image: np.ndarray, box: Sequence[int], index: int = 0) -> float:
+    """The mean grey level of the mouth box (`reference.frames.mouth_box` of the crop box) of a BGR uint8 image."""
     import cv2
 
     from ...reference.frames import mouth_box
 
-    values = []
-    pairs = zip(frames, boxes, templates) if templates is not None else ((f, b, None) for f, b in zip(frames, boxes))
-    for index, (frame, box, template) in enumerate(pairs):
-        x0, y0, x1, y1 = mouth_box(tuple(int(v) for v in box))  # type: ignore[arg-type]
-        if not (0 <= x0 < x1 <= frame.shape[1] and 0 <= y0 < y1 <= frame.shape[0]):
-            raise ParityError(f"frame {index}: mouth box {(x0, y0, x1, y1)} is outside the {frame.shape[1]}x{frame.shape[0]} frame")
-        grey = cv2.cvtColor(np.ascontiguousarray(frame[y0:y1, x0:x1]), cv2.COLOR_BGR2GRAY).astype(np.float64)
-        if template is None:
-            values.append(-grey.mean())
-            continue
-        if template.shape != frame.shape:
-            raise ParityError(f"frame {index}: {frame.shape[1]}x{frame.shape[0]}, but its template is {template.shape[1]}x{template.shape[0]}")
-        values.append(cv2.cvtColor(np.ascontiguousarray(template[y0:y1, x0:x1]), cv2.COLOR_BGR2GRAY).astype(np.float64).mean() - grey.mean())
-    return np.asarray(values)
+    x0, y0, x1, y1 = mouth_box(tuple(int(v) for v in box))  # type: ignore[arg-type]
+    if not (0 <= x0 < x1 <= image.shape[1] and 0 <= y0 < y1 <= image.shape[0]):
+        raise ParityError(f"frame {index}: mouth box {(x0, y0, x1, y1)} is outside the {image.shape[1]}x{image.shape[0]} frame")
+    return float(cv2.cvtColor(np.ascontiguousarray(image[y0:y1, x0:x1]), cv2.COLOR_BGR2GRAY).astype(np.float64).mean())
+
+
+class MotionRecorder:
+    """The mouth motion of frames as a pipeline makes them, one at a time (`add`), without keeping them: each frame's
+    mouth-box grey level now, the templates' at the end (`motion`: each template read once, as `mouth_motion` with
+    the templates computes it)."""
+
+    def __init__(self) -> None:
+        self._frames: dict[int, tuple[float, Box, int]] = {}
+
+    def add(self, index: int, frame: np.ndarray, crop_box: Sequence[int], template_index: int) -> None:
+        box: Box = tuple(int(v) for v in crop_box)  # type: ignore[assignment]
+        self._frames[int(index)] = (mouth_grey(frame, box, int(index)), box, int(template_index))
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    def motion(self, dataset: Any) -> np.ndarray:
+        """Frame 0..n-1's darkening against its template (`dataset`'s), in frame order."""
+        if sorted(self._frames) != list(range(len(self._frames))):
+            missing = sorted(set(range(max(self._frames, default=-1) + 1)) - set(self._frames))
+            raise ParityError(f"lip sync needs every frame from 0; frame {missing[0]} was not recorded")
+        templates: dict[tuple[int, Box], float] = {}
+        values = []
+        for index in range(len(self._frames)):
+            grey, box, template = self._frames[index]
+            if (template, box) not in templates:
+                templates[(template, box)] = mouth_grey(dataset.templates[template].read_image(), box, index)
+            values.append(templates[(template, box)] - grey)
+        return np.asarray(values)
+
+
+def not_measured(against: str, note: str, fps: float = FPS, max_lag: int = MAX_LAG) -> LipSync:
+    """A lip sync that could not be measured, saying why (`note`)."""
+    return LipSync(against, 0, fps, max_lag, None, None, None, note=note)  # type: ignore[arg-type]
 
 
 def audio_envelope(pcm: np.ndarray, frames: int, fps: float = FPS) -> np.ndarray:
@@ -133,9 +126,15 @@ def audio_envelope(pcm: np.ndarray, frames: int, fps: float = FPS) -> np.ndarray
     on the golden clip it follows what a mouth can follow better than the log RMS of the samples does (correlation
     with the mel loudness the listening weights open the mouth by: 0.91, against 0.63), since the log of a quiet
     frame's RMS swings with the noise floor."""
-    from ...reference.audio import MEL_FPS, mel_spectrogram
+    from ...reference.audio import mel_spectrogram
 
-    mel = mel_spectrogram(np.asarray(pcm, np.float32))
+    return mel_envelope(mel_spectrogram(np.asarray(pcm, np.float32)), frames, fps)
+
+
+def mel_envelope(mel: np.ndarray, frames: int, fps: float = FPS) -> np.ndarray:
+    """`audio_envelope` from the clip's mel spectrogram already computed (`(T, 80)`, as `audio.mel` holds it)."""
+    from ...reference.audio import MEL_FPS
+
     levels = []
     for i in range(frames):
         start = min(int(i * MEL_FPS / fps), len(mel) - 1)
@@ -175,22 +174,53 @@ def measure_lip_sync(candidate: np.ndarray, reference: np.ndarray | None = None,
 
 
 def lip_sync_of_dumps(candidate: Any, dataset: Any, reference: Any = None, pcm: np.ndarray | None = None, fps: float = FPS) -> LipSync:
-    """`measure_lip_sync` of a dump's output frames (every frame: `--dump-every 1`) against a reference dump's, or, with
-    `pcm` instead, against the audio's loudness. Each dump gives its frames' crop boxes and templates (of `dataset`)."""
-    def motion(dump: Any) -> np.ndarray:
-        frames = sorted(dump.frames("frame.output"))
-        if frames != list(range(dump.frame_count)):
+    """`measure_lip_sync` of a dump's output frames (every frame from 0: `--dump-every 1`) against a reference dump's
+    (over the frames both hold), or, with `pcm` instead, against the audio's loudness. Each frame's crop box and
+    template come from the dump itself when it holds them, else from the reference dump (a port's frames hold
+    neither); the templates from `dataset` (None: the mouth box's own darkness, so the template's motion counts too)."""
+    def frames_of(dump: Any) -> list[int]:
+        frames = sorted(dump.frames("frame.output")) if "frame.output" in dump.stage_names else []
+        if not frames or frames != list(range(len(frames))) or len(frames) < min(dump.frame_count, 2):
             raise ParityError(f"{dump.path}: lip sync needs frame.output for every frame ({len(frames)} of {dump.frame_count} dumped); "
                               "dump every frame (parity run --dump-every 1)")
-        templates = (dataset.templates[int(dump.frame("frame.template_index", i))].read_image() for i in frames)
-        return mouth_motion((dump.frame("frame.output", i) for i in frames), (dump.frame("frame.crop_box", i) for i in frames), templates)
+        return frames
+
+    def source_of(dump: Any, frames: list[int]) -> Any:
+        for holder in (dump, reference):
+            if holder is not None and all(stage in holder.stage_names and set(frames) <= set(holder.frames(stage))
+                                          for stage in ("frame.crop_box", "frame.template_index")):
+                return holder
+        raise ParityError(f"{dump.path}: lip sync needs each frame's crop box and template (frame.crop_box, frame.template_index)")
+
+    template_grey: dict[tuple[int, Box], float] = {}  # each template's mouth box, read once
+
+    def motion(dump: Any, frames: list[int]) -> np.ndarray:
+        source = source_of(dump, frames)
+        values = []
+        for i in frames:
+            box: Box = tuple(int(v) for v in source.frame("frame.crop_box", i))  # type: ignore[assignment]
+            output = dump.frame("frame.output", i)
+            grey = mouth_grey(output, box, i)
+            if dataset is None:
+                values.append(-grey)
+                continue
+            key = (int(source.frame("frame.template_index", i)), box)
+            if key not in template_grey:
+                template = dataset.templates[key[0]].read_image()
+                if template.shape != output.shape:
+                    raise ParityError(f"frame {i}: {dump.path}'s frames are not the size of the dataset's templates")
+                template_grey[key] = mouth_grey(template, box, i)
+            values.append(template_grey[key] - grey)
+        return np.asarray(values)
 
     if reference is None and pcm is None:
         raise ParityError("lip sync needs a reference dump or the audio")
-    ours = motion(candidate)
+    ours = frames_of(candidate)
     if reference is not None:
-        return measure_lip_sync(ours, reference=motion(reference), fps=fps)
-    return measure_lip_sync(ours, envelope=audio_envelope(np.asarray(pcm), len(ours), fps), fps=fps)
+        theirs = frames_of(reference)
+        common = ours[: len(theirs)]
+        return measure_lip_sync(motion(candidate, common), reference=motion(reference, common), fps=fps)
+    return measure_lip_sync(motion(candidate, ours), envelope=audio_envelope(np.asarray(pcm), len(ours), fps), fps=fps)
 
 
 def high_pass(signal: np.ndarray, size: int = HIGH_PASS) -> np.ndarray:

@@ -62,6 +62,14 @@ MISTAKES: tuple[Mistake, ...] = (
             "feed frame i the 16 consecutive rows i-8 .. i+7 of the padded features, not row i repeated", "frame.unet_audio"),
     Mistake("audio_shifted", "the audio window shifted by whole feature rows",
             "frame i reads rows i-8 .. i+7 of the padded features; window k starts at mel frame int(80 * k / 25)", "frame.unet_audio"),
+    Mistake("audio_rows_repeated", "feature rows repeated: features made at a lower rate and held for several frames",
+            "encode one window per output frame (window k starts at mel frame int(80 * k / 25)) and give frame i its own rows "
+            "i-8 .. i+7, not a held copy", "frame.unet_audio"),
+    Mistake("audio_smoothed", "the feature sequence filtered across windows (a moving average over neighbouring rows)",
+            "feed the encoder's feature rows as they are: no smoothing or filtering across windows", "frame.unet_audio"),
+    Mistake("audio_edge_repeated", "rows before the first feature row and after the last padded by repeating the end rows",
+            "rows outside the padded features are zeros in frame i's window (the first and last rows are repeated once, "
+            "by the padding, and no more)", "frame.unet_audio"),
     # frame geometry
     Mistake("template_off_by_one", "template schedule off by one",
             "follow the ping-pong schedule: the first output frame uses template 1, then 2, ..., the last, back down to 0",

@@ -228,6 +228,7 @@ class RunResult:
     reference_cached: bool = False
     reference_note: str | None = None  # why the cached reference was made again (damaged, other environment)
     gate_reason: str = ""  # why the gate has its precision: the export's manifest, --precision, a gate file
+    lip_sync: LipSync | None = None  # every frame's mouth motion against the reference's (or the audio's)
 
     @property
     def fps(self) -> float:
@@ -630,6 +631,75 @@ class PortVerdict:
     codec: CodecNoise | None = None
     sources: Sources | None = None
     differences: list[Difference] = field(default_factory=list)  # what this port does differently, most of the error first
+
+
+# ----- lip sync from the frames --------------------------------------------------------------------
+
+
+@dataclass
+class SyncWindow:
+    """One window of the clip: its first frame, length, and the offset and score found in it."""
+
+    start: Count
+    frames: Count
+    offset_frames: int | None
+    score: float | None
+
+
+@dataclass
+class LipSync:
+    """result.json's `lip_sync`: how the candidate's mouth motion lines up with the reference's (or, without one, with
+    the audio's loudness), measured from the output frames (`harness/verdict/lip_sync.py`). `offset_frames` k > 0: the
+    mouth moves k frames after the reference's (late); < 0: early; None: not measured (`note` says why)."""
+
+    JSON_DERIVED: ClassVar[dict[str, Any]] = {"offset_ms": float | None}
+
+    against: Literal["reference", "audio"]
+    frames: Count  # frames compared
+    fps: float
+    max_lag: Count  # lags searched either way, in frames
+    offset_frames: int | None
+    score: float | None  # at offset_frames: concordance with the reference's motion, or correlation with the audio's loudness
+    score_at_zero: float | None  # the same at no offset
+    windows: list[SyncWindow] = field(default_factory=list)
+    candidate_motion: list[float] = field(default_factory=list)  # high-passed, per frame (the plot's lines)
+    reference_motion: list[float] = field(default_factory=list)  # the reference's, or the audio's loudness
+    note: str | None = None
+
+    @property
+    def offset_ms(self) -> float | None:
+        return None if self.offset_frames is None else self.offset_frames * 1000.0 / self.fps
+
+    @property
+    def measured(self) -> bool:
+        return self.offset_frames is not None and self.score is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        document = asdict(self)
+        document["offset_ms"] = self.offset_ms
+        return document
+
+    @classmethod
+    def from_dict(cls, document: dict[str, Any]) -> LipSync:
+        values = {k: v for k, v in document.items() if k != "offset_ms"}
+        values["windows"] = [SyncWindow(**w) for w in values.get("windows", [])]
+        return cls(**values)
+
+    def summary(self) -> str:
+        if self.offset_frames is None or self.score is None:
+            return f"lip sync against the {self.against}: not measured ({self.note})"
+        if self.offset_frames == 0:
+            when = "in step"
+        else:
+            when = "the mouth is late" if self.offset_frames > 0 else "the mouth is early"
+        scores = [w.score for w in self.windows if w.score is not None]
+        spread = f", windows {min(scores):.2f}..{max(scores):.2f}" if len(scores) > 1 else ""
+        at_zero = "" if self.score_at_zero is None else f"at no offset {self.score_at_zero:.2f}"
+        inner = ", ".join(part for part in (at_zero, spread.lstrip(", ")) if part)
+        return (f"lip sync against the {self.against}: offset {self.offset_frames:+d} frames ({self.offset_ms:+.0f} ms, {when}), "
+                f"score {self.score:.2f}" + (f" ({inner})" if inner else "") + f" over {self.frames} frames")
 
 
 def frame_runs(values: Iterable[int]) -> list[tuple[int, int]]:

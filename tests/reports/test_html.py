@@ -67,6 +67,36 @@ def test_psnr_plot_per_frame_stage_with_gate_line(failing_run):
     assert "gate 45 dB" in plots[0] and "frame.unet_output — FAIL, lowest 38.40 dB; 3 identical frame(s) (≥ 100 dB)" in page
 
 
+def _with_lip_sync(result: dict, offset: int) -> dict:
+    from synctalk_parity.harness.verdict.lip_sync import measure_lip_sync
+    from synctalk_parity.harness.verdict.result import to_json
+
+    rng = np.random.default_rng(5)
+    reference = np.convolve(rng.normal(size=120), np.ones(3) / 3, mode="same")
+    candidate = np.roll(reference, offset)
+    return {**result, "lip_sync": to_json(measure_lip_sync(candidate, reference=reference))}
+
+
+def test_lip_sync_is_plotted_over_the_clip(tmp_path):
+    run = write_run(tmp_path / "run", _with_lip_sync(failing_result(), 2), with_worst_pngs=False)
+    page = html.render(load_runs([run]))
+    section = re.search(r"<h3>Lip sync</h3>\n(.*?)</section>", page, re.DOTALL).group(1)
+    assert "lip sync against the reference: offset +2 frames (+80 ms, the mouth is late)" in section
+    svg = ET.fromstring(re.search(r"<svg .*?</svg>", section).group(0))
+    ns = "{http://www.w3.org/2000/svg}"
+    lines = svg.findall(f"{ns}polyline")
+    assert [line.get("class") for line in lines] == ["sync-reference", "series"]
+    assert all(len(line.get("points").split()) == 120 for line in lines)  # a point per frame, both motions
+    windows = svg.findall(f"{ns}rect[@class='sync-window']")
+    assert len(windows) == 3  # 50-frame windows every 25 frames over 120 frames
+    labels = [t.text for t in svg.findall(f"{ns}text")]
+    assert labels.count("+2") == 3  # each window's offset written on it
+    from synctalk_parity.reports import markdown
+
+    text = markdown.render(load_runs([run]))
+    assert "## Lip sync" in text and "| 0..49 | +2 |" in text
+
+
 def test_plot_marks_nan_frames_and_puts_identical_frames_above_the_scale():
     svg = ET.fromstring(html.psnr_plot_svg("frame.output", [0, 1, 2, 3, 4], [math.inf, 40.0, math.nan, 30.0, 100.0], threshold=35.0))
     ns = "{http://www.w3.org/2000/svg}"

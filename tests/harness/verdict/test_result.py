@@ -115,12 +115,38 @@ def test_every_result_type_round_trips(tmp_path):
         _same(_round_trip(value, tmp_path), value)
 
 
+def _lip_sync():
+    from synctalk_parity.harness.verdict.lip_sync import measure_lip_sync
+
+    rng = np.random.default_rng(3)
+    reference = np.convolve(rng.normal(size=130), np.ones(3) / 3, mode="same")
+    return measure_lip_sync(np.concatenate([np.zeros(2), reference[:-2]]), reference=reference)
+
+
+def test_lip_sync_is_a_typed_object_of_result_json_with_its_offset_in_frames_and_ms(tmp_path):
+    sync = _lip_sync()
+    assert sync.offset_frames == 2
+    write_document(result_document(tmp_path, "run", lip_sync=sync), tmp_path)
+    written = json.loads((tmp_path / "result.json").read_text())["lip_sync"]
+    assert written["offset_frames"] == 2 and written["offset_ms"] == 80.0 and written["against"] == "reference"
+    assert [set(w) for w in written["windows"]] == [{"start", "frames", "offset_frames", "score"}] * len(sync.windows)
+    properties = result_schema()["$defs"]["LipSync"]["properties"]
+    assert {"offset_frames", "score", "windows", "offset_ms"} <= set(properties) and properties["offset_ms"]["readOnly"]
+    read = read_result(tmp_path).lip_sync
+    _same(read, sync)
+    broken = {**json.loads((tmp_path / "result.json").read_text())}
+    broken["lip_sync"]["offset_frames"] = "two"
+    (tmp_path / "result.json").write_text(json.dumps(broken))
+    with pytest.raises(ParityError, match="does not follow the result.json schema"):
+        read_result(tmp_path)
+
+
 def test_result_json_read_back_is_the_document_written(tmp_path):
     comparison = _comparison(tmp_path, nan=True)
     document = result_document(tmp_path, "run", backend=Backend("onnxruntime", "fp32", {"provider": "cpu"}, "--precision"),
                                inputs=Inputs("ds", "a.wav", {"unet": "u.pth"}, 3, False), comparison=comparison,
                                timing=Timing(11.9, 3, {"frames": 0.25}), bench=_bench_result(),
-                               port=_port_verdict(tmp_path, _comparison(tmp_path / "port")))
+                               port=_port_verdict(tmp_path, _comparison(tmp_path / "port")), lip_sync=_lip_sync())
     write_document(document, tmp_path)
     read = read_result(tmp_path)
     _same(read, document)
