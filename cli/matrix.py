@@ -78,36 +78,38 @@ def _reports(result, out: Path, shown) -> list[Path]:
 
 
 def _print_summary(shown, result) -> None:
+    """One row per cell (the grid is in report.html and report.md: a terminal holds a few of its columns only)."""
     from rich import box
+    from rich.markup import escape
     from rich.table import Table
 
-    from ..reports.matrix import cell_lines, change_lines, headline
+    from ..reports.matrix import change_lines, change_text, headline, speed_text, worst_text
     from .view import print_table
 
-    table = Table(title="release matrix", title_justify="left", box=box.SIMPLE_HEAD, show_lines=True)
-    table.add_column("avatar", no_wrap=True)
-    for column in result.columns:
-        table.add_column(column)
-    by_id = {cell.id: cell for cell in result.cells}
-    for avatar in result.avatars:
-        row = [avatar.name]
-        for column in result.columns:
-            cell = by_id.get(f"{avatar.name}/{column}")
-            row.append("-" if cell is None else "\n".join(_colored(cell_lines(result, cell))))
+    table = Table(title="release matrix", title_justify="left", box=box.SIMPLE_HEAD)
+    table.add_column("cell", overflow="fold")
+    table.add_column("verdict", no_wrap=True)
+    table.add_column("worst stage (share of its gate) / why not", overflow="fold")
+    table.add_column("frames/s", justify="right")
+    if result.baseline is not None:
+        table.add_column("since the baseline", overflow="fold")
+    for cell in result.cells:
+        verdict = cell.verdict + (" (reused)" if cell.reused else "")
+        row = [escape(cell.id), _colored(verdict), escape(worst_text(cell) if cell.ran else cell.reason or ""), speed_text(cell)]
+        if result.baseline is not None:
+            row.append(escape(change_text(result, cell)))
         table.add_row(*row)
     print_table(shown, table)
     changes = change_lines(result)
     if result.baseline is not None:
-        shown.print(f"since {result.baseline.baseline_name}: " + ("nothing changed beyond its noise band" if not changes else ""))
+        shown.print(f"since {escape(result.baseline.baseline_name)}: " + ("nothing changed beyond its noise band" if not changes else ""))
         for line in changes:
-            shown.print(("[red]" if line.startswith("REGRESSION") else "") + f"  {line}" + ("[/]" if line.startswith("REGRESSION") else ""),
-                        markup=True)
-    shown.print(f"[bold]{'[green]' if result.passed else '[red]'}{headline(result)}[/][/]")
+            shown.print(("[red]" if line.startswith("REGRESSION") else "") + f"  {escape(line)}" + ("[/]" if line.startswith("REGRESSION") else ""))
+    shown.print(f"[bold]{'[green]' if result.passed else '[red]'}{escape(headline(result))}[/][/]")
 
 
-def _colored(lines: list[str]) -> list[str]:
+def _colored(verdict: str) -> str:
     from rich.markup import escape
 
-    first = lines[0]
-    color = "green" if first.startswith("PASS") else "red" if first.startswith(("FAIL", "ERROR")) else "yellow" if first.startswith("LOST") else "dim"
-    return [f"[{color}]{escape(first)}[/]", *(escape(line) for line in lines[1:])]
+    color = "green" if verdict.startswith("PASS") else "red" if verdict.startswith(("FAIL", "ERROR")) else "yellow" if verdict.startswith("LOST") else "dim"
+    return f"[{color}]{escape(verdict)}[/]"

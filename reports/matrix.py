@@ -64,7 +64,7 @@ def worst_text(cell: CellResult) -> str:
     worst = cell.worst
     if worst is None:
         return "-"
-    use = "missing" if worst.metric == "coverage" else f"{number(worst.value)} ({_percent(worst.use)} of its gate)"
+    use = "missing" if worst.metric == "coverage" else f"{_figure(worst.metric, worst.value)} ({_percent(worst.use)} of its gate)"
     return f"{worst.stage} {FIGURE_NAMES.get(worst.metric, worst.metric)} {use}"
 
 
@@ -147,6 +147,16 @@ def _non_regression_text(change: CellChange) -> str:
 
 def _environment_note(change: CellChange) -> str:
     return f" [environment: {'; '.join(change.environment)}]" if change.environment else ""
+
+
+def _figure(metric: str, value: float) -> str:
+    """A figure as the grid shows it: a share near 1 with the digits that tell it from 1 (identical 99.965%, SSIM
+    0.999871), the rest in 3 significant digits."""
+    if metric == "identical" and math.isfinite(value):
+        return f"{value:.3%}"
+    if metric in ("ssim", "cosine") and math.isfinite(value):
+        return f"{value:.6f}"
+    return number(value)
 
 
 def _percent(share: float) -> str:

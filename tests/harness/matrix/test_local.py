@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from synctalk_parity.cli import app
 from synctalk_parity.harness.matrix.result import read_matrix
 
+from ...cli.test_width import assert_tables_fit
 from .conftest import offset_unet_output, onnx_export, write_matrix_file
 
 pytestmark = pytest.mark.slow
@@ -68,6 +69,8 @@ def test_a_perturbed_export_fails_its_cell_by_name_and_stage(first_run):
     _, out, result = first_run
     assert result.exit_code == 1, result.output
     assert f"{PERTURBED}: FAIL, first divergent stage frame.unet_output" in result.output
+    summary = "\n".join(assert_tables_fit(result.output, 1)[0])  # one row per cell: fits 100 columns, nothing cut
+    assert all(cell in summary.replace("\n", "") or cell.split("/")[0] in summary for cell in CELLS) and "NOT RUN" in summary
     matrix = read_matrix(out)
     assert matrix.complete and [cell.id for cell in matrix.cells] == CELLS
     assert {cell.id: cell.status for cell in matrix.cells} == {"small/onnxruntime-cpu/fp32": "passed", PERTURBED: "failed",
