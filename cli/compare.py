@@ -79,6 +79,15 @@ def _print_port(result) -> None:
     from ..harness.verdict.types import PSNR_IDENTICAL
 
     console.print(f"candidate: {result.kind}", highlight=False)
+    if result.port is not None and result.port.differences:
+        console.print("what this port does differently:", highlight=False)
+        for difference in result.port.differences:
+            share = f" [{difference.explains:.0%} of the error]" if difference.explains is not None else ""
+            console.print(f"  - {difference.title}{share}: {difference.evidence}" + (f"; fix: {difference.fix}" if difference.fix else "")
+                          + (f" (PORTING.md, {difference.porting_section})" if difference.porting_section else ""),
+                          highlight=False, soft_wrap=True, markup=False)
+    if result.port is not None and result.port.sources is not None:
+        console.print(f"sources: {result.port.sources.text}", highlight=False, soft_wrap=True, markup=False)
     if result.alignment is not None:
         console.print(f"alignment: {result.alignment.summary()}", highlight=False, soft_wrap=True)
     if result.audio_track is not None:
@@ -93,6 +102,11 @@ def _print_port(result) -> None:
         print_table(console, table)
     if result.lossy is not None:
         console.print(f"encoding: {result.lossy.text}", highlight=False, soft_wrap=True)
+    port = result.port
+    if port is not None and port.codec is not None:
+        console.print(f"codec noise: {port.codec.text}", highlight=False, soft_wrap=True)
+        if port.codec.colour:
+            console.print(f"colour: {port.codec.colour}", highlight=False, soft_wrap=True)
     if result.lip_sync is not None:
         console.print(result.lip_sync.summary(), highlight=False, soft_wrap=True)
     if result.explanation is not None:

@@ -94,8 +94,12 @@ class Dataset:
 
     def schedule(self, frames: int, geometry: FrameGeometry = ORIGINAL_GEOMETRY) -> list[int]:
         """The template index of each of `frames` output frames (the ping-pong schedule; `geometry.template_offset`
-        moves it, clipped to the templates)."""
-        return [self.frame_template(scheduled, geometry) for scheduled in template_schedule(frames, self.template_count)]
+        moves it, clipped to the templates; `geometry.template_sequence` replaces it for the frames it covers)."""
+        scheduled = [self.frame_template(t, geometry) for t in template_schedule(frames, self.template_count)]
+        sequence = geometry.template_sequence
+        if sequence is None:
+            return scheduled
+        return [self._clip(sequence[i]) if i < len(sequence) else t for i, t in enumerate(scheduled)]
 
     def frame_template(self, scheduled: int, geometry: FrameGeometry = ORIGINAL_GEOMETRY) -> int:
         """The template an output frame uses when the schedule gives it `scheduled`."""

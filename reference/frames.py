@@ -37,19 +37,22 @@ CHANNEL_ORDERS = ("bgr", "rgb")
 HALF_ORDERS = ("real,masked", "masked,real")
 INPUT_SCALES = ("/255", "none", "[-1,1]")
 ROUNDINGS = ("truncate", "round")
+BLENDS = ("paste", "feather", "clone")  # how the pasted region meets the frame: written over it, alpha-ramped, gradient-domain cloned
 
 
 @dataclass(frozen=True)
 class FrameGeometry:
     """Which template and crop box output frame i uses, and how its 328 crop is made (REFERENCE.md B.1-B.4).
 
-    The template of frame i is `schedule[i] + template_offset` (clipped to the templates); its crop box is
+    The template of frame i is `schedule[i] + template_offset` (clipped to the templates), or `template_sequence[i]`
+    when a sequence is given (frames past its end follow the schedule); its crop box is
     that of template `t + landmark_offset`, or of `box_template` for every frame (`Dataset.frame_template`,
     `Dataset.frame_box`). JPEG qualities (None: none) re-encode the template before use (it is cropped and
     pasted into) or the 328 crop.
     """
 
     template_offset: int = 0
+    template_sequence: tuple[int, ...] | None = None  # the template of each output frame, in place of the schedule (None: the schedule)
     landmark_offset: int = 0
     box_template: int | None = None
     template_jpeg: int | None = None
@@ -82,8 +85,10 @@ class Finish:
     `rounding` of `output * 255` to uint8; `mouth_channels`: the order the U-Net output is read in; `mouth_jpeg`:
     the mouth JPEG-compressed; `canvas`: the mouth written into the 328 crop before the resize back (False: the
     mouth alone resized onto the box); `interpolation` of that resize; `region_channels` and `frame_channels`:
-    the order the pasted region and the whole frame are written in; `output_jpeg`: the frame JPEG-encoded (a
-    lossy frame writer).
+    the order the pasted region and the whole frame are written in; `blend`: how the region meets the frame:
+    written over it ("paste"), alpha-blended with a linear ramp `feather` pixels wide from the box edge inward
+    ("feather"), or gradient-domain cloned (`cv2.seamlessClone`, NORMAL_CLONE: "clone"); `output_jpeg`: the
+    frame JPEG-encoded (a lossy frame writer).
     """
 
     rounding: str = choice("truncate", ROUNDINGS)
@@ -93,6 +98,8 @@ class Finish:
     interpolation: int = INTERPOLATION
     region_channels: str = choice("bgr", CHANNEL_ORDERS, "channel order")
     frame_channels: str = choice("bgr", CHANNEL_ORDERS, "channel order")
+    blend: str = choice("paste", BLENDS, "blend of the pasted region")
+    feather: int = 0  # width in pixels of the "feather" ramp
     output_jpeg: int | None = None
 
     def __post_init__(self) -> None:
@@ -175,12 +182,39 @@ def pasted_region(crop: np.ndarray, mouth: np.ndarray, box: Box, finish: Finish 
 
 
 def paste(frame: np.ndarray, region: np.ndarray, box: Box, finish: Finish = Finish()) -> np.ndarray:
-    """A copy of the template frame with `region` written into the box."""
+    """A copy of the template frame with `region` written into the box (or blended in: `finish.blend`)."""
     xmin, ymin, xmax, ymax = box
-    out = frame.copy()
-    out[ymin:ymax, xmin:xmax] = region
+    if finish.blend == "clone":
+        out = clone(frame, region, box)
+    else:
+        out = frame.copy()
+        if finish.blend == "feather" and finish.feather > 0:
+            alpha = feather_alpha(region.shape[:2], finish.feather)[..., None]
+            under = out[ymin:ymax, xmin:xmax].astype(np.float32)
+            out[ymin:ymax, xmin:xmax] = np.clip(np.rint(under + alpha * (region.astype(np.float32) - under)), 0, 255).astype(np.uint8)
+        else:
+            out[ymin:ymax, xmin:xmax] = region
     out = _in_order(out, finish.frame_channels)
     return out if finish.output_jpeg is None else jpeg_roundtrip(out, finish.output_jpeg)
+
+
+def feather_alpha(shape: tuple[int, int], width: int) -> np.ndarray:
+    """`(h, w)` float32 weights of the pasted region: `(d + 0.5) / width` clipped to 1, d the distance in pixels
+    from the box edge (0 on the edge pixels)."""
+    height, wide = shape
+    rows = np.minimum(np.arange(height), np.arange(height)[::-1])
+    cols = np.minimum(np.arange(wide), np.arange(wide)[::-1])
+    distance = np.minimum(rows[:, None], cols[None, :]).astype(np.float32)
+    return np.minimum(1.0, (distance + np.float32(0.5)) / np.float32(max(1, width))).astype(np.float32)
+
+
+def clone(frame: np.ndarray, region: np.ndarray, box: Box) -> np.ndarray:
+    """The region cloned into the box in the gradient domain (`cv2.seamlessClone`, NORMAL_CLONE, the whole region as
+    the mask): its gradients kept, its colours solved for from the frame around the box."""
+    xmin, ymin, xmax, ymax = box
+    mask = np.full(region.shape[:2], 255, np.uint8)
+    centre = ((xmin + xmax) // 2, (ymin + ymax) // 2)
+    return np.asarray(cv2.seamlessClone(np.ascontiguousarray(region), np.ascontiguousarray(frame), mask, centre, cv2.NORMAL_CLONE))
 
 
 def jpeg_roundtrip(image: np.ndarray, quality: int) -> np.ndarray:

@@ -105,6 +105,10 @@ def _port(run: Run) -> str:
             series = getattr(port.regions.per_frame, name)
             if series:
                 parts.append(f"<figure>{psnr_plot_svg(label, list(port.regions.frames), series, None)}<figcaption>{escape(label)}: PSNR per frame</figcaption></figure>")
+    if port.sources and port.sources.frames:
+        parts.append(f"<figure>{template_plot_svg(port.sources.frames, port.sources.scheduled, port.sources.templates)}"
+                     f"<figcaption>template of each output frame: the schedule's (grey) and the one recovered from the port's frame "
+                     f"(blue); {escape(port.sources.text)}</figcaption></figure>")
     worst = port.worst_mouth
     if worst:
         images = []
@@ -121,6 +125,26 @@ def _port(run: Run) -> str:
         cells = ", ".join(f"{number} &rarr; {index}" for number, index in shown[:12]) + (", &hellip;" if len(shown) > 12 else "")
         parts.append(f'<p class="muted">candidate frame number &rarr; reference frame: {cells}</p>')
     return "\n".join(parts)
+
+
+def template_plot_svg(frames: list[int], scheduled: list[int], recovered: list[int]) -> str:
+    """Template index against output frame: the schedule's as a grey line, the recovered one as blue dots."""
+    width, height, left, right, top, bottom = 540, 170, 44, 12, 8, 30
+    x0, x1 = min(frames), max(frames)
+    high = max(max(scheduled), max(recovered), 1)
+
+    def x(frame: float) -> float:
+        return left + (frame - x0) / ((x1 - x0) or 1) * (width - left - right)
+
+    def y(template: float) -> float:
+        return top + (1 - template / high) * (height - top - bottom)
+
+    line = " ".join(f"{x(f):.1f},{y(t):.1f}" for f, t in zip(frames, scheduled))
+    dots = "".join(f'<circle cx="{x(f):.1f}" cy="{y(t):.1f}" r="2" fill="#1f6feb"/>' for f, t in zip(frames, recovered))
+    axes = (f'<text x="4" y="{y(high) + 4:.1f}" font-size="10">{high}</text><text x="4" y="{y(0) + 4:.1f}" font-size="10">0</text>'
+            f'<text x="{left}" y="{height - 8}" font-size="10">frame {x0}</text><text x="{width - right - 60}" y="{height - 8}" font-size="10">frame {x1}</text>')
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" aria-label="templates per frame">'
+            f'<polyline fill="none" stroke="#999" stroke-width="1.5" points="{line}"/>{dots}{axes}</svg>')
 
 
 def psnr_plot_svg(stage: str, frames: list[int], psnr: Sequence[float | None], threshold: float | None) -> str:

@@ -135,9 +135,16 @@ class Run:
         port = self.port
         if port is None:
             return []
-        lines = [("candidate", f"{port.kind}: {port.candidate}")]
+        lines = []
+        for difference in port.differences:
+            share = f" ({difference.explains:.0%} of the error)" if difference.explains is not None else ""
+            where = f" (PORTING.md: {difference.porting_section})" if difference.porting_section else ""
+            lines.append(("differs", f"{difference.title}{share}: {difference.evidence}; fix: {difference.fix}{where}"))
+        lines.append(("candidate", f"{port.kind}: {port.candidate}"))
         if port.alignment:
             lines.append(("alignment", port.alignment.summary))
+        if port.sources:
+            lines.append(("sources", port.sources.text))
         if port.regions:
             psnr = port.regions.psnr
             shown = ", ".join(f"{label} {metric_text(getattr(psnr, name), 'db')} dB" for name, label in REGION_LABELS.items()
@@ -145,11 +152,15 @@ class Run:
             lines.append(("PSNR by region", shown))
         if port.lossy:
             lines.append(("encoding", port.lossy.text))
+        if port.codec:
+            lines.append(("codec noise", port.codec.text))
+            if port.codec.colour:
+                lines.append(("colour", port.codec.colour))
         if port.audio_track:
             lines.append(("sound track", port.audio_track.text))
         if port.simulation:
             for finding in port.simulation.findings:
-                what = f"simulated: {finding.name}" + (f" ({finding.mistake})" if finding.mistake and finding.mistake != finding.name else "")
+                what = ("simulated: " if finding.status == "named" else "partial, not named: ") + finding.name + (f" ({finding.mistake})" if finding.mistake and finding.mistake != finding.name else "")
                 lines.append((what, f"{finding.description}; {finding.evidence}" + (f"; fix: {finding.fix}" if finding.fix else "")))
             simulation = port.simulation
             lines.append(("simulation", "explained" if simulation.explained else "not fully explained: " + "; ".join(simulation.unexplained)))

@@ -195,8 +195,9 @@ def outside_difference(candidate: np.ndarray, template: np.ndarray, box: Box, ma
 
 
 def align(numbers: Sequence[int], images: Mapping[int, np.ndarray] | Callable[[int], np.ndarray], template: TemplateFn,
-          frame_count: int, *, window: int = WINDOW, samples: int = SAMPLES, margin: int = MARGIN) -> Alignment:
-    """Find the constant shift that maps candidate numbers to reference output indices.
+          frame_count: int, *, window: int = WINDOW, samples: int = SAMPLES, margin: int = MARGIN, shift: int | None = None) -> Alignment:
+    """Find the constant shift that maps candidate numbers to reference output indices (`shift`: one already decided,
+    from every frame's recovered template; it is scored and reported like the others, and kept).
 
     `images` gives candidate frames by number: a callable (`number -> BGR image`, called for the sampled
     numbers only) or a mapping holding at least `alignment_samples(numbers, frame_count, window=window, samples=samples)`.
@@ -240,8 +241,12 @@ def align(numbers: Sequence[int], images: Mapping[int, np.ndarray] | Callable[[i
     if all(math.isinf(v) for v in coarse.values()):
         raise ParityError(f"candidate frames {ordered[0]}..{ordered[-1]} fall outside the reference's {frame_count} frames at every offset tried")
     finalists = sorted((s for s in shifts if math.isfinite(coarse[s])), key=lambda s: (coarse[s], abs(s + lowest)))[:FINALISTS]
+    if shift is not None:  # decided from every frame's recovered template (sources.py): scored beside the samples' best
+        finalists = [shift, *(s for s in finalists if s != shift)][:FINALISTS]
     fine = {shift: score(shift, chosen) for shift in finalists}
     ranked = sorted((s for s in finalists if math.isfinite(fine[s])), key=lambda s: (fine[s], abs(s + lowest)))
+    if shift is not None and shift in ranked:
+        ranked = [shift, *(s for s in ranked if s != shift)]
     best = ranked[0]
     runner = ranked[1] if len(ranked) > 1 else None
     base = _base(lowest, best)
@@ -283,6 +288,11 @@ def align_video(video, template: TemplateFn, frame_count: int, **options) -> Ali
         raise ParityError(f"{video.path}: the video has no frames")
     wanted = alignment_samples(numbers, frame_count, window=options.get("window", WINDOW), samples=options.get("samples", SAMPLES))
     return align(numbers, video.frames_at(wanted), template, frame_count, **options)
+
+
+def candidate_shifts(numbers: Sequence[int], window: int = WINDOW) -> list[int]:
+    """The shifts (reference index - number) `align` tries for these candidate numbers."""
+    return _shifts(min(numbers), window) if numbers else []
 
 
 def _shifts(lowest: int, window: int) -> list[int]:

@@ -16,9 +16,19 @@
    (JPEG quantization tables, re-encoding the reference), so "lossy everywhere" is told apart from "the
    mouth is wrong". A gate file with `lossy_ok = true` judges lossy frames by region PSNR instead
    (`[regions]` thresholds).
-6. **Diagnose by simulation** (`simulate.py`): on a few sampled frames, the reference re-run with
-   known port mistakes applied, searched greedily for the combination that explains the candidate.
-7. **Lip sync** (`harness/verdict/lip_sync.py`): the mouth motion of the port's output frames (a folder of frames or
+6. **Recover each frame's template** (`sources.py`): outside the crop box a correct port's frame is its
+   template, so every frame is matched against every template; departures from the schedule are reported as
+   runs ("frames 14-26: templates in reverse order") and set on the simulation first.
+7. **Codec noise** (`codec.py`): for a video or JPEG frames, the reference encoded the way the candidate was
+   (x264's options from its stream, the pixel format, colour range and matrix; JPEG's quality), measured per
+   region beside the candidate on the same frames. A candidate within that noise is "consistent with the
+   reference within the codec's noise", names no mistake but its encoding, and passes a `lossy_ok` gate.
+8. **Diagnose by simulation** (`simulate.py`): on a few sampled frames, the reference re-run with
+   known port mistakes applied, searched greedily for the combination that explains the candidate; a
+   finding is named only with specific evidence (else "partial"), down to the codec's floor for a video.
+9. **What this port does differently** (`differences`): one line per recovered difference, the most of the
+   error first, with its evidence, the fix and PORTING.md's section; what stays unexplained last.
+10. **Lip sync** (`harness/verdict/lip_sync.py`): the mouth motion of the port's output frames (a folder of frames or
    a video) against the reference's, every frame from the first: the audio-visual offset in frames and ms and a
    score per window and for the clip (result.json's `lip_sync`). Separate from the video's sound track (step 3).
 """
@@ -43,13 +53,15 @@ from ..verdict.compare import compare_dumps
 from ..verdict.dump import Dump, DumpWriter
 from ..verdict.gates import Gate, load_gate
 from ..verdict.metrics import SquaredError, squared_error
-from ..verdict.mistakes import diagnosis
+from ..verdict.mistakes import diagnosis, mistake
 from ..verdict.result import write_result
 from ..verdict.types import (
     AudioTrack,
     Backend,
+    CodecNoise,
     Comparison,
     Diagnosis,
+    Difference,
     Finding,
     Inputs,
     LipSync,
@@ -60,14 +72,17 @@ from ..verdict.types import (
     Regions,
     RegionSeries,
     Simulation,
+    Sources,
     StageResult,
     Timing,
     VideoStream,
     WorstMouth,
 )
-from .align import Alignment, align_frames, align_video, dataset_templates
+from .align import Alignment, align_frames, align_video, candidate_shifts, dataset_templates
+from .codec import CodecFloor
 from .ingest import FrameFiles, VideoFrames, detect_kind, read_frame_files, read_tensors, read_video
 from .regions import REGIONS, LossyEvidence, lossy_evidence, region_differences
+from .sources import TemplateRecovery, recover_templates
 
 PORT_STAGES = frozenset({*CLIP_STAGES, "frame.template_index", "frame.crop_box", "frame.unet_audio", "frame.mouth",
                          "frame.pasted_region", "frame.output"})
@@ -108,6 +123,7 @@ class PortResult:
     reference_cached: bool = False
     seconds: dict[str, float] = field(default_factory=dict)
     lip_sync: LipSync | None = None
+    port: PortVerdict | None = None  # the port section of result.json: codec noise, sources, what the port does differently
 
 
 def judge_port(request: PortRequest, progress: Progress | None = None) -> PortResult:
@@ -148,20 +164,25 @@ def judge_port(request: PortRequest, progress: Progress | None = None) -> PortRe
         template = dataset_templates(dataset, frame_count)
         alignment = None
         audio_track = None
+        recovery: TemplateRecovery | None = None
         video: VideoFrames | None = None
         files: FrameFiles | None = None
         producer = {"name": request.candidate.name, "version": "unknown", "backend": kind, "precision": request.precision or "fp32"}
         if kind == "frames":
             files = read_frame_files(request.candidate)
             say(f"{len(files)} frames ({files.size[0]}x{files.size[1]}) in {request.candidate}")
-            alignment = align_frames(files, template, frame_count)
             by_number = files.by_number()
+            recovery, distances = _recover(dataset, frame_count, ((n, f.load()) for n, f in by_number.items()), files.size)
+            alignment = align_frames(files, template, frame_count, shift=_shift(recovery, distances))
+            _place(recovery, distances, alignment)
             provides: tuple[str, ...] = ("frame.output",)
             _write_frames(candidate_dump, producer, alignment, lambda n: by_number[n].load(), "frame.output")
         elif kind == "video":
             video = read_video(request.candidate)
             say(f"video {video.frame_count} frames at {video.fps:g} fps ({video.codec}), sound {video.audio_codec or 'none'}")
-            alignment = align_video(video, template, frame_count)
+            recovery, distances = _recover(dataset, frame_count, enumerate(video), video.size)
+            alignment = align_video(video, template, frame_count, shift=_shift(recovery, distances))
+            _place(recovery, distances, alignment)
             audio_track = _audio_track(video, pcm)
             provides = ("frame.output",)
             _write_video_frames(candidate_dump, producer, alignment, video)
@@ -187,12 +208,22 @@ def judge_port(request: PortRequest, progress: Progress | None = None) -> PortRe
 
         regions: Regions | None = None
         lossy = None
+        floor: CodecFloor | None = None
+        sources: Sources | None = None
         if "frame.output" in provides and comparison.stage("frame.output") is not None:
             t = time.perf_counter()
             regions, lossy = _localize(ref, cand, files, video)
-            _apply_lossy_gate(comparison, gate_file, regions, lossy)
+            sources = recovery.result() if recovery is not None else None
             seconds["regions"] = time.perf_counter() - t
-        _port_diagnoses(comparison, alignment, lossy, audio_track, frame_count, video.fps if video is not None else None)
+            if video is not None or (lossy.lossy and lossy.kind == "jpeg" and lossy.estimated_quality):
+                t = time.perf_counter()
+                say("measuring the codec's noise (the reference encoded as the port's output was)")
+                floor = _codec_floor(ref, cand, video, lossy)
+                seconds["codec"] = time.perf_counter() - t
+            _apply_lossy_gate(comparison, gate_file, regions, lossy, floor)
+        _port_diagnoses(comparison, alignment, lossy, audio_track, frame_count, video.fps if video is not None else None, floor)
+        if recovery is not None and recovery.differs and sources is not None:
+            comparison.diagnoses = [*comparison.diagnoses, diagnosis("template_sequence", "frame.output", sources.text)]
 
         lip_sync = None
         if "frame.output" in provides:
@@ -203,16 +234,18 @@ def judge_port(request: PortRequest, progress: Progress | None = None) -> PortRe
         explanation = None
         worst_mouth = None
         output = comparison.stage("frame.output")
-        if request.simulate and output is not None and output.status == "compared" and not _within_encoding(output, lossy):
+        if request.simulate and output is not None and output.status == "compared" and not _within_encoding(output, lossy, floor):
             t = time.perf_counter()
             say("diagnosing by simulation (the reference re-run with known port mistakes)")
-            explanation, simulated = _simulate(request, dataset, pcm, cand, ref, alignment, lossy, regions)
+            explanation, simulated = _simulate(request, dataset, pcm, cand, ref, alignment, lossy, floor, recovery, regions)
             _simulation_diagnoses(comparison, explanation)
             worst_mouth = _worst_mouth(out, ref, cand, explanation, simulated)
             seconds["simulate"] = time.perf_counter() - t
         seconds["total"] = time.perf_counter() - started
 
-        port = port_document(kind, request.candidate, alignment, regions, lossy, audio_track, explanation)
+        port = port_document(kind, request.candidate, alignment, regions, lossy, audio_track, explanation, floor)
+        port.sources = sources
+        port.differences = differences(comparison, explanation, floor)
         if video is not None:
             port.video = VideoStream(video.fps, video.frame_count, list(video.size), video.codec, video.audio_codec, 25, abs(video.fps - 25) < 0.01)
         port.worst_mouth = worst_mouth
@@ -223,10 +256,34 @@ def judge_port(request: PortRequest, progress: Progress | None = None) -> PortRe
                                    port=port, lip_sync=lip_sync)
     result_path = final / result_path.name
     return PortResult(final, kind, comparison, result_path, alignment, regions, lossy, audio_track, explanation, reference.dump, reference.cached,
-                      seconds, lip_sync)
+                      seconds, lip_sync, port)
 
 
 # ----- steps --------------------------------------------------------------------------------------
+
+
+def _recover(dataset, frame_count: int, frames, size: tuple[int, int]) -> tuple[TemplateRecovery | None, dict[int, np.ndarray]]:
+    """Every candidate frame's distance to every template outside the crop boxes (`sources.py`), by candidate number;
+    no recovery for frames of another size than the templates'."""
+    if tuple(size) != tuple(dataset.frame_size):
+        return None, {}
+    recovery = recover_templates(dataset, frame_count)
+    return recovery, {number: recovery.distances(frame) for number, frame in frames}
+
+
+def _shift(recovery: TemplateRecovery | None, distances: dict[int, np.ndarray]) -> int | None:
+    """The alignment's shift from every frame's recovered template: where most frames are on their scheduled one."""
+    return recovery.best_shift(distances, candidate_shifts(list(distances))) if recovery is not None and distances else None
+
+
+def _place(recovery: TemplateRecovery | None, distances: dict[int, np.ndarray], alignment: Alignment) -> None:
+    """The recovered template of each aligned frame, by reference index."""
+    if recovery is None:
+        return
+    for number, values in distances.items():
+        index = alignment.mapping.get(number)
+        if index is not None:
+            recovery.add_distances(index, values)
 
 
 def _lip_sync(cand: Dump, ref: Dump, dataset) -> LipSync:
@@ -313,22 +370,56 @@ def _box(value) -> tuple[int, int, int, int]:
     return x0, y0, x1, y1
 
 
-def _apply_lossy_gate(comparison: Comparison, gate: Gate | None, regions: Regions | None, lossy: LossyEvidence | None) -> None:
-    """With `lossy_ok` and lossy frames, `frame.output` is judged by region PSNR (the gate's `[regions]`)."""
+def _apply_lossy_gate(comparison: Comparison, gate: Gate | None, regions: Regions | None, lossy: LossyEvidence | None,
+                      floor: CodecFloor | None = None) -> None:
+    """With `lossy_ok` and lossy frames, `frame.output` is judged by region PSNR: the gate's `[regions]` minimums and,
+    when the codec's noise was measured, no region more than its tolerance below the reference encoded alike."""
     output = comparison.stage("frame.output")
-    if gate is None or not gate.lossy_ok or output is None or output.status != "compared" or lossy is None or not lossy.lossy:
+    lossy_frames = (lossy is not None and lossy.lossy) or floor is not None
+    if gate is None or not gate.lossy_ok or output is None or output.status != "compared" or not lossy_frames:
         return
-    low = [f"{name} {value:.2f} dB < {gate.regions[name]:g} dB" for name, value in (vars(regions.psnr) if regions else {}).items()
-           if value is not None and name in gate.regions and value < gate.regions[name]]
+    minimums = gate.regions if floor is None else _explicit_regions(gate)  # the codec's measured floor replaces the default minimums
+    low = [f"{name} {value:.2f} dB < {minimums[name]:g} dB" for name, value in (vars(regions.psnr) if regions else {}).items()
+           if value is not None and name in minimums and value < minimums[name]]
+    if floor is not None and not floor.consistent:
+        low.append(floor.text())
     nonfinite = output.nan or output.inf
     output.passed = not low and not nonfinite
     output.failure = None if output.passed else "frame.output: lossy frames (lossy_ok): " + ("; ".join(low) or "NaN/Inf values")
     output.tolerance = {**output.tolerance, **{f"{name}_min_psnr": value for name, value in gate.regions.items()}, "lossy_ok": 1.0}
 
 
-def _within_encoding(output: StageResult, lossy: LossyEvidence | None) -> bool:
-    """Nothing to simulate: the frames pass, or differ only as much as their lossy encoding explains."""
+def _explicit_regions(gate: Gate) -> dict[str, float]:
+    """The `[regions]` minimums the gate file itself sets (not the defaults `lossy_ok` brings)."""
+    import tomllib
+
+    if not gate.file or not Path(gate.file).is_file():
+        return {}
+    with open(gate.file, "rb") as handle:
+        regions = tomllib.load(handle).get("regions") or {}
+    return {name: value for name, value in gate.regions.items() if name in regions}
+
+
+def _within_encoding(output: StageResult, lossy: LossyEvidence | None, floor: CodecFloor | None = None) -> bool:
+    """Nothing to simulate: the frames pass, or differ only as much as the reference encoded alike does."""
+    if floor is not None:
+        return floor.consistent
     return output.passed and (lossy is None or not lossy.lossy)
+
+
+def _codec_floor(ref: Dump, cand: Dump, video: VideoFrames | None, lossy: LossyEvidence) -> CodecFloor:
+    """The reference encoded as the candidate was, against the reference per region, beside the candidate on the same frames."""
+    from .codec import floor_indices, jpeg_encoding, measure_floor, video_encoding
+
+    frames = sorted(set(ref.frames("frame.output")) & set(cand.frames("frame.output")))
+    if video is not None:
+        encoding = video_encoding(video)
+    else:
+        assert lossy.estimated_quality is not None
+        encoding = jpeg_encoding(lossy.estimated_quality, lossy.subsampling)
+    indices = floor_indices(frames, encoding.kind)
+    return measure_floor(encoding, {i: ref.frame("frame.output", i) for i in indices}, {i: cand.frame("frame.output", i) for i in indices},
+                         {i: _box(ref.frame("frame.crop_box", i)) for i in indices})
 
 
 def _audio_track(video: VideoFrames, pcm: np.ndarray) -> AudioTrack:
@@ -353,7 +444,7 @@ def _audio_track(video: VideoFrames, pcm: np.ndarray) -> AudioTrack:
 
 
 def _port_diagnoses(comparison: Comparison, alignment: Alignment | None, lossy: LossyEvidence | None, audio_track: AudioTrack | None,
-                    frame_count: int, video_fps: float | None = None) -> None:
+                    frame_count: int, video_fps: float | None = None, floor: CodecFloor | None = None) -> None:
     found = list(comparison.diagnoses)
     if alignment is not None:
         if alignment.offset:
@@ -361,7 +452,9 @@ def _port_diagnoses(comparison: Comparison, alignment: Alignment | None, lossy: 
                                    f"({alignment.summary()}): a numbering or template-index mistake"))
         if alignment.missing or alignment.extra:
             found.append(diagnosis("frames_missing", "frame.output", alignment.summary()))
-    if lossy is not None and lossy.lossy:
+    if floor is not None:
+        found.append(diagnosis("lossy_output", "frame.output", floor.text()))
+    elif lossy is not None and lossy.lossy:
         found.append(diagnosis("lossy_output", "frame.output", lossy.text))
     if video_fps is not None and abs(video_fps - 25) >= 0.01:
         found.append(diagnosis("wrong_frame_rate", "video", f"the video runs at {video_fps:g} fps; the pipeline makes 25 frames a second of audio"))
@@ -374,9 +467,9 @@ def _port_diagnoses(comparison: Comparison, alignment: Alignment | None, lossy: 
 
 
 def _simulate(request: PortRequest, dataset, pcm: np.ndarray, cand: Dump, ref: Dump, alignment: Alignment | None, lossy: LossyEvidence | None,
-              regions: Regions | None = None):
+              floor: CodecFloor | None = None, recovery: TemplateRecovery | None = None, regions: Regions | None = None):
     from ...backends import ModelSource, create_backend, default_backend
-    from .simulate import Simulator, evidence_sample, explain, lossy_output
+    from .simulate import NOISE_FLOOR_DB, Simulator, evidence_sample, explain, lossy_output, recovered_templates
 
     frames = sorted(set(cand.frames("frame.output")) & set(ref.frames("frame.output")))
     if regions is not None and len(regions.per_frame.mouth) == len(regions.frames):  # the frames with the most evidence, spread
@@ -390,10 +483,13 @@ def _simulate(request: PortRequest, dataset, pcm: np.ndarray, cand: Dump, ref: D
         simulator = Simulator(dataset, pcm, generate=backend.generate, encode=backend.encode_audio)
         count = alignment.candidate_count if alignment is not None else None
         prior = []
+        if recovery is not None and recovery.differs:
+            prior.append((recovered_templates(recovery.sequence()), recovery.result().text))
         if lossy is not None and lossy.lossy and lossy.kind == "jpeg" and lossy.estimated_quality:
             q = lossy.estimated_quality
             prior.append((lossy_output(q), f"the frames are JPEG quality {q} ({lossy.text.split(';')[0]})"))
-        explanation = explain(simulator, candidate, boxes, sample=picks, candidate_frame_count=count, prior=prior)
+        noise = NOISE_FLOOR_DB if floor is None or floor.encoding.kind != "video" else floor.search_floor_db
+        explanation = explain(simulator, candidate, boxes, sample=picks, candidate_frame_count=count, prior=prior, noise_floor_db=noise)
         worst = min(explanation.per_frame, key=lambda i: explanation.per_frame[i].box_db)
         return explanation, {worst: simulator.frames(explanation.variant, [worst])[worst]}
 
@@ -424,16 +520,61 @@ def _worst_mouth(out: Path, ref: Dump, cand: Dump, explanation, simulated: dict[
 
 def _simulation_diagnoses(comparison: Comparison, explanation) -> None:
     found = list(comparison.diagnoses)
+    already = {d.name for d in found}
     for finding in explanation.findings:
-        found.append(Diagnosis(f"simulated:{finding.mistake.id}", "frame.output",
-                               f"{finding.hypothesis.description}: {finding.evidence}; fix: {finding.mistake.fix}"))
-    if not explanation.explained and explanation.registration is not None:
-        found.append(diagnosis("geometry", "frame.output", explanation.registration.describe()))
+        if finding.status == "named" and finding.mistake.id not in already:  # partial findings are reported in the simulation, never named as the port's mistake
+            found.append(Diagnosis(f"simulated:{finding.mistake.id}", "frame.output",
+                                   f"{finding.hypothesis.description}: {finding.evidence}; fix: {finding.mistake.fix}"))
+    registration = explanation.registration
+    if not explanation.explained and registration is not None and _measurable(registration):
+        found.append(diagnosis("geometry", "frame.output", registration.describe()))
     comparison.diagnoses = found
 
 
+HEADLINE_IDS = ("frame_offset", "frames_missing", "wrong_frame_count", "template_sequence", "wrong_frame_rate", "av_offset", "wrong_sound_track")
+
+
+def differences(comparison: Comparison, explanation, floor: CodecFloor | None) -> list[Difference]:
+    """"What this port does differently": one line per recovered difference, most of the error it explains first, each
+    with its evidence, the fix in the port's terms and where PORTING.md says how (no internal hypothesis ids)."""
+    found: list[Difference] = []
+    seen: set[str] = set()
+    if explanation is not None:
+        for f in explanation.findings:
+            if f.status != "named" or f.mistake.id in seen:
+                continue
+            seen.add(f.mistake.id)
+            found.append(Difference(f.hypothesis.description, f.evidence, f.mistake.fix, f.mistake.id, f.explains, f.mistake.porting_section))
+    for d in comparison.diagnoses:
+        if d.name in HEADLINE_IDS and d.name not in seen:
+            seen.add(d.name)
+            registered = mistake(d.name)
+            found.append(Difference(registered.title, d.message, registered.fix, d.name, None, registered.porting_section))
+    found.sort(key=lambda d: -(d.explains if d.explains is not None else -1.0))
+    if floor is not None and "lossy_output" not in seen:
+        registered = mistake("lossy_output")
+        what = f"written lossy: {floor.encoding.describe()}"
+        found.append(Difference(what, floor.text(), "nothing to fix for a lossy deliverable (judge it with lossy_ok = true); write PNG frames "
+                                "or a dump for exact parity" if floor.consistent else registered.fix, "lossy_output", None, registered.porting_section))
+    if explanation is not None and not explanation.explained:
+        left = explanation.unexplained_share
+        partial = [f.hypothesis.description for f in (*explanation.findings, *explanation.partials) if f.status == "partial"]
+        hint = f"; hypotheses that help a little but not as they predict (not named): {'; '.join(partial[:3])}" if partial else ""
+        found.append(Difference(f"not explained: {left:.0%} of the error on the sampled frames", "; ".join(explanation.unexplained) + hint,
+                                "compare the port's stages with a dump (`parity run --dump`) to find the first that differs", None, left, None))
+    return found
+
+
+def _measurable(registration) -> bool:
+    """A registration names a geometric mistake only when it moves the box measurably: a scale off by 0.2%, a shift of a
+    quarter pixel or a rotation of 0.1 degree (a near-identity warp that helps is interpolation, not geometry)."""
+    scale_x, scale_y = registration.scale
+    shift_x, shift_y = registration.shift
+    return max(abs(scale_x - 1), abs(scale_y - 1)) > 0.002 or max(abs(shift_x), abs(shift_y)) > 0.25 or abs(registration.rotation_deg) > 0.1
+
+
 def port_document(kind: str, candidate: Path, alignment: Alignment | None, regions: Regions | None, lossy: LossyEvidence | None,
-                  audio_track: AudioTrack | None, explanation) -> PortVerdict:
+                  audio_track: AudioTrack | None, explanation, floor: CodecFloor | None = None) -> PortVerdict:
     """The `port` object of result.json: what was read, how it aligned, per-region PSNR, lossy evidence, simulation."""
     port = PortVerdict(kind, str(candidate), regions=regions, audio_track=audio_track)
     if alignment is not None:
@@ -441,8 +582,13 @@ def port_document(kind: str, candidate: Path, alignment: Alignment | None, regio
                                        list(alignment.missing), list(alignment.extra), alignment.confidence, dict(sorted(alignment.mapping.items())))
     if lossy is not None:
         port.lossy = Lossy(lossy.lossy, lossy.kind, lossy.estimated_quality, lossy.outside_psnr, lossy.text)
+    if floor is not None:
+        figures = lambda values: RegionFigures(**{name: values.get(name) for name in REGIONS})
+        port.codec = CodecNoise(floor.encoding.describe(), floor.encoding.colour(), floor.encoding.estimated, list(floor.frames), figures(floor.floor),
+                                figures(floor.candidate), floor.tolerance_db, floor.consistent, floor.text())
     if explanation is not None:
-        findings = [Finding(f.name, f.hypothesis.description, f.evidence, f.mistake.id, f.mistake.fix) for f in explanation.findings]
+        findings = [Finding(f.name, f.hypothesis.description, f.evidence, f.mistake.id, f.mistake.fix, f.status, f.explains)
+                    for f in (*explanation.findings, *explanation.partials)]
         port.simulation = Simulation(findings, explanation.explained, explanation.summary(), list(explanation.sample), list(explanation.unexplained),
                                      explanation.seconds)
     return port

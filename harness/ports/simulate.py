@@ -53,6 +53,23 @@ mistakes that change the count (and pairs of them) are tried first, and a count 
 the mistake; when the candidate's count is known, no variant making another count is tried (unpadded features
 read every frame's audio one row on, as a shift does, but make two frames fewer).
 
+**Specificity: never a wrong cause.** A better score is not enough to name a hypothesis: a port whose real
+mistake is not catalogued (another blend, a colour curve) is often matched a little better by several wrong ones.
+So the search accepts a hypothesis only when the candidate carries the change it predicts: over the pixels it
+changes (`d`, the simulation with it minus the one without), the candidate's difference from the one without
+(`r`) regressed on `d` must give a slope within `ALPHA_BAND` (1: all of the predicted change is there) on three
+quarters of the sampled frames it acts on. One that improves the score without that is recorded as *partial*
+("improves X dB, not as it predicts: something else is wrong here") and never named. When the search ends, every
+accepted finding is judged again with all the others applied (the final variant against it without that
+finding): it is named when its slope still holds and what it leaves where it acts is at the noise floor, or under
+`RESIDUAL_SHARE` of the error there; otherwise it too is partial. Each finding says how much of the candidate's
+squared error (sampled frames, as-is) it removes; `Explanation.unexplained_share` is what stays.
+
+**Fitting.** Integer knobs with an open range (the feather's width, `FITTED`) are fitted after their hypothesis is
+accepted: a descent from the catalogued start in steps of 8, 4, 2 and 1; the finding names the fitted value. The
+template of each frame is not searched at all: it is recovered from the frames (`sources.py`) and applied first
+(`recovered_templates`), with the recovery as its evidence.
+
 **Registration.** When no catalogued mistake explains what is left, the candidate's crop-box region is
 registered against the best simulation's (`cv2.findTransformECC`, affine; `cv2.phaseCorrelate` when
 ECC does not converge) and the scale and shift are reported when aligning improves the box by the
@@ -67,8 +84,8 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import cv2
@@ -98,12 +115,20 @@ Encode = Callable[[np.ndarray], np.ndarray]  # (B,1,80,16) -> (B,512)
 NOISE_FLOOR_DB = 70.0
 FP16_NOISE_FLOOR_DB = 45.0
 MARGIN_DB = 1.0
+# Specificity: the candidate carries this share of a hypothesis's predicted change (regression slope over the pixels it
+# changes) on most sampled frames; and where it acts it leaves the noise floor, or under RESIDUAL_SHARE of the error there.
+ALPHA_BAND = (0.6, 1.4)
+RESIDUAL_SHARE = 0.1
 JPEG_QUALITIES = (50, 75, 90, 95)
 SHIFTS = (1, -1, 2, -2, 3, -3, 4, -4)  # feature rows an audio window may be shifted by: up to 160 ms either way
 HOLDS = (2, 3, 4)  # rows held: features made at 1/2, 1/3, 1/4 of the frame rate
 SMOOTHING = (3, 5, 7)  # rows averaged across windows
 SCREEN_TOP = 4  # pre-network hypotheses scored on all sampled frames after screening on one
-INTERPOLATION_NAMES = {cv2.INTER_CUBIC: "bicubic", cv2.INTER_LINEAR: "bilinear", cv2.INTER_NEAREST: "nearest", cv2.INTER_AREA: "area"}
+INTERPOLATION_NAMES = {cv2.INTER_CUBIC: "bicubic", cv2.INTER_LINEAR: "bilinear", cv2.INTER_NEAREST: "nearest", cv2.INTER_AREA: "area",
+                       cv2.INTER_LANCZOS4: "Lanczos"}
+FEATHER_STARTS = (4, 12, 24)  # feather widths the search starts from; the accepted one is then fitted (`_fit`)
+FITTED = {"finish.feather": (1, 64)}  # integer knobs fitted after a hypothesis setting them is accepted: the range searched
+RECOVERED_KNOBS = frozenset({"geometry.template_sequence"})  # set from the frames' recovered sources (sources.py), not searched
 COUNT_KNOBS = frozenset(f"front_end.{name}" for name in audio.FRAME_COUNT_KNOBS)  # the knobs that change the frame count
 AFTER_NETWORK_GROUP = "finish"  # the knobs whose stages follow the network: they reuse its outputs
 
@@ -150,6 +175,12 @@ def lossy_output(quality: int) -> Hypothesis:
     """Output frames JPEG-encoded at `quality`: a lossy frame writer."""
     return Hypothesis(f"lossy_output_q{quality}", f"output frame JPEG-encoded at quality {quality} (a lossy frame writer)", "output frame",
                       (("finish.output_jpeg", quality),), "lossy_output")
+
+
+def recovered_templates(sequence: Sequence[int]) -> Hypothesis:
+    """Every output frame built on the template recovered from it (`sources.py`), in place of the schedule's."""
+    return Hypothesis("templates_recovered", "output frames built on other templates than the ping-pong schedule's (recovered from the frames)",
+                      "frame geometry", (("geometry.template_sequence", tuple(int(t) for t in sequence)),), "template_sequence")
 
 
 def fitted(family: str, describe: Callable[[Any], str], category: str, knob: str, values: Sequence[Any], mistake_id: str) -> list[Hypothesis]:
@@ -204,8 +235,8 @@ def _catalogue() -> list[Hypothesis]:
         add(f"landmark_offset_{k:+d}", f"crop box from the landmarks of template t{k:+d}, not of the template used", geometry,
             {"geometry.landmark_offset": k}, "landmark_off_by_one")
     add("box_from_template_0", "one crop box, template 0's, for every frame", geometry, {"geometry.box_template": 0}, "crop_box_wrong_frame")
-    for flag in (cv2.INTER_LINEAR, cv2.INTER_NEAREST, cv2.INTER_AREA):
-        add(f"crop_{INTERPOLATION_NAMES[flag]}", f"crop resized to 328 x 328 with {INTERPOLATION_NAMES[flag]} instead of bicubic", geometry,
+    for flag in (cv2.INTER_LINEAR, cv2.INTER_NEAREST, cv2.INTER_AREA, cv2.INTER_LANCZOS4):
+        add(f"crop_{INTERPOLATION_NAMES[flag].lower()}", f"crop resized to 328 x 328 with {INTERPOLATION_NAMES[flag]} instead of bicubic", geometry,
             {"geometry.interpolation": flag}, "resize_not_bicubic")
     for q in JPEG_QUALITIES:
         add(f"jpeg_template_q{q}", f"template frames JPEG-compressed at quality {q} before cropping", geometry, {"geometry.template_jpeg": q},
@@ -238,11 +269,17 @@ def _catalogue() -> list[Hypothesis]:
     for q in JPEG_QUALITIES:
         add(f"jpeg_mouth_q{q}", f"the 320 x 320 mouth JPEG-compressed at quality {q}", after, {"finish.mouth_jpeg": q}, "jpeg_mouth")
     add("no_canvas", "mouth resized straight onto the crop box without the 328 canvas", after, {"finish.canvas": False})
-    for flag in (cv2.INTER_LINEAR, cv2.INTER_NEAREST, cv2.INTER_AREA):
-        add(f"paste_{INTERPOLATION_NAMES[flag]}", f"crop resized back to the box with {INTERPOLATION_NAMES[flag]} instead of bicubic", after,
+    for flag in (cv2.INTER_LINEAR, cv2.INTER_NEAREST, cv2.INTER_AREA, cv2.INTER_LANCZOS4):
+        add(f"paste_{INTERPOLATION_NAMES[flag].lower()}", f"crop resized back to the box with {INTERPOLATION_NAMES[flag]} instead of bicubic", after,
             {"finish.interpolation": flag}, "resize_not_bicubic")
     add("paste_rgb", "pasted region channel-reversed (the crop box written in RGB)", after, {"finish.region_channels": "rgb"},
         "channels_swapped_at_paste")
+
+    for width in FEATHER_STARTS:
+        add(f"feather_{width}", f"the pasted region feathered into the frame: a linear ramp {width} px wide from the box edge", after,
+            {"finish.blend": "feather", "finish.feather": width}, "blended_paste")
+    add("seamless_clone", "the pasted region cloned into the frame in the gradient domain (seamless clone): its colours shifted to the "
+        "frame's around the box", after, {"finish.blend": "clone"}, "blended_paste")
 
     add("frame_rgb", "whole output frame written in RGB order", "output frame", {"finish.frame_channels": "rgb"}, "channels_swapped_at_paste")
     h.extend(lossy_output(q) for q in JPEG_QUALITIES)
@@ -460,13 +497,44 @@ def _sum(scores: Iterable[Score]) -> Score:
 
 
 @dataclass(frozen=True)
+class Specificity:
+    """Whether a hypothesis makes the change the candidate shows, where it acts: over the pixels it changes (`d`, the
+    simulation with it minus the one without), the candidate's difference from the one without (`r`) regressed on `d`
+    gives `alpha` per sampled frame (1: the candidate carries exactly the predicted change; 0: none of it); `share` is
+    the part of the error there that it removes, `residual_db` the PSNR left there."""
+
+    alphas: tuple[float | None, ...]  # per sampled frame; None where it changes nothing
+    share: float
+    residual_db: float
+    holding: int  # sampled frames whose alpha is in the band
+    acting: int  # sampled frames it changes
+
+    @property
+    def holds(self) -> bool:
+        """The predicted change is in the candidate on most frames it acts on (three quarters, rounded up)."""
+        return self.acting > 0 and self.holding * 4 >= self.acting * 3
+
+    def describe(self) -> str:
+        shown = ", ".join("-" if a is None else f"{a:.2f}" for a in self.alphas)
+        return (f"the candidate carries {shown} of the predicted change on the sampled frames (1 = all of it); it removes "
+                f"{self.share:.0%} of the error where it acts, leaving {_db(self.residual_db)} there")
+
+
+@dataclass(frozen=True)
 class Finding:
-    """An accepted hypothesis, with the score before and after it was applied."""
+    """An accepted hypothesis, with the score before and after it was applied.
+
+    `status` "named": its evidence is specific (the candidate carries the change it predicts on most sampled frames, and
+    what it leaves where it acts is at the noise floor, or under a tenth of the error there); "partial": it improves
+    the score, but something else is wrong where it acts, so it is not named as the port's mistake."""
 
     hypothesis: Hypothesis
     before: Score
     after: Score
     evidence: str
+    status: str = "named"
+    explains: float | None = None  # share of the candidate's squared error (sampled frames, as-is) it removes
+    specificity: Specificity | None = None
 
     @property
     def name(self) -> str:
@@ -517,9 +585,18 @@ class Explanation:
     unet_runs: int  # U-Net runs this explanation needed (not cached before)
     seconds: float
 
+    partials: tuple[Finding, ...] = ()  # improved the score without the specific evidence: not named
+
     @property
     def names(self) -> list[str]:
-        return [f.name for f in self.findings]
+        """The named findings (specific evidence); partial ones are in `partials`."""
+        return [f.name for f in self.findings if f.status == "named"]
+
+    @property
+    def unexplained_share(self) -> float:
+        """The share of the candidate's squared error (sampled frames, as-is) no finding accounts for."""
+        total = self.initial.box_sse + self.initial.outside_sse
+        return (self.final.box_sse + self.final.outside_sse) / total if total else 0.0
 
     @property
     def identical(self) -> bool:
@@ -533,9 +610,17 @@ class Explanation:
         if not self.findings:
             lines.append("no catalogued mistake applies" if self.explained else "no catalogued mistake explains the difference")
         for f in self.findings:
-            lines.append(f"- {f.name} ({f.mistake.id}, {f.hypothesis.category}): {f.hypothesis.description}; {f.evidence}; fix: {f.mistake.fix}")
+            share = f" (explains {f.explains:.0%} of the error)" if f.explains is not None else ""
+            if f.status == "named":
+                lines.append(f"- {f.name} ({f.mistake.id}, {f.hypothesis.category}){share}: {f.hypothesis.description}; {f.evidence}; fix: {f.mistake.fix}")
+            else:
+                lines.append(f"- partial, not named: {f.name}{share}: {f.hypothesis.description}; {f.evidence}; something else is wrong where it acts")
+        for f in self.partials:
+            lines.append(f"- partial, not named: {f.name}: {f.hypothesis.description} improves the score ({f.evidence}) but not as it predicts; "
+                         "something else is wrong here")
         state = "explained" if self.explained else "not explained"
-        lines.append(f"{state}: {self.final.describe()} (noise floor {self.noise_floor_db:g} dB)")
+        lines.append(f"{state}: {self.final.describe()} (noise floor {self.noise_floor_db:g} dB); "
+                     f"{self.unexplained_share:.0%} of the error left unexplained")
         lines.extend(f"unexplained: {u}" for u in self.unexplained)
         lines.append(f"{self.evaluations} variants scored, {self.unet_runs} U-Net runs, {self.seconds:.1f} s")
         return "\n".join(lines)
@@ -547,6 +632,38 @@ class _Search:
         self.evaluations = 0
         self._screen: int | None = None
         self._scores: dict[tuple[Variant, int], Score] = {}
+        self._frames: dict[Variant, dict[int, np.ndarray]] = {}  # the few variants specificity compares (current ones)
+
+    def frames(self, variant: Variant) -> dict[int, np.ndarray]:
+        """The variant's sampled frames (kept for the last few variants asked for)."""
+        if variant not in self._frames:
+            if len(self._frames) >= 6:
+                self._frames.pop(next(iter(self._frames)))
+            self._frames[variant] = self.simulator.frames(variant, self.sample)
+        return self._frames[variant]
+
+    def specificity(self, without: Variant, with_: Variant) -> Specificity:
+        """How specifically the candidate carries the change from `without` to `with_` (see `Specificity`)."""
+        base, changed = self.frames(without), self.frames(with_)
+        alphas: list[float | None] = []
+        before = after = 0.0
+        count = 0
+        for i in self.sample:
+            d = changed[i].astype(np.float32) - base[i]
+            acts = np.any(d != 0, axis=2)
+            if not acts.any():
+                alphas.append(None)
+                continue
+            dm = d[acts]
+            r = self.candidate[i][acts].astype(np.float32) - base[i][acts]
+            alphas.append(float((r * dm).sum() / (dm * dm).sum()))
+            before += float((r * r).sum())
+            after += float(np.square(r - dm).sum())
+            count += r.size
+        acting = [a for a in alphas if a is not None]
+        holding = sum(1 for a in acting if ALPHA_BAND[0] <= a <= ALPHA_BAND[1])
+        share = 1.0 - after / before if before > 0 else 0.0
+        return Specificity(tuple(alphas), share, psnr(after / max(1, count)), holding, len(acting))
 
     def screen_frame(self, per_frame: Mapping[int, Score], noise_floor_db: float) -> int:
         """The sampled frame hypotheses are screened on: the worst-explained one (it carries the most evidence),
@@ -653,13 +770,30 @@ def explain(simulator: Simulator, candidate_frames: Mapping[int, np.ndarray], bo
         if scores is not None:
             accept(h, h(current), scores, f"{why}; ")
 
+    established = {f.name for f in findings}  # by the frame count or by other evidence: not searched, so not re-judged
+    partials: dict[str, Finding] = {}
     for _ in range(max_rounds):
         if current_score.explained(noise_floor_db):
             break
-        choice = _round(search, current, current_score, per_frame, hypotheses, used, count_locked, margin_db, noise_floor_db, screen_top)
-        if choice is None:
+        choices = _round(search, current, current_score, per_frame, hypotheses, used, count_locked, margin_db, noise_floor_db, screen_top,
+                         set(partials))
+        taken = False
+        for h, variant, scores in choices:
+            specificity = search.specificity(current, variant)
+            if specificity.holds:
+                accept(h, variant, scores, _fit_note(h, hypotheses))
+                taken = True
+                break
+            after = _sum(scores.values())
+            partials[h.name] = Finding(h, current_score, after, f"{_evidence(current_score, after)}; {specificity.describe()}", "partial",
+                                       specificity=specificity)
+        if not taken:
             break
-        accept(*choice, _fit_note(choice[0], hypotheses))
+    if findings:
+        findings, current = _fit(search, findings, current)
+        per_frame = search.score(current) or per_frame
+        current_score = _sum(per_frame.values())
+    findings = _judged(search, findings, established, initial, noise_floor_db)
 
     explained = current_score.explained(noise_floor_db)
     registration = None
@@ -677,17 +811,84 @@ def explain(simulator: Simulator, candidate_frames: Mapping[int, np.ndarray], bo
         noise_floor_db=noise_floor_db, margin_db=margin_db, sample=tuple(sample), candidate_frame_count=candidate_frame_count,
         reference_frame_count=reference_count, simulated_frame_count=simulator.frame_count(current), unexplained=tuple(unexplained),
         registration=registration, evaluations=search.evaluations, unet_runs=simulator.unet_runs - runs_before, seconds=time.perf_counter() - began,
+        partials=tuple(partials.values()),
     )
 
 
+def _fit(search: _Search, findings: list[Finding], current: Variant) -> tuple[list[Finding], Variant]:
+    """Integer knobs of accepted findings (`FITTED`: the feather's width) fitted to the candidate: a descent in steps of 8,
+    4, 2 and 1 from the catalogued start; the finding then names the fitted value."""
+    fitted = []
+    for f in findings:
+        knobs = [knob for knob in f.hypothesis.fields if knob in FITTED]
+        for knob in knobs:
+            low, high = FITTED[knob]
+            value = start = current.knobs()[knob]
+            scores = search.score(current)
+            assert scores is not None
+            best = _sum(scores.values()).db
+            for step in (8, 4, 2, 1):
+                moved = True
+                while moved:
+                    moved = False
+                    for trial in (value - step, value + step):
+                        if low <= trial <= high:
+                            trial_scores = search.score(current.with_knobs({knob: trial}))
+                            if trial_scores is not None and _sum(trial_scores.values()).db > best:
+                                best, value, moved = _sum(trial_scores.values()).db, trial, True
+            if value != start:
+                current = current.with_knobs({knob: value})
+                changes = tuple((name, value if name == knob else old) for name, old in f.hypothesis.changes)
+                h = f.hypothesis
+                description = h.description.replace(f" {start} px", f" {value} px") + f" (fitted: {value} px; {h.name} was the start)"
+                after = search.score(current)
+                assert after is not None
+                f = replace(f, hypothesis=Hypothesis(f"{h.name.rsplit('_', 1)[0]}_{value}", description, h.category, changes, h.mistake),
+                            after=_sum(after.values()), evidence=_evidence(f.before, _sum(after.values())))
+        fitted.append(f)
+    return fitted, current
+
+
+def _judged(search: _Search, findings: list[Finding], established: set[str], initial: Score, noise_floor_db: float) -> list[Finding]:
+    """Each accepted finding judged with all the others applied: the final variant against the final variant without it.
+    Named when the candidate carries its change on most frames and what it leaves where it acts is at the noise floor
+    (or under a tenth of the error there); otherwise partial. `explains`: the share of the as-is error it removes."""
+    if not findings:
+        return findings
+    final = findings[-1]
+    variant = Variant()
+    for f in findings:
+        variant = f.hypothesis(variant)
+    total = initial.box_sse + initial.outside_sse
+    after = final.after.box_sse + final.after.outside_sse
+    original = Variant().knobs()
+    judged = []
+    for f in findings:
+        without = variant.with_knobs({name: original[name] for name in f.hypothesis.fields})
+        scores = search.score(without) if without != variant else None
+        explains = None
+        if scores is not None and total > 0:
+            left = _sum(scores.values())
+            explains = max(0.0, (left.box_sse + left.outside_sse - after) / total)
+        if f.name in established or scores is None:
+            judged.append(replace(f, explains=explains))
+            continue
+        specificity = search.specificity(without, variant)
+        named = specificity.holds and (specificity.residual_db >= noise_floor_db or specificity.share >= 1 - RESIDUAL_SHARE)
+        evidence = f.evidence if named else f"{f.evidence}; {specificity.describe()}"
+        judged.append(replace(f, status="named" if named else "partial", explains=explains, specificity=specificity, evidence=evidence))
+    return judged
+
+
 def _round(search: _Search, current: Variant, current_score: Score, per_frame: dict[int, Score], hypotheses: Sequence[Hypothesis], used: set[str],
-           count_locked: bool, margin_db: float, noise_floor_db: float, screen_top: int) -> tuple[Hypothesis, Variant, dict[int, Score]] | None:
-    """The best hypothesis on top of `current` that improves the score by the margin, or None."""
+           count_locked: bool, margin_db: float, noise_floor_db: float, screen_top: int,
+           rejected: Collection[str] = ()) -> list[tuple[Hypothesis, Variant, dict[int, Score]]]:
+    """The hypotheses on top of `current` that improve the score by the margin, best first (none rejected before)."""
     simulator = search.simulator
     count = simulator.frame_count(current)
     options = []
     for h in hypotheses:
-        if h.fields & used:
+        if h.fields & used or h.name in rejected:
             continue
         variant = h(current)
         if variant == current or (count_locked and simulator.frame_count(variant) != count):
@@ -717,7 +918,7 @@ def _round(search: _Search, current: Variant, current_score: Score, per_frame: d
                 scored.append((h, variant, scores))
     good = [(h, variant, scores) for h, variant, scores in scored
             if _sum(scores.values()).db >= current_score.db + margin_db and all(scores[i].db >= per_frame[i].db - margin_db for i in per_frame)]
-    return max(good, key=lambda s: _sum(s[2].values()).db, default=None)
+    return sorted(good, key=lambda s: -_sum(s[2].values()).db)
 
 
 def _best_of_each_family(screened: list[tuple[float, Hypothesis, Variant]], top: int, margin_db: float) -> list[tuple[float, Hypothesis, Variant]]:

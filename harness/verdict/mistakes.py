@@ -74,6 +74,9 @@ MISTAKES: tuple[Mistake, ...] = (
     Mistake("template_off_by_one", "template schedule off by one",
             "follow the ping-pong schedule: the first output frame uses template 1, then 2, ..., the last, back down to 0",
             "frame.template_index"),
+    Mistake("template_sequence", "output frames built on templates in another order than the ping-pong schedule",
+            "walk the templates 1, 2, ..., L, L-1, ..., 0, 1, ... (idx starts at 0, steps before use; the first frame uses template 1), "
+            "one step per output frame", "frame.template_index"),
     Mistake("landmark_off_by_one", "crop box from the landmarks of the neighbouring template",
             "take the crop box from the landmarks of the template the frame uses (N.jpg pairs with N.lms; check 0/1-based "
             "numbering and start_frame)", "frame.crop_box"),
@@ -111,6 +114,9 @@ MISTAKES: tuple[Mistake, ...] = (
             "frame.mouth"),
     Mistake("no_canvas", "mouth resized straight onto the crop box without the 328 canvas",
             "write the mouth into crop_328[4:324, 4:324], then resize the whole 328 x 328 crop back to the box", "frame.pasted_region"),
+    Mistake("blended_paste", "the pasted region blended into the frame (feathered, or seamless-cloned) instead of written over it",
+            "write the resized region straight into the frame at rows ymin:ymax, columns xmin:xmax: no alpha ramp at its edge, no cv2.seamlessClone",
+            "frame.output"),
     Mistake("geometry", "the pasted crop box scaled or shifted: a geometric mistake no catalogued one explains",
             "check the crop box, the 328 resize and where the region is pasted", "frame.pasted_region"),
     Mistake("lossy_output", "output frames written lossy (JPEG, or a lossy video codec)",

@@ -525,6 +525,8 @@ class Finding:
     evidence: str
     mistake: str | None = None  # None in results written before mistakes were registered
     fix: str | None = None
+    status: str = "named"  # "named": specific evidence, the port's mistake; "partial": it improves the score, but not as it predicts
+    explains: float | None = None  # share of the candidate's squared error (sampled frames) this finding removes
 
 
 @dataclass
@@ -563,6 +565,57 @@ class WorstMouth:
 
 
 @dataclass
+class CodecNoise:
+    """The reference encoded the way the port's output was (`harness/ports/codec.py`), against the reference: the
+    noise floor per region, and the candidate on the same frames."""
+
+    encoding: str  # what was read or estimated ("H.264 by x264 (crf=20.0, ...), yuv420p")
+    colour: str | None  # a video's pixel format, colour range and matrix against the reference pipeline's
+    estimated: str | None  # how the rate was estimated, when the stream does not say
+    frames: list[int]
+    floor: RegionFigures  # dB, the reference encoded alike
+    candidate: RegionFigures  # dB, the candidate on the same frames
+    tolerance_db: float
+    consistent: bool
+    text: str
+
+
+@dataclass
+class TemplateRun:
+    """A run of output frames whose recovered template differs from the schedule's in one way."""
+
+    first: int
+    last: int
+    kind: str  # "schedule", "offset", "reversed", "constant", "other"
+    text: str
+
+
+@dataclass
+class Sources:
+    """Which template each output frame was built on and which crop box its mouth was pasted into (`harness/ports/sources.py`)."""
+
+    frames: list[int]  # reference indices
+    templates: list[int]  # recovered template of each
+    scheduled: list[int]  # the reference's schedule at those indices
+    runs: list[TemplateRun]
+    boxes_checked: int  # frames whose pasted box was registered
+    boxes_other: list[int]  # of those, frames pasted into another template's box
+    text: str
+
+
+@dataclass
+class Difference:
+    """One line of "what this port does differently": what, the evidence, how much of the error it explains, and the fix."""
+
+    title: str
+    evidence: str
+    fix: str
+    mistake: str | None = None
+    explains: float | None = None  # share of the error (sampled frames)
+    porting_section: str | None = None
+
+
+@dataclass
 class PortVerdict:
     """`parity compare` of a port's own output: what was read, how it aligned, PSNR by region, encoding, sound, simulation."""
 
@@ -575,6 +628,9 @@ class PortVerdict:
     simulation: Simulation | None = None
     video: VideoStream | None = None
     worst_mouth: WorstMouth | None = None
+    codec: CodecNoise | None = None
+    sources: Sources | None = None
+    differences: list[Difference] = field(default_factory=list)  # what this port does differently, most of the error first
 
 
 # ----- lip sync from the frames --------------------------------------------------------------------
