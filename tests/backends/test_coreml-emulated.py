@@ -22,6 +22,8 @@ from synctalk_parity.backends.exports import cached_export
 from synctalk_parity.errors import ParityError
 from synctalk_parity.export.manifest import MANIFEST_NAME, SCHEMA_VERSION
 
+pytestmark = pytest.mark.networks  # the full-size networks' fidelity: `make test` runs it, `make test-fast` does not
+
 
 @pytest.fixture(scope="module")
 def emulated(golden_source, onnx_cache):

@@ -13,6 +13,9 @@ from synctalk_parity.errors import ParityError
 pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
 
 
+pytestmark = pytest.mark.networks  # the full-size networks' fidelity: `make test` runs it, `make test-fast` does not
+
+
 @pytest.fixture(scope="module")
 def ort_backend(golden_onnx_dir):
     with create_backend("onnxruntime", ModelSource(export_dir=golden_onnx_dir), provider="cpu") as backend:

@@ -10,6 +10,8 @@ from synctalk_parity.backends import create_backend
 from synctalk_parity.backends.base import ModelSource
 from synctalk_parity.errors import ParityError
 
+pytestmark = pytest.mark.networks  # the full-size networks' fidelity: `make test` runs it, `make test-fast` does not
+
 
 @pytest.fixture(scope="module")
 def torch_backend(golden_source):

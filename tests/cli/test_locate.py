@@ -12,6 +12,9 @@ from synctalk_parity.cli import app
 ENV = {"COLUMNS": "160"}
 
 
+pytestmark = pytest.mark.networks  # the full-size networks' fidelity: `make test` runs it, `make test-fast` does not
+
+
 def _invoke(*args: str):
     return CliRunner().invoke(app, ["locate", *args], env=ENV)
 

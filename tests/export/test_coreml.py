@@ -25,6 +25,9 @@ CONVS = {"unet": 93, "audio_encoder": 13}
 FIRST_CONV = {"unet": "inc.inconv.0.conv.0", "audio_encoder": "audio_encoder.0.conv_block.0"}
 
 
+pytestmark = pytest.mark.networks  # the full-size networks' fidelity: `make test` runs it, `make test-fast` does not
+
+
 @pytest.fixture(scope="module", params=["fp32", pytest.param("fp16", marks=pytest.mark.slow)])
 def coreml_dir(request, golden_coreml):
     """Both golden networks exported through `export_models` (runs the export-time checks)."""

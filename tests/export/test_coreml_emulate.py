@@ -28,6 +28,9 @@ FP32_TOLERANCE, FP16_TOLERANCE = 1e-4, 1e-2
 FRAMES, WINDOWS = 2, 32
 
 
+pytestmark = pytest.mark.networks  # the full-size networks' fidelity: `make test` runs it, `make test-fast` does not
+
+
 @pytest.fixture(scope="module")
 def coreml_fp32(golden_coreml):
     return golden_coreml("fp32")

@@ -14,6 +14,8 @@ from synctalk_parity.models.specs import spec_for
 
 from ..golden_files import golden_check_inputs
 
+pytestmark = pytest.mark.networks  # the full-size networks' fidelity: `make test` runs it, `make test-fast` does not
+
 
 def test_names_go_to_the_network_whose_modules_they_name(tmp_path):
     assert parse_keep_fp32("audio_encoder.0, up3.conv,audio_encoder.11") == {"audio_encoder": ["audio_encoder.0", "audio_encoder.11"], "unet": ["up3.conv"]}

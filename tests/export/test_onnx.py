@@ -16,6 +16,8 @@ from synctalk_parity.models.specs import ExportSpec
 
 from ..golden_files import golden_check_inputs, golden_inputs
 
+pytestmark = pytest.mark.networks  # the full-size networks' fidelity: `make test` runs it, `make test-fast` does not
+
 
 @pytest.mark.parametrize("precision, tolerance", [("fp32", 1e-4), ("fp16", 1e-2)])
 def test_export_check_is_recorded_and_within_tolerance(request, precision, tolerance):

@@ -15,6 +15,8 @@ from synctalk_parity.models.specs import spec_for
 
 from ...golden_files import golden_check_inputs, golden_inputs
 
+pytestmark = pytest.mark.networks  # the full-size networks' fidelity: `make test` runs it, `make test-fast` does not
+
 
 def test_the_keep_set_for_a_seeded_fp16_fragile_layer_contains_it(fragile_encoder, windows, tmp_path):
     model, _ = to_onnx(fragile_encoder, spec_for(fragile_encoder), "fp16")

@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import onnx
+import pytest
 from onnx import numpy_helper
 
 from synctalk_parity.export.onnx import to_onnx
@@ -14,6 +15,8 @@ from synctalk_parity.harness.locate.core import LAYER_TOLERANCE, locate_onnx
 from synctalk_parity.harness.locate.run import read_result, write_result
 from synctalk_parity.harness.verdict.result import json_text
 from synctalk_parity.models.specs import spec_for
+
+pytestmark = pytest.mark.networks  # the full-size networks' fidelity: `make test` runs it, `make test-fast` does not
 
 
 def test_a_clean_fp32_export_locates_nothing(networks, windows):

@@ -13,6 +13,8 @@ from synctalk_parity.export.coreml import convert, import_coremltools  # noqa: E
 from synctalk_parity.harness.locate.coreml import locate_coreml  # noqa: E402
 from synctalk_parity.models.specs import spec_for  # noqa: E402
 
+pytestmark = pytest.mark.networks  # the full-size networks' fidelity: `make test` runs it, `make test-fast` does not
+
 
 @pytest.fixture(scope="module")
 def encoder_program(networks, tmp_path_factory):
