@@ -25,7 +25,7 @@ import socket
 import tempfile
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,7 @@ from .types import CellResult, NodeInfo, Speed, StageFigures
 
 CELL_FILE = "cell.json"
 RUN_FOLDER = "run"
+CellReport = Callable[[Path], object]  # renders a cell's report from its run folder (the CLI passes reports' renderer)
 ERROR_LOG = "parity-error.log"
 LOCK_FILE = "synctalk-parity-matrix.lock"
 CODE = ("models", "reference", "export", "backends", "harness")  # the package folders whose code decides a cell's figures
@@ -277,6 +278,20 @@ def write_cell(result: CellResult, folder: Path) -> Path:
 
 
 # ----- the machine -----------------------------------------------------------------------------------
+
+def run_cell_and_report(job: CellJob, folder: Path, reference: Path | None, node: NodeInfo | None = None,
+                        cell_report: CellReport | None = None) -> CellResult:
+    """`run_cell`, then the cell's own report page rendered from its run folder (by the caller's `cell_report`,
+    so that harness/ does not import reports/); a page that fails is a note in the result, never a lost verdict."""
+    result = run_cell(job, folder, reference, node)
+    if result.ran and cell_report is not None:
+        try:
+            cell_report(folder / RUN_FOLDER)
+        except Exception as exc:  # the verdict stands without its page
+            result.notes.append(f"the cell's report could not be rendered: {type(exc).__name__}: {exc}")
+            write_cell(result, folder)
+    return result
+
 
 
 def this_node() -> NodeInfo:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ...atomic import remove_abandoned
-from .cell import AvatarInputs, CellJob, Settings
+from .cell import AvatarInputs, CellJob, CellReport, Settings
 from .types import Attempt, CellResult, NodeInfo
 
 CELL_MEMORY_MB = 2500  # peak resident memory of one cell's worker (measured 1.8-2.4 GB: torch, a runtime, the dumps)
@@ -34,7 +34,6 @@ MAX_ATTEMPTS = 2  # a cell whose worker dies is run once more, then reported los
 STOP_GRACE_S = 5.0
 
 Progress = Callable[[str, str, str], None]  # (event, cell id or avatar, detail)
-CellReport = Callable[[Path], object]  # renders a cell's report from its run folder
 
 
 @dataclass
@@ -300,17 +299,10 @@ def make_reference(avatar: AvatarInputs, settings: Settings) -> tuple[str, str]:
 def run_cell_into(job: CellJob, final: Path, reference: Path, node: NodeInfo | None = None, cell_report: CellReport | None = None) -> CellResult:
     """`run_cell` into a fresh temporary folder that replaces `final` once the cell's result (and its report) is written."""
     from ...atomic import building
-    from .cell import RUN_FOLDER, run_cell, write_cell
+    from .cell import run_cell_and_report
 
     with building(final) as folder:
-        result = run_cell(job, folder, reference, node)
-        if result.ran and cell_report is not None:
-            try:
-                cell_report(folder / RUN_FOLDER)
-            except Exception as exc:  # the verdict stands without its page
-                result.notes.append(f"the cell's report could not be rendered: {type(exc).__name__}: {exc}")
-                write_cell(result, folder)
-        return result
+        return run_cell_and_report(job, folder, reference, node, cell_report)
 
 
 def _failed(pending: _Pending, status: str, reason: str) -> CellResult:

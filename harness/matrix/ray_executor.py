@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import ParityError
-from .cell import RUN_FOLDER, AvatarInputs, CellJob, Settings
+from .cell import RUN_FOLDER, AvatarInputs, CellJob, CellReport, Settings
 from .types import Attempt, CellResult, NodeInfo, Requirement
 
 MAX_ATTEMPTS = 2  # a task whose worker or node died is submitted once more
@@ -52,7 +52,6 @@ KEPT_ON_NODE = (f"{RUN_FOLDER}/dump",)  # a cell's parts that stay on its node
 MB = 2**20
 
 Progress = Callable[[str, str, str], None]
-CellReport = Callable[[Path], object]
 
 
 @dataclass
@@ -312,7 +311,7 @@ def cell_task(job: CellJob, pack: list[Any], reference_key: str, reference: list
               ) -> tuple[CellResult, bytes | None, dict[str, float]]:
     """On a node: the cell (or its reuse), with inputs and reference taken from this node's cache or fetched;
     returns (result, the packed cell folder or None when reused, MB fetched by kind)."""
-    from .cell import cell_environment, not_run, reuse, run_cell, runs_here
+    from .cell import cell_environment, not_run, reuse, run_cell_and_report, runs_here
 
     node = _this_node()
     reason = runs_here(job.cell)
@@ -327,12 +326,7 @@ def cell_task(job: CellJob, pack: list[Any], reference_key: str, reference: list
     with tempfile.TemporaryDirectory(prefix="parity-cell-") as tmp:
         folder = Path(tmp) / job.cell.slug
         folder.mkdir()
-        result = run_cell(job, folder, dump, node)
-        if result.ran and cell_report is not None:
-            try:
-                cell_report(folder / RUN_FOLDER)
-            except Exception as exc:  # the verdict stands without its page
-                result.notes.append(f"the cell's report could not be rendered: {type(exc).__name__}: {exc}")
+        result = run_cell_and_report(job, folder, dump, node, cell_report)
         return result, pack_folder(folder, exclude=KEPT_ON_NODE), fetched
 
 
