@@ -183,6 +183,31 @@ def _chromium(tmp_path: Path, page: Path, *args: str) -> str:
     return done.stdout
 
 
+WIDTH_CHECK = """<script>window.addEventListener("load", () => {
+  const marker = document.createElement("div"), tables = [...document.querySelectorAll("table")];
+  marker.id = "width-check";
+  marker.dataset.tables = tables.length;
+  marker.dataset.right = Math.ceil(Math.max(...tables.map(table => table.getBoundingClientRect().right)));
+  marker.dataset.page = document.documentElement.clientWidth;
+  document.body.appendChild(marker);
+});</script></body>"""
+
+
+@needs_chromium
+def test_tables_fit_a_1000_pixel_window(failing_run, passing_run, tmp_path, width=1000):
+    """Every table (the stage table's result column last) stays inside the page: its text cells and headers wrap,
+    and the benchmark's 16 columns are two tables."""
+    (page,) = write_reports([passing_run, failing_run], ["html"], tmp_path / "report")
+    checked = tmp_path / "checked.html"
+    checked.write_text(page.read_text(encoding="utf-8").replace("</body>", WIDTH_CHECK), encoding="utf-8")
+    dom = _chromium(tmp_path, checked, "--dump-dom", f"--window-size={width},1200")
+    marker = re.search(r'<div id="width-check" data-tables="(\d+)" data-right="(\d+)" data-page="(\d+)">', dom)
+    assert marker, dom[-1000:]
+    tables, right, page_width = (int(v) for v in marker.groups())
+    assert tables >= 3 and page_width <= width
+    assert right <= page_width, f"a table ends at {right} px in a {page_width} px page"
+
+
 @needs_chromium
 def test_report_renders_in_headless_chromium(failing_run, passing_run, tmp_path):
     out = tmp_path / "report"
