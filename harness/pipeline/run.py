@@ -14,6 +14,7 @@ dataset and audio it runs the built-in demo (inputs made locally). Weights not g
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -32,13 +33,14 @@ from ..inputs import NETWORKS, demo_check_inputs, resolve_inputs
 from ..verdict.dump import DumpWriter, parse_stage_selection
 from ..verdict.png import write_png
 from ..verdict.result import json_text, write_result
-from ..verdict.types import Backend, Inputs, RunResult, Timing
+from ..verdict.types import Backend, Inputs, ReferenceRun, RunResult, Timing
 from .audio_cache import cached_mel, prefetch_librosa, store_mel
 from .production import ProductionPipeline
-from .reference_cache import ReferenceInputs, heavy_frame, reference_dump
+from .reference_cache import ReferenceInputs, ReferenceResult, every_kth, heavy_frame, reference_dump
 
 Progress = Callable[[int, int], None]  # (frames done, frames total)
 DEFAULT_DUMP_EVERY = 10
+REFERENCE_OVERLAP = True  # a reference not cached is computed while the frames are made (docs/performance.md)
 
 
 @dataclass
@@ -63,6 +65,8 @@ class RunRequest:
     device: str | None = None  # torch device (cpu, cuda, cuda:N); None: cpu
     streams: int | None = None  # onnxruntime: U-Net calls in flight at once; None: the backend's choice (one per CPU on the CPU)
     overwrite: bool = False  # replace an --out folder that holds files a run does not write
+    reference_exact: bool = False  # the reference's U-Net in plain eager PyTorch (else the faster execution: reference/execution.py)
+    reference_overlap: bool | None = None  # compute a missing reference while the frames are made; None: REFERENCE_OVERLAP
 
     def __post_init__(self) -> None:
         if self.backend is None:
@@ -158,6 +162,10 @@ def run(request: RunRequest, progress: Progress | None = None, reference_progres
                 store_mel(audio_path, mel_key, clip.mel)
             timings["audio"] = time.perf_counter() - t
             total = clip.frame_count if request.frames is None else min(request.frames, clip.frame_count)
+            reference = ReferenceJob(reference_inputs(request, stages, dataset_path, audio_path, total), reference_progress) \
+                if request.compare else None
+            if reference is not None and _overlaps(request):
+                reference.start()
             producer = {"name": "synctalk-parity", "version": __version__, "backend": backend.name, "precision": precision.runs}
             frame_timing = _write_outputs(out, pipeline, dataset, clip, total, audio_path, stages, request.dump_every, producer,
                                           progress, request.save_frames)
@@ -184,8 +192,8 @@ def run(request: RunRequest, progress: Progress | None = None, reference_progres
             dump="dump" if stages else None,
             gate_reason=precision.why,
         )
-        if request.compare:
-            _compare(result, request, precision, stages, dataset_path, audio_path, out, reference_progress)
+        if reference is not None:
+            _compare(result, request, precision, reference, out)
         timings["total"] = time.perf_counter() - started
         write_run_result(result, out)
         write_summary(result, out)
@@ -226,6 +234,7 @@ def write_run_result(result: RunResult, folder: Path) -> Path:
         inputs=Inputs(result.dataset, result.audio, dict(result.weights), result.frames_written, result.demo),
         comparison=result.comparison,
         timing=Timing(result.fps, result.frames_written, dict(result.seconds)),
+        reference=result.reference_run,
     )
 
 
@@ -317,8 +326,51 @@ def _write_outputs(out, pipeline, dataset, clip, total, audio_path, stages, dump
     return timing
 
 
-def _compare(result: RunResult, request: RunRequest, precision: Precision, stages, dataset_path: Path, audio_path: Path,
-             out: Path, reference_progress: Progress | None) -> None:
+def reference_inputs(request: RunRequest, stages: frozenset[str], dataset_path: Path, audio_path: Path, total: int) -> ReferenceInputs:
+    """What the comparison of this run reads from the reference: its stages, the light ones for every frame, the heavy
+    ones for the frames the run dumps them for (every `--dump-every`-th)."""
+    return ReferenceInputs(dataset_path, audio_path, request.unet, request.audio_encoder, total, request.start_frame, frozenset(stages),
+                           every_kth(total, request.dump_every), execution="exact" if request.reference_exact else "fast")
+
+
+def _overlaps(request: RunRequest) -> bool:
+    return REFERENCE_OVERLAP if request.reference_overlap is None else request.reference_overlap
+
+
+class ReferenceJob:
+    """The reference dump of a run: computed on its own thread while the frames are made (`start`), or when asked."""
+
+    def __init__(self, inputs: ReferenceInputs, progress: Progress | None = None):
+        self.inputs, self.progress = inputs, progress
+        self.seconds = 0.0
+        self._result: ReferenceResult | None = None
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="parity-reference", daemon=True)
+        self._thread.start()
+
+    def result(self) -> ReferenceResult:
+        if self._thread is None:
+            self._run()
+        else:
+            self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._result is not None
+        return self._result
+
+    def _run(self) -> None:
+        t = time.perf_counter()
+        try:
+            self._result = reference_dump(self.inputs, self.progress)
+        except BaseException as exc:
+            self._error = exc
+        self.seconds = time.perf_counter() - t
+
+
+def _compare(result: RunResult, request: RunRequest, precision: Precision, job: ReferenceJob, out: Path) -> None:
     from ..verdict.compare import compare_dumps
     from ..verdict.gates import load_gate
 
@@ -326,20 +378,30 @@ def _compare(result: RunResult, request: RunRequest, precision: Precision, stage
     if request.gate is not None:
         result.gate_reason = f"the gate file {request.gate}" + ("" if gate.precision == precision.gate else f" (precision {gate.precision})")
     t = time.perf_counter()
-    inputs = ReferenceInputs(dataset_path, audio_path, request.unet, request.audio_encoder, result.frames_written,
-                             request.start_frame, frozenset(stages), request.dump_every)
-    reference = reference_dump(inputs, reference_progress)
-    result.seconds["reference"] = time.perf_counter() - t
+    reference = job.result()
+    result.seconds["reference"] = time.perf_counter() - t  # waited for it after the frames (all of it, unless it overlapped them)
     result.reference, result.reference_cached, result.reference_note = reference.dump, reference.cached, reference.note
+    result.reference_run = reference_run(reference, job.seconds)
     t = time.perf_counter()
     result.comparison = compare_dumps(reference.dump, out / "dump", gate)
     result.seconds["compare"] = time.perf_counter() - t
+
+
+def reference_run(reference: ReferenceResult, seconds: float) -> ReferenceRun:
+    """result.json's `reference` section for a reference dump obtained in `seconds`."""
+    from ...reference.execution import DESCRIPTIONS
+
+    return ReferenceRun(reference.execution, DESCRIPTIONS[reference.execution], reference.cached, reference.frames_computed,
+                        reference.frames_cached, round(seconds, 3), reference.note)
 
 
 def _verdict_lines(result: RunResult) -> list[str]:
     if result.comparison is None:
         return ["- comparison: not run (--no-compare)"]
     source = "cached" if result.reference_cached else "computed now"
+    if result.reference_run is not None:
+        run = result.reference_run
+        source += f" ({run.execution}: {run.description}; heavy stages of {run.frames_computed + run.frames_cached} frames, {run.frames_computed} computed now)"
     lines = [f"- reference: {source}, `{result.reference}`"]
     if result.comparison:
         lines.append(f"- verdict: **PASS**: every stage within its gate ({len(result.comparison.stages)} stages compared)")
@@ -350,4 +412,4 @@ def _verdict_lines(result: RunResult) -> list[str]:
     return lines
 
 
-__all__ = ["DEFAULT_DUMP_EVERY", "RunRequest", "check_request", "run", "write_run_result", "write_summary"]
+__all__ = ["DEFAULT_DUMP_EVERY", "ReferenceJob", "RunRequest", "check_request", "run", "write_run_result", "write_summary"]

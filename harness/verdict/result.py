@@ -7,7 +7,7 @@ that were written (`ResultDocument == read_result(folder)`). The document::
 
     {"schema": "synctalk-parity/result", "schema_version": 2, "command": "run" | "compare" | "bench",
      "created": ISO-8601 time, "backend": Backend | null, "inputs": Inputs | null, "comparison": Comparison | null,
-     "timing": Timing | null, "bench": BenchResult | null, "port": PortVerdict | null}
+     "timing": Timing | null, "bench": BenchResult | null, "port": PortVerdict | null, "reference": ReferenceRun | null}
 
 Each object is its dataclass's fields by name (nested objects likewise), plus the properties its class lists in
 `JSON_DERIVED` (a comparison's `passed`, `first_divergent_stage`, `coverage`), which a reader recomputes and checks.
@@ -36,7 +36,7 @@ from typing import Any, Final, Literal, TypeVar
 
 from ...atomic import write_text_atomically
 from ...errors import ParityError
-from .types import Backend, BenchResult, Comparison, Inputs, PortVerdict, Timing, WorstFrame
+from .types import Backend, BenchResult, Comparison, Inputs, PortVerdict, ReferenceRun, Timing, WorstFrame
 from .validate import schema_problems
 
 RESULT_FILE = "result.json"
@@ -60,6 +60,7 @@ class ResultDocument:
     timing: Timing | None = None
     bench: BenchResult | None = None
     port: PortVerdict | None = None
+    reference: ReferenceRun | None = None  # how the reference was made (a comparison with a computed reference)
 
 
 # ----- the codec ---------------------------------------------------------------------------------
@@ -190,11 +191,12 @@ def result_schema() -> dict[str, Any]:
 
 def result_document(folder: Path, command: Literal["run", "compare", "bench"], *, backend: Backend | None = None,
                     inputs: Inputs | None = None, comparison: Comparison | None = None, timing: Timing | None = None,
-                    bench: BenchResult | None = None, port: PortVerdict | None = None) -> ResultDocument:
+                    bench: BenchResult | None = None, port: PortVerdict | None = None,
+                    reference: ReferenceRun | None = None) -> ResultDocument:
     """The document `write_result` writes into `folder`: the comparison's paths relative to it when inside it."""
     return ResultDocument(command=command, created=datetime.now(UTC).isoformat(timespec="seconds"), backend=backend, inputs=inputs,
                           comparison=None if comparison is None else relative_comparison(comparison, folder),
-                          timing=timing, bench=bench, port=port)
+                          timing=timing, bench=bench, port=port, reference=reference)
 
 
 def write_result(folder: Path, command: Literal["run", "compare", "bench"], **sections: Any) -> Path:
