@@ -14,6 +14,7 @@ the one-off tracing time, so it is not applied.
 
 from __future__ import annotations
 
+import threading
 import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -33,6 +34,7 @@ DESCRIPTIONS = {
 }
 
 UnetRunner = Callable[[np.ndarray, np.ndarray], np.ndarray]
+_FREEZING = threading.Lock()  # warnings' filters are process-wide: one freeze at a time, so none escapes another's
 
 
 def checked_execution(execution: str) -> str:
@@ -79,7 +81,9 @@ def _freeze(unet: Model, image, audio):
 
     import torch
 
-    with warnings.catch_warnings():  # tracing and freezing warn about things that do not apply to this module
+    # tracing warns about a shape test that is constant at 320 x 320; torch 2.x marks torch.jit deprecated in favour of
+    # torch.compile, whose compilation costs more than the frames a run's reference computes (docs/performance.md)
+    with _FREEZING, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         module = copy.deepcopy(unet).eval().to(memory_format=torch.channels_last)
         return torch.jit.freeze(torch.jit.trace(module, (image, audio), check_trace=False))
