@@ -35,7 +35,7 @@ def compare(
     gate: Annotated[Path | None, typer.Option(help="Gate file (TOML): tolerances, provides, lossy_ok and \\[regions].")] = None,
     precision: Annotated[str | None, typer.Option(help="fp32 or fp16 default tolerances. Default: the candidate's precision.", show_default=False)] = None,
     out: Annotated[Path | None, typer.Option(help="Where result.json goes. Default: the run folder or the dump's parent; for a port's output, ./parity-port.", show_default=False)] = None,
-    reference_exact: Annotated[bool, typer.Option("--reference-exact", help="A port's reference: its U-Net in plain eager PyTorch (NCHW). Default: the same module frozen channels-last (within 1.3e-6 of eager); result.json's reference.execution says which ran.")] = False,
+    reference_exact: Annotated[bool, typer.Option("--reference-exact", help="A port's reference: its U-Net in plain eager PyTorch (NCHW). Default: the same module frozen channels-last (within 3.2e-6 of eager on the golden frames); result.json's reference.execution says which ran.")] = False,
 ) -> None:
     """Judge a candidate against the reference, stage by stage — a dump, or a port's frames, video or tensors."""
     from ..harness.ports.ingest import detect_kind

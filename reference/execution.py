@@ -3,7 +3,7 @@
 The reference is the module and its weights; how PyTorch executes it moves the output by float32 rounding
 only. `exact` is plain eager (NCHW, the default CPU path); `fast` traces the same module in channels-last
 memory format and freezes it (`torch.jit.freeze`: weights folded in as constants, each batch norm folded into
-its convolution). Measured side by side on the golden U-Net (docs/performance.md): within 1.3e-6 of eager on
+its convolution). Measured side by side on the golden U-Net (docs/performance.md): within 3.2e-6 of eager on
 the U-Net output (the gate is 1e-4; the fidelity tests against the original script hold it to 1e-5), 2-2.5x
 eager's frames/s; `torch.jit.optimize_for_inference` on top measured no faster and costs another third of
 the one-off tracing time, so it is not applied.

@@ -2,7 +2,7 @@
 
 PyTorch, fp32, one frame at a time: the yardstick every backend and port is measured against, written
 for obviousness rather than speed. `execution` says how PyTorch runs the U-Net (`reference/execution.py`):
-`exact`, plain eager (the default here), or `fast`, the same module frozen channels-last (within 1.3e-6 of
+`exact`, plain eager (the default here), or `fast`, the same module frozen channels-last (within 3.2e-6 of
 eager; what verdicts use unless told `--reference-exact`).
 
     reference = ReferencePipeline(unet, audio_encoder)
