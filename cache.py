@@ -5,7 +5,8 @@ written, checked and listed.
       demo/                      the built-in demo's inputs
       weights/<key>/             the demo weights (`reference/demo_weights.py`)
       audio/<key>/               mel spectrograms of audio files a run has seen (`harness/pipeline/audio_cache.py`)
-      reference/<key>/           reference dumps (`harness/pipeline/reference_cache.py`): dump/ + entry.json
+      reference/<key>/           the reference of a clip (`harness/pipeline/reference_cache.py`): clip/ + entry.json,
+                                 frames/<index>-<stages>/ and dumps/<selection>/, each an entry of its own
       exports/<key>/<fmt>-<p>/   exports of checkpoints, made on the fly by the backends (`backends/exports.py`)
 
 A key is the first 24 hex digits of the sha256 of a JSON object holding everything that can change an

@@ -23,6 +23,7 @@ def bench_command(
     repeats: Annotated[int, typer.Option(help="Timed passes after the warm-up; median, min and max are reported. With --port: timed pairs (port, ours).")] = 3,
     reference_frames: Annotated[int, typer.Option("--reference-frames", help="Frames of the eager reference loop (it is slow).")] = 8,
     memory: Annotated[bool, typer.Option("--memory", help="Also measure peak RSS of end-to-end runs of 100 and 400 frames (slow).")] = False,
+    verdict: Annotated[bool, typer.Option("--verdict", help="Also time the first verdict: `parity run` as a whole process with the reference cache empty and then warm, beside `parity run --no-compare` (alternated, --repeats times; slow).")] = False,
     dataset: Annotated[Path | None, typer.Option(help="SyncTalk dataset for end-to-end runs (default: the built-in demo).")] = None,
     audio: Annotated[Path | None, typer.Option(help="Audio for end-to-end runs, with --dataset.")] = None,
     models: Annotated[Path | None, typer.Option(help="Export folder written by `parity export`.")] = None,
@@ -47,7 +48,7 @@ def bench_command(
                     report, provider, device, streams)
         return
     _bench(console, backend or DEFAULT_BACKENDS, batch or DEFAULT_BATCHES, 32 if frames is None else frames, repeats,
-           reference_frames, memory, dataset, audio, models, unet, audio_encoder, out, report, provider, device, streams)
+           reference_frames, memory, dataset, audio, models, unet, audio_encoder, out, report, provider, device, streams, verdict)
 
 
 DEFAULT_BACKENDS = "torch,onnxruntime"
@@ -55,7 +56,7 @@ DEFAULT_BATCHES = "1,4,8"
 
 
 def _bench(console, backend, batch, frames, repeats, reference_frames, memory, dataset, audio, models, unet,
-           audio_encoder, out, report, provider=None, device=None, streams=None) -> None:
+           audio_encoder, out, report, provider=None, device=None, streams=None, verdict=False) -> None:
     from ..harness.bench.measure import BenchRequest, bench, write_bench_result
 
     formats = None
@@ -66,7 +67,7 @@ def _bench(console, backend, batch, frames, repeats, reference_frames, memory, d
     request = BenchRequest(
         backends=_names(backend), batches=_sizes(batch), frames=frames, repeats=repeats, dataset=dataset, audio=audio,
         unet=unet, audio_encoder=audio_encoder, models=models, reference_frames=reference_frames, memory=memory,
-        provider=provider, device=device, streams=streams,
+        provider=provider, device=device, streams=streams, verdict=verdict,
     )
     with console.status("measuring the eager reference loop...") as status:
         result = bench(request, on_row=lambda row: status.update(f"measured {row.backend} batch {row.batch} {row.mode}..."))
@@ -81,7 +82,7 @@ def _bench(console, backend, batch, frames, repeats, reference_frames, memory, d
     from .view import print_table
 
     print_table(console, bench_table(result))
-    for line in start_up_lines(result):
+    for line in start_up_lines(result) + verdict_lines(result):
         console.print(line, highlight=False)
     for backend_name in dict.fromkeys(m.backend for m in result.memory):
         rows = " vs ".join(f"{m.frames} frames {m.peak_rss_mb:.0f} MB" for m in result.memory if m.backend == backend_name)
@@ -111,6 +112,20 @@ def start_up_lines(result) -> list[str]:
             first = "-" if row.process_first_frame_s is None else f"{row.process_first_frame_s:.2f} s"
             lines.append(f"parity run {row.backend} batch {row.batch}: first frame {first} after process start, "
                          f"whole process {row.process_wall_s:.2f} s")
+    return lines
+
+
+def verdict_lines(result) -> list[str]:
+    """Per --verdict row: time to the first verdict, cold and warm reference cache, beside the run alone (medians)."""
+    from statistics import median
+
+    lines = []
+    for row in result.verdict:
+        run, cold, warm = median(row.run_s), median(row.cold_s), median(row.warm_s)
+        spread = lambda values: f"{min(values):.1f}..{max(values):.1f}"
+        lines.append(f"first verdict {row.backend} batch {row.batch}, {row.frames} frames: reference not cached {cold:.1f} s "
+                     f"({cold / run:.2f}x the run; {spread(row.cold_s)}), cached {warm:.1f} s ({warm / run:.2f}x; {spread(row.warm_s)}), "
+                     f"the run alone (--no-compare) {run:.1f} s ({spread(row.run_s)}); {len(row.run_s)} alternated repeats, whole processes")
     return lines
 
 

@@ -35,6 +35,7 @@ def compare(
     gate: Annotated[Path | None, typer.Option(help="Gate file (TOML): tolerances, provides, lossy_ok and \\[regions].")] = None,
     precision: Annotated[str | None, typer.Option(help="fp32 or fp16 default tolerances. Default: the candidate's precision.", show_default=False)] = None,
     out: Annotated[Path | None, typer.Option(help="Where result.json goes. Default: the run folder or the dump's parent; for a port's output, ./parity-port.", show_default=False)] = None,
+    reference_exact: Annotated[bool, typer.Option("--reference-exact", help="A port's reference: its U-Net in plain eager PyTorch (NCHW). Default: the same module frozen channels-last (within 3.2e-6 of eager on the golden frames); result.json's reference.execution says which ran.")] = False,
 ) -> None:
     """Judge a candidate against the reference, stage by stage — a dump, or a port's frames, video or tensors."""
     from ..harness.ports.ingest import detect_kind
@@ -58,7 +59,7 @@ def compare(
     from ..harness.ports.judge import PortRequest, judge_port
 
     request = PortRequest(candidate, dataset, audio, unet, audio_encoder, start_frame, out or Path("parity-port"), gate, precision,
-                          _shapes(shape or []), simulate)
+                          _shapes(shape or []), simulate, reference_exact=reference_exact)
     result = judge_port(request, progress=lambda text: console.print(f"[dim]{text}...[/]", highlight=False, soft_wrap=True))
     _print_port(result)
     _print_verdict(result.comparison, "")

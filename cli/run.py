@@ -28,7 +28,8 @@ def run(
     out: Annotated[Path, typer.Option(help="Output folder: frames/*.png, video.mp4, dump/, result.json, summary.md.")] = Path("parity-out"),
     dump: Annotated[str, typer.Option(help="Stages to dump: all, none, or comma-separated stage names.")] = "all",
     dump_every: Annotated[int, typer.Option("--dump-every", help="Dump heavy stages (images, U-Net tensors) every K-th frame; light stages every frame.")] = 10,
-    compare: Annotated[bool, typer.Option("--compare/--no-compare", help="Compare the dump with the (cached) eager reference.")] = True,
+    compare: Annotated[bool, typer.Option("--compare/--no-compare", help="Compare the dump with the (cached) PyTorch reference.")] = True,
+    reference_exact: Annotated[bool, typer.Option("--reference-exact", help="Run the reference's U-Net in plain eager PyTorch (NCHW). Default: the same module frozen channels-last, within 3.2e-6 of eager on the golden frames and 2x faster; result.json's reference.execution says which ran.")] = False,
     gate: Annotated[Path | None, typer.Option(help="Gate file (TOML) with per-stage tolerances. Default: built-in per precision.")] = None,
     precision: Annotated[str | None, typer.Option(help="fp32 or fp16: the default gate (and, from checkpoints, what the backend runs). Default: the precision of the --models export (its manifest), else fp32.", show_default=False)] = None,
     provider: Annotated[str | None, typer.Option(help="ONNX Runtime execution provider: cpu, cuda, tensorrt or coreml (checked after loading: a provider that fails to load is an error, not a silent CPU run). Default: cpu.", show_default=False)] = None,
@@ -53,13 +54,14 @@ def run(
         formats = parse_formats(report)
     request = RunRequest(out, backend, dataset, audio, unet, audio_encoder, frames, start_frame, models=models, batch=batch,
                          dump=dump, dump_every=dump_every, compare=compare, gate=gate, precision=precision,
-                         save_frames=save_frames, provider=provider, device=device, streams=streams, overwrite=overwrite)
+                         save_frames=save_frames, provider=provider, device=device, streams=streams, overwrite=overwrite,
+                         reference_exact=reference_exact)
     check_request(request)
     if request.is_demo:
         console.print("Built-in demo: avatar from scikit-image's astronaut, synthetic speech, demo weights (listening test weights: the mouth follows the speech; not a SyncTalk model).")
         if formats is None and compare:  # the demo shows its result: the HTML report, unless asked for others
             formats = ["html"]
-    with FrameProgress() as progress, FrameProgress("reference (eager torch)") as reference_progress:
+    with FrameProgress() as progress, FrameProgress("reference (torch)") as reference_progress:
         result = run_pipeline(request, progress=progress.update, reference_progress=reference_progress.update,
                               progress_note=lambda text: console.print(f"[dim]{text}[/]", highlight=False, soft_wrap=True))
     console.print(
@@ -96,10 +98,13 @@ def _print_run_details(result) -> None:
 
         if result.reference_note:
             console.print(f"[yellow]note:[/] {result.reference_note}", highlight=False, soft_wrap=True)
+        run = result.reference_run
+        how = "" if run is None else f" ({run.execution}: {run.description})"
         if result.reference_cached:
-            console.print(f"reference: cached result from {result.reference}", highlight=False)
+            console.print(f"reference: cached result{how} from {result.reference}", highlight=False, soft_wrap=True)
         else:
-            console.print(f"reference: computed with eager torch, cached in {result.reference}", highlight=False)
+            frames = "" if run is None else f", heavy stages of {run.frames_computed} frames computed now, {run.frames_cached} cached"
+            console.print(f"reference: computed{how}{frames}, cached in {result.reference}", highlight=False, soft_wrap=True)
         print_table(console, comparison_table(result.comparison))
         for line in comparison_lines(result.comparison, result.gate_reason):
             console.print(line, highlight=False, soft_wrap=True)

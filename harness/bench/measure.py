@@ -56,7 +56,7 @@ from ...backends import ModelSource, create_backend, get_backend_class
 from ...errors import ParityError
 from ..inputs import DEMO_SECONDS, NETWORKS, demo_check_inputs, network_inputs, resolve_inputs
 from ..verdict.result import read_result, write_result
-from ..verdict.types import Backend, BenchResult, BenchRow, Inputs, MemoryRow, WorstFrame
+from ..verdict.types import Backend, BenchResult, BenchRow, Inputs, MemoryRow, VerdictRow, WorstFrame
 
 UNET_GFLOP_PER_FRAME = 9.772  # 4.886 GMAC
 SGEMM_SIZE = 2048  # one float32 matmul: 17.2 GFLOP, 0.06-0.3 s on 2 cores (smaller sizes read lower)
@@ -91,6 +91,7 @@ class BenchRequest:
     device: str | None = None  # torch device for the torch rows (default cpu)
     streams: int | None = None  # U-Net calls in flight for the onnxruntime rows (default: the backend's choice)
     precision: str = "fp32"  # what checkpoints run in (an export runs its own; `parity matrix` measures fp16 cells)
+    verdict: bool = False  # also time the first verdict: parity run with the reference cache cold, warm, and --no-compare
 
     def on_gpu(self, backend: str) -> bool:
         """Whether `backend`'s rows run the networks on a GPU (so their share is of the GPU's fp32 peak)."""
@@ -143,6 +144,8 @@ def bench(request: BenchRequest, on_row: OnRow | None = None) -> BenchResult:
                 if default_session and default_session[0].fps_median:
                     row.ratio_to_default_session = row.fps_median / default_session[0].fps_median
                 emit(row)
+        if request.verdict:
+            result.verdict.append(verdict_row(request, name, request.batches[0]))
         if request.memory:
             inputs = _inputs(request, max(MEMORY_FRAMES))  # one dataset and audio for every length
             for frames in MEMORY_FRAMES:
@@ -296,6 +299,44 @@ def reference_row(request: BenchRequest) -> BenchRow:
     median = statistics.median(fps)
     return BenchRow("torch-reference", 1, "reference", median, min(fps), max(fps), len(seconds),
                     unet_gflops=median * UNET_GFLOP_PER_FRAME, load_average=load)
+
+
+def verdict_row(request: BenchRequest, backend_name: str, batch: int) -> VerdictRow:
+    """Time to the first verdict, whole processes, alternated per repeat: `parity run --no-compare`, then `parity run`
+    with an empty reference cache (cold), then again (warm: the reference the cold run cached). The cold runs get a
+    cache of their own whose exports, mel spectrograms, demo inputs and weights are the request's (linked), its
+    reference folder empty."""
+    from ...cache import KINDS, cache_root
+    from .port import measure_process, parity_run_command
+
+    dataset, audio = _inputs(request, request.frames)
+    root = request.cache or cache_root()
+    paths = {"unet": request.unet, "audio_encoder": request.audio_encoder, "models": request.models}
+    seconds: dict[str, list[float]] = {"run": [], "cold": [], "warm": []}
+    with tempfile.TemporaryDirectory(prefix="parity-bench-verdict-") as scratch:
+        for repeat in range(request.repeats):
+            cold_cache = Path(scratch) / f"cache-{repeat}"
+            cold_cache.mkdir()
+            for kind in KINDS:
+                if kind != "reference" and (root / kind).is_dir():
+                    (cold_cache / kind).symlink_to(root / kind)
+            for name, compare, cache in (("run", False, root), ("cold", True, cold_cache), ("warm", True, cold_cache)):
+                out = Path(scratch) / f"{name}-{repeat}"
+                command = parity_run_command(out, dataset, audio, backend=backend_name, batch=batch, frames=request.frames,
+                                             **request.options(backend_name), **paths)
+                if compare:
+                    command.remove("--no-compare")
+                measured = measure_process(command, out, frames_dir=out / "frames", env={**os.environ, "SYNCTALK_PARITY_CACHE": str(cache)})
+                if measured.returncode not in (0, 1):  # 1: the verdict failed, which is still a verdict
+                    raise ParityError(f"time to first verdict of {backend_name} ({name} run, {request.frames} frames) failed: "
+                                      f"{measured.error or 'no output'}")
+                if compare:  # the cold run computed its reference, the warm one found it: else the row is not what it says
+                    reference = read_result(out).reference
+                    if reference is None or reference.cached != (name == "warm"):
+                        raise ParityError(f"time to first verdict: the {name} run's reference was "
+                                          f"{'missing' if reference is None else 'cached' if reference.cached else 'computed'}")
+                seconds[name].append(measured.wall_s)
+    return VerdictRow(backend_name, batch, request.frames, seconds["run"], seconds["cold"], seconds["warm"])
 
 
 def end_to_end_child(request: BenchRequest, backend_name: str, batch: int, frames: int,

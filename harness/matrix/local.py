@@ -283,12 +283,12 @@ def worker_main(conn: Connection, cpus: set[int], cell_report: CellReport | None
 def make_reference(avatar: AvatarInputs, settings: Settings) -> tuple[str, str]:
     """("ok", the reference dump's folder) of `avatar` for `settings`, computed once and cached; ("error", why) otherwise."""
     from ...errors import ParityError
-    from ..pipeline.reference_cache import ReferenceInputs, reference_dump
+    from ..pipeline.reference_cache import ReferenceInputs, every_kth, reference_dump
     from ..verdict.dump import parse_stage_selection
     from .cell import machine_lock
 
     inputs = ReferenceInputs(avatar.dataset, avatar.audio, avatar.unet, avatar.audio_encoder, settings.frames, avatar.start_frame,
-                             parse_stage_selection("all"), settings.dump_every)
+                             parse_stage_selection("all"), every_kth(settings.frames, settings.dump_every))
     try:
         with machine_lock(shared=True):
             return "ok", str(reference_dump(inputs).dump)

@@ -5,7 +5,7 @@ reference's own two halves of a frame (`reference/pipeline.py`: `frame_inputs` b
 `finish_frame` after it), arranged for speed: audio features for the whole clip in batches; then three overlapping steps joined by
 bounded queues, so memory stays flat however long the video is:
 
-    reader thread    template image (small LRU: the ping-pong revisits templates), crop_328,
+    reader thread    template image (LRU: every template the ping-pong uses while they fit 512 MiB), crop_328,
                      unet_input, unet_audio
     calling thread   U-Net batches of `batch` frames on the backend: `backend.streams()` calls at once, each on
                      a worker thread, their results handed on in frame order
@@ -38,7 +38,9 @@ from ...reference.pipeline import FrameInputs, finish_frame, frame_inputs
 from ...reference.stages import ClipStages, FrameStages
 
 DEFAULT_BATCH = 4
-TEMPLATE_CACHE = 8  # decoded templates kept; the ping-pong schedule revisits its neighbours
+TEMPLATE_CACHE = None  # decoded templates kept: None, every template the run uses while they fit TEMPLATE_BYTES, else 8
+TEMPLATE_BYTES = 512 * 2**20  # decoded templates kept at most (sanders-mini: 100 x 1280x720 = 264 MiB; 720p: 194 templates)
+TEMPLATE_CACHE_MIN = 8  # the ping-pong schedule revisits its neighbours
 POLL_SECONDS = 0.1  # how often a blocked thread checks whether another one failed
 
 FrameSink = Callable[[FrameStages], None]
@@ -60,7 +62,7 @@ class PipelineTiming:
 
 class ProductionPipeline:
     def __init__(self, backend: Backend, batch: int = DEFAULT_BATCH, queue_frames: int | None = None,
-                 template_cache: int = TEMPLATE_CACHE):
+                 template_cache: int | None = TEMPLATE_CACHE):
         if batch < 1:
             raise ParityError(f"--batch must be at least 1, got {batch}")
         self.backend = backend
@@ -101,7 +103,7 @@ class ProductionPipeline:
 
     # ----- the three steps ------------------------------------------------------------------
     def _read(self, dataset: Dataset, features: np.ndarray, run: _Run) -> None:
-        images = _TemplateCache(dataset, self.template_cache)
+        images = _TemplateCache(dataset, self.template_cache or templates_kept(dataset, run.total))
         for index, template_index in enumerate(dataset.schedule(run.total)):
             t = time.perf_counter()
             item = _Frame(frame_inputs(dataset, features, index, template_index, images.get(template_index)))
@@ -226,6 +228,15 @@ class _Run:
                 return q.get(timeout=POLL_SECONDS)
             except queue.Empty:
                 continue
+
+
+def templates_kept(dataset: Dataset, frames: int) -> int:
+    """How many decoded templates a run of `frames` frames keeps: every one it uses (each is decoded once for the whole
+    ping-pong) while they fit `TEMPLATE_BYTES`, else as many as fit, at least `TEMPLATE_CACHE_MIN`. Bounded by the
+    dataset, not the video's length."""
+    width, height = dataset.frame_size
+    used = min(dataset.template_count, frames + 1)
+    return max(TEMPLATE_CACHE_MIN, min(used, TEMPLATE_BYTES // max(1, width * height * 3)))
 
 
 class _TemplateCache:

@@ -1,27 +1,40 @@
-"""The reference result of a run's inputs, computed once with the eager reference and cached on disk.
+"""The reference stages a comparison needs, computed with the PyTorch reference once, cached frame by frame.
 
-A candidate run is compared with a reference dump of the same stages and frames. Making it means
-running eager PyTorch one frame at a time (`reference/pipeline.py`), which is slow, so the dump is
-kept under `<cache>/reference/<key>/dump/`, the key a sha256 of everything that can change its bytes:
-the inputs (audio bytes, dataset files, weights, frame range, stage selection, dump spacing) and the
-environment (`cache.environment`: package version, a digest of the models/ and reference/ code,
-torch, numpy, SciPy, OpenCV, librosa, soundfile and soxr versions, `ONEDNN_MAX_CPU_ISA`, the CPU's
-instruction set, and the audio decoder with its version). An entry is checked before reuse (every
-file present with its recorded size and sha256); a damaged one is made again, and so is one whose
-environment changed, each with a note saying why.
+A candidate run is compared with a reference dump of the same stages. The reference is slow (PyTorch one
+frame at a time, `reference/pipeline.py`), so it computes only what the comparison reads, and keeps it:
 
-    result = reference_dump(ReferenceInputs(dataset, audio, None, None, frames=100, ...))
-    result.dump, result.cached, result.note, result.mouth_motion
+- the clip stages and the light per-frame stages (`frame.template_index`, `frame.crop_box`, `frame.unet_audio`:
+  no image, no network) of every output frame of the clip, once per clip;
+- the heavy stages (the crop, both U-Net tensors, the mouth, the pasted region, the output frame) only for the
+  frames the comparison uses (`ReferenceInputs.heavy_frames`: every `--dump-every`-th frame of a run, the frames a
+  port provides), each frame its own cache entry, so a later comparison that needs more frames computes only
+  the missing ones (and says so in `ReferenceResult.note`).
 
-Beside the dump the entry keeps the mouth motion of every output frame (`mouth_motion.npy`: the mouth box's
-darkening against its template, `harness/verdict/lip_sync.py`), measured while the frames are made, so that a run's
-lip sync compares with the reference's whatever stages and frames its dump holds.
+The dump a comparison reads is assembled from those entries (hard links) and cached too:
+
+    <cache>/reference/<key>/                 the clip's entry: entry.json, clip/ (a dump of the clip and light stages)
+        frames/<index>-<stages>/             one frame's heavy stages (`<stages>`: a digest of their names)
+        dumps/<selection>/dump/              the dump of one request (frames, stages, heavy frames)
+
+`<key>` is a sha256 of everything that can change the bytes: the inputs (audio bytes, dataset files, weights,
+start frame), how the U-Net runs (`execution`: `fast` or `exact`, `reference/execution.py`) and the environment
+(`cache.environment`: package version, a digest of the models/ and reference/ code, torch, numpy, SciPy,
+OpenCV, librosa, soundfile and soxr versions, `ONEDNN_MAX_CPU_ISA`, the CPU's instruction set, and the audio
+decoder with its version). Every entry is built in a private folder and published with one rename, so
+concurrent runs never see each other's half-written work; each is checked before reuse (every file present
+with its recorded size and sha256), and a damaged one is made again, as is one whose environment changed,
+each with a note saying why.
+
+    result = reference_dump(ReferenceInputs(dataset, audio, None, None, frames=100, start_frame=0,
+                                            stages=frozenset(STAGE_NAMES), heavy_frames=frozenset({0, 10, 20})))
+    result.dump, result.cached, result.note, result.frames_computed
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,19 +44,25 @@ from ... import __version__
 from ...backends.exports import FIXTURE_WEIGHTS
 from ...cache import REFERENCE_LIBRARIES, build_entry, cache_folder, check_entry, entries, environment, key_of, read_entry, sha256_file
 from ...reference.dataset import IMAGE_DIR, LANDMARK_DIR
-from ..verdict.dump import DumpWriter
-from ..verdict.lip_sync import MotionRecorder
+from ...reference.execution import DEFAULT_EXECUTION, checked_execution
+from ...reference.stages import CLIP_STAGES, STAGE_NAMES
+from ..verdict.dump import HEAVY_STAGES, IMAGE_STAGES, LIGHT_STAGES, Dump, DumpWriter
+from ..verdict.png import write_png
 
-PRODUCER = {"name": "synctalk-parity reference", "version": __version__, "backend": "torch-eager", "precision": "fp32"}
+PRODUCER_BACKEND = {"exact": "torch-eager", "fast": "torch-frozen-channels-last"}
+FRAME_META = "stages.json"
 
 Progress = Callable[[int, int], None]
-MOUTH_MOTION = "mouth_motion.npy"  # beside the dump: one float per output frame
-OUTPUTS = "dump + mouth motion"  # what an entry holds: part of its key, so entries made before the motion are made again
+
+
+def producer(execution: str) -> dict[str, str]:
+    return {"name": "synctalk-parity reference", "version": __version__, "backend": PRODUCER_BACKEND[execution], "precision": "fp32"}
 
 
 @dataclass(frozen=True)
 class ReferenceInputs:
-    """What decides a reference dump. `frames` is the number of output frames actually made."""
+    """What decides a reference dump. `frames`: the output frames the run makes; `heavy_frames`: those whose heavy
+    stages the comparison reads (others get the light stages only)."""
 
     dataset: Path
     audio: Path
@@ -52,62 +71,23 @@ class ReferenceInputs:
     frames: int
     start_frame: int
     stages: frozenset[str]
-    dump_every: int
+    heavy_frames: frozenset[int] = field(default_factory=frozenset)
+    execution: str = DEFAULT_EXECUTION
 
 
 @dataclass(frozen=True)
 class ReferenceResult:
     dump: Path
-    cached: bool  # True when an earlier run made it
+    cached: bool  # True when nothing was computed now
     key: str
-    note: str | None = None  # why it was made again, when an entry for the same inputs existed
+    note: str | None = None  # why it was made again, or which frames were computed now beside cached ones
+    execution: str = DEFAULT_EXECUTION
+    frames_computed: int = 0  # frames whose heavy stages were computed now
+    frames_cached: int = 0  # frames whose heavy stages an earlier run computed
 
-    @property
-    def mouth_motion(self) -> Path:
-        """The reference's mouth motion, one value per output frame (`MOUTH_MOTION` beside the dump)."""
-        return self.dump.parent / MOUTH_MOTION
-
-
-def reference_dump(inputs: ReferenceInputs, progress: Progress | None = None) -> ReferenceResult:
-    """The reference dump of `inputs` under `<cache>/reference/<key>/dump`, made now unless a valid entry is there."""
-    parts = reference_parts(inputs)
-    key = key_of(parts)
-    folder = cache_folder("reference") / key
-    note = None
-    if folder.exists():
-        problem = check_entry(folder)
-        if problem is None:
-            return ReferenceResult(folder / "dump", True, key)
-        note = f"cached reference {key} is damaged ({problem}); computing it again"
-    else:
-        note = _changed_environment(parts)
-    build_entry(folder, "reference", _what(inputs), parts, lambda tmp: write_reference_dump(inputs, tmp / "dump", progress))
-    return ReferenceResult(folder / "dump", False, key, note)
-
-
-def write_reference_dump(inputs: ReferenceInputs, folder: Path, progress: Progress | None = None) -> Path:
-    """Run the eager reference on `inputs` and write its dump to `folder` (atomically), and its mouth motion beside it."""
-    from ...models import load_models
-    from ...reference.audio import load_audio
-    from ...reference.dataset import open_dataset
-    from ...reference.pipeline import ReferencePipeline
-
-    unet, encoder, _ = load_models(inputs.unet, inputs.audio_encoder)
-    reference = ReferencePipeline(unet, encoder)
-    dataset = open_dataset(inputs.dataset, inputs.start_frame)
-    clip = reference.audio_stages(load_audio(inputs.audio), source=str(inputs.audio))
-    total = min(inputs.frames, clip.frame_count)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    motion = MotionRecorder()
-    with DumpWriter(folder, PRODUCER, total, inputs.stages) as writer:
-        writer.add_clip(clip.as_dict())
-        for stages in reference.frames(dataset, clip, total):
-            writer.add_frame(stages.index, stages.as_dict(), heavy=heavy_frame(stages.index, inputs.dump_every))
-            motion.add(stages.index, stages.output, stages.crop_box, stages.template_index)
-            if progress:
-                progress(stages.index + 1, total)
-    np.save(folder.parent / MOUTH_MOTION, motion.motion(dataset), allow_pickle=False)
-    return folder
+def every_kth(frames: int, dump_every: int) -> frozenset[int]:
+    """The frames of `frames` whose heavy stages a run dumps: every `dump_every`-th, frame 0 always."""
+    return frozenset(i for i in range(frames) if heavy_frame(i, dump_every))
 
 
 def heavy_frame(index: int, dump_every: int) -> bool:
@@ -115,8 +95,162 @@ def heavy_frame(index: int, dump_every: int) -> bool:
     return index % max(1, dump_every) == 0
 
 
+def reference_dump(inputs: ReferenceInputs, progress: Progress | None = None) -> ReferenceResult:
+    """The reference dump of `inputs`, from the cache where it holds the stages, computing what it lacks."""
+    checked_execution(inputs.execution)
+    parts = reference_parts(inputs)
+    key = key_of(parts)
+    folder = cache_folder("reference") / key
+    notes = []
+    computer = _Computer(inputs)
+    problem = check_entry(folder) if folder.exists() else "missing"
+    clip_cached = problem is None
+    if not clip_cached:
+        note = _changed_environment(parts) if problem == "missing" else f"cached reference {key} is damaged ({problem}); computing it again"
+        if note:
+            notes.append(note)
+        build_entry(folder, "reference", _what(inputs), parts, lambda tmp: computer.write_clip(tmp / "clip"))
+    clip = Dump.open(folder / "clip")
+    inputs = replace(inputs, frames=min(inputs.frames, clip.frame_count))
+    heavy_stages = sorted(HEAVY_STAGES & inputs.stages)
+    heavy = sorted(i for i in inputs.heavy_frames if 0 <= i < inputs.frames) if heavy_stages else []
+    selection = {"frames": inputs.frames, "stages": sorted(inputs.stages), "heavy_frames": heavy}
+    target = folder / "dumps" / key_of(selection)
+    if clip_cached and check_entry(target) is None:
+        return ReferenceResult(target / "dump", True, key, None, inputs.execution, 0, len(heavy))
+
+    damaged: list[str] = []
+    stored = {i: _frame_entry(folder, i, heavy_stages, damaged) for i in heavy}
+    notes.extend(damaged)
+    missing = [i for i, entry in stored.items() if entry is None]
+    for done, index in enumerate(missing):
+        stored[index] = computer.write_frame(folder, clip, index, heavy_stages)
+        if progress:
+            progress(done + 1, len(missing))
+    reused = len(heavy) - len(missing)
+    if reused and missing:
+        notes.append(f"{reused} of the {len(heavy)} reference frames this comparison needs were cached; computed the other {len(missing)} now")
+    build_entry(target, "reference-dump", f"{_what(inputs)}, heavy stages of {len(heavy)}", {**parts, "selection": selection},
+                lambda tmp: _assemble(tmp / "dump", inputs, clip, stored, heavy_stages))
+    return ReferenceResult(target / "dump", not missing and clip_cached, key, "; ".join(notes) or None, inputs.execution,
+                           len(missing), reused)
+
+
+def write_reference_dump(inputs: ReferenceInputs, folder: Path, progress: Progress | None = None) -> Path:
+    """The reference dump of `inputs` written to `folder` (atomically), through the cache."""
+    import shutil
+
+    result = reference_dump(inputs, progress)
+    partial = folder.with_name(folder.name + ".partial")
+    shutil.copytree(result.dump, partial, dirs_exist_ok=False)
+    partial.rename(folder)
+    return folder
+
+
+# ----- computing ------------------------------------------------------------------------------------
+
+
+class _Computer:
+    """Loads the networks and the reference pipeline on first need (a warm cache needs neither torch nor librosa)."""
+
+    def __init__(self, inputs: ReferenceInputs):
+        self.inputs = inputs
+        self._pipeline: Any = None
+        self._dataset: Any = None
+        self._features: np.ndarray | None = None
+
+    @property
+    def pipeline(self):
+        if self._pipeline is None:
+            from ...models import load_models
+            from ...reference.pipeline import ReferencePipeline
+
+            unet, encoder, _ = load_models(self.inputs.unet, self.inputs.audio_encoder)
+            self._pipeline = ReferencePipeline(unet, encoder, execution=self.inputs.execution)
+        return self._pipeline
+
+    @property
+    def dataset(self):
+        if self._dataset is None:
+            from ...reference.dataset import open_dataset
+
+            self._dataset = open_dataset(self.inputs.dataset, self.inputs.start_frame)
+        return self._dataset
+
+    def write_clip(self, folder: Path) -> None:
+        """The clip stages, and the light stages of every output frame of the clip, as a dump."""
+        from ...reference.audio import load_audio
+        from ...reference.pipeline import light_stages
+
+        clip = self.pipeline.audio_stages(load_audio(self.inputs.audio), source=str(self.inputs.audio))
+        self._features = clip.features
+        dataset = self.dataset
+        with DumpWriter(folder, producer(self.inputs.execution), clip.frame_count, CLIP_STAGES + tuple(sorted(LIGHT_STAGES))) as writer:
+            writer.add_clip(clip.as_dict())
+            for index, template_index in enumerate(dataset.schedule(clip.frame_count)):
+                writer.add_frame(index, light_stages(dataset, clip.features, index, template_index), heavy=False)
+
+    def write_frame(self, folder: Path, clip: Dump, index: int, stages: list[str]) -> Path:
+        """Compute output frame `index` and store its heavy `stages` as one cache entry; returns the entry."""
+        if self._features is None:
+            self._features = clip.clip("audio.features")
+        template_index = int(clip.frame("frame.template_index", index))
+        frame = self.pipeline.frame(self.dataset, self._features, index, template_index).as_dict()
+        final = folder / "frames" / f"{index:05d}-{_stages_digest(stages)}"
+        build_entry(final, "reference-frame", f"reference frame {index}", {"frame": index, "stages": stages},
+                    lambda tmp: _write_frame_files(tmp, {name: frame[name] for name in stages}))
+        return final
+
+
+def _write_frame_files(folder: Path, stages: dict[str, np.ndarray]) -> None:
+    meta = {}
+    for name, array in stages.items():
+        file = f"{name}.{'png' if name in IMAGE_STAGES else 'npy'}"
+        if name in IMAGE_STAGES:
+            write_png(folder / file, array)
+        else:
+            np.save(folder / file, array, allow_pickle=False)
+        meta[name] = {"file": file, "shape": list(array.shape), "dtype": array.dtype.name}
+    (folder / FRAME_META).write_text(json.dumps(meta, indent=1) + "\n")
+
+
+def _stages_digest(stages: list[str]) -> str:
+    return key_of({"stages": sorted(stages)})[:8]
+
+
+def _frame_entry(folder: Path, index: int, stages: list[str], damaged: list[str]) -> Path | None:
+    """A valid cached entry of frame `index` holding every one of `stages`, else None; an entry that holds them but
+    fails its check is named in `damaged` (it is computed again)."""
+    for candidate in sorted((folder / "frames").glob(f"{index:05d}-*")):
+        if candidate.name.startswith(".") or candidate.name.endswith(".partial"):
+            continue
+        recorded = ((read_entry(candidate) or {}).get("parts") or {}).get("stages") or []
+        if not set(stages) <= set(recorded):
+            continue
+        problem = check_entry(candidate)
+        if problem is None:
+            return candidate
+        damaged.append(f"cached reference frame {index} is damaged ({problem}); computing it again")
+    return None
+
+
+def _assemble(folder: Path, inputs: ReferenceInputs, clip: Dump, stored: dict[int, Path | None], heavy_stages: list[str]) -> None:
+    """The dump of one request: clip and light stages from the clip's dump (the first `inputs.frames` frames), heavy
+    stages linked from the frames' entries."""
+    with DumpWriter(folder, producer(inputs.execution), inputs.frames, inputs.stages) as writer:
+        writer.add_clip({name: clip.clip(name) for name in CLIP_STAGES if name in inputs.stages})
+        light = [name for name in STAGE_NAMES if name in LIGHT_STAGES and name in inputs.stages]
+        for index in range(inputs.frames):
+            writer.add_frame(index, {name: clip.frame(name, index) for name in light}, heavy=False)
+        for index, entry in sorted(stored.items()):
+            assert entry is not None
+            meta = json.loads((entry / FRAME_META).read_text())
+            for name in heavy_stages:
+                writer.add_frame_file(name, index, entry / meta[name]["file"], tuple(meta[name]["shape"]), meta[name]["dtype"])
+
+
 def reference_key(inputs: ReferenceInputs) -> str:
-    """The cache key of everything that decides the reference dump."""
+    """The cache key of everything that decides the reference's stages (the clip's entry)."""
     return key_of(reference_parts(inputs))
 
 
@@ -131,11 +265,8 @@ def reference_parts(inputs: ReferenceInputs) -> dict[str, Any]:
             "dataset": dataset_fingerprint(Path(inputs.dataset)),
             "unet": sha256_file(inputs.unet) if inputs.unet is not None else FIXTURE_WEIGHTS,
             "audio_encoder": sha256_file(inputs.audio_encoder) if inputs.audio_encoder is not None else FIXTURE_WEIGHTS,
-            "frames": inputs.frames,
             "start_frame": inputs.start_frame,
-            "stages": sorted(inputs.stages),
-            "dump_every": inputs.dump_every,
-            "outputs": OUTPUTS,
+            "execution": inputs.execution,
         },
         "environment": {
             **environment(("models", "reference"), REFERENCE_LIBRARIES),
@@ -171,7 +302,7 @@ def _differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> 
 
 
 def _what(inputs: ReferenceInputs) -> str:
-    return f"reference dump: {Path(inputs.dataset).name} + {Path(inputs.audio).name}, {inputs.frames} frames, {len(inputs.stages)} stages"
+    return f"reference dump ({inputs.execution}): {Path(inputs.dataset).name} + {Path(inputs.audio).name}"
 
 
 def dataset_fingerprint(path: Path) -> list[list]:

@@ -16,6 +16,7 @@ dataset and audio it runs the built-in demo (inputs made locally). Weights not g
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -35,13 +36,14 @@ from ..verdict.dump import DumpWriter, parse_stage_selection
 from ..verdict.lip_sync import MotionRecorder
 from ..verdict.png import write_png
 from ..verdict.result import json_text, write_result
-from ..verdict.types import Backend, Inputs, RunResult, Timing
+from ..verdict.types import Backend, Inputs, ReferenceRun, RunResult, Timing
 from .audio_cache import cached_mel, prefetch_librosa, store_mel
 from .production import ProductionPipeline
-from .reference_cache import ReferenceInputs, ReferenceResult, heavy_frame, reference_dump
+from .reference_cache import ReferenceInputs, ReferenceResult, every_kth, heavy_frame, reference_dump
 
 Progress = Callable[[int, int], None]  # (frames done, frames total)
 DEFAULT_DUMP_EVERY = 10
+REFERENCE_OVERLAP = True  # a reference not cached is computed while the frames are made (docs/performance.md)
 
 
 @dataclass
@@ -67,6 +69,8 @@ class RunRequest:
     streams: int | None = None  # onnxruntime: U-Net calls in flight at once; None: the backend's choice (one per CPU on the CPU)
     overwrite: bool = False  # replace an --out folder that holds files a run does not write
     reference: Path | None = None  # a reference dump of these inputs to compare with (`parity matrix` ships one); None: the cached one
+    reference_exact: bool = False  # the reference's U-Net in plain eager PyTorch (else the faster execution: reference/execution.py)
+    reference_overlap: bool | None = None  # compute a missing reference while the frames are made; None: REFERENCE_OVERLAP
 
     def __post_init__(self) -> None:
         if self.backend is None:
@@ -162,6 +166,9 @@ def run(request: RunRequest, progress: Progress | None = None, reference_progres
                 store_mel(audio_path, mel_key, clip.mel)
             timings["audio"] = time.perf_counter() - t
             total = clip.frame_count if request.frames is None else min(request.frames, clip.frame_count)
+            reference = _reference_job(request, stages, dataset_path, audio_path, total, reference_progress)
+            if reference is not None and request.reference is None and _overlaps(request):
+                reference.start()
             producer = {"name": "synctalk-parity", "version": __version__, "backend": backend.name, "precision": precision.runs}
             motion = MotionRecorder()
             frame_timing = _write_outputs(out, pipeline, dataset, clip, total, audio_path, stages, request.dump_every, producer,
@@ -189,11 +196,10 @@ def run(request: RunRequest, progress: Progress | None = None, reference_progres
             dump="dump" if stages else None,
             gate_reason=precision.why,
         )
-        reference_motion = None
-        if request.compare:
-            reference_motion = _compare(result, request, precision, stages, dataset_path, audio_path, out, reference_progress)
+        if reference is not None:
+            _compare(result, request, precision, reference, out)
         t = time.perf_counter()
-        result.lip_sync = _lip_sync(motion, dataset, reference_motion, clip.mel)
+        result.lip_sync = _lip_sync(motion, dataset, _reference_motion(result, dataset), clip.mel)
         timings["lip_sync"] = time.perf_counter() - t
         timings["total"] = time.perf_counter() - started
         write_run_result(result, out)
@@ -236,6 +242,7 @@ def write_run_result(result: RunResult, folder: Path) -> Path:
         comparison=result.comparison,
         timing=Timing(result.fps, result.frames_written, dict(result.seconds)),
         lip_sync=result.lip_sync,
+        reference=result.reference_run,
     )
 
 
@@ -331,9 +338,72 @@ def _write_outputs(out, pipeline, dataset, clip, total, audio_path, stages, dump
     return timing
 
 
-def _compare(result: RunResult, request: RunRequest, precision: Precision, stages, dataset_path: Path, audio_path: Path,
-             out: Path, reference_progress: Progress | None) -> Path:
-    """Compare the run's dump with the reference's (made now or cached); returns the reference's mouth motion file."""
+def reference_inputs(request: RunRequest, stages: frozenset[str], dataset_path: Path, audio_path: Path, total: int) -> ReferenceInputs:
+    """What the comparison of this run reads from the reference: its stages, the light ones for every frame, the heavy
+    ones for the frames the run dumps them for (every `--dump-every`-th)."""
+    return ReferenceInputs(dataset_path, audio_path, request.unet, request.audio_encoder, total, request.start_frame, frozenset(stages),
+                           every_kth(total, request.dump_every), execution="exact" if request.reference_exact else "fast")
+
+
+def _reference_job(request: RunRequest, stages: frozenset[str], dataset_path: Path, audio_path: Path, total: int,
+                   progress: Progress | None) -> ReferenceJob | None:
+    """The run's reference: none without a comparison; the dump the caller made for these inputs (`parity matrix`
+    computes one for several runs); else the cached one, computing what it lacks."""
+    if not request.compare:
+        return None
+    if request.reference is not None:
+        return ReferenceJob.given(ReferenceResult(Path(request.reference), True, "given"))
+    return ReferenceJob(reference_inputs(request, stages, dataset_path, audio_path, total), progress)
+
+
+def _overlaps(request: RunRequest) -> bool:
+    return REFERENCE_OVERLAP if request.reference_overlap is None else request.reference_overlap
+
+
+class ReferenceJob:
+    """The reference dump of a run: computed on its own thread while the frames are made (`start`), or when asked."""
+
+    def __init__(self, inputs: ReferenceInputs | None, progress: Progress | None = None):
+        self.inputs, self.progress = inputs, progress
+        self.seconds = 0.0
+        self._result: ReferenceResult | None = None
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+
+    @classmethod
+    def given(cls, result: ReferenceResult) -> ReferenceJob:
+        """A job whose reference dump exists already (nothing to compute)."""
+        job = cls(None)
+        job._result = result
+        return job
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="parity-reference", daemon=True)
+        self._thread.start()
+
+    def result(self) -> ReferenceResult:
+        if self._result is not None and self._thread is None:
+            return self._result
+        if self._thread is None:
+            self._run()
+        else:
+            self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._result is not None
+        return self._result
+
+    def _run(self) -> None:
+        t = time.perf_counter()
+        try:
+            assert self.inputs is not None  # a given job has its result
+            self._result = reference_dump(self.inputs, self.progress)
+        except BaseException as exc:
+            self._error = exc
+        self.seconds = time.perf_counter() - t
+
+
+def _compare(result: RunResult, request: RunRequest, precision: Precision, job: ReferenceJob, out: Path) -> None:
     from ..verdict.compare import compare_dumps
     from ..verdict.gates import load_gate
 
@@ -341,38 +411,59 @@ def _compare(result: RunResult, request: RunRequest, precision: Precision, stage
     if request.gate is not None:
         result.gate_reason = f"the gate file {request.gate}" + ("" if gate.precision == precision.gate else f" (precision {gate.precision})")
     t = time.perf_counter()
-    if request.reference is not None:  # made for these inputs by the caller (computed once for several runs)
-        reference = ReferenceResult(Path(request.reference), True, "given")
-    else:
-        inputs = ReferenceInputs(dataset_path, audio_path, request.unet, request.audio_encoder, result.frames_written,
-                                 request.start_frame, frozenset(stages), request.dump_every)
-        reference = reference_dump(inputs, reference_progress)
-    result.seconds["reference"] = time.perf_counter() - t
+    reference = job.result()
+    result.seconds["reference"] = time.perf_counter() - t  # waited for it after the frames (all of it, unless it overlapped them)
     result.reference, result.reference_cached, result.reference_note = reference.dump, reference.cached, reference.note
+    result.reference_run = reference_run(reference, job.seconds)
     t = time.perf_counter()
     result.comparison = compare_dumps(reference.dump, out / "dump", gate)
     result.seconds["compare"] = time.perf_counter() - t
-    return reference.mouth_motion
 
 
-def _lip_sync(motion: MotionRecorder, dataset, reference_motion: Path | None, mel):
-    """The run's lip sync: its mouth motion against the reference's (`reference_motion`), else against the audio's
-    loudness (from the clip's mel spectrogram: no second one computed)."""
-    import numpy as np
+def _reference_motion(result: RunResult, dataset):
+    """The reference's mouth motion over the run's frames, when the reference dump holds every output frame (the run
+    dumped every frame: `--dump-every 1`); None otherwise (the reference's U-Net ran only on the frames compared)."""
+    if result.reference is None:
+        return None
+    from ..verdict.dump import Dump
 
+    reference = Dump.open(Path(result.reference))
+    frames = range(result.frames_written)
+    if not all(stage in reference.stage_names and set(frames) <= set(reference.frames(stage))
+               for stage in ("frame.output", "frame.crop_box", "frame.template_index")):
+        return None
+    recorder = MotionRecorder()
+    for i in frames:
+        recorder.add(i, reference.frame("frame.output", i), reference.frame("frame.crop_box", i), int(reference.frame("frame.template_index", i)))
+    return recorder.motion(dataset)
+
+
+def _lip_sync(motion: MotionRecorder, dataset, reference_motion, mel):
+    """The run's lip sync: its mouth motion against the reference's (`reference_motion`, when the reference holds every
+    frame), else against the audio's loudness (from the clip's mel spectrogram: no second one computed)."""
     from ..verdict.lip_sync import measure_lip_sync, mel_envelope
 
     ours = motion.motion(dataset)
     if reference_motion is not None:
-        theirs = np.load(reference_motion, allow_pickle=False)
-        return measure_lip_sync(ours, reference=theirs[: len(ours)])
+        return measure_lip_sync(ours, reference=reference_motion)
     return measure_lip_sync(ours, envelope=mel_envelope(mel, len(ours)))
+
+
+def reference_run(reference: ReferenceResult, seconds: float) -> ReferenceRun:
+    """result.json's `reference` section for a reference dump obtained in `seconds`."""
+    from ...reference.execution import DESCRIPTIONS
+
+    return ReferenceRun(reference.execution, DESCRIPTIONS[reference.execution], reference.cached, reference.frames_computed,
+                        reference.frames_cached, round(seconds, 3), reference.note)
 
 
 def _verdict_lines(result: RunResult) -> list[str]:
     if result.comparison is None:
         return ["- comparison: not run (--no-compare)"] + ([f"- {result.lip_sync.summary()}"] if result.lip_sync is not None else [])
     source = "cached" if result.reference_cached else "computed now"
+    if result.reference_run is not None:
+        run = result.reference_run
+        source += f" ({run.execution}: {run.description}; heavy stages of {run.frames_computed + run.frames_cached} frames, {run.frames_computed} computed now)"
     lines = [f"- reference: {source}, `{result.reference}`"]
     if result.lip_sync is not None:
         lines.append(f"- {result.lip_sync.summary()}")
@@ -385,4 +476,4 @@ def _verdict_lines(result: RunResult) -> list[str]:
     return lines
 
 
-__all__ = ["DEFAULT_DUMP_EVERY", "RunRequest", "check_request", "run", "write_run_result", "write_summary"]
+__all__ = ["DEFAULT_DUMP_EVERY", "ReferenceJob", "RunRequest", "check_request", "run", "write_run_result", "write_summary"]

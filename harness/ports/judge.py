@@ -4,8 +4,9 @@
     result.comparison, result.alignment, result.regions, result.lossy, result.explanation
 
 1. **Read** (`ingest.py`): what kind the candidate is, its frames or tensors.
-2. **Reference** (`reference_cache.py`): the eager reference on the same inputs, cached as usual, with
-   `frame.output`, `frame.pasted_region`, `frame.mouth` and the crop boxes for every frame.
+2. **Reference** (`reference_cache.py`): the PyTorch reference on the same inputs, cached frame by frame as
+   usual, with `frame.output`, `frame.pasted_region`, `frame.mouth` and the crop boxes for every frame the port
+   is asked for.
 3. **Align** (`align.py`): the numbering base and any constant frame offset, found from the
    region outside the crop box (where a correct port equals the template); missing and extra frames by
    index. A video's sound track is cross-correlated with the input audio (an A/V offset in ms).
@@ -47,8 +48,8 @@ from ...atomic import building
 from ...errors import ParityError
 from ...reference.stages import CLIP_STAGES
 from ..inputs import demo_check_inputs, resolve_inputs
-from ..pipeline.reference_cache import ReferenceInputs, reference_dump
-from ..pipeline.run import check_out_folder
+from ..pipeline.reference_cache import ReferenceInputs
+from ..pipeline.run import ReferenceJob, check_out_folder, reference_run
 from ..verdict.compare import compare_dumps
 from ..verdict.dump import Dump, DumpWriter
 from ..verdict.gates import Gate, load_gate
@@ -106,6 +107,7 @@ class PortRequest:
     simulate: bool = True
     backend: str | None = None  # runs the networks of the simulation (default: the best available)
     frames: int | None = None  # judge the first N output frames (the port was asked for N); None: the whole clip
+    reference_exact: bool = False  # the reference's U-Net in plain eager PyTorch (else the faster execution)
 
 
 @dataclass
@@ -151,12 +153,11 @@ def judge_port(request: PortRequest, progress: Progress | None = None) -> PortRe
         frame_count = min(frame_count, request.frames)
     seconds: dict[str, float] = {}
 
-    t = time.perf_counter()
-    say("reference (cached after the first time)")
-    reference = reference_dump(ReferenceInputs(dataset_path, audio_path, request.unet, request.audio_encoder, frame_count,
-                                               request.start_frame, PORT_STAGES, 1))
-    ref = Dump.open(reference.dump)
-    seconds["reference"] = time.perf_counter() - t
+    say("reference (cached after the first time; computed while the port's output is read)")
+    # every frame the port is asked for: one it leaves out is a missing frame of the verdict
+    job = ReferenceJob(ReferenceInputs(dataset_path, audio_path, request.unet, request.audio_encoder, frame_count, request.start_frame,
+                                       PORT_STAGES, frozenset(range(frame_count)), execution="exact" if request.reference_exact else "fast"))
+    job.start()
 
     with building(final) as out:  # a verdict appears complete or not at all; an earlier one stays until then
         t = time.perf_counter()
@@ -199,6 +200,10 @@ def judge_port(request: PortRequest, progress: Progress | None = None) -> PortRe
             _write_tensors(candidate_dump, producer, frame_count, tensors)
         seconds["read"] = time.perf_counter() - t
 
+        t = time.perf_counter()
+        reference = job.result()
+        ref = Dump.open(reference.dump)
+        seconds["reference"] = time.perf_counter() - t  # waited for it once the port's output was read
         gate = _port_gate(gate_file, request.precision, provides)
         t = time.perf_counter()
         say("comparing with the reference")
@@ -253,7 +258,7 @@ def judge_port(request: PortRequest, progress: Progress | None = None) -> PortRe
                                    inputs=Inputs(str(dataset_path), str(audio_path), None, frame_count, request.dataset is None),
                                    comparison=comparison, timing=Timing(0.0, len(cand.frames("frame.output")) if "frame.output" in cand.stage_names else 0,
                                                                         seconds),
-                                   port=port, lip_sync=lip_sync)
+                                   port=port, lip_sync=lip_sync, reference=reference_run(reference, job.seconds))
     result_path = final / result_path.name
     return PortResult(final, kind, comparison, result_path, alignment, regions, lossy, audio_track, explanation, reference.dump, reference.cached,
                       seconds, lip_sync, port)

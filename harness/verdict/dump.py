@@ -181,27 +181,44 @@ class DumpWriter:
         elif self.partial.exists():
             shutil.rmtree(self.partial, ignore_errors=True)
 
+    def add_frame_file(self, name: str, index: int, source: Path, shape: tuple[int, ...], dtype: str) -> None:
+        """Store a heavy stage of frame `index` from a file already written in the dump's format (a PNG of an image
+        stage, else a `.npy`) of that `shape` and `dtype`: hard-linked where the file system allows, else copied."""
+        _check_stage_name(name, "add_frame_file")
+        if name not in HEAVY_STAGES:
+            raise ParityError(f"{name}: only heavy per-frame stages are stored one file per frame")
+        if name not in self.selected:
+            return
+        target = self._record_heavy(name, int(index), tuple(shape), dtype)
+        try:
+            os.link(source, target)
+        except OSError:
+            shutil.copyfile(source, target)
+
     def _write_heavy(self, name: str, index: int, array: np.ndarray) -> None:
-        image = name in IMAGE_STAGES
-        pattern = f"{name}/{{index:05d}}.{'png' if image else 'npy'}"
+        if name in IMAGE_STAGES and (array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3):
+            raise ParityError(f"{name}: frame {index} must be (h, w, 3) uint8 to store as PNG, got {array.shape} {array.dtype}")
+        target = self._record_heavy(name, index, array.shape, array.dtype.name)
+        if name in IMAGE_STAGES:
+            write_png(target, array)
+        else:
+            np.save(target, array, allow_pickle=False)
+
+    def _record_heavy(self, name: str, index: int, shape: tuple[int, ...], dtype: str) -> Path:
+        """Record frame `index` of heavy stage `name` in the manifest; returns the file to write."""
+        pattern = f"{name}/{{index:05d}}.{'png' if name in IMAGE_STAGES else 'npy'}"
         frames = self._heavy_frames.setdefault(name, [])
         if index in frames:
             raise ParityError(f"{self.path}: frame {index} of {name} added twice")
         if name not in self._entries:
             (self.partial / name).mkdir()
-            self._entries[name] = {"per": "frame", "layout": "files", "pattern": pattern, "dtype": array.dtype.name}
-            self._heavy_shapes[name] = list(array.shape)
-        elif self._entries[name]["dtype"] != array.dtype.name:
-            raise ParityError(f"{name}: frame {index} is {array.dtype.name}, earlier frames {self._entries[name]['dtype']}")
-        self._heavy_shapes[name] = _merged_shape(self._heavy_shapes[name], array.shape, name, index)
-        target = self.partial / pattern.format(index=index)
-        if image:
-            if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
-                raise ParityError(f"{name}: frame {index} must be (h, w, 3) uint8 to store as PNG, got {array.shape} {array.dtype}")
-            write_png(target, array)
-        else:
-            np.save(target, array, allow_pickle=False)
+            self._entries[name] = {"per": "frame", "layout": "files", "pattern": pattern, "dtype": dtype}
+            self._heavy_shapes[name] = list(shape)
+        elif self._entries[name]["dtype"] != dtype:
+            raise ParityError(f"{name}: frame {index} is {dtype}, earlier frames {self._entries[name]['dtype']}")
+        self._heavy_shapes[name] = _merged_shape(self._heavy_shapes[name], shape, name, index)
         frames.append(index)
+        return self.partial / pattern.format(index=index)
 
 
 class Dump:

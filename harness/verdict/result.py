@@ -7,7 +7,8 @@ that were written (`ResultDocument == read_result(folder)`). The document::
 
     {"schema": "synctalk-parity/result", "schema_version": 2, "command": "run" | "compare" | "bench",
      "created": ISO-8601 time, "backend": Backend | null, "inputs": Inputs | null, "comparison": Comparison | null,
-     "timing": Timing | null, "bench": BenchResult | null, "port": PortVerdict | null, "lip_sync": LipSync | null}
+     "timing": Timing | null, "bench": BenchResult | null, "port": PortVerdict | null, "lip_sync": LipSync | null,
+     "reference": ReferenceRun | null}
 
 Each object is its dataclass's fields by name (nested objects likewise), plus the properties its class lists in
 `JSON_DERIVED` (a comparison's `passed`, `first_divergent_stage`, `coverage`), which a reader recomputes and checks.
@@ -36,7 +37,7 @@ from typing import Any, Final, Literal, TypeVar
 
 from ...atomic import write_text_atomically
 from ...errors import ParityError
-from .types import Backend, BenchResult, Comparison, Inputs, LipSync, PortVerdict, Timing, WorstFrame
+from .types import Backend, BenchResult, Comparison, Inputs, LipSync, PortVerdict, ReferenceRun, Timing, WorstFrame
 from .validate import schema_problems
 
 RESULT_FILE = "result.json"
@@ -61,6 +62,7 @@ class ResultDocument:
     bench: BenchResult | None = None
     port: PortVerdict | None = None
     lip_sync: LipSync | None = None  # the mouth's motion against the reference's (or the audio's), from the output frames
+    reference: ReferenceRun | None = None  # how the reference was made (a comparison with a computed reference)
 
 
 # ----- the codec ---------------------------------------------------------------------------------
@@ -191,11 +193,12 @@ def result_schema() -> dict[str, Any]:
 
 def result_document(folder: Path, command: Literal["run", "compare", "bench"], *, backend: Backend | None = None,
                     inputs: Inputs | None = None, comparison: Comparison | None = None, timing: Timing | None = None,
-                    bench: BenchResult | None = None, port: PortVerdict | None = None, lip_sync: LipSync | None = None) -> ResultDocument:
+                    bench: BenchResult | None = None, port: PortVerdict | None = None, lip_sync: LipSync | None = None,
+                    reference: ReferenceRun | None = None) -> ResultDocument:
     """The document `write_result` writes into `folder`: the comparison's paths relative to it when inside it."""
     return ResultDocument(command=command, created=datetime.now(UTC).isoformat(timespec="seconds"), backend=backend, inputs=inputs,
                           comparison=None if comparison is None else relative_comparison(comparison, folder),
-                          timing=timing, bench=bench, port=port, lip_sync=lip_sync)
+                          timing=timing, bench=bench, port=port, lip_sync=lip_sync, reference=reference)
 
 
 def write_result(folder: Path, command: Literal["run", "compare", "bench"], **sections: Any) -> Path:

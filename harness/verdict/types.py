@@ -227,6 +227,7 @@ class RunResult:
     reference: Path | None = None
     reference_cached: bool = False
     reference_note: str | None = None  # why the cached reference was made again (damaged, other environment)
+    reference_run: ReferenceRun | None = None  # how the reference was made (execution, frames computed now)
     gate_reason: str = ""  # why the gate has its precision: the export's manifest, --precision, a gate file
     lip_sync: LipSync | None = None  # every frame's mouth motion against the reference's (or the audio's)
 
@@ -237,6 +238,19 @@ class RunResult:
     @property
     def passed(self) -> bool:
         return self.comparison is None or bool(self.comparison)
+
+
+@dataclass
+class ReferenceRun:
+    """result.json's `reference`: how the reference the candidate was compared with was made."""
+
+    execution: str  # "fast" (the same module frozen channels-last) or "exact" (plain eager PyTorch: --reference-exact)
+    description: str  # what the execution is, in words
+    cached: bool  # nothing was computed now
+    frames_computed: int = 0  # frames whose heavy stages were computed now
+    frames_cached: int = 0  # frames whose heavy stages came from the cache
+    seconds: float = 0.0  # getting it (computing or reading the cache)
+    note: str | None = None  # why it was made again, or which frames were computed beside cached ones
 
 
 @dataclass
@@ -417,6 +431,21 @@ class PortBench:
 
 
 @dataclass
+class VerdictRow:
+    """Time to the first verdict (`parity bench --verdict`): `parity run` as whole processes with the comparison, the
+    reference cache empty (cold) and filled by that run (warm), beside the same run with `--no-compare`; alternated,
+    seconds of each repeat."""
+
+    backend: str
+    batch: int
+    frames: int
+    run_s: list[float]  # --no-compare
+    cold_s: list[float]  # the comparison, the reference computed now
+    warm_s: list[float]  # the comparison, the reference cached
+    execution: str = "fast"  # how the reference's U-Net ran
+
+
+@dataclass
 class BenchResult:
     """`parity bench`: the machine, its measured fp32 peaks, a row per measured configuration, memory by video length;
     for `--port`, the port beside ours."""
@@ -433,6 +462,7 @@ class BenchResult:
     gpu_sgemm_gflops: float | None = None  # its fp32 matmul peak (the best of a reading at the start and the end)
     gpu_sgemm: str | None = None
     port: PortBench | None = None
+    verdict: list[VerdictRow] = field(default_factory=list)  # --verdict: time to the first verdict, cold and warm
 
     def growth_mb(self, backend: str) -> float | None:
         """Peak RSS of the longest run minus the shortest's, for `backend`."""

@@ -24,8 +24,23 @@ MIN_IDENTICAL = 0.999
 
 @pytest.fixture(scope="module")
 def reference(golden):
+    """The reference as verdicts run it: the U-Net frozen channels-last (`reference/execution.py`)."""
     weights = golden / "weights"
-    return ReferencePipeline(load_unet(weights / "unet_328_ave.pth"), load_audio_encoder(weights / "audio_visual_encoder.pth"))
+    return ReferencePipeline(load_unet(weights / "unet_328_ave.pth"), load_audio_encoder(weights / "audio_visual_encoder.pth"),
+                             execution="fast")
+
+
+def test_the_fast_execution_is_within_1e5_of_plain_eager(reference, dataset, clip, meta):
+    """`--reference-exact` (plain eager) and the default execution make the same U-Net output to 1e-5."""
+    exact = ReferencePipeline(reference.unet, reference.audio_encoder, execution="exact")
+    schedule = dataset.schedule(clip.frame_count)
+    for i in meta["subset"][:3]:
+        fast_frame = reference.frame(dataset, clip.features, i, schedule[i])
+        exact_frame = exact.frame(dataset, clip.features, i, schedule[i])
+        diff = float(np.abs(fast_frame.unet_output - exact_frame.unet_output).max())
+        print(f"golden frame {i}: fast vs exact U-Net output max |diff| {diff:.3g}")
+        assert diff <= 1e-5
+        assert np.array_equal(fast_frame.unet_input, exact_frame.unet_input)
 
 
 @pytest.fixture(scope="module")

@@ -159,3 +159,22 @@ def test_rows_on_a_gpu_are_told_apart_from_cpu_rows():
     assert BenchRequest(["onnxruntime"], [1], provider="cuda").on_gpu("onnxruntime")
     assert not BenchRequest(["onnxruntime"], [1], provider="cpu").on_gpu("onnxruntime")
     assert BenchRequest(["tensorrt"], [1]).on_gpu("tensorrt")
+
+
+@pytest.mark.slow
+def test_time_to_first_verdict_runs_cold_then_warm_beside_the_run_alone(small_weights):
+    """`--verdict`: whole `parity run` processes; the cold run computes the reference, the warm one reuses it (checked
+    from their result.json by `verdict_row` itself), the run alone skips it."""
+    from synctalk_parity.cli.bench import verdict_lines
+    from synctalk_parity.harness.bench.measure import verdict_row
+
+    request = BenchRequest(backends=["onnxruntime"], batches=[1], frames=2, repeats=1, unet=small_weights[0], audio_encoder=small_weights[1],
+                           verdict=True)
+    row = verdict_row(request, "onnxruntime", 1)
+    assert (row.backend, row.batch, row.frames, row.execution) == ("onnxruntime", 1, 2, "fast")
+    assert len(row.run_s) == len(row.cold_s) == len(row.warm_s) == 1 and min(row.run_s + row.cold_s + row.warm_s) > 0
+    result = BenchResult(machine="test", verdict=[row])
+    assert to_json(result)["verdict"][0]["cold_s"] == row.cold_s
+    line = verdict_lines(result)[0]
+    assert line.startswith("first verdict onnxruntime batch 1, 2 frames: reference not cached ")
+    assert f"({row.cold_s[0] / row.run_s[0]:.2f}x the run" in line and "the run alone (--no-compare)" in line

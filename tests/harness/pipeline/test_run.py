@@ -137,10 +137,10 @@ def test_bad_options_are_refused_before_any_work(tmp_path, args, message):
 
 
 @pytest.mark.slow
-def test_onnxruntime_run_writes_the_result_contract_and_caches_the_reference(tmp_path):
+def test_onnxruntime_run_writes_the_result_contract_and_caches_the_reference(tmp_path, fresh_cache):  # its first run computes the reference
     first = runner.invoke(app, ["run", "--backend", "onnxruntime", *SMALL, "--out", str(tmp_path / "a"), "--report", "md,json"], env=ENV)
     assert first.exit_code == 0, first.output
-    assert "reference: computed with eager torch" in first.output and "PASS" in first.output
+    assert "reference: computed (fast: PyTorch, channels-last" in first.output and "PASS" in first.output
     out = tmp_path / "a"
     document = json.loads((out / "result.json").read_text())
     assert document["schema"] == "synctalk-parity/result" and document["command"] == "run"
@@ -162,10 +162,23 @@ def test_onnxruntime_run_writes_the_result_contract_and_caches_the_reference(tmp
     assert "PASS" in (out / "summary.md").read_text()
     assert not list(out.glob("*.partial*"))
 
+    reference = document["reference"]  # how the reference was made: the faster execution, heavy stages of the dumped frames only
+    assert (reference["execution"], reference["cached"], reference["frames_computed"], reference["frames_cached"]) == ("fast", False, 2, 0)
+    assert "heavy stages of 2 frames computed now, 0 cached" in first.output
+
     second = runner.invoke(app, ["run", "--backend", "onnxruntime", *SMALL, "--out", str(tmp_path / "b")], env=ENV)
     assert second.exit_code == 0, second.output
-    assert "reference: cached result from" in second.output
-    assert json.loads((tmp_path / "b" / "result.json").read_text())["comparison"]["reference"] == comparison["reference"]
+    assert "reference: cached result (fast: " in second.output
+    document = json.loads((tmp_path / "b" / "result.json").read_text())
+    assert document["comparison"]["reference"] == comparison["reference"]
+    assert (document["reference"]["execution"], document["reference"]["cached"], document["reference"]["frames_computed"]) == ("fast", True, 0)
+
+    exact = runner.invoke(app, ["run", "--backend", "onnxruntime", *SMALL, "--reference-exact", "--out", str(tmp_path / "c")], env=ENV)
+    assert exact.exit_code == 0, exact.output
+    document = json.loads((tmp_path / "c" / "result.json").read_text())  # plain eager: a reference of its own, recorded as such
+    assert (document["reference"]["execution"], document["reference"]["cached"]) == ("exact", False)
+    assert document["reference"]["description"] == "eager PyTorch, NCHW" and document["comparison"]["passed"] is True
+    assert document["comparison"]["reference"] != comparison["reference"]
 
 
 @pytest.mark.slow

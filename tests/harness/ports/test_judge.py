@@ -83,8 +83,10 @@ def _write(folder, frames_by_index, pattern: str, quality: int | None = None, dr
 
 
 def _compare(inputs, candidate, out, *extra):
+    # the ports are written with plain eager PyTorch (`reference_case`): judged against the same execution of the
+    # reference, a correct port is identical to it (the default, frozen channels-last, differs by float32 rounding)
     args = ["compare", str(candidate), "--dataset", str(inputs["dataset"]), "--audio", str(inputs["audio"]),
-            "--unet", str(inputs["unet"]), "--audio-encoder", str(inputs["audio_encoder"]), "--out", str(out), *extra]
+            "--unet", str(inputs["unet"]), "--audio-encoder", str(inputs["audio_encoder"]), "--out", str(out), "--reference-exact", *extra]
     result = runner.invoke(app, args, env=ENV)
     data = json.loads((out / "result.json").read_text()) if (out / "result.json").is_file() else None
     return result, data
@@ -97,6 +99,7 @@ def test_a_correct_png_port_passes(inputs, port_frames, tmp_path):
     assert "numbered from 0, offset 0: 49 of 49 reference frames present" in result.output
     assert "PASS: 1 of 1 stages, 49 of 49 frames compared" in result.output
     assert data["port"]["regions"]["psnr"] == {"mouth": 100.0, "crop_rest": 100.0, "outside": 100.0}
+    assert data["reference"]["execution"] == "exact" and data["reference"]["frames_computed"] + data["reference"]["frames_cached"] == 49
     assert data["port"]["simulation"] is None  # nothing to explain
 
 
