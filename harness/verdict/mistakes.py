@@ -87,6 +87,11 @@ MISTAKES: tuple[Mistake, ...] = (
     Mistake("resize_not_bicubic", "crop or pasted region resized with another kernel than OpenCV's bicubic",
             "resize to 328 x 328 and back to the box with OpenCV's bicubic (cv2.INTER_CUBIC, a = -0.75); other bicubics "
             "use a = -0.5 or other pixel-centre conventions", "frame.crop_328"),
+    Mistake("resize_mapping", "crop or pasted region resized with pixels mapped corner to corner (align_corners) or by scaled indices, "
+            "not on OpenCV's half-pixel centres",
+            "resize as cv2.resize does: output pixel x samples the source at (x + 0.5) * n_in / n_out - 0.5 (half-pixel centres), with "
+            "OpenCV's bicubic (a = -0.75, edges replicated); not at x * (n_in - 1) / (n_out - 1) (align_corners=True) or x * n_in / n_out",
+            "frame.crop_328"),
     Mistake("jpeg_template", "template frames re-encoded as JPEG before use",
             "use the template files as decoded, without re-encoding them (the crop and the paste both read them)", "frame.crop_328"),
     Mistake("jpeg_crop", "the 328 x 328 crop JPEG-compressed", "keep the crop as uint8 in memory, without a lossy round trip",

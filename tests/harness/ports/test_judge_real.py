@@ -182,6 +182,22 @@ def test_an_uncatalogued_kernel_or_blend_is_recovered_with_its_parameter(port_in
     assert finding["explains"] > 0.9, finding
 
 
+def test_a_corner_aligned_bilinear_paste_is_named_with_its_mapping_not_nearest(port_inputs, ports, tmp_path):
+    """A Go port's hand-written bilinear paste, corners mapped to corners ((n_in - 1) / (n_out - 1)): named as that alone
+    (it was named "nearest" before the mapping was a knob, with 41-43 dB of the box left unexplained), with the fix."""
+    folder = write_frames(tmp_path / "png", ports(PortMistakes(paste_corner_bilinear=True)))
+    result, data = _compare(port_inputs, folder, tmp_path / "verdict")
+    assert result.exit_code == 1, result.output
+    named, _ = _findings(data)
+    assert named == ["paste_bilinear_corner"], data["port"]["simulation"]["summary"]
+    finding = next(f for f in data["port"]["simulation"]["findings"] if f["name"] == "paste_bilinear_corner")
+    assert finding["mistake"] == "resize_mapping" and finding["explains"] > 0.9, finding
+    assert data["port"]["simulation"]["explained"], data["port"]["simulation"]["summary"]
+    assert [n for n in _named(data) if n.startswith("simulated:")] == ["simulated:resize_mapping"]
+    first = data["port"]["differences"][0]
+    assert "corner-aligned" in first["title"] and "(x + 0.5) * n_in / n_out - 0.5" in first["fix"], first
+
+
 def test_a_mistake_nothing_models_gets_no_cause_named(port_inputs, ports, tmp_path):
     """The mouth's levels bent by a gamma curve and tinted: no hypothesis is this, so none may be named, whatever
     improves the score a little."""
