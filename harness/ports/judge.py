@@ -234,7 +234,9 @@ def judge_port(request: PortRequest, progress: Progress | None = None) -> PortRe
         explanation = None
         worst_mouth = None
         output = comparison.stage("frame.output")
-        if request.simulate and output is not None and output.status == "compared" and not _within_encoding(output, lossy, floor):
+        # colours misread everywhere (colour_conversion) leave nothing a simulation of the pipeline could match: fix them first
+        if request.simulate and output is not None and output.status == "compared" and not _within_encoding(output, lossy, floor) and \
+                not (floor is not None and floor.colour_mismatch):
             t = time.perf_counter()
             say("diagnosing by simulation (the reference re-run with known port mistakes)")
             explanation, simulated = _simulate(request, dataset, pcm, cand, ref, alignment, lossy, floor, recovery, regions)
@@ -454,6 +456,8 @@ def _port_diagnoses(comparison: Comparison, alignment: Alignment | None, lossy: 
             found.append(diagnosis("frames_missing", "frame.output", alignment.summary()))
     if floor is not None:
         found.append(diagnosis("lossy_output", "frame.output", floor.text()))
+        if floor.colour_mismatch and floor.colour is not None:
+            found.append(diagnosis("colour_conversion", "video", floor.colour.text()))
     elif lossy is not None and lossy.lossy:
         found.append(diagnosis("lossy_output", "frame.output", lossy.text))
     if video_fps is not None and abs(video_fps - 25) >= 0.01:
@@ -531,7 +535,8 @@ def _simulation_diagnoses(comparison: Comparison, explanation) -> None:
     comparison.diagnoses = found
 
 
-HEADLINE_IDS = ("frame_offset", "frames_missing", "wrong_frame_count", "template_sequence", "wrong_frame_rate", "av_offset", "wrong_sound_track")
+HEADLINE_IDS = ("frame_offset", "frames_missing", "wrong_frame_count", "template_sequence", "wrong_frame_rate", "av_offset", "wrong_sound_track",
+                "colour_conversion")
 
 
 def differences(comparison: Comparison, explanation, floor: CodecFloor | None) -> list[Difference]:

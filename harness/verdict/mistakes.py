@@ -135,6 +135,11 @@ MISTAKES: tuple[Mistake, ...] = (
     Mistake("wrong_frame_count", "another number of output frames than the reference's",
             "make one output frame per padded feature row: N + 2 for N encoder windows", VIDEO),
     Mistake("wrong_frame_rate", "video frame rate other than 25 fps", "write the video at 25 frames a second", VIDEO),
+    Mistake("colour_conversion", "video frames converted to YUV with another matrix or range than the stream declares: colours shifted "
+            "everywhere once decoded",
+            "let FFmpeg convert (pipe bgr24 frames, -pix_fmt yuv420p: BT.601 limited range, as the reference pipeline writes), or convert "
+            "with the range and matrix you tag: limited range is Y = 16 + 219 * luma, full range needs -color_range pc; BT.709 needs "
+            "-colorspace bt709", VIDEO),
     Mistake("av_offset", "the sound track out of sync with the frames", "mux the input audio from its first sample with the first frame",
             VIDEO),
     Mistake("wrong_sound_track", "the video's sound is not the input audio", "mux the input audio file as the sound track", VIDEO),

@@ -109,4 +109,36 @@ def write_video(path: Path, made: dict[int, np.ndarray], codec_args: list[str], 
     return path
 
 
+def yuv420_full_range(frame: np.ndarray) -> bytes:
+    """A port's own BGR -> yuv420p conversion, BT.601 weights but full range (Y = luma * 255, no 16..235 scaling): the
+    raw planes it pipes to FFmpeg, which tags nothing (limited range is then assumed by every decoder)."""
+    return _yuv420(frame, (0.299, 0.587, 0.114), full=True)
+
+
+def yuv420_bt709(frame: np.ndarray) -> bytes:
+    """A port's own BGR -> yuv420p conversion with BT.709 weights, limited range, untagged (read as BT.601 by decoders)."""
+    return _yuv420(frame, (0.2126, 0.7152, 0.0722), full=False)
+
+
+def _yuv420(frame: np.ndarray, weights: tuple[float, float, float], full: bool) -> bytes:
+    height, width = frame.shape[:2]
+    b, g, r = (frame[..., i].astype(np.float64) for i in range(3))
+    kr, kg, kb = weights
+    luma = kr * r + kg * g + kb * b
+    luma_scale, chroma_scale = (1.0, 1.0) if full else (219 / 255, 224 / 255)
+    planes = [(0 if full else 16) + luma_scale * luma, 128 + chroma_scale * (b - luma) / (2 * (1 - kb)),
+              128 + chroma_scale * (r - luma) / (2 * (1 - kr))]
+    halved = [plane.reshape(height // 2, 2, width // 2, 2).mean(axis=(1, 3)) for plane in planes[1:]]
+    return b"".join(np.clip(np.rint(plane), 0, 255).astype(np.uint8).tobytes() for plane in (planes[0], *halved))
+
+
+def write_yuv_video(path: Path, made: dict[int, np.ndarray], convert: Callable[[np.ndarray], bytes], codec_args: list[str]) -> Path:
+    """The frames converted to yuv420p by the port itself (`convert`), piped to FFmpeg as raw planes."""
+    height, width = made[0].shape[:2]
+    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", f"{width}x{height}",
+               "-r", "25", "-i", "-", *codec_args, str(path)]
+    subprocess.run(command, input=b"".join(convert(made[i]) for i in sorted(made)), check=True)
+    return path
+
+
 Maker = Callable[..., dict[int, np.ndarray]]

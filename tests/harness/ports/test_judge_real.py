@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import cv2
 import numpy as np
@@ -21,7 +22,7 @@ from typer.testing import CliRunner
 
 from synctalk_parity.cli import app
 
-from .port_writer import PortMistakes, make_port, write_frames, write_video
+from .port_writer import PortMistakes, make_port, write_frames, write_video, write_yuv_video, yuv420_full_range
 
 runner = CliRunner()
 ENV = {"COLUMNS": "200"}
@@ -139,6 +140,20 @@ def test_an_h264_port_with_one_real_mistake_fails_and_names_it(port_inputs, port
     named = [f["mistake"] for f in findings if f["status"] == "named"]
     assert named == ["no_canvas"], data["port"]["simulation"]["summary"]
     assert "simulated:no_canvas" in _named(data)
+
+
+def test_an_h264_port_converted_to_full_range_yuv_but_not_tagged_names_the_colour_conversion(port_inputs, ports, tmp_path):
+    """A faithful port that converts its frames to yuv420p itself, full range, and tags nothing: every decoder reads them as
+    limited range (blacks crushed, whites clipped). Named from the pixels outside the crop box, with the fix; no
+    simulated cause is named (the colours are misread everywhere)."""
+    video = write_yuv_video(tmp_path / "port.mp4", ports(), yuv420_full_range, ["-c:v", "libx264", "-crf", "20", "-pix_fmt", "yuv420p"])
+    result, data = _compare(port_inputs, video, tmp_path / "verdict", "--gate", str(_lossy_ok(tmp_path)))
+    assert result.exit_code == 1, result.output
+    assert sorted(_named(data)) == ["colour_conversion", "lossy_output"], result.output
+    assert not data["port"]["codec"]["consistent"] and data["port"]["simulation"] is None
+    first = data["port"]["differences"][0]
+    assert first["mistake"] == "colour_conversion" and re.search(r"converted to YUV with (BT\.601 )?full range", first["evidence"]), first
+    assert "declares BT.601 (unspecified), limited range (unspecified)" in first["evidence"] and "-color_range pc" in first["fix"]
 
 
 def _findings(data) -> tuple[list[str], list[str]]:
