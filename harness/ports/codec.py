@@ -124,6 +124,11 @@ class CodecFloor:
         return {name: self.floor[name] - self.candidate[name] for name in REGIONS
                 if name in self.floor and name in self.candidate and self.candidate[name] < self.floor[name] - self.tolerance_db}
 
+    def colour_text(self) -> str | None:
+        """The colour the stream declares against the reference pipeline's, and what its pixels say (None for JPEG frames)."""
+        declared = self.encoding.colour()
+        return declared if declared is None or self.colour is None else f"{declared}; {self.colour.text()}"
+
     @property
     def colour_mismatch(self) -> bool:
         """The pixels were converted to YUV otherwise than the stream declares: colours shifted everywhere."""

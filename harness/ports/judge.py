@@ -22,7 +22,8 @@
 7. **Codec noise** (`codec.py`): for a video or JPEG frames, the reference encoded the way the candidate was
    (x264's options from its stream, the pixel format, colour range and matrix; JPEG's quality), measured per
    region beside the candidate on the same frames. A candidate within that noise is "consistent with the
-   reference within the codec's noise", names no mistake but its encoding, and passes a `lossy_ok` gate.
+   reference within the codec's noise", names no mistake but its encoding, and passes a `lossy_ok` gate. A video's
+   declared range and matrix are checked against its pixels (`colour.py`): a mismatch is `colour_conversion`.
 8. **Diagnose by simulation** (`simulate.py`): on a few sampled frames, the reference re-run with
    known port mistakes applied, searched greedily for the combination that explains the candidate; a
    finding is named only with specific evidence (else "partial"), down to the codec's floor for a video.
@@ -589,7 +590,7 @@ def port_document(kind: str, candidate: Path, alignment: Alignment | None, regio
         port.lossy = Lossy(lossy.lossy, lossy.kind, lossy.estimated_quality, lossy.outside_psnr, lossy.text)
     if floor is not None:
         figures = lambda values: RegionFigures(**{name: values.get(name) for name in REGIONS})
-        port.codec = CodecNoise(floor.encoding.describe(), floor.encoding.colour(), floor.encoding.estimated, list(floor.frames), figures(floor.floor),
+        port.codec = CodecNoise(floor.encoding.describe(), floor.colour_text(), floor.encoding.estimated, list(floor.frames), figures(floor.floor),
                                 figures(floor.candidate), floor.tolerance_db, floor.consistent, floor.text())
     if explanation is not None:
         findings = [Finding(f.name, f.hypothesis.description, f.evidence, f.mistake.id, f.mistake.fix, f.status, f.explains)

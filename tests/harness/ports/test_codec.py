@@ -97,7 +97,7 @@ def test_the_yuv_conversion_is_told_from_the_pixels_against_what_the_stream_decl
     assert check is not None and check.declared == ("smpte170m", "tv"), check
     if told is None:  # FFmpeg's own conversion, untagged: BT.601 limited, as declared
         assert not check.mismatch and check.range == "tv" and check.matrix == "smpte170m", check
-        assert floor.consistent
+        assert floor.consistent and "colours as the stream declares" in (floor.colour_text() or "")
     else:
         assert check.mismatch and not floor.consistent, check
         assert f"converted to YUV with {told}" in check.text(), check.text()

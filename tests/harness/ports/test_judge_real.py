@@ -118,6 +118,7 @@ def test_a_faithful_h264_port_names_only_its_encoding_and_passes_lossy_ok(port_i
     assert "consistent with the reference within the codec's noise (mouth box" in result.output
     assert data["port"]["simulation"] is None  # nothing left to explain
     assert "limited range" in codec["colour"] or "unspecified" in codec["colour"]
+    assert "colours as the stream declares" in codec["colour"]  # the pixels agree with the declared conversion
 
 
 def test_a_faithful_jpeg_q90_port_names_only_its_encoding_and_passes_lossy_ok(port_inputs, ports, tmp_path):
@@ -151,6 +152,7 @@ def test_an_h264_port_converted_to_full_range_yuv_but_not_tagged_names_the_colou
     assert result.exit_code == 1, result.output
     assert sorted(_named(data)) == ["colour_conversion", "lossy_output"], result.output
     assert not data["port"]["codec"]["consistent"] and data["port"]["simulation"] is None
+    assert "the stream declares BT.601 (unspecified), limited range (unspecified)" in data["port"]["codec"]["colour"]
     first = data["port"]["differences"][0]
     assert first["mistake"] == "colour_conversion" and re.search(r"converted to YUV with (BT\.601 )?full range", first["evidence"]), first
     assert "declares BT.601 (unspecified), limited range (unspecified)" in first["evidence"] and "-color_range pc" in first["fix"]
