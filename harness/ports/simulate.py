@@ -13,9 +13,9 @@ of mistakes whose frames match the candidate's.
 functions, by stage group: the audio front end (`front_end`: pre-emphasis, STFT centring and padding,
 window, magnitude, mel scale, dB reference, normalization, feature padding), the U-Net audio input
 (`audio_window`: silent, constant, one row tiled, shifted), the frame geometry (`geometry`: template and
-landmark offsets, one box for all, crop interpolation, JPEG-compressed templates or crops), the U-Net image
+landmark offsets, one box for all, crop interpolation and its pixel mapping, JPEG-compressed templates or crops), the U-Net image
 input (`network_input`: channel order, halves, scale, mask rectangle) and what follows the network
-(`finish`: rounding, channel orders, the 328 canvas, paste interpolation, lossy output). `Variant()` is the
+(`finish`: rounding, channel orders, the 328 canvas, paste interpolation and mapping, blend, lossy output). `Variant()` is the
 reference. `Simulator.frames(variant, indices)` makes that pipeline's output frames with the reference's own
 stage functions (`frame_inputs`, then `finish_frame` on the network's output): there is no second
 implementation of a stage here.
