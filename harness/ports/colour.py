@@ -14,7 +14,8 @@ does not):
     check = check_colour(encoding, reference_frames, candidate_frames, boxes)
     check.mismatch, check.text()   # "the pixels were converted with full range; the stream declares limited range ..."
 
-The range and the matrix are decided apart, each only when one value beats the other by `MARGIN_DB` (on sanders-mini's
+The range and the matrix are decided apart, each only when one value beats the other by `MARGIN_DB`, and neither when
+no conversion fits (`FITS_DB`: outside the box the port wrote other frames than the reference's; on sanders-mini's
 skin and grey tones BT.601 and BT.709 differ by about half a level, within an x264 CRF 20 codec's noise: the matrix
 is then "not told apart" and nothing is claimed about it).
 """
@@ -32,6 +33,7 @@ Box = tuple[int, int, int, int]
 COLOUR_FRAMES = 8  # frames of the floor's run compared
 BLOCK = 8  # area-averaging factor before comparing
 MARGIN_DB = 3.0  # one range (or matrix) is told from the other when it fits the candidate by this much more
+FITS_DB = 35.0  # and only when it fits at all: below this, outside the box is not the reference's frame (another template)
 MATRICES = {"smpte170m": "BT.601", "bt709": "BT.709"}  # the matrices checked, by FFmpeg's tag name
 DECLARED_MATRICES = {None: "smpte170m", "smpte170m": "smpte170m", "bt470bg": "smpte170m", "bt709": "bt709"}  # unspecified: read as BT.601
 RANGES = {"tv": "limited range", "pc": "full range"}
@@ -65,6 +67,9 @@ class ColourCheck:
         found = (self.matrix or self.declared[0], self.range or self.declared[1])
         evidence = (f"outside the crop box, area-averaged by {BLOCK}: {self.scores[found]:.1f} dB as {self.describe(*found)} vs "
                     f"{self.scores[self.declared]:.1f} dB as declared")
+        if self.range is None and self.matrix is None and max(self.scores.values()) < FITS_DB:
+            return (f"colours not checked: outside the crop box the frames are not the reference's through any conversion "
+                    f"(best {max(self.scores.values()):.1f} dB, area-averaged by {BLOCK})")
         if not self.mismatch:
             untold = "" if self.matrix else "; BT.601 and BT.709 not told apart on these colours"
             return f"colours as the stream declares ({self.declared_text}; {evidence}){untold}"
@@ -97,6 +102,8 @@ def check_colour(pixel_format: str | None, color_matrix: str | None, color_range
                 count_ += float(diff[mask].size)
             scores[(matrix, range_)] = psnr(error / max(1.0, count_))
     best = max(scores, key=lambda k: scores[k])
+    if scores[best] < FITS_DB:
+        return ColourCheck(declared, declared_text, scores, None, None)
     other_range = (best[0], "pc" if best[1] == "tv" else "tv")
     other_matrix = ("bt709" if best[0] == "smpte170m" else "smpte170m", best[1])
     told_range = best[1] if scores[best] >= scores[other_range] + MARGIN_DB else None

@@ -103,6 +103,17 @@ def test_the_yuv_conversion_is_told_from_the_pixels_against_what_the_stream_decl
         assert f"converted to YUV with {told}" in check.text(), check.text()
 
 
+def test_colours_are_not_told_from_frames_that_are_not_the_references(tmp_path):
+    """Outside the box the candidate holds other frames (another template): no conversion fits, nothing is claimed."""
+    frames = _saturated()
+    path = write_yuv_video(tmp_path / "port.mp4", {i: np.ascontiguousarray(f[:, ::-1]) for i, f in enumerate(frames)}, yuv420_full_range,
+                           ["-c:v", "libx264", "-crf", "20", "-pix_fmt", "yuv420p"])
+    video = read_video(path)
+    check = codec.measure_floor(codec.video_encoding(video), dict(enumerate(frames)), dict(enumerate(video)), dict.fromkeys(range(4), BOX)).colour
+    assert check is not None and not check.mismatch and check.range is None and check.matrix is None, check
+    assert check.text().startswith("colours not checked"), check.text()
+
+
 def test_floor_frames_are_a_run_for_video_and_a_sample_for_jpeg():
     assert codec.floor_indices([3, 4, 5, 7, 8], "video") == [3, 4, 5]
     assert codec.floor_indices(list(range(200)), "video") == list(range(codec.FLOOR_FRAMES))
