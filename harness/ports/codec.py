@@ -38,6 +38,7 @@ import numpy as np
 
 from ...errors import ParityError
 from ..verdict.metrics import SquaredError, squared_error
+from .colour import ColourCheck, check_colour
 from .regions import REGIONS, region_differences
 
 Box = tuple[int, int, int, int]
@@ -115,6 +116,7 @@ class CodecFloor:
     tolerance_db: float = TOLERANCE_DB
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    colour: ColourCheck | None = None  # a video's YUV conversion told from its pixels, against what its stream declares (colour.py)
 
     @property
     def below(self) -> dict[str, float]:
@@ -122,9 +124,19 @@ class CodecFloor:
         return {name: self.floor[name] - self.candidate[name] for name in REGIONS
                 if name in self.floor and name in self.candidate and self.candidate[name] < self.floor[name] - self.tolerance_db}
 
+    def colour_text(self) -> str | None:
+        """The colour the stream declares against the reference pipeline's, and what its pixels say (None for JPEG frames)."""
+        declared = self.encoding.colour()
+        return declared if declared is None or self.colour is None else f"{declared}; {self.colour.text()}"
+
+    @property
+    def colour_mismatch(self) -> bool:
+        """The pixels were converted to YUV otherwise than the stream declares: colours shifted everywhere."""
+        return self.colour is not None and self.colour.mismatch
+
     @property
     def consistent(self) -> bool:
-        return not self.below
+        return not self.below and not self.colour_mismatch
 
     @property
     def search_floor_db(self) -> float:
@@ -135,6 +147,10 @@ class CodecFloor:
         pairs = ", ".join(f"{_label(name)} {self.candidate[name]:.1f} dB vs {self.floor[name]:.1f} dB" for name in REGIONS if name in self.floor)
         where = f"frames {self.frames[0]}..{self.frames[-1]}" if self.frames == list(range(self.frames[0], self.frames[-1] + 1)) else \
             f"{len(self.frames)} frames"
+        if self.colour_mismatch and not self.below:
+            assert self.colour is not None
+            return f"{self.colour.text()}; otherwise within the codec's noise ({pairs} for the reference encoded alike; {where}); encoding: " \
+                f"{self.encoding.describe()}"
         head = (f"consistent with the reference within the codec's noise ({pairs} for the reference encoded alike; {where})" if self.consistent else
                 "beyond the codec's noise: " + "; ".join(f"{_label(name)} {self.candidate[name]:.1f} dB, {gap:.1f} dB below the "
                                                          f"{self.floor[name]:.1f} dB of the reference encoded alike"
@@ -310,7 +326,8 @@ def measure_floor(encoding: Encoding, reference: Mapping[int, np.ndarray], candi
         indices, refs, cands, bxs, decoded = indices[:count], refs[:count], cands[:count], bxs[:count], decoded[:count]
     floor = _pooled(refs, decoded, bxs)
     measured = _pooled(refs, cands, bxs)
-    return CodecFloor(encoding, indices, floor, measured, seconds=time.perf_counter() - began, notes=notes)
+    colour = check_colour(encoding.pixel_format, encoding.color_matrix, encoding.color_range, refs, cands, bxs) if encoding.kind == "video" else None
+    return CodecFloor(encoding, indices, floor, measured, seconds=time.perf_counter() - began, notes=notes, colour=colour)
 
 
 def floor_indices(available: Sequence[int], kind: str) -> list[int]:

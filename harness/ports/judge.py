@@ -23,7 +23,8 @@
 7. **Codec noise** (`codec.py`): for a video or JPEG frames, the reference encoded the way the candidate was
    (x264's options from its stream, the pixel format, colour range and matrix; JPEG's quality), measured per
    region beside the candidate on the same frames. A candidate within that noise is "consistent with the
-   reference within the codec's noise", names no mistake but its encoding, and passes a `lossy_ok` gate.
+   reference within the codec's noise", names no mistake but its encoding, and passes a `lossy_ok` gate. A video's
+   declared range and matrix are checked against its pixels (`colour.py`): a mismatch is `colour_conversion`.
 8. **Diagnose by simulation** (`simulate.py`): on a few sampled frames, the reference re-run with
    known port mistakes applied, searched greedily for the combination that explains the candidate; a
    finding is named only with specific evidence (else "partial"), down to the codec's floor for a video.
@@ -239,7 +240,9 @@ def judge_port(request: PortRequest, progress: Progress | None = None) -> PortRe
         explanation = None
         worst_mouth = None
         output = comparison.stage("frame.output")
-        if request.simulate and output is not None and output.status == "compared" and not _within_encoding(output, lossy, floor):
+        # colours misread everywhere (colour_conversion) leave nothing a simulation of the pipeline could match: fix them first
+        if request.simulate and output is not None and output.status == "compared" and not _within_encoding(output, lossy, floor) and \
+                not (floor is not None and floor.colour_mismatch):
             t = time.perf_counter()
             say("diagnosing by simulation (the reference re-run with known port mistakes)")
             explanation, simulated = _simulate(request, dataset, pcm, cand, ref, alignment, lossy, floor, recovery, regions)
@@ -459,6 +462,8 @@ def _port_diagnoses(comparison: Comparison, alignment: Alignment | None, lossy: 
             found.append(diagnosis("frames_missing", "frame.output", alignment.summary()))
     if floor is not None:
         found.append(diagnosis("lossy_output", "frame.output", floor.text()))
+        if floor.colour_mismatch and floor.colour is not None:
+            found.append(diagnosis("colour_conversion", "video", floor.colour.text()))
     elif lossy is not None and lossy.lossy:
         found.append(diagnosis("lossy_output", "frame.output", lossy.text))
     if video_fps is not None and abs(video_fps - 25) >= 0.01:
@@ -536,7 +541,8 @@ def _simulation_diagnoses(comparison: Comparison, explanation) -> None:
     comparison.diagnoses = found
 
 
-HEADLINE_IDS = ("frame_offset", "frames_missing", "wrong_frame_count", "template_sequence", "wrong_frame_rate", "av_offset", "wrong_sound_track")
+HEADLINE_IDS = ("frame_offset", "frames_missing", "wrong_frame_count", "template_sequence", "wrong_frame_rate", "av_offset", "wrong_sound_track",
+                "colour_conversion")
 
 
 def differences(comparison: Comparison, explanation, floor: CodecFloor | None) -> list[Difference]:
@@ -589,7 +595,7 @@ def port_document(kind: str, candidate: Path, alignment: Alignment | None, regio
         port.lossy = Lossy(lossy.lossy, lossy.kind, lossy.estimated_quality, lossy.outside_psnr, lossy.text)
     if floor is not None:
         figures = lambda values: RegionFigures(**{name: values.get(name) for name in REGIONS})
-        port.codec = CodecNoise(floor.encoding.describe(), floor.encoding.colour(), floor.encoding.estimated, list(floor.frames), figures(floor.floor),
+        port.codec = CodecNoise(floor.encoding.describe(), floor.colour_text(), floor.encoding.estimated, list(floor.frames), figures(floor.floor),
                                 figures(floor.candidate), floor.tolerance_db, floor.consistent, floor.text())
     if explanation is not None:
         findings = [Finding(f.name, f.hypothesis.description, f.evidence, f.mistake.id, f.mistake.fix, f.status, f.explains)

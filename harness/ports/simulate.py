@@ -13,9 +13,9 @@ of mistakes whose frames match the candidate's.
 functions, by stage group: the audio front end (`front_end`: pre-emphasis, STFT centring and padding,
 window, magnitude, mel scale, dB reference, normalization, feature padding), the U-Net audio input
 (`audio_window`: silent, constant, one row tiled, shifted), the frame geometry (`geometry`: template and
-landmark offsets, one box for all, crop interpolation, JPEG-compressed templates or crops), the U-Net image
+landmark offsets, one box for all, crop interpolation and its pixel mapping, JPEG-compressed templates or crops), the U-Net image
 input (`network_input`: channel order, halves, scale, mask rectangle) and what follows the network
-(`finish`: rounding, channel orders, the 328 canvas, paste interpolation, lossy output). `Variant()` is the
+(`finish`: rounding, channel orders, the 328 canvas, paste interpolation and mapping, blend, lossy output). `Variant()` is the
 reference. `Simulator.frames(variant, indices)` makes that pipeline's output frames with the reference's own
 stage functions (`frame_inputs`, then `finish_frame` on the network's output): there is no second
 implementation of a stage here.
@@ -126,6 +126,11 @@ SMOOTHING = (3, 5, 7)  # rows averaged across windows
 SCREEN_TOP = 4  # pre-network hypotheses scored on all sampled frames after screening on one
 INTERPOLATION_NAMES = {cv2.INTER_CUBIC: "bicubic", cv2.INTER_LINEAR: "bilinear", cv2.INTER_NEAREST: "nearest", cv2.INTER_AREA: "area",
                        cv2.INTER_LANCZOS4: "Lanczos"}
+# Resizes on another pixel-coordinate mapping than OpenCV's (`frames.resize`): hand-written bilinear and bicubic resizes
+# (Go, Swift) map corners to corners (x * (n_in - 1) / (n_out - 1)) or scale indices (x * n_in / n_out)
+MAPPED_RESIZES = ((cv2.INTER_LINEAR, "corner"), (cv2.INTER_LINEAR, "asymmetric"), (cv2.INTER_CUBIC, "corner"))
+MAPPING_NAMES = {"corner": "corner-aligned pixels (x * (n_in - 1) / (n_out - 1), align_corners)",
+                 "asymmetric": "scaled indices (x * n_in / n_out, no half-pixel offset)"}
 FEATHER_STARTS = (4, 12, 24)  # feather widths the search starts from; the accepted one is then fitted (`_fit`)
 FITTED = {"finish.feather": (1, 64)}  # integer knobs fitted after a hypothesis setting them is accepted: the range searched
 RECOVERED_KNOBS = frozenset({"geometry.template_sequence"})  # set from the frames' recovered sources (sources.py), not searched
@@ -238,6 +243,9 @@ def _catalogue() -> list[Hypothesis]:
     for flag in (cv2.INTER_LINEAR, cv2.INTER_NEAREST, cv2.INTER_AREA, cv2.INTER_LANCZOS4):
         add(f"crop_{INTERPOLATION_NAMES[flag].lower()}", f"crop resized to 328 x 328 with {INTERPOLATION_NAMES[flag]} instead of bicubic", geometry,
             {"geometry.interpolation": flag}, "resize_not_bicubic")
+    for flag, mapping in MAPPED_RESIZES:
+        add(f"crop_{INTERPOLATION_NAMES[flag].lower()}_{mapping}", f"crop resized to 328 x 328 with {INTERPOLATION_NAMES[flag]} on {MAPPING_NAMES[mapping]} "
+            "instead of OpenCV's bicubic on half-pixel centres", geometry, {"geometry.interpolation": flag, "geometry.mapping": mapping}, "resize_mapping")
     for q in JPEG_QUALITIES:
         add(f"jpeg_template_q{q}", f"template frames JPEG-compressed at quality {q} before cropping", geometry, {"geometry.template_jpeg": q},
             "jpeg_template")
@@ -272,6 +280,10 @@ def _catalogue() -> list[Hypothesis]:
     for flag in (cv2.INTER_LINEAR, cv2.INTER_NEAREST, cv2.INTER_AREA, cv2.INTER_LANCZOS4):
         add(f"paste_{INTERPOLATION_NAMES[flag].lower()}", f"crop resized back to the box with {INTERPOLATION_NAMES[flag]} instead of bicubic", after,
             {"finish.interpolation": flag}, "resize_not_bicubic")
+    for flag, mapping in MAPPED_RESIZES:
+        add(f"paste_{INTERPOLATION_NAMES[flag].lower()}_{mapping}", f"crop resized back to the box with {INTERPOLATION_NAMES[flag]} on "
+            f"{MAPPING_NAMES[mapping]} instead of OpenCV's bicubic on half-pixel centres", after,
+            {"finish.interpolation": flag, "finish.mapping": mapping}, "resize_mapping")
     add("paste_rgb", "pasted region channel-reversed (the crop box written in RGB)", after, {"finish.region_channels": "rgb"},
         "channels_swapped_at_paste")
 

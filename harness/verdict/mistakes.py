@@ -87,6 +87,11 @@ MISTAKES: tuple[Mistake, ...] = (
     Mistake("resize_not_bicubic", "crop or pasted region resized with another kernel than OpenCV's bicubic",
             "resize to 328 x 328 and back to the box with OpenCV's bicubic (cv2.INTER_CUBIC, a = -0.75); other bicubics "
             "use a = -0.5 or other pixel-centre conventions", "frame.crop_328"),
+    Mistake("resize_mapping", "crop or pasted region resized with pixels mapped corner to corner (align_corners) or by scaled indices, "
+            "not on OpenCV's half-pixel centres",
+            "resize as cv2.resize does: output pixel x samples the source at (x + 0.5) * n_in / n_out - 0.5 (half-pixel centres), with "
+            "OpenCV's bicubic (a = -0.75, edges replicated); not at x * (n_in - 1) / (n_out - 1) (align_corners=True) or x * n_in / n_out",
+            "frame.crop_328"),
     Mistake("jpeg_template", "template frames re-encoded as JPEG before use",
             "use the template files as decoded, without re-encoding them (the crop and the paste both read them)", "frame.crop_328"),
     Mistake("jpeg_crop", "the 328 x 328 crop JPEG-compressed", "keep the crop as uint8 in memory, without a lossy round trip",
@@ -130,6 +135,11 @@ MISTAKES: tuple[Mistake, ...] = (
     Mistake("wrong_frame_count", "another number of output frames than the reference's",
             "make one output frame per padded feature row: N + 2 for N encoder windows", VIDEO),
     Mistake("wrong_frame_rate", "video frame rate other than 25 fps", "write the video at 25 frames a second", VIDEO),
+    Mistake("colour_conversion", "video frames converted to YUV with another matrix or range than the stream declares: colours shifted "
+            "everywhere once decoded",
+            "let FFmpeg convert (pipe bgr24 frames, -pix_fmt yuv420p: BT.601 limited range, as the reference pipeline writes), or convert "
+            "with the range and matrix you tag: limited range is Y = 16 + 219 * luma, full range needs -color_range pc; BT.709 needs "
+            "-colorspace bt709", VIDEO),
     Mistake("av_offset", "the sound track out of sync with the frames", "mux the input audio from its first sample with the first frame",
             VIDEO),
     Mistake("wrong_sound_track", "the video's sound is not the input audio", "mux the input audio file as the sound track", VIDEO),

@@ -9,7 +9,7 @@ import pytest
 from synctalk_parity.harness.ports import codec
 from synctalk_parity.harness.ports.ingest import read_video
 
-from .port_writer import write_video
+from .port_writer import write_video, write_yuv_video, yuv420_bt709, yuv420_full_range
 
 SEI = ("x264 - core 164 r3095 baf180e - H.264/MPEG-4 AVC codec - Copyleft 2003-2022 - http://www.videolan.org/x264.html - options: "
        "cabac=1 ref=3 deblock=1:-1:-1 analyse=0x3:0x113 me=hex subme=7 psy=1 psy_rd=1.00:0.15 mixed_ref=1 me_range=16 chroma_me=1 "
@@ -74,6 +74,44 @@ def test_the_colour_line_says_how_the_video_differs_from_the_reference_pipeline(
     assert "as the reference pipeline writes" in (same.colour() or "")
     text = full.colour() or ""
     assert "full range" in text and "BT.709" in text and "the reference pipeline writes limited range, BT.601" in text
+
+
+def _saturated(count: int = 4, size: tuple[int, int] = (96, 128)) -> list[np.ndarray]:
+    """Saturated colour bars over a dark-to-light ramp: BT.601 and BT.709 read them differently."""
+    bars = np.array([[40, 40, 220], [40, 220, 40], [220, 40, 40], [220, 220, 40], [40, 220, 220], [230, 230, 230], [20, 20, 20], [128, 60, 200]])
+    columns = bars[np.arange(size[1]) * len(bars) // size[1]]
+    ramp = np.linspace(0.5, 1.0, size[0])[:, None, None]
+    return [np.ascontiguousarray(np.clip(columns[None] * ramp + k, 0, 255).astype(np.uint8)) for k in range(count)]
+
+
+@pytest.mark.parametrize(("convert", "told"), [(None, None), (yuv420_full_range, "BT.601 full range"), (yuv420_bt709, "BT.709 limited range")],
+                         ids=["ffmpeg", "full-range", "bt709"])
+def test_the_yuv_conversion_is_told_from_the_pixels_against_what_the_stream_declares(tmp_path, convert, told):
+    frames = _saturated()
+    made = dict(enumerate(frames))
+    args = ["-c:v", "libx264", "-crf", "20", "-pix_fmt", "yuv420p"]
+    path = write_video(tmp_path / "port.mp4", made, args) if convert is None else write_yuv_video(tmp_path / "port.mp4", made, convert, args)
+    video = read_video(path)
+    floor = codec.measure_floor(codec.video_encoding(video), made, dict(enumerate(video)), dict.fromkeys(made, BOX))
+    check = floor.colour
+    assert check is not None and check.declared == ("smpte170m", "tv"), check
+    if told is None:  # FFmpeg's own conversion, untagged: BT.601 limited, as declared
+        assert not check.mismatch and check.range == "tv" and check.matrix == "smpte170m", check
+        assert floor.consistent and "colours as the stream declares" in (floor.colour_text() or "")
+    else:
+        assert check.mismatch and not floor.consistent, check
+        assert f"converted to YUV with {told}" in check.text(), check.text()
+
+
+def test_colours_are_not_told_from_frames_that_are_not_the_references(tmp_path):
+    """Outside the box the candidate holds other frames (another template): no conversion fits, nothing is claimed."""
+    frames = _saturated()
+    path = write_yuv_video(tmp_path / "port.mp4", {i: np.ascontiguousarray(f[:, ::-1]) for i, f in enumerate(frames)}, yuv420_full_range,
+                           ["-c:v", "libx264", "-crf", "20", "-pix_fmt", "yuv420p"])
+    video = read_video(path)
+    check = codec.measure_floor(codec.video_encoding(video), dict(enumerate(frames)), dict(enumerate(video)), dict.fromkeys(range(4), BOX)).colour
+    assert check is not None and not check.mismatch and check.range is None and check.matrix is None, check
+    assert check.text().startswith("colours not checked"), check.text()
 
 
 def test_floor_frames_are_a_run_for_video_and_a_sample_for_jpeg():

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import cv2
 import numpy as np
@@ -21,7 +22,7 @@ from typer.testing import CliRunner
 
 from synctalk_parity.cli import app
 
-from .port_writer import PortMistakes, make_port, write_frames, write_video
+from .port_writer import PortMistakes, make_port, write_frames, write_video, write_yuv_video, yuv420_full_range
 
 runner = CliRunner()
 ENV = {"COLUMNS": "200"}
@@ -117,6 +118,7 @@ def test_a_faithful_h264_port_names_only_its_encoding_and_passes_lossy_ok(port_i
     assert "consistent with the reference within the codec's noise (mouth box" in result.output
     assert data["port"]["simulation"] is None  # nothing left to explain
     assert "limited range" in codec["colour"] or "unspecified" in codec["colour"]
+    assert "colours as the stream declares" in codec["colour"]  # the pixels agree with the declared conversion
 
 
 def test_a_faithful_jpeg_q90_port_names_only_its_encoding_and_passes_lossy_ok(port_inputs, ports, tmp_path):
@@ -139,6 +141,21 @@ def test_an_h264_port_with_one_real_mistake_fails_and_names_it(port_inputs, port
     named = [f["mistake"] for f in findings if f["status"] == "named"]
     assert named == ["no_canvas"], data["port"]["simulation"]["summary"]
     assert "simulated:no_canvas" in _named(data)
+
+
+def test_an_h264_port_converted_to_full_range_yuv_but_not_tagged_names_the_colour_conversion(port_inputs, ports, tmp_path):
+    """A faithful port that converts its frames to yuv420p itself, full range, and tags nothing: every decoder reads them as
+    limited range (blacks crushed, whites clipped). Named from the pixels outside the crop box, with the fix; no
+    simulated cause is named (the colours are misread everywhere)."""
+    video = write_yuv_video(tmp_path / "port.mp4", ports(), yuv420_full_range, ["-c:v", "libx264", "-crf", "20", "-pix_fmt", "yuv420p"])
+    result, data = _compare(port_inputs, video, tmp_path / "verdict", "--gate", str(_lossy_ok(tmp_path)))
+    assert result.exit_code == 1, result.output
+    assert sorted(_named(data)) == ["colour_conversion", "lossy_output"], result.output
+    assert not data["port"]["codec"]["consistent"] and data["port"]["simulation"] is None
+    assert "the stream declares BT.601 (unspecified), limited range (unspecified)" in data["port"]["codec"]["colour"]
+    first = data["port"]["differences"][0]
+    assert first["mistake"] == "colour_conversion" and re.search(r"converted to YUV with (BT\.601 )?full range", first["evidence"]), first
+    assert "declares BT.601 (unspecified), limited range (unspecified)" in first["evidence"] and "-color_range pc" in first["fix"]
 
 
 def _findings(data) -> tuple[list[str], list[str]]:
@@ -180,6 +197,22 @@ def test_an_uncatalogued_kernel_or_blend_is_recovered_with_its_parameter(port_in
     assert named == [name], data["port"]["simulation"]["summary"]
     finding = next(f for f in data["port"]["simulation"]["findings"] if f["name"] == name)
     assert finding["explains"] > 0.9, finding
+
+
+def test_a_corner_aligned_bilinear_paste_is_named_with_its_mapping_not_nearest(port_inputs, ports, tmp_path):
+    """A Go port's hand-written bilinear paste, corners mapped to corners ((n_in - 1) / (n_out - 1)): named as that alone
+    (it was named "nearest" before the mapping was a knob, with 41-43 dB of the box left unexplained), with the fix."""
+    folder = write_frames(tmp_path / "png", ports(PortMistakes(paste_corner_bilinear=True)))
+    result, data = _compare(port_inputs, folder, tmp_path / "verdict")
+    assert result.exit_code == 1, result.output
+    named, _ = _findings(data)
+    assert named == ["paste_bilinear_corner"], data["port"]["simulation"]["summary"]
+    finding = next(f for f in data["port"]["simulation"]["findings"] if f["name"] == "paste_bilinear_corner")
+    assert finding["mistake"] == "resize_mapping" and finding["explains"] > 0.9, finding
+    assert data["port"]["simulation"]["explained"], data["port"]["simulation"]["summary"]
+    assert [n for n in _named(data) if n.startswith("simulated:")] == ["simulated:resize_mapping"]
+    first = data["port"]["differences"][0]
+    assert "corner-aligned" in first["title"] and "(x + 0.5) * n_in / n_out - 0.5" in first["fix"], first
 
 
 def test_a_mistake_nothing_models_gets_no_cause_named(port_inputs, ports, tmp_path):

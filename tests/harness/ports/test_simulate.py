@@ -143,6 +143,31 @@ def test_each_hypothesis_is_a_form_of_a_registered_mistake_named_as_the_stage_si
     assert {name: HYPOTHESES_BY_NAME[name].mistake for name in forms} == forms
 
 
+def test_the_resize_mapping_is_a_knob_of_the_crop_and_the_paste():
+    """OpenCV samples on half-pixel centres; a corner-aligned resize keeps the corner pixels and maps the ends onto each
+    other, an asymmetric nearest is OpenCV's nearest; both are forms of resize_mapping, set on the reference's knobs."""
+    from synctalk_parity.errors import ParityError
+
+    from .port_writer import corner_bilinear
+
+    image = cv2.GaussianBlur(np.random.default_rng(3).integers(0, 256, (328, 328, 3), dtype=np.uint8), (5, 5), 2)
+    corner = frames.resize(image, (201, 195), cv2.INTER_LINEAR, "corner")
+    assert corner.shape == (195, 201, 3) and (corner[0, 0] == image[0, 0]).all() and (corner[-1, -1] == image[-1, -1]).all()
+    assert np.mean(corner != corner_bilinear(image, (201, 195))) < 0.001  # a port's float bilinear, to a level on a few pixels
+    assert np.abs(corner.astype(int) - cv2.resize(image, (201, 195), interpolation=cv2.INTER_LINEAR)).max() > 8
+    assert np.array_equal(frames.resize(image, (201, 195), cv2.INTER_NEAREST, "asymmetric"),
+                          cv2.resize(image, (201, 195), interpolation=cv2.INTER_NEAREST))
+    assert np.array_equal(frames.resize(image, (201, 195)), cv2.resize(image, (201, 195), interpolation=cv2.INTER_CUBIC))
+    with pytest.raises(ParityError, match="not OpenCV flag"):
+        frames.resize(image, (201, 195), cv2.INTER_AREA, "corner")
+    with pytest.raises(ParityError, match=r"FrameGeometry\.mapping"):
+        frames.FrameGeometry(mapping="centre")
+    for name, group in (("paste_bilinear_corner", "finish"), ("crop_bilinear_corner", "geometry")):
+        assert HYPOTHESES_BY_NAME[name].mistake == "resize_mapping"
+        assert HYPOTHESES_BY_NAME[name](Variant()).differences() == {f"{group}.interpolation": cv2.INTER_LINEAR, f"{group}.mapping": "corner"}
+    assert HYPOTHESES_BY_NAME["paste_bilinear_corner"].after_network and not HYPOTHESES_BY_NAME["crop_bilinear_corner"].after_network
+
+
 # ----- explanations -----
 
 
