@@ -7,11 +7,12 @@ setup:
 demo: setup
 	.venv/bin/parity run --out parity-out
 
+# PYTEST_ARGS: more pytest options, e.g. PYTEST_ARGS="-n 2 --dist loadscope" for two pytest-xdist workers (docs/testing.md)
 test: setup
-	.venv/bin/python -m pytest
+	.venv/bin/python -m pytest $(PYTEST_ARGS)
 
 test-fast: setup
-	.venv/bin/python -m pytest -m "not slow and not networks"
+	.venv/bin/python -m pytest -m "not slow and not networks" $(PYTEST_ARGS)
 
 # mypy names the package after its folder; a clone's folder may have any name (ci-check), so it checks the
 # package through a link called synctalk_parity

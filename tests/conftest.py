@@ -15,7 +15,11 @@ writes, batching, reports): its output is nearly constant, so nothing that measu
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
 import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -58,6 +62,21 @@ def session_cache() -> Iterator[Path]:
         yield root
 
 
+@contextlib.contextmanager
+def one_maker(session_cache: Path, what: str) -> Iterator[None]:
+    """Held while a session fixture makes `what` in the session cache. Under pytest-xdist (`make test` runs two
+    workers) each worker runs the session fixtures; with an empty cache both would make the same demo weights or export
+    at once (safe: the cache publishes by rename, but twice the work on 2 cores). This inter-process lock (a file in
+    the temporary folder, named after the cache and `what`) lets one worker make it while the other waits, then finds it."""
+    name = hashlib.sha1(f"{session_cache.resolve()}\0{what}".encode()).hexdigest()[:16]
+    with open(Path(tempfile.gettempdir()) / f"synctalk-parity-tests-{name}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 @pytest.fixture(scope="session")
 def demo_weights_files(session_cache: Path) -> tuple[Path, Path]:
     """The demo weights `(unet_328_ave.pth, audio_visual_encoder.pth)`, made once per cache (~30 s on 2 cores)."""
@@ -65,7 +84,7 @@ def demo_weights_files(session_cache: Path) -> tuple[Path, Path]:
     from synctalk_parity.reference.demo import make_demo
     from synctalk_parity.reference.demo_weights import demo_weights
 
-    with pytest.MonkeyPatch.context() as patch:  # in the session's cache, whatever a test set around this call
+    with pytest.MonkeyPatch.context() as patch, one_maker(session_cache, "demo weights"):  # in the session's cache, whatever a test set around this call
         patch.setenv(CACHE_ENV, str(session_cache))
         make_demo(cache_folder("demo"))  # the demo inputs (reused when there), which fresh caches copy too
         return demo_weights()
@@ -113,7 +132,7 @@ def golden_export(session_cache: Path) -> Callable[[str, str], Path]:
         pytest.skip("golden folder absent (set SYNCTALK_PARITY_GOLDEN or place it at <repo>/../shared/golden)")
 
     def export(fmt: str, precision: str = "fp32") -> Path:
-        with pytest.MonkeyPatch.context() as patch:
+        with pytest.MonkeyPatch.context() as patch, one_maker(session_cache, f"golden {fmt} {precision} export"):
             patch.setenv(CACHE_ENV, str(session_cache))
             return cached_export(ModelSource(unet=weights[0], audio_encoder=weights[1], precision=precision, check_inputs=golden_check_inputs), fmt)
 

@@ -25,7 +25,9 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def inputs(golden, sanders, tmp_path_factory):
-    """The port's inputs: sanders-mini, 2 s of the golden speech as a WAV, the golden weights; a shared cache."""
+    """The port's inputs: sanders-mini, 2 s of the golden speech as a WAV, the golden weights. The cache is the
+    session's: the golden ONNX export the simulation runs on is made there once (the backend and export tests use it
+    too), the reference of these inputs by the first compare, reused by the next."""
     from synctalk_parity.reference.audio import SAMPLE_RATE, load_audio
 
     from ...golden_files import golden_weights
@@ -36,12 +38,7 @@ def inputs(golden, sanders, tmp_path_factory):
     root = tmp_path_factory.mktemp("port-inputs")
     wav = root / "speech.wav"
     soundfile.write(wav, load_audio(golden / "talk_hb_10s.wav")[: 2 * SAMPLE_RATE], SAMPLE_RATE, subtype="FLOAT")
-    return {"dataset": sanders, "audio": wav, "unet": weights[0], "audio_encoder": weights[1], "cache": root / "cache"}
-
-
-@pytest.fixture(autouse=True)
-def shared_cache(inputs, monkeypatch):
-    monkeypatch.setenv("SYNCTALK_PARITY_CACHE", str(inputs["cache"]))
+    return {"dataset": sanders, "audio": wav, "unet": weights[0], "audio_encoder": weights[1]}
 
 
 @pytest.fixture(scope="module")

@@ -47,6 +47,8 @@ class _Case:
 
 @pytest.fixture(scope="module")
 def port_inputs(golden, sanders, tmp_path_factory):
+    """The ports' inputs (sanders-mini, 0.72 s of the golden speech, the golden weights) and the reference's networks on
+    them. The cache is the session's: the golden ONNX export the simulation runs on is made there once."""
     from synctalk_parity.models import load_models
     from synctalk_parity.reference.audio import SAMPLE_RATE, load_audio
     from synctalk_parity.reference.dataset import open_dataset
@@ -66,12 +68,7 @@ def port_inputs(golden, sanders, tmp_path_factory):
     dataset = open_dataset(sanders)
     clip = pipeline.audio_stages(load_audio(wav))
     case = _Case(dataset, clip, dataset.schedule(clip.frame_count), pipeline.generate)
-    return {"dataset": sanders, "audio": wav, "unet": weights[0], "audio_encoder": weights[1], "cache": root / "cache", "case": case}
-
-
-@pytest.fixture(autouse=True)
-def shared_cache(port_inputs, monkeypatch):
-    monkeypatch.setenv("SYNCTALK_PARITY_CACHE", str(port_inputs["cache"]))
+    return {"dataset": sanders, "audio": wav, "unet": weights[0], "audio_encoder": weights[1], "case": case}
 
 
 @pytest.fixture(scope="module")
