@@ -86,7 +86,8 @@ def ports(port_inputs):
 
 def _compare(inputs, candidate, out, *extra):
     args = ["compare", str(candidate), "--dataset", str(inputs["dataset"]), "--audio", str(inputs["audio"]),
-            "--unet", str(inputs["unet"]), "--audio-encoder", str(inputs["audio_encoder"]), "--out", str(out), *extra]
+            "--unet", str(inputs["unet"]), "--audio-encoder", str(inputs["audio_encoder"]), "--out", str(out),
+            "--reference-exact", *extra]  # the ports are written with eager PyTorch: the same execution, the same bytes
     result = runner.invoke(app, args, env=ENV)
     data = json.loads((out / "result.json").read_text()) if (out / "result.json").is_file() else None
     return result, data
