@@ -132,10 +132,12 @@ class ReferencePipeline:
         self.execution = checked_execution(execution)
         self._run_unet = unet_runner(self.unet, execution)
 
-    def audio_stages(self, pcm: np.ndarray, source: str = "audio") -> ClipStages:
-        """PCM to mel, windows and padded features (REFERENCE.md section A)."""
+    def audio_stages(self, pcm: np.ndarray, source: str = "audio", mel: np.ndarray | None = None) -> ClipStages:
+        """PCM to mel, windows and padded features (REFERENCE.md section A); `mel`: the mel spectrogram this front end
+        already computed for this PCM (a cached one: `harness/pipeline/audio_cache.py`), else computed now."""
         front_end = self.variant.front_end
-        mel = audio.mel_spectrogram(pcm, front_end)
+        if mel is None:
+            mel = audio.mel_spectrogram(pcm, front_end)
         windows = audio.mel_windows(mel, source)
         features = audio.pad_features(audio.encode_windows(self.encode_audio, windows), front_end)
         return ClipStages(pcm=pcm, mel=mel, windows=windows, features=features)

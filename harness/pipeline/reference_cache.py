@@ -179,10 +179,16 @@ class _Computer:
 
     def write_clip(self, folder: Path) -> None:
         """The clip stages, and the light stages of every output frame of the clip, as a dump."""
-        from ...reference.audio import load_audio
+        from ...reference.audio import AudioFrontEnd, load_audio
         from ...reference.pipeline import light_stages
+        from .audio_cache import cached_mel, store_mel
 
-        clip = self.pipeline.audio_stages(load_audio(self.inputs.audio), source=str(self.inputs.audio))
+        # the mel spectrogram is the reference's own function of the file's bytes, cached under every knob that decides it
+        # (a run has usually cached it already: no librosa import, 2 s of a cold verdict)
+        mel, mel_key = cached_mel(Path(self.inputs.audio)) if self.pipeline.variant.front_end == AudioFrontEnd() else (None, None)
+        clip = self.pipeline.audio_stages(load_audio(self.inputs.audio), source=str(self.inputs.audio), mel=mel)
+        if mel is None and mel_key is not None:
+            store_mel(Path(self.inputs.audio), mel_key, clip.mel)
         self._features = clip.features
         dataset = self.dataset
         with DumpWriter(folder, producer(self.inputs.execution), clip.frame_count, CLIP_STAGES + tuple(sorted(LIGHT_STAGES))) as writer:
