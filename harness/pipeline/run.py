@@ -384,12 +384,12 @@ class ReferenceJob:
         self._thread.start()
 
     def result(self) -> ReferenceResult:
-        if self._result is not None and self._thread is None:
-            return self._result
-        if self._thread is None:
-            self._run()
-        else:
+        """The dump: joined when started, computed now when neither started nor given."""
+        if self._thread is not None:
             self._thread.join()
+            self._thread = None
+        elif self._result is None and self._error is None:
+            self._run()
         if self._error is not None:
             raise self._error
         assert self._result is not None
@@ -428,16 +428,14 @@ def _reference_motion(result: RunResult, dataset):
     if result.reference is None:
         return None
     from ..verdict.dump import Dump
+    from ..verdict.lip_sync import dump_motion
 
     reference = Dump.open(Path(result.reference))
     frames = range(result.frames_written)
     if not all(stage in reference.stage_names and set(frames) <= set(reference.frames(stage))
                for stage in ("frame.output", "frame.crop_box", "frame.template_index")):
         return None
-    recorder = MotionRecorder()
-    for i in frames:
-        recorder.add(i, reference.frame("frame.output", i), reference.frame("frame.crop_box", i), int(reference.frame("frame.template_index", i)))
-    return recorder.motion(dataset)
+    return dump_motion(reference, dataset, frames)
 
 
 def _lip_sync(motion: MotionRecorder, dataset, reference_motion, mel):

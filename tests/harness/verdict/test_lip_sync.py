@@ -157,3 +157,18 @@ def test_lip_sync_of_dumps_reads_frames_boxes_and_templates(tmp_path):
     sparse = Dump.open(_dump(tmp_path / "sparse", dataset, opening, every=10))
     with pytest.raises(ParityError, match=r"frame.output for every frame \(6 of 60 dumped\).*--dump-every 1"):
         lip_sync_of_dumps(sparse, dataset, reference=reference)
+
+
+def test_against_the_audio_a_mouth_that_ignores_it_is_not_measured_and_says_why():
+    """Weights that do not hear the audio move the mouth a little anyway; the best of 17 lags then correlates with the
+    loudness by chance (0.13 at +1 frame for the golden weights on sanders-mini). That is no offset to report."""
+    rate, fps, frames = 16000, 25, 200
+    loudness = speech_like(frames, seed=3)
+    step = rate // fps
+    pcm = np.concatenate([np.random.default_rng(2).normal(0, 1e-3 * 10 ** (v / 5), step) for v in loudness])
+    deaf = np.random.default_rng(5).normal(0, 0.07, frames)  # a mouth that flickers, whatever the sound
+    sync = measure_lip_sync(deaf, envelope=audio_envelope(pcm, frames))
+    assert sync.offset_frames is None and sync.score is None
+    assert "beyond chance" in sync.note and "not measured" in sync.summary(), sync.note
+    hearing = measure_lip_sync(delayed(loudness, 1) + np.random.default_rng(5).normal(0, 0.3, frames), envelope=audio_envelope(pcm, frames))
+    assert hearing.offset_frames == 1 and hearing.score > 0.5  # a noisier mouth that follows the sound still measures
