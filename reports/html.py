@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
@@ -108,9 +109,10 @@ def _port(run: Run) -> str:
             if series:
                 parts.append(f"<figure>{psnr_plot_svg(label, list(port.regions.frames), series, None)}<figcaption>{escape(label)}: PSNR per frame</figcaption></figure>")
     if port.sources and port.sources.frames:
-        parts.append(f"<figure>{template_plot_svg(port.sources.frames, port.sources.scheduled, port.sources.templates)}"
+        rings = "; orange rings: the mouth pasted into another template's crop box" if port.sources.boxes_other else ""
+        parts.append(f"<figure>{template_plot_svg(port.sources.frames, port.sources.scheduled, port.sources.templates, port.sources.boxes_other)}"
                      f"<figcaption>template of each output frame: the schedule's (grey) and the one recovered from the port's frame "
-                     f"(blue); {escape(port.sources.text)}</figcaption></figure>")
+                     f"(blue){rings}; {escape(port.sources.text)}</figcaption></figure>")
     worst = port.worst_mouth
     if worst:
         images = []
@@ -129,8 +131,9 @@ def _port(run: Run) -> str:
     return "\n".join(parts)
 
 
-def template_plot_svg(frames: list[int], scheduled: list[int], recovered: list[int]) -> str:
-    """Template index against output frame: the schedule's as a grey line, the recovered one as blue dots."""
+def template_plot_svg(frames: list[int], scheduled: list[int], recovered: list[int], other_box: Sequence[int] = ()) -> str:
+    """Template index against output frame: the schedule's as a grey line, the recovered one as blue dots, ringed in
+    orange where the frame's mouth was pasted into another template's crop box (`other_box`)."""
     width, height, left, right, top, bottom = 540, 170, 44, 12, 8, 30
     x0, x1 = min(frames), max(frames)
     high = max(max(scheduled), max(recovered), 1)
@@ -143,6 +146,9 @@ def template_plot_svg(frames: list[int], scheduled: list[int], recovered: list[i
 
     line = " ".join(f"{x(f):.1f},{y(t):.1f}" for f, t in zip(frames, scheduled))
     dots = "".join(f'<circle cx="{x(f):.1f}" cy="{y(t):.1f}" r="2" fill="#1f6feb"/>' for f, t in zip(frames, recovered))
+    ringed = set(other_box)
+    dots += "".join(f'<circle class="other-box" cx="{x(f):.1f}" cy="{y(t):.1f}" r="4.5" fill="none" stroke="#d9822b" stroke-width="1.5"/>'
+                    for f, t in zip(frames, recovered) if f in ringed)
     axes = (f'<text x="4" y="{y(high) + 4:.1f}" font-size="10">{high}</text><text x="4" y="{y(0) + 4:.1f}" font-size="10">0</text>'
             f'<text x="{left}" y="{height - 8}" font-size="10">frame {x0}</text><text x="{width - right - 60}" y="{height - 8}" font-size="10">frame {x1}</text>')
     return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" aria-label="templates per frame">'
@@ -198,9 +204,10 @@ def _lip_sync(sync: LipSync) -> str:
     if not sync.candidate_motion:
         return text
     other = "the reference's mouth" if sync.against == "reference" else "the audio's loudness"
+    below = (f"Below: the sync score of each {sync.windows[0].frames}-frame window at its best offset (labelled in frames); the dashed "
+             "line is the clip's score." if sync.windows else "Below: no window is scored (not measured: see above).")
     caption = (f"Above: the mouth's motion (high-passed darkening of the mouth box against its template) of the candidate and of "
-               f"{other}, frame by frame. Below: the sync score of each {sync.windows[0].frames if sync.windows else ''}-frame window "
-               f"at its best offset (labelled in frames); the dashed line is the clip's score.")
+               f"{other}, frame by frame. {below}")
     return text + f"<figure>{lip_sync_svg(sync)}<figcaption>{escape(caption)}</figcaption></figure>"
 
 
@@ -409,9 +416,16 @@ def _table(columns: tuple[str, ...] | list[str], rows: list[list[str]], verdict_
     for row in rows:
         verdict = row[verdict_column] if verdict_column is not None else ""
         css = ' class="failed"' if verdict in ("FAIL",) else ""
-        cells = "".join(f'<td class="{_cell_class(i, value, verdict_column, numeric[i])}">{escape(value)}</td>' for i, value in enumerate(row))
+        cells = "".join(f'<td class="{_cell_class(i, value, verdict_column, numeric[i])}">{_breakable(value) if not numeric[i] else escape(value)}</td>'
+                        for i, value in enumerate(row))
         body.append(f"<tr{css}>{cells}</tr>")
     return f'<table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+
+
+def _breakable(text: str) -> str:
+    """`text` escaped, with a line-break opportunity after each `.`, `_` or `/` that a letter follows: a narrow column
+    breaks "frame.template_index" at the dot, not mid-word (the CSS breaks anywhere only where that is not enough)."""
+    return re.sub(r"([._/])(?=[A-Za-z])", r"\1<wbr>", escape(text))
 
 
 def _cell_class(index: int, value: str, verdict_column: int | None, numeric: bool) -> str:
@@ -537,7 +551,7 @@ dl.facts { display: grid; grid-template-columns: max-content 1fr; gap: 2px 14px;
 dl.facts dt { color: #5d6880; } dl.facts dd { margin: 0; word-break: break-all; }
 table { border-collapse: collapse; margin: 6px 0 10px; font-variant-numeric: tabular-nums; }
 th, td { padding: 4px 9px; border-bottom: 1px solid #e3e6ec; }
-td.num, td.verdict-cell { white-space: nowrap; } td.text, td.name { overflow-wrap: anywhere; }
+td.num, td.verdict-cell { white-space: nowrap; } td.text, td.name { overflow-wrap: break-word; }
 th { background: #f4f6f9; font-weight: 600; } th.num, td.num { text-align: right; } th.text, td.text { text-align: left; }
 td.name { text-align: left; font-family: ui-monospace, Menlo, Consolas, monospace; font-size: 13px; }
 tr.failed td { background: #fff4f4; }

@@ -40,9 +40,9 @@ def test_verdict_stage_table_and_failures(failing_run):
     page = html.render(load_runs([failing_run]))
     assert '<div class="verdict fail">FAIL — onnxruntime fp16; 9/13 stages within tolerance; 13 of 13 stages compared; first divergent stage frame.unet_output; diagnoses: fp16_overflow</div>' in page
     stage_table = re.search(r"<h3>Stages</h3>\n<table>.*?</table>", page).group(0)
-    stage_rows = re.findall(r'<tr( class="failed")?><td class="name">([a-z_.0-9]+)</td>', stage_table)
-    assert [name for _, name in stage_rows] == [*CLIP_STAGES, *FRAME_STAGES]
-    assert [name for failed, name in stage_rows if failed] == ["frame.unet_output", "frame.mouth", "frame.pasted_region", "frame.output"]
+    stage_rows = re.findall(r'<tr( class="failed")?><td class="name">([a-z_.0-9]+(?:<wbr>[a-z_.0-9]+)*)</td>', stage_table)
+    assert [name.replace("<wbr>", "") for _, name in stage_rows] == [*CLIP_STAGES, *FRAME_STAGES]
+    assert [name.replace("<wbr>", "") for failed, name in stage_rows if failed] == ["frame.unet_output", "frame.mouth", "frame.pasted_region", "frame.output"]
     assert "<h4>frame.output</h4><pre>frame.output: frame 7: PSNR 38.41 dB &lt; 45 dB;" in page
     assert "<h3>Benchmark</h3>" in page and "<td class=\"num\">5.82x</td>" in page
 
@@ -95,6 +95,18 @@ def test_lip_sync_is_plotted_over_the_clip(tmp_path):
 
     text = markdown.render(load_runs([run]))
     assert "## Lip sync" in text and "| 0..49 | +2 |" in text
+
+
+def test_lip_sync_not_measured_says_so_under_its_plot(tmp_path):
+    """A mouth that hardly moves is not measured: the motion is still plotted, and the caption says no window is
+    scored (it read "each -frame window" before)."""
+    from synctalk_parity.harness.verdict.lip_sync import measure_lip_sync
+    from synctalk_parity.harness.verdict.result import to_json
+
+    still = measure_lip_sync(np.random.default_rng(5).normal(size=120), reference=np.full(120, 7.0))
+    run = write_run(tmp_path / "run", {**failing_result(), "lip_sync": to_json(still)}, with_worst_pngs=False)
+    section = re.search(r"<h3>Lip sync</h3>\n(.*?)</section>", html.render(load_runs([run])), re.DOTALL).group(1)
+    assert "not measured" in section and "no window is scored" in section and "-frame window" not in section
 
 
 def test_plot_marks_nan_frames_and_puts_identical_frames_above_the_scale():
@@ -183,29 +195,45 @@ def _chromium(tmp_path: Path, page: Path, *args: str) -> str:
     return done.stdout
 
 
-WIDTH_CHECK = """<script>window.addEventListener("load", () => {
+WIDTH_CHECK = r"""<script>window.addEventListener("load", () => {
   const marker = document.createElement("div"), tables = [...document.querySelectorAll("table")];
   marker.id = "width-check";
   marker.dataset.tables = tables.length;
   marker.dataset.right = Math.ceil(Math.max(...tables.map(table => table.getBoundingClientRect().right)));
   marker.dataset.page = document.documentElement.clientWidth;
+  const midWord = [...document.querySelectorAll("td.name, td.text")].filter(cell => {  // a line that ends inside a word
+    const walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
+    let top = null, last = " ";
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      for (let i = 0; i < node.length; i++) {
+        const range = document.createRange();
+        range.setStart(node, i); range.setEnd(node, i + 1);
+        const now = range.getBoundingClientRect().top;
+        if (top !== null && now > top + 2 && !/[\s._\/,;:-]/.test(last) && !/\s/.test(node.data[i])) return true;
+        top = now; last = node.data[i];
+      }
+    }
+    return false;
+  });
+  marker.dataset.midword = midWord.map(cell => cell.textContent).join(" | ");
   document.body.appendChild(marker);
 });</script></body>"""
 
 
 @needs_chromium
 def test_tables_fit_a_1000_pixel_window(failing_run, passing_run, tmp_path, width=1000):
-    """Every table (the stage table's result column last) stays inside the page: its text cells and headers wrap,
-    and the benchmark's 16 columns are two tables."""
+    """Every table (the stage table's result column last) stays inside the page: its text cells and headers wrap
+    (between words, or at a stage name's dots), and the benchmark's 16 columns are two tables."""
     (page,) = write_reports([passing_run, failing_run], ["html"], tmp_path / "report")
     checked = tmp_path / "checked.html"
     checked.write_text(page.read_text(encoding="utf-8").replace("</body>", WIDTH_CHECK), encoding="utf-8")
     dom = _chromium(tmp_path, checked, "--dump-dom", f"--window-size={width},1200")
-    marker = re.search(r'<div id="width-check" data-tables="(\d+)" data-right="(\d+)" data-page="(\d+)">', dom)
+    marker = re.search(r'<div id="width-check" data-tables="(\d+)" data-right="(\d+)" data-page="(\d+)" data-midword="([^"]*)">', dom)
     assert marker, dom[-1000:]
-    tables, right, page_width = (int(v) for v in marker.groups())
+    tables, right, page_width = (int(v) for v in marker.groups()[:3])
     assert tables >= 3 and page_width <= width
     assert right <= page_width, f"a table ends at {right} px in a {page_width} px page"
+    assert marker.group(4) == "", f"cells broken inside a word: {marker.group(4)}"  # stage names break at their dots
 
 
 @needs_chromium
@@ -220,7 +248,7 @@ def test_report_renders_in_headless_chromium(failing_run, passing_run, tmp_path)
     assert marker, dom[-1000:]
     assert marker.groups() == ("7", "7", "4")  # every embedded image decoded; four PSNR plots
     assert "<h3>Worst frame</h3>" in dom and "<h3>Stages</h3>" in dom
-    assert dom.count('<td class="name">frame.output</td>') == 2
+    assert dom.count('<td class="name">frame.<wbr>output</td>') == 2
 
     shot = tmp_path / "shot.png"
     _chromium(tmp_path, page, f"--screenshot={shot}", "--window-size=1280,2000")
