@@ -30,6 +30,7 @@ def reference(golden):
                              execution="fast")
 
 
+@pytest.mark.networks  # the full-size golden U-Net: `make test` runs it, `make test-fast` does not
 def test_the_fast_execution_is_within_1e5_of_plain_eager(reference, dataset, clip, meta):
     """`--reference-exact` (plain eager) and the default execution make the same U-Net output to 1e-5."""
     exact = ReferencePipeline(reference.unet, reference.audio_encoder, execution="exact")
@@ -88,6 +89,7 @@ def _image_figures(ours: np.ndarray, theirs: np.ndarray) -> tuple[float, int]:
     return float((diff == 0).mean()), int(diff.max())
 
 
+@pytest.mark.networks  # the full-size golden U-Net: `make test` runs it, `make test-fast` does not
 def test_subset_frames_match_original_stage_by_stage(reference, dataset, clip, meta, golden):
     subset = np.load(golden / "original" / "subset_frames.npz")
     regions = np.load(golden / "original" / "pasted_regions.npz")

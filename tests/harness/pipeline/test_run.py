@@ -53,6 +53,7 @@ def test_demo_runs_out_of_the_box(tmp_path):
     assert not list(out.glob("*.partial*")) and not (out / "frames.partial").exists()
 
 
+@pytest.mark.networks  # the full-size golden weights through a whole run: `make test` runs it, `make test-fast` does not
 def test_real_dataset_run_makes_the_original_frames(tmp_path, golden, sanders):
     """Real use: sanders-mini + the golden weights; frames 0 and 1 equal the original script's."""
     out = tmp_path / "real"
