@@ -105,9 +105,13 @@ class Dataset:
         """The template an output frame uses when the schedule gives it `scheduled`."""
         return self._clip(scheduled + geometry.template_offset)
 
-    def frame_box(self, template_index: int, geometry: FrameGeometry = ORIGINAL_GEOMETRY) -> Box:
-        """The crop box of a frame made from template `template_index`: that template's, or (a port's mistake) the
-        box of the template `geometry.landmark_offset` away, or of template `geometry.box_template` for all."""
+    def frame_box(self, template_index: int, geometry: FrameGeometry = ORIGINAL_GEOMETRY, index: int | None = None) -> Box:
+        """The crop box of output frame `index`, made from template `template_index`: that template's, or (a port's
+        mistake) the box of the template `geometry.landmark_offset` away, or of template `geometry.box_template` for all,
+        or of template `geometry.box_sequence[index]` for the frames it gives one (not -1)."""
+        sequence = geometry.box_sequence
+        if sequence is not None and index is not None and index < len(sequence) and sequence[index] >= 0:
+            return self.templates[self._clip(sequence[index])].box
         if geometry.box_template is not None:
             return self.templates[self._clip(geometry.box_template)].box
         return self.templates[self._clip(template_index + geometry.landmark_offset)].box

@@ -10,6 +10,9 @@ the one-off tracing time, so it is not applied.
 
     generate = unet_runner(unet, "fast")
     output = generate(image[None], audio[None])     # numpy in, numpy out, (B, 3, 320, 320)
+
+`emulated_runner(unet, "bf16")` runs it as a port working in fp16 or bf16 would (the `network.precision` knob of a
+`Variant`: the simulation of port mistakes), emulated in float32.
 """
 
 from __future__ import annotations
@@ -17,11 +20,13 @@ from __future__ import annotations
 import threading
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import ParityError
+from .knobs import check_choices, choice
 
 if TYPE_CHECKING:
     from ..models import Model
@@ -87,3 +92,51 @@ def _freeze(unet: Model, image, audio):
         warnings.simplefilter("ignore")
         module = copy.deepcopy(unet).eval().to(memory_format=torch.channels_last)
         return torch.jit.freeze(torch.jit.trace(module, (image, audio), check_trace=False))
+
+
+# ----- the U-Net at reduced precision, emulated --------------------------------------------------------------------
+
+NETWORK_PRECISIONS = ("fp32", "fp16", "bf16")
+
+
+@dataclass(frozen=True)
+class Network:
+    """The knobs of how a port runs the U-Net: `precision`, the format its tensors are stored in (fp32 is the reference;
+    fp16 or bf16 a port running the network at reduced precision)."""
+
+    precision: str = choice("fp32", NETWORK_PRECISIONS, "U-Net precision")
+
+    def __post_init__(self) -> None:
+        check_choices(self)
+
+
+def emulated_runner(unet: Model, precision: str) -> UnetRunner:
+    """The U-Net run as a backend working in `precision` stores its tensors, emulated in float32 (a real fp16 or bf16
+    run on this CPU takes 4-50 s a frame): its weights, buffers and inputs rounded to the format, and every module's
+    output rounded to it (forward hooks: each convolution, batch norm, activation, residual sum, upsample and the final
+    sigmoid). Accumulation stays float32 inside each operation, as in fp16/bf16 kernels that accumulate in fp32.
+    `fp32` is plain eager."""
+    import copy
+
+    import torch
+
+    if Network(precision).precision == "fp32":
+        return unet_runner(unet, "exact")
+    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}[precision]
+
+    def rounded(tensor):
+        return tensor.to(dtype).float()
+
+    module = copy.deepcopy(unet).eval()
+    with torch.no_grad():
+        for tensor in (*module.parameters(), *module.buffers()):
+            if tensor.is_floating_point():
+                tensor.copy_(rounded(tensor))
+    for child in module.modules():
+        child.register_forward_hook(lambda _module, _inputs, output: rounded(output))
+
+    def run(image: np.ndarray, audio: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return module(rounded(torch.from_numpy(image)), rounded(torch.from_numpy(audio))).numpy()
+
+    return run

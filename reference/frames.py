@@ -51,15 +51,16 @@ class FrameGeometry:
 
     The template of frame i is `schedule[i] + template_offset` (clipped to the templates), or `template_sequence[i]`
     when a sequence is given (frames past its end follow the schedule); its crop box is
-    that of template `t + landmark_offset`, or of `box_template` for every frame (`Dataset.frame_template`,
-    `Dataset.frame_box`). JPEG qualities (None: none) re-encode the template before use (it is cropped and
-    pasted into) or the 328 crop.
+    that of template `t + landmark_offset`, or of `box_template` for every frame, or of template `box_sequence[i]`
+    where that is given and not -1 (`Dataset.frame_template`, `Dataset.frame_box`). JPEG qualities (None: none)
+    re-encode the template before use (it is cropped and pasted into) or the 328 crop.
     """
 
     template_offset: int = 0
     template_sequence: tuple[int, ...] | None = None  # the template of each output frame, in place of the schedule (None: the schedule)
     landmark_offset: int = 0
     box_template: int | None = None
+    box_sequence: tuple[int, ...] | None = None  # the template whose crop box each output frame uses (-1, or past its end: as above)
     template_jpeg: int | None = None
     interpolation: int = INTERPOLATION  # of the resize to 328 x 328
     mapping: str = choice("half-pixel", RESIZE_MAPPINGS, "resize mapping")  # of the resize to 328 x 328 (`resize`)

@@ -28,7 +28,7 @@ from ..errors import ParityError
 from . import audio, frames
 from .audio import AudioFrontEnd, AudioWindow, FeatureRows
 from .dataset import Dataset
-from .execution import checked_execution, unet_runner
+from .execution import Network, checked_execution, emulated_runner, unet_runner
 from .frames import Box, Finish, FrameGeometry, NetworkInput
 from .stages import ClipStages, FrameStages
 
@@ -50,6 +50,7 @@ class Variant:
     audio_window: AudioWindow = field(default_factory=AudioWindow)  # features to a frame's U-Net audio input
     geometry: FrameGeometry = field(default_factory=FrameGeometry)  # template, crop box, the 328 crop
     network_input: NetworkInput = field(default_factory=NetworkInput)  # the U-Net image input
+    network: Network = field(default_factory=Network)  # how the U-Net runs: its precision
     finish: Finish = field(default_factory=Finish)  # U-Net output to the output frame
 
     def knobs(self) -> dict[str, Any]:
@@ -87,7 +88,7 @@ class FrameInputs:
 def frame_inputs(dataset: Dataset, features: np.ndarray | FeatureRows, index: int, template_index: int, image: np.ndarray,
                  variant: Variant = Variant()) -> FrameInputs:
     """Output frame `index`, made from template `template_index` (its `image`), up to the network (REFERENCE.md B.3-B.8)."""
-    box = dataset.frame_box(template_index, variant.geometry)
+    box = dataset.frame_box(template_index, variant.geometry, index)
     crop = frames.crop_328(image, box, variant.geometry)
     return FrameInputs(index, template_index, image, box, crop, frames.unet_input(crop, variant.network_input),
                        audio.unet_audio_window(features, index, variant.audio_window))
@@ -99,7 +100,7 @@ def light_stages(dataset: Dataset, features: np.ndarray | FeatureRows, index: in
     `frame.crop_box`, `frame.unet_audio`): the same functions as `frame_inputs`, without decoding a JPEG."""
     return {
         "frame.template_index": np.asarray(template_index, dtype=np.int64),
-        "frame.crop_box": np.asarray(dataset.frame_box(template_index, variant.geometry), dtype=np.int64),
+        "frame.crop_box": np.asarray(dataset.frame_box(template_index, variant.geometry, index), dtype=np.int64),
         "frame.unet_audio": audio.unet_audio_window(features, index, variant.audio_window),
     }
 
@@ -130,7 +131,8 @@ class ReferencePipeline:
         self.audio_encoder = audio_encoder.eval()
         self.variant = variant
         self.execution = checked_execution(execution)
-        self._run_unet = unet_runner(self.unet, execution)
+        precision = variant.network.precision
+        self._run_unet = unet_runner(self.unet, execution) if precision == "fp32" else emulated_runner(self.unet, precision)
 
     def audio_stages(self, pcm: np.ndarray, source: str = "audio", mel: np.ndarray | None = None) -> ClipStages:
         """PCM to mel, windows and padded features (REFERENCE.md section A); `mel`: the mel spectrogram this front end

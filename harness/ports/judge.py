@@ -19,7 +19,9 @@
    (`[regions]` thresholds).
 6. **Recover each frame's template** (`sources.py`): outside the crop box a correct port's frame is its
    template, so every frame is matched against every template; departures from the schedule are reported as
-   runs ("frames 14-26: templates in reverse order") and set on the simulation first.
+   runs ("frames 14-26: templates in reverse order") and set on the simulation first. Then the crop box each frame's
+   mouth was pasted into (`boxes.py`): where the frame differs from its template, against every template's box
+   ("frames 10-20: pasted into the crop box of template k+1's landmarks"), also set on the simulation first.
 7. **Codec noise** (`codec.py`): for a video or JPEG frames, the reference encoded the way the candidate was
    (x264's options from its stream, the pixel format, colour range and matrix; JPEG's quality), measured per
    region beside the candidate on the same frames. A candidate within that noise is "consistent with the
@@ -81,6 +83,7 @@ from ..verdict.types import (
     WorstMouth,
 )
 from .align import Alignment, align_frames, align_video, candidate_shifts, dataset_templates
+from .boxes import BoxRecovery, box_candidates
 from .codec import CodecFloor
 from .ingest import FrameFiles, VideoFrames, detect_kind, read_frame_files, read_tensors, read_video
 from .regions import REGIONS, LossyEvidence, lossy_evidence, region_differences
@@ -216,11 +219,16 @@ def judge_port(request: PortRequest, progress: Progress | None = None) -> PortRe
         lossy = None
         floor: CodecFloor | None = None
         sources: Sources | None = None
+        boxes: BoxRecovery | None = None
         if "frame.output" in provides and comparison.stage("frame.output") is not None:
             t = time.perf_counter()
             regions, lossy = _localize(ref, cand, files, video)
-            sources = recovery.result() if recovery is not None else None
             seconds["regions"] = time.perf_counter() - t
+            if recovery is not None:
+                t = time.perf_counter()
+                boxes = _register_boxes(dataset, recovery, cand)
+                seconds["boxes"] = time.perf_counter() - t
+                sources = recovery.result(boxes)
             if video is not None or (lossy.lossy and lossy.kind == "jpeg" and lossy.estimated_quality):
                 t = time.perf_counter()
                 say("measuring the codec's noise (the reference encoded as the port's output was)")
@@ -229,7 +237,9 @@ def judge_port(request: PortRequest, progress: Progress | None = None) -> PortRe
             _apply_lossy_gate(comparison, gate_file, regions, lossy, floor)
         _port_diagnoses(comparison, alignment, lossy, audio_track, frame_count, video.fps if video is not None else None, floor)
         if recovery is not None and recovery.differs and sources is not None:
-            comparison.diagnoses = [*comparison.diagnoses, diagnosis("template_sequence", "frame.output", sources.text)]
+            comparison.diagnoses = [*comparison.diagnoses, diagnosis("template_sequence", "frame.output", recovery.text())]
+        if boxes is not None and boxes.other:
+            comparison.diagnoses = [*comparison.diagnoses, diagnosis("crop_box_sequence", "frame.output", boxes.text())]
 
         lip_sync = None
         if "frame.output" in provides:
@@ -245,7 +255,7 @@ def judge_port(request: PortRequest, progress: Progress | None = None) -> PortRe
                 not (floor is not None and floor.colour_mismatch):
             t = time.perf_counter()
             say("diagnosing by simulation (the reference re-run with known port mistakes)")
-            explanation, simulated = _simulate(request, dataset, pcm, cand, ref, alignment, lossy, floor, recovery, regions)
+            explanation, simulated = _simulate(request, dataset, pcm, cand, ref, alignment, lossy, floor, recovery, regions, boxes)
             _simulation_diagnoses(comparison, explanation)
             worst_mouth = _worst_mouth(out, ref, cand, explanation, simulated)
             seconds["simulate"] = time.perf_counter() - t
@@ -277,6 +287,19 @@ def _recover(dataset, frame_count: int, frames, size: tuple[int, int]) -> tuple[
         return None, {}
     recovery = recover_templates(dataset, frame_count)
     return recovery, {number: recovery.distances(frame) for number, frame in frames}
+
+
+def _register_boxes(dataset, recovery: TemplateRecovery, cand: Dump) -> BoxRecovery:
+    """The crop box each compared frame whose template was recovered was pasted into (`boxes.py`); each template is
+    decoded once, the last few kept (a port's frames walk the templates in runs)."""
+    from functools import lru_cache
+
+    boxes = BoxRecovery(box_candidates(dataset), recovery.schedule)
+    image = lru_cache(maxsize=8)(lambda template: dataset.templates[template].read_image())
+    for index in sorted(set(cand.frames("frame.output")) & set(recovery.recovered)):
+        template = recovery.recovered[index]
+        boxes.add(boxes.candidates.register(index, template, cand.frame("frame.output", index), image(template)))
+    return boxes
 
 
 def _shift(recovery: TemplateRecovery | None, distances: dict[int, np.ndarray]) -> int | None:
@@ -477,9 +500,10 @@ def _port_diagnoses(comparison: Comparison, alignment: Alignment | None, lossy: 
 
 
 def _simulate(request: PortRequest, dataset, pcm: np.ndarray, cand: Dump, ref: Dump, alignment: Alignment | None, lossy: LossyEvidence | None,
-              floor: CodecFloor | None = None, recovery: TemplateRecovery | None = None, regions: Regions | None = None):
+              floor: CodecFloor | None = None, recovery: TemplateRecovery | None = None, regions: Regions | None = None,
+              pasted: BoxRecovery | None = None):
     from ...backends import ModelSource, create_backend, default_backend
-    from .simulate import NOISE_FLOOR_DB, Simulator, evidence_sample, explain, lossy_output, recovered_templates
+    from .simulate import HYPOTHESES, NOISE_FLOOR_DB, PRECISION_KNOBS, Simulator, evidence_sample, explain, lossy_output, recovered_boxes, recovered_templates
 
     frames = sorted(set(cand.frames("frame.output")) & set(ref.frames("frame.output")))
     if regions is not None and len(regions.per_frame.mouth) == len(regions.frames):  # the frames with the most evidence, spread
@@ -490,18 +514,42 @@ def _simulate(request: PortRequest, dataset, pcm: np.ndarray, cand: Dump, ref: D
     boxes = {i: _box(ref.frame("frame.crop_box", i)) for i in picks}
     source = ModelSource.from_paths(request.unet, request.audio_encoder, check_inputs=demo_check_inputs)
     with create_backend(request.backend or default_backend(), source) as backend:
-        simulator = Simulator(dataset, pcm, generate=backend.generate, encode=backend.encode_audio)
+        simulator = Simulator(dataset, pcm, generate=backend.generate, encode=backend.encode_audio, generate_at=_precision_runners(request.unet))
         count = alignment.candidate_count if alignment is not None else None
         prior = []
         if recovery is not None and recovery.differs:
-            prior.append((recovered_templates(recovery.sequence()), recovery.result().text))
+            prior.append((recovered_templates(recovery.sequence()), recovery.text()))
+        if pasted is not None and pasted.other and recovery is not None:  # boxes are registered on the recovered templates
+            prior.append((recovered_boxes(pasted.sequence(len(recovery.schedule))), pasted.text()))
         if lossy is not None and lossy.lossy and lossy.kind == "jpeg" and lossy.estimated_quality:
             q = lossy.estimated_quality
             prior.append((lossy_output(q), f"the frames are JPEG quality {q} ({lossy.text.split(';')[0]})"))
         noise = NOISE_FLOOR_DB if floor is None or floor.encoding.kind != "video" else floor.search_floor_db
-        explanation = explain(simulator, candidate, boxes, sample=picks, candidate_frame_count=count, prior=prior, noise_floor_db=noise)
+        # a U-Net at reduced precision moves the mouth by a pixel level or a few: told only on lossless frames (codec noise dwarfs it)
+        lossless = floor is None and not (lossy is not None and lossy.lossy)
+        hypotheses = HYPOTHESES if lossless else tuple(h for h in HYPOTHESES if not h.fields & PRECISION_KNOBS)
+        explanation = explain(simulator, candidate, boxes, sample=picks, candidate_frame_count=count, prior=prior, noise_floor_db=noise,
+                              hypotheses=hypotheses)
         worst = min(explanation.per_frame, key=lambda i: explanation.per_frame[i].box_db)
         return explanation, {worst: simulator.frames(explanation.variant, [worst])[worst]}
+
+
+def _precision_runners(unet_path: Path | None):
+    """precision -> the U-Net run as a port working at that precision would (emulated in float32; loaded on first use);
+    None without a U-Net checkpoint (the simulation then runs fp32 only)."""
+    if unet_path is None:
+        return None
+    loaded: list = []
+
+    def runner(precision: str):
+        from ...models import load_unet
+        from ...reference.execution import emulated_runner
+
+        if not loaded:
+            loaded.append(load_unet(unet_path))
+        return emulated_runner(loaded[0], precision)
+
+    return runner
 
 
 def _worst_mouth(out: Path, ref: Dump, cand: Dump, explanation, simulated: dict[int, np.ndarray]) -> WorstMouth:
@@ -541,8 +589,8 @@ def _simulation_diagnoses(comparison: Comparison, explanation) -> None:
     comparison.diagnoses = found
 
 
-HEADLINE_IDS = ("frame_offset", "frames_missing", "wrong_frame_count", "template_sequence", "wrong_frame_rate", "av_offset", "wrong_sound_track",
-                "colour_conversion")
+HEADLINE_IDS = ("frame_offset", "frames_missing", "wrong_frame_count", "template_sequence", "crop_box_sequence", "wrong_frame_rate", "av_offset",
+                "wrong_sound_track", "colour_conversion")
 
 
 def differences(comparison: Comparison, explanation, floor: CodecFloor | None) -> list[Difference]:

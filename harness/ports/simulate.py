@@ -14,7 +14,8 @@ functions, by stage group: the audio front end (`front_end`: pre-emphasis, STFT 
 window, magnitude, mel scale, dB reference, normalization, feature padding), the U-Net audio input
 (`audio_window`: silent, constant, one row tiled, shifted), the frame geometry (`geometry`: template and
 landmark offsets, one box for all, crop interpolation and its pixel mapping, JPEG-compressed templates or crops), the U-Net image
-input (`network_input`: channel order, halves, scale, mask rectangle) and what follows the network
+input (`network_input`: channel order, halves, scale, mask rectangle), the network's precision (`network`: fp32, or
+fp16/bf16 emulated, run by the Simulator's `generate_at`) and what follows the network
 (`finish`: rounding, channel orders, the 328 canvas, paste interpolation and mapping, blend, lossy output). `Variant()` is the
 reference. `Simulator.frames(variant, indices)` makes that pipeline's output frames with the reference's own
 stage functions (`frame_inputs`, then `finish_frame` on the network's output): there is no second
@@ -48,7 +49,12 @@ at or above the noise floor, or identical) or nothing helps. To keep a round che
 new U-Net runs are first screened on one sampled frame (the worst-explained, kept while it stays
 unexplained, so screening after a mistake past the network reuses its U-Net outputs), and only the best few are
 scored on all of them; the hypotheses after the network are scored on all frames straight away (their
-U-Net outputs are cached). When the candidate's frame count differs from the reference's, the front-end
+U-Net outputs are cached). A greedy result that does not explain the frames is revised: for each of its first
+`MAX_REVISIONS` searched findings (not those the frame count or prior evidence established), the search returns to the
+findings accepted before it and searches again without it (a fitted family excluded whole); the alternative replaces the
+greedy result only when every finding it holds is named and it explains the frames, or raises the score by the margin with
+no sampled frame worse by more than the margin; the replacement is recorded with both scores (`Explanation.revisions`).
+A greedy result that explains the frames costs nothing more. When the candidate's frame count differs from the reference's, the front-end
 mistakes that change the count (and pairs of them) are tried first, and a count that matches names
 the mistake; when the candidate's count is known, no variant making another count is tried (unpadded features
 read every frame's audio one row on, as a shift does, but make two frames fewer).
@@ -68,7 +74,8 @@ squared error (sampled frames, as-is) it removes; `Explanation.unexplained_share
 **Fitting.** Integer knobs with an open range (the feather's width, `FITTED`) are fitted after their hypothesis is
 accepted: a descent from the catalogued start in steps of 8, 4, 2 and 1; the finding names the fitted value. The
 template of each frame is not searched at all: it is recovered from the frames (`sources.py`) and applied first
-(`recovered_templates`), with the recovery as its evidence.
+(`recovered_templates`), with the recovery as its evidence; so is the crop box each frame was pasted into, where it
+was registered as another template's (`boxes.py`, `recovered_boxes`).
 
 **Registration.** When no catalogued mistake explains what is left, the candidate's crop-box region is
 registered against the best simulation's (`cv2.findTransformECC`, affine; `cv2.phaseCorrelate` when
@@ -101,7 +108,8 @@ from ...reference.stages import FrameStages
 from ..verdict.metrics import PSNR_IDENTICAL, psnr
 from ..verdict.mistakes import Mistake, mistake
 
-__all__ = ["HYPOTHESES", "HYPOTHESES_BY_NAME", "Hypothesis", "Simulator", "Variant", "evidence_sample", "explain"]
+__all__ = ["HYPOTHESES", "HYPOTHESES_BY_NAME", "PRECISION_KNOBS", "Hypothesis", "Simulator", "Variant", "evidence_sample", "explain", "recovered_boxes",
+           "recovered_templates"]
 
 Box = tuple[int, int, int, int]
 Generate = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (B,6,320,320), (B,32,16,16) -> (B,3,320,320)
@@ -119,6 +127,13 @@ MARGIN_DB = 1.0
 # changes) on most sampled frames; and where it acts it leaves the noise floor, or under RESIDUAL_SHARE of the error there.
 ALPHA_BAND = (0.6, 1.4)
 RESIDUAL_SHARE = 0.1
+# A U-Net run at reduced precision (`network.precision`) is emulated (`reference/execution.py`): rounding is chaotic, so
+# two honest bf16 runs differ where a value falls near a rounding boundary. Measured on the demo weights (4 frames): a
+# real PyTorch bf16 run differs from fp32 by 45.3 dB in the crop box, from the emulation by 52.4 dB; the candidate
+# carries 0.83-0.94 of the emulation's change and it removes 81% of the error where it acts. So a precision is named
+# when it removes at least PRECISION_SHARE there (with the slope in ALPHA_BAND on most frames, as every hypothesis).
+PRECISION_KNOBS = frozenset({"network.precision"})
+PRECISION_SHARE = 0.5
 JPEG_QUALITIES = (50, 75, 90, 95)
 SHIFTS = (1, -1, 2, -2, 3, -3, 4, -4)  # feature rows an audio window may be shifted by: up to 160 ms either way
 HOLDS = (2, 3, 4)  # rows held: features made at 1/2, 1/3, 1/4 of the frame rate
@@ -133,7 +148,7 @@ MAPPING_NAMES = {"corner": "corner-aligned pixels (x * (n_in - 1) / (n_out - 1),
                  "asymmetric": "scaled indices (x * n_in / n_out, no half-pixel offset)"}
 FEATHER_STARTS = (4, 12, 24)  # feather widths the search starts from; the accepted one is then fitted (`_fit`)
 FITTED = {"finish.feather": (1, 64)}  # integer knobs fitted after a hypothesis setting them is accepted: the range searched
-RECOVERED_KNOBS = frozenset({"geometry.template_sequence"})  # set from the frames' recovered sources (sources.py), not searched
+RECOVERED_KNOBS = frozenset({"geometry.template_sequence", "geometry.box_sequence"})  # set from the frames' recovered sources (sources.py, boxes.py), not searched
 COUNT_KNOBS = frozenset(f"front_end.{name}" for name in audio.FRAME_COUNT_KNOBS)  # the knobs that change the frame count
 AFTER_NETWORK_GROUP = "finish"  # the knobs whose stages follow the network: they reuse its outputs
 
@@ -186,6 +201,12 @@ def recovered_templates(sequence: Sequence[int]) -> Hypothesis:
     """Every output frame built on the template recovered from it (`sources.py`), in place of the schedule's."""
     return Hypothesis("templates_recovered", "output frames built on other templates than the ping-pong schedule's (recovered from the frames)",
                       "frame geometry", (("geometry.template_sequence", tuple(int(t) for t in sequence)),), "template_sequence")
+
+
+def recovered_boxes(sequence: Sequence[int]) -> Hypothesis:
+    """Output frames pasted into the crop box registered from them (`boxes.py`: a template index, -1 for the frame's own)."""
+    return Hypothesis("boxes_recovered", "mouths pasted into the crop boxes of other templates' landmarks (registered from the frames)",
+                      "frame geometry", (("geometry.box_sequence", tuple(int(t) for t in sequence)),), "crop_box_sequence")
 
 
 def fitted(family: str, describe: Callable[[Any], str], category: str, knob: str, values: Sequence[Any], mistake_id: str) -> list[Hypothesis]:
@@ -270,6 +291,12 @@ def _catalogue() -> list[Hypothesis]:
     for name, description, rect in masks:
         add(name, description, image, {"network_input.mask_rect": rect}, "mask_rectangle_off")
 
+    network = "the network"
+    add("unet_fp16", "U-Net run in fp16: weights and every layer's output stored as half precision (11-bit mantissa)", network,
+        {"network.precision": "fp16"})
+    add("unet_bf16", "U-Net run in bf16: weights and every layer's output stored as bfloat16 (8-bit mantissa)", network,
+        {"network.precision": "bf16"})
+
     after = "after the network"
     add("rounding", "U-Net output rounded (floor(x * 255 + 0.5)) instead of truncated", after, {"finish.rounding": "round"}, "rounding_not_truncation")
     add("output_rgb", "U-Net output read as RGB: the mouth's channels reversed before it is pasted", after, {"finish.mouth_channels": "rgb"},
@@ -342,7 +369,8 @@ class _FrontEnd:
 @dataclass
 class _Prepared:
     inputs: FrameInputs
-    key: bytes  # of the U-Net inputs
+    key: bytes  # of the U-Net inputs and the precision it runs at
+    precision: str
 
 
 class Simulator:
@@ -352,10 +380,13 @@ class Simulator:
     the networks (a backend's `generate`/`encode_audio`, or a reference pipeline's wrapped to batches).
     """
 
-    def __init__(self, dataset: Dataset, pcm: np.ndarray, generate: Generate, encode: Encode, batch_size: int = 4):
+    def __init__(self, dataset: Dataset, pcm: np.ndarray, generate: Generate, encode: Encode, batch_size: int = 4,
+                 generate_at: Callable[[str], Generate] | None = None):
         self.dataset = dataset
         self.pcm = np.ascontiguousarray(pcm, dtype=np.float32)
         self.generate = generate
+        self.generate_at = generate_at  # precision -> the U-Net run at that precision (`network.precision`); None: fp32 only
+        self._generators: dict[str, Generate] = {"fp32": generate}
         self.encode = encode
         self.batch_size = max(1, batch_size)
         self.unet_runs = 0
@@ -365,6 +396,17 @@ class Simulator:
         self._decoded: dict[int, np.ndarray] = {}
         self._images: dict[tuple[int, FrameGeometry], np.ndarray] = {}  # as each geometry makes frames from it
         self._schedules: dict[tuple[int, FrameGeometry], list[int]] = {}  # keyed by the whole geometry
+
+    def supports(self, variant: Variant) -> bool:
+        """Whether it can run the variant's U-Net: another precision than fp32 needs `generate_at`."""
+        return variant.network.precision == "fp32" or self.generate_at is not None
+
+    def _generator(self, precision: str) -> Generate:
+        if precision not in self._generators:
+            if self.generate_at is None:
+                raise ParityError(f"this simulation runs the U-Net in fp32 only, not {precision}: give the Simulator generate_at")
+            self._generators[precision] = self.generate_at(precision)
+        return self._generators[precision]
 
     # ----- counts and geometry -----
     def frame_count(self, variant: Variant) -> int:
@@ -379,7 +421,7 @@ class Simulator:
 
     def box(self, variant: Variant, index: int) -> Box:
         """The crop box the variant pastes frame `index` into."""
-        return self.dataset.frame_box(self.template_index(variant, index), variant.geometry)
+        return self.dataset.frame_box(self.template_index(variant, index), variant.geometry, index)
 
     # ----- frames -----
     def frames(self, variant: Variant, indices: Iterable[int]) -> dict[int, np.ndarray]:
@@ -414,18 +456,22 @@ class Simulator:
 
     def _prepare(self, v: Variant, index: int) -> _Prepared:
         inputs = self.inputs(v, index)
-        return _Prepared(inputs, hashlib.sha1(inputs.unet_input.tobytes() + inputs.unet_audio.tobytes()).digest())
+        precision = v.network.precision
+        return _Prepared(inputs, hashlib.sha1(inputs.unet_input.tobytes() + inputs.unet_audio.tobytes() + precision.encode()).digest(), precision)
 
     def _run_unet(self, prepared: Sequence[_Prepared]) -> None:
         missing: dict[bytes, _Prepared] = {}
         for p in prepared:
             if p.key not in self._outputs and p.key not in missing:
                 missing[p.key] = p
-        todo = list(missing.values())
-        for start in range(0, len(todo), self.batch_size):
-            batch = todo[start : start + self.batch_size]
+        batches = []
+        for precision in sorted({p.precision for p in missing.values()}):
+            same = [p for p in missing.values() if p.precision == precision]
+            batches += [same[start : start + self.batch_size] for start in range(0, len(same), self.batch_size)]
+        for batch in batches:
             began = time.perf_counter()
-            outputs = np.asarray(self.generate(np.stack([p.inputs.unet_input for p in batch]), np.stack([p.inputs.unet_audio for p in batch])),
+            generate = self._generator(batch[0].precision)
+            outputs = np.asarray(generate(np.stack([p.inputs.unet_input for p in batch]), np.stack([p.inputs.unet_audio for p in batch])),
                                  dtype=np.float32)
             self.unet_seconds += time.perf_counter() - began
             self.unet_runs += len(batch)
@@ -598,6 +644,8 @@ class Explanation:
     seconds: float
 
     partials: tuple[Finding, ...] = ()  # improved the score without the specific evidence: not named
+    revisions: tuple[str, ...] = ()  # searched findings the revision replaced, why, with both scores (`_Rounds.revised`)
+    revision_seconds: float = 0.0  # spent revising (0 when the greedy search explained the frames)
 
     @property
     def names(self) -> list[str]:
@@ -634,7 +682,9 @@ class Explanation:
         lines.append(f"{state}: {self.final.describe()} (noise floor {self.noise_floor_db:g} dB); "
                      f"{self.unexplained_share:.0%} of the error left unexplained")
         lines.extend(f"unexplained: {u}" for u in self.unexplained)
-        lines.append(f"{self.evaluations} variants scored, {self.unet_runs} U-Net runs, {self.seconds:.1f} s")
+        lines.extend(f"revised: {r}" for r in self.revisions)
+        revising = f" ({self.revision_seconds:.1f} s revising)" if self.revision_seconds else ""
+        lines.append(f"{self.evaluations} variants scored, {self.unet_runs} U-Net runs, {self.seconds:.1f} s{revising}")
         return "\n".join(lines)
 
 
@@ -688,7 +738,7 @@ class _Search:
     def score(self, variant: Variant, indices: Sequence[int] | None = None) -> dict[int, Score] | None:
         """Per-frame scores of the variant at `indices` (all sampled by default); None when it cannot make them."""
         indices = self.sample if indices is None else list(indices)
-        if max(indices) >= self.simulator.frame_count(variant):
+        if max(indices) >= self.simulator.frame_count(variant) or not self.simulator.supports(variant):
             return None
         todo = [i for i in indices if (variant, i) not in self._scores]
         if todo:
@@ -783,29 +833,18 @@ def explain(simulator: Simulator, candidate_frames: Mapping[int, np.ndarray], bo
             accept(h, h(current), scores, f"{why}; ")
 
     established = {f.name for f in findings}  # by the frame count or by other evidence: not searched, so not re-judged
-    partials: dict[str, Finding] = {}
-    for _ in range(max_rounds):
-        if current_score.explained(noise_floor_db):
-            break
-        choices = _round(search, current, current_score, per_frame, hypotheses, used, count_locked, margin_db, noise_floor_db, screen_top,
-                         set(partials))
-        taken = False
-        for h, variant, scores in choices:
-            specificity = search.specificity(current, variant)
-            if specificity.holds:
-                accept(h, variant, scores, _fit_note(h, hypotheses))
-                taken = True
-                break
-            after = _sum(scores.values())
-            partials[h.name] = Finding(h, current_score, after, f"{_evidence(current_score, after)}; {specificity.describe()}", "partial",
-                                       specificity=specificity)
-        if not taken:
-            break
-    if findings:
-        findings, current = _fit(search, findings, current)
-        per_frame = search.score(current) or per_frame
-        current_score = _sum(per_frame.values())
-    findings = _judged(search, findings, established, initial, noise_floor_db)
+    start = _Path(list(findings), current, current_score, dict(per_frame), frozenset(used))
+    search_rounds = _Rounds(search, hypotheses, count_locked, margin_db, noise_floor_db, screen_top, established, initial)
+    searched = search_rounds.greedy(start, max_rounds)
+    result = search_rounds.finished(searched)
+    revisions: list[str] = []
+    revision_seconds = 0.0
+    if not result.score.explained(noise_floor_db) and len(searched.findings) > len(start.findings):
+        revision_began = time.perf_counter()
+        result, revisions = search_rounds.revised(start, searched, result, max_rounds)
+        revision_seconds = time.perf_counter() - revision_began
+    findings, current, current_score, per_frame = result.findings, result.variant, result.score, result.per_frame
+    partials = result.partials
 
     explained = current_score.explained(noise_floor_db)
     registration = None
@@ -823,8 +862,114 @@ def explain(simulator: Simulator, candidate_frames: Mapping[int, np.ndarray], bo
         noise_floor_db=noise_floor_db, margin_db=margin_db, sample=tuple(sample), candidate_frame_count=candidate_frame_count,
         reference_frame_count=reference_count, simulated_frame_count=simulator.frame_count(current), unexplained=tuple(unexplained),
         registration=registration, evaluations=search.evaluations, unet_runs=simulator.unet_runs - runs_before, seconds=time.perf_counter() - began,
-        partials=tuple(partials.values()),
+        partials=tuple(partials.values()), revisions=tuple(revisions), revision_seconds=revision_seconds,
     )
+
+
+MAX_REVISIONS = 2  # searched findings the revision may drop, each a new search (U-Net runs on the sampled frames)
+
+
+@dataclass(frozen=True)
+class _Path:
+    """A search's state: the findings accepted in order, the variant they make and its scores, the knobs they turned, and
+    the hypotheses that helped without the specific evidence (partial)."""
+
+    findings: list[Finding]
+    variant: Variant
+    score: Score
+    per_frame: dict[int, Score]
+    used: frozenset[str]
+    partials: dict[str, Finding] = field(default_factory=dict)
+
+    def accepted(self, h: Hypothesis, variant: Variant, scores: dict[int, Score], extra: str = "") -> _Path:
+        after = _sum(scores.values())
+        return _Path([*self.findings, Finding(h, self.score, after, extra + _evidence(self.score, after))], variant, after, scores,
+                     self.used | h.fields, self.partials)
+
+
+@dataclass
+class _Rounds:
+    """The search after the established findings: greedy rounds, the accepted findings fitted and judged, and the revision
+    of a greedy result that does not explain the frames."""
+
+    search: _Search
+    hypotheses: Sequence[Hypothesis]
+    count_locked: bool
+    margin_db: float
+    noise_floor_db: float
+    screen_top: int
+    established: set[str]
+    initial: Score
+
+    def greedy(self, start: _Path, rounds: int, excluded: Collection[str] = ()) -> _Path:
+        """Each round the hypothesis that raises the score most by the margin and carries its predicted change (none
+        of `excluded`), accepted; partial ones recorded and not tried again (`revised` may go back on an accepted one)."""
+        path = start
+        partials: dict[str, Finding] = {}
+        for _ in range(rounds):
+            if path.score.explained(self.noise_floor_db):
+                break
+            choices = _round(self.search, path.variant, path.score, path.per_frame, self.hypotheses, set(path.used), self.count_locked, self.margin_db,
+                             self.noise_floor_db, self.screen_top, set(partials) | set(excluded))
+            taken = False
+            for h, variant, scores in choices:
+                specificity = self.search.specificity(path.variant, variant)
+                if specificity.holds:
+                    path = path.accepted(h, variant, scores, _fit_note(h, self.hypotheses))
+                    taken = True
+                    break
+                after = _sum(scores.values())
+                partials[h.name] = Finding(h, path.score, after, f"{_evidence(path.score, after)}; {specificity.describe()}", "partial",
+                                           specificity=specificity)
+            if not taken:
+                break
+        return replace(path, partials=partials)
+
+    def finished(self, path: _Path) -> _Path:
+        """The path's findings fitted (`_fit`) and judged with all the others applied (`_judged`)."""
+        findings, variant, per_frame = path.findings, path.variant, path.per_frame
+        if findings:
+            findings, variant = _fit(self.search, findings, variant)
+            per_frame = self.search.score(variant) or per_frame
+        findings = _judged(self.search, findings, self.established, self.initial, self.noise_floor_db)
+        return replace(path, findings=findings, variant=variant, score=_sum(per_frame.values()), per_frame=per_frame)
+
+    def revised(self, start: _Path, searched: _Path, greedy: _Path, max_rounds: int) -> tuple[_Path, list[str]]:
+        """A greedy result that does not explain the frames, revised: for each of the first `MAX_REVISIONS` searched findings,
+        the search goes back to the findings accepted before it and searches again with it (its whole family, for a fitted
+        one) excluded; the findings accepted after it are searched again too, since their evidence was measured on top of
+        it. An alternative replaces the greedy result only when every finding it holds is named (specific) and it explains
+        the frames, or raises the score by the margin without making any sampled frame worse by more than the margin; of
+        several, the first that explains, else the best. Returns the result kept and, for a replacement, why (both scores)."""
+        kept: list[tuple[_Path, int, Hypothesis]] = []
+        for n in range(len(start.findings), min(len(searched.findings), len(start.findings) + MAX_REVISIONS)):
+            dropped = searched.findings[n].hypothesis
+            accepted_before = searched.findings[len(start.findings) : n]
+            variant = start.variant
+            for f in accepted_before:
+                variant = f.hypothesis(variant)
+            per_frame = self.search.score(variant)
+            assert per_frame is not None  # scored when the greedy search accepted these findings
+            before = _Path(searched.findings[:n], variant, _sum(per_frame.values()), per_frame,
+                           start.used.union(*(f.hypothesis.fields for f in accepted_before)))
+            excluded = {h.name for h in self.hypotheses if h.name == dropped.name or (dropped.family is not None and h.family == dropped.family)}
+            alternative = self.finished(self.greedy(before, max_rounds - len(accepted_before), excluded))
+            explained = alternative.score.explained(self.noise_floor_db)
+            better = (alternative.score.db >= greedy.score.db + self.margin_db
+                      and all(alternative.per_frame[i].db >= greedy.per_frame[i].db - self.margin_db for i in greedy.per_frame))
+            if all(f.status == "named" for f in alternative.findings) and (explained or better):
+                kept.append((alternative, n, dropped))
+                if explained:
+                    break
+        if not kept:
+            return greedy, []
+        alternative, n, dropped = max(kept, key=lambda k: (k[0].score.explained(self.noise_floor_db), k[0].score.db))
+        state = "explained" if alternative.score.explained(self.noise_floor_db) else "not explained"
+        note = (f"{', '.join(f.name for f in greedy.findings[n:])} replaced by {', '.join(f.name for f in alternative.findings[n:]) or 'nothing'}: "
+                f"the greedy search's findings leave {greedy.score.describe()} (not explained); searched again without "
+                f"{dropped.family or dropped.name}, every finding is named and the frames are at {alternative.score.describe()} ({state}, "
+                f"noise floor {self.noise_floor_db:g} dB)")
+        return alternative, [note]
 
 
 def _fit(search: _Search, findings: list[Finding], current: Variant) -> tuple[list[Finding], Variant]:
@@ -886,7 +1031,8 @@ def _judged(search: _Search, findings: list[Finding], established: set[str], ini
             judged.append(replace(f, explains=explains))
             continue
         specificity = search.specificity(without, variant)
-        named = specificity.holds and (specificity.residual_db >= noise_floor_db or specificity.share >= 1 - RESIDUAL_SHARE)
+        enough = PRECISION_SHARE if f.hypothesis.fields & PRECISION_KNOBS else 1 - RESIDUAL_SHARE
+        named = specificity.holds and (specificity.residual_db >= noise_floor_db or specificity.share >= enough)
         evidence = f.evidence if named else f"{f.evidence}; {specificity.describe()}"
         judged.append(replace(f, status="named" if named else "partial", explains=explains, specificity=specificity, evidence=evidence))
     return judged

@@ -13,17 +13,18 @@ background never invents a difference.
 
 The recovered sequence is set on the reference's knob `geometry.template_sequence`, so the simulation rebuilds
 each frame from the template the port used and judges the mouth against that: one sequencing mistake does not
-hide the others.
+hide the others. Once the template of a frame is known, the crop box its mouth was pasted into is registered
+(`boxes.py`), and `result(boxes)` reports both.
 """
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..verdict.types import Sources, TemplateRun
+from .boxes import BoxRecovery, span
 
 SCALE = 8  # area-average factor
 MARGIN = 24  # pixels around the union of the crop boxes left out
@@ -143,28 +144,37 @@ class TemplateRecovery:
         frames = f"frame {first}" if first == last else f"frames {first}-{last}"
         got = [self.recovered[i] for i in range(first, last + 1)]
         want = self.schedule[first : last + 1]
-        shown = _span(got)
+        shown = span(got)
         if kind == "schedule":
             return f"{frames}: the schedule's templates ({shown})"
         if kind == "offset":
             k = got[0] - want[0]
-            return f"{frames}: templates {k:+d} from the schedule ({shown} where it has {_span(want)})"
+            return f"{frames}: templates {k:+d} from the schedule ({shown} where it has {span(want)})"
         if kind == "constant":
-            return f"{frames}: template {got[0]} for every frame (the schedule has {_span(want)})"
+            return f"{frames}: template {got[0]} for every frame (the schedule has {span(want)})"
         if kind == "reversed":
-            return f"{frames}: templates in reverse order ({shown} where the schedule has {_span(want)})"
-        return f"{frames}: other templates ({shown} where the schedule has {_span(want)})"
+            return f"{frames}: templates in reverse order ({shown} where the schedule has {span(want)})"
+        return f"{frames}: other templates ({shown} where the schedule has {span(want)})"
 
-    def result(self, boxes_checked: int = 0, boxes_other: list[int] | None = None) -> Sources:
-        frames = self.frames
-        runs = self.runs()
-        differing = self.differs
+    def text(self) -> str:
+        """Which templates the frames are built on, against the schedule: one line."""
+        frames, differing = self.frames, self.differs
         if not differing:
-            text = f"every one of {len(frames)} frames is built on the schedule's template"
-        else:
-            text = (f"{len(differing)} of {len(frames)} frames are built on another template than the schedule's: "
-                    + "; ".join(run.text for run in runs if run.kind != "schedule"))
-        return Sources(frames, [self.recovered[i] for i in frames], [self.schedule[i] for i in frames], runs, boxes_checked, boxes_other or [], text)
+            return f"every one of {len(frames)} frames is built on the schedule's template"
+        return (f"{len(differing)} of {len(frames)} frames are built on another template than the schedule's: "
+                + "; ".join(run.text for run in self.runs() if run.kind != "schedule"))
+
+    def result(self, boxes: BoxRecovery | None = None) -> Sources:
+        """The sources of every recovered frame: its template and, where `boxes` registered it, the crop box it was pasted into."""
+        frames = self.frames
+        text = self.text()
+        if boxes is None:
+            return Sources(frames, [self.recovered[i] for i in frames], [self.schedule[i] for i in frames], self.runs(), 0, [], text)
+        registered = boxes.registered
+        box_templates = [registered[i].box_template if i in registered else None for i in frames]
+        box_runs = [TemplateRun(run.first, run.last, run.kind, run.text) for run in boxes.runs()]
+        return Sources(frames, [self.recovered[i] for i in frames], [self.schedule[i] for i in frames], self.runs(), len(boxes.checked),
+                       boxes.other, f"{text}; crop boxes: {boxes.text()}", box_templates, box_runs)
 
 
 def recover_templates(dataset, frame_count: int) -> TemplateRecovery:
@@ -180,16 +190,6 @@ def recover_templates(dataset, frame_count: int) -> TemplateRecovery:
         keep[max(0, (y0 - MARGIN) // SCALE) : -(-(y1 + MARGIN) // SCALE), max(0, (x0 - MARGIN) // SCALE) : -(-(x1 + MARGIN) // SCALE)] = False
         thumbnails.append(cv2.resize(template.read_image(), small, interpolation=cv2.INTER_AREA).astype(np.float32))
     return TemplateRecovery(np.stack(thumbnails), keep, dataset.schedule(frame_count))
-
-
-def _span(values: list[int]) -> str:
-    if len(values) == 1:
-        return str(values[0])
-    step = values[1] - values[0]
-    if step in (1, -1) and all(b - a == step for a, b in itertools.pairwise(values)):
-        return f"{values[0]}..{values[-1]}"
-    shown = ", ".join(map(str, values[:6]))
-    return shown + (", ..." if len(values) > 6 else "")
 
 
 __all__ = ["Sources", "TemplateRecovery", "recover_templates"]

@@ -80,6 +80,9 @@ MISTAKES: tuple[Mistake, ...] = (
     Mistake("landmark_off_by_one", "crop box from the landmarks of the neighbouring template",
             "take the crop box from the landmarks of the template the frame uses (N.jpg pairs with N.lms; check 0/1-based "
             "numbering and start_frame)", "frame.crop_box"),
+    Mistake("crop_box_sequence", "mouths pasted into the crop boxes of other templates' landmarks than the ones the frames are built on",
+            "crop and paste each frame in the box of the landmarks of the template it is built on: read N.jpg and N.lms by the same "
+            "index, in the same order (sort both numerically; check 0/1-based numbering and start_frame)", "frame.crop_box"),
     Mistake("crop_box_wrong_frame", "crop box of another frame, or one box for every frame",
             "compute each frame's crop box from its own template's landmarks", "frame.crop_box"),
     Mistake("channels_swapped", "RGB instead of BGR before the network (the crop or the U-Net input)",
@@ -108,6 +111,12 @@ MISTAKES: tuple[Mistake, ...] = (
     Mistake("random_weights", "network weights not loaded, random, or from another checkpoint",
             "load the checkpoint with every key matched (audio_visual_encoder.pth keys carry no 'audio_encoder.' prefix)",
             "frame.unet_output"),
+    Mistake("unet_fp16", "U-Net run in fp16 (half precision: weights and activations stored with an 11-bit mantissa)",
+            "run the U-Net in fp32 for exact parity; or, if an fp16 network is meant, judge it with the fp16 gate (--precision fp16)",
+            "frame.unet_output"),
+    Mistake("unet_bf16", "U-Net run in bf16 (bfloat16: weights and activations stored with an 8-bit mantissa)",
+            "run the U-Net in fp32 (bf16 moves the mouth by several pixel levels; fp16 with fp32 accumulation, if reduced precision is "
+            "needed, is 8 times finer), e.g. model.float() / no autocast, or an fp32 or fp16 export", "frame.unet_output"),
     Mistake("fp16_overflow", "an fp16 activation overflowed (NaN, Inf, or values pinned at the limits)",
             "run the overflowing layers in fp32 (keep_io_types, mixed precision)", "frame.unet_output"),
     # after the network

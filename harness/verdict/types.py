@@ -628,9 +628,11 @@ class Sources:
     templates: list[int]  # recovered template of each
     scheduled: list[int]  # the reference's schedule at those indices
     runs: list[TemplateRun]
-    boxes_checked: int  # frames whose pasted box was registered
+    boxes_checked: int  # frames whose pasted box was registered: their own template's (the cheapest, ties kept) or another's (boxes.py)
     boxes_other: list[int]  # of those, frames pasted into another template's box
     text: str
+    box_templates: list[int | None] = field(default_factory=list)  # the template whose crop box each frame was pasted into (None: not told apart)
+    box_runs: list[TemplateRun] = field(default_factory=list)  # runs of frames pasted into other templates' boxes ("schedule", "offset", "constant", "other")
 
 
 @dataclass

@@ -14,10 +14,11 @@ from dataclasses import fields
 import numpy as np
 import pytest
 
-from synctalk_parity.harness.ports.simulate import HYPOTHESES, RECOVERED_KNOBS, Simulator, Variant, recovered_templates
+from synctalk_parity.harness.ports.simulate import HYPOTHESES, RECOVERED_KNOBS, Simulator, Variant, recovered_boxes, recovered_templates
 from synctalk_parity.reference.audio import AudioFrontEnd, load_audio
 from synctalk_parity.reference.dataset import open_dataset
 from synctalk_parity.reference.demo import make_demo
+from synctalk_parity.reference.execution import emulated_runner
 from synctalk_parity.reference.pipeline import ReferencePipeline
 
 SECONDS = 1.0  # 22 encoder windows, 24 output frames
@@ -36,7 +37,8 @@ class Demo:
         self.schedule = self.dataset.schedule(self.clip.frame_count)
         self.sample = (0, 1, self.clip.frame_count - 1)
         self.frames = {i: self.pipeline.frame(self.dataset, self.clip.features, i, self.schedule[i]) for i in self.sample}
-        self.simulator = Simulator(self.dataset, self.clip.pcm, self._generate, self.pipeline.encode_audio)
+        self.simulator = Simulator(self.dataset, self.clip.pcm, self._generate, self.pipeline.encode_audio,
+                                   generate_at=lambda precision: emulated_runner(self.pipeline.unet, precision))
 
     def _unet(self, image: np.ndarray, unet_audio: np.ndarray) -> np.ndarray:
         """The reference U-Net, run once per input: the simulator's frames reuse the reference's outputs."""
@@ -106,14 +108,34 @@ def test_the_recovered_template_sequence_reaches_the_frames(demo):
     assert [simulator.inputs(variant, i).template_index for i in range(count)] == list(reversed_)
 
 
+def test_a_recovered_box_sequence_reaches_the_frames_it_covers(demo):
+    """`geometry.box_sequence`: frame i is cropped and pasted in template `box_sequence[i]`'s box; -1 and the frames past
+    its end keep their own template's."""
+    simulator = demo.simulator
+    templates = [simulator.template_index(Variant(), i) for i in range(3)]
+    variant = recovered_boxes((-1, templates[1] + 1))(Variant())
+    boxes = [simulator.inputs(variant, i).crop_box for i in range(3)]
+    assert boxes == [demo.dataset.templates[templates[0]].box, demo.dataset.templates[templates[1] + 1].box, demo.dataset.templates[templates[2]].box]
+    assert boxes[1] != demo.dataset.templates[templates[1]].box and simulator.box(variant, 1) == boxes[1]
+    assert not np.array_equal(simulator.frames(variant, [1])[1], demo.frames[1].output)
+
+
 @pytest.mark.parametrize("hypothesis", HYPOTHESES, ids=lambda h: h.name)
 def test_every_hypothesis_changes_the_simulated_frames(demo, hypothesis):
     """Each catalogued mistake reaches the frames the simulator makes (before the network: its inputs, so no
-    U-Net run; after it: the output frames, from the cached U-Net outputs)."""
+    U-Net run; the network's own knobs: its outputs, cached apart from the reference's (fp16 on this seeded U-Net
+    moves no output pixel by a level: whether a precision shows in the frames is the judging tests'); after it: the output frames,
+    from the cached U-Net outputs)."""
     simulator, reference, variant = demo.simulator, Variant(), hypothesis(Variant())
     if simulator.frame_count(variant) != simulator.frame_count(reference):
         return
     sample = (0, 1, simulator.frame_count(variant) - 1)
+    if any(name.startswith("network.") for name in hypothesis.fields):
+        changed = simulator.stages(variant, sample)
+        assert all(not np.array_equal(stages.unet_output, demo.frames[stages.index].unet_output) for stages in changed), hypothesis.name
+        again = simulator.stages(reference, sample)  # the reference's outputs are still its own: the precision is in the cache key
+        assert all(np.array_equal(stages.unet_output, demo.frames[stages.index].unet_output) for stages in again)
+        return
     if hypothesis.after_network:
         changed = simulator.frames(variant, sample)
         assert any(not np.array_equal(changed[i], demo.frames[i].output) for i in sample), hypothesis.name
