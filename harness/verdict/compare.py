@@ -21,7 +21,8 @@ for floats: within 2.3 %).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -142,7 +143,7 @@ def compare_stage(stage: str, reference: Dump, candidate: Dump, tolerance: Toler
                 f"candidate {_frames_text(candidate.frames(stage))})"
             )
             return metrics
-        pairs = ((i, reference.frame(stage, i), candidate.frame(stage, i)) for i in frames)
+        pairs = _read_ahead(frames, lambda i: (i, reference.frame(stage, i), candidate.frame(stage, i)))
     accumulator = _Accumulator(stage, tolerance, _crop_boxes(stage, reference))
     if per == "frame" and stage in IMAGE_STAGES:
         accumulator.ssim_frames = ssim_frames(frames, reference.entry(stage).get("shape"))
@@ -162,6 +163,27 @@ def compare_stage(stage: str, reference: Dump, candidate: Dump, tolerance: Toler
         metrics.passed = False
         metrics.failure = gap if metrics.failure is None else f"{gap}; {metrics.failure}"
     return metrics
+
+
+def _read_ahead(frames: list[int], read: Callable[[int], Any], ahead: int = 2) -> Iterator[Any]:
+    """`read(i)` for each frame in order, the next `ahead` frames read on a thread of their own while the caller
+    measures this one (decoding two PNGs of a 720p frame takes about as long as its metrics; cv2 and numpy release
+    the GIL). A read's error comes out where its frame would."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="parity-compare-read") as pool:
+        pending = deque(pool.submit(read, i) for i in frames[:ahead])
+        following = iter(frames[ahead:])
+        try:
+            while pending:
+                value = pending.popleft().result()
+                nxt = next(following, None)
+                if nxt is not None:
+                    pending.append(pool.submit(read, nxt))
+                yield value
+        finally:
+            for future in pending:
+                future.cancel()
 
 
 def ssim_frames(frames: list[int], shape: list | None) -> set[int] | None:

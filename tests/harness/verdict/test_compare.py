@@ -208,3 +208,14 @@ def test_ssim_does_not_depend_on_frame_order(tmp_path):
     assert per_frame[:3] == [1.0, 1.0, 1.0] and all(s < 1 for s in per_frame[3:])
     assert output.ssim == pytest.approx(np.mean(per_frame))
     assert output.ssim_crop is not None and output.ssim_crop < 1
+
+
+def test_a_frame_that_cannot_be_read_stops_the_comparison_naming_its_file(tmp_path):
+    """Frames are read ahead of the one being measured (on a thread of their own); a damaged file still stops the
+    comparison with its own name, and earlier frames' reads do not hide it."""
+    reference, candidate = _pair(tmp_path)
+    damaged = sorted((candidate / "frame.output").glob("*.png"))[2]
+    data = damaged.read_bytes()
+    damaged.write_bytes(data[:33] + bytes(len(data) - 45) + data[-12:])  # signature, header and end kept; the image data zeroed
+    with pytest.raises(ParityError, match=rf"{damaged.name}: cannot decode the PNG"):
+        compare_dumps(reference, candidate, load_gate(None))
