@@ -136,6 +136,25 @@ def reference_dump(inputs: ReferenceInputs, progress: Progress | None = None) ->
                            len(missing), reused)
 
 
+def reference_missing(inputs: ReferenceInputs) -> bool:
+    """Whether `reference_dump(inputs)` will compute anything: its clip entry, or an entry of a frame whose heavy stages
+    it needs, is not in the cache. A quick look (no checksums; `reference_dump` checks every entry it reads): it only
+    decides whether a run loads PyTorch ahead of need (`preload_reference`)."""
+    folder = cache_folder("reference") / key_of(reference_parts(inputs))
+    if not (folder / "clip").is_dir():
+        return True
+    stages = sorted(HEAVY_STAGES & inputs.stages)
+    frames = folder / "frames"
+    return bool(stages) and any(not any(frames.glob(f"{i:05d}-*")) for i in inputs.heavy_frames if 0 <= i < inputs.frames)
+
+
+def preload_reference() -> None:
+    """Import PyTorch and the reference's networks and pipeline (1.2-1.6 s of one core on the 2-core machine): what a
+    reference that must be computed loads first."""
+    from ...models import load_models  # noqa: F401  (imports torch)
+    from ...reference.pipeline import ReferencePipeline  # noqa: F401
+
+
 def write_reference_dump(inputs: ReferenceInputs, folder: Path, progress: Progress | None = None) -> Path:
     """The reference dump of `inputs` written to `folder` (atomically), through the cache."""
     import shutil

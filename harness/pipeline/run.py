@@ -16,6 +16,7 @@ dataset and audio it runs the built-in demo (inputs made locally). Weights not g
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -39,7 +40,7 @@ from ..verdict.result import json_text, write_result
 from ..verdict.types import Backend, Inputs, ReferenceRun, RunResult, Timing
 from .audio_cache import cached_mel, prefetch_librosa, store_mel
 from .production import ProductionPipeline
-from .reference_cache import ReferenceInputs, ReferenceResult, every_kth, heavy_frame, reference_dump
+from .reference_cache import ReferenceInputs, ReferenceResult, every_kth, heavy_frame, preload_reference, reference_dump, reference_missing
 
 Progress = Callable[[int, int], None]  # (frames done, frames total)
 DEFAULT_DUMP_EVERY = 10
@@ -169,8 +170,11 @@ def run(request: RunRequest, progress: Progress | None = None, reference_progres
             timings["audio"] = time.perf_counter() - t
             total = clip.frame_count if request.frames is None else min(request.frames, clip.frame_count)
             reference = _reference_job(request, stages, dataset_path, audio_path, total, reference_progress)
-            if reference is not None and request.reference is None and _overlaps(request):
-                reference.start()
+            if reference is not None and request.reference is None:
+                if _overlaps(request):
+                    reference.start()
+                else:
+                    reference.preload()
             producer = {"name": "synctalk-parity", "version": __version__, "backend": backend.name, "precision": precision.runs}
             motion = MotionRecorder()
             frame_timing = _write_outputs(out, pipeline, dataset, clip, total, audio_path, stages, request.dump_every, producer,
@@ -382,6 +386,20 @@ class ReferenceJob:
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="parity-reference", daemon=True)
         self._thread.start()
+
+    def preload(self) -> None:
+        """When the reference must be computed, import PyTorch and its networks' code on a thread of its own while the
+        frames are made (an import is one core's work; the network itself waits for the frames: `REFERENCE_OVERLAP`)."""
+        inputs = self.inputs
+        if inputs is None:
+            return
+
+        def load() -> None:
+            with contextlib.suppress(Exception):  # an import error shows where the reference needs it, with its own message
+                if reference_missing(inputs):
+                    preload_reference()
+
+        threading.Thread(target=load, name="parity-reference-preload", daemon=True).start()
 
     def result(self) -> ReferenceResult:
         """The dump: joined when started, computed now when neither started nor given."""

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from synctalk_parity.harness.inputs import resolve_inputs
-from synctalk_parity.harness.pipeline.reference_cache import ReferenceInputs, every_kth, reference_dump
+from synctalk_parity.harness.pipeline.reference_cache import ReferenceInputs, every_kth, reference_dump, reference_missing
 from synctalk_parity.harness.verdict.dump import HEAVY_STAGES, Dump
 from synctalk_parity.reference.stages import STAGE_NAMES
 
@@ -50,6 +50,16 @@ def test_heavy_stages_only_for_the_frames_asked_and_more_frames_later_computes_o
     assert again.cached and again.frames_computed == 0 and again.dump == more.dump and again.note is None
     fewer = reference_dump(replace(inputs, frames=2, heavy_frames=every_kth(2, 10)))  # a shorter run: a new dump, nothing computed
     assert fewer.frames_computed == 0 and Dump.open(fewer.dump).frames("frame.output") == [0]
+
+
+def test_reference_missing_says_whether_a_run_will_compute_the_reference(inputs):
+    """What decides whether a run loads PyTorch ahead of its frames: nothing cached, then a frame not cached."""
+    assert reference_missing(inputs)
+    reference_dump(inputs)
+    assert not reference_missing(inputs)
+    assert not reference_missing(replace(inputs, heavy_frames=frozenset({3})))  # fewer frames: all cached
+    assert reference_missing(replace(inputs, heavy_frames=frozenset({0, 1, 3})))  # frame 1's heavy stages are not
+    assert not reference_missing(replace(inputs, stages=frozenset({"frame.crop_box"}), heavy_frames=frozenset({1})))  # light stages only
 
 
 def test_a_damaged_frame_is_computed_again(inputs):
