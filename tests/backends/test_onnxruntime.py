@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -75,10 +77,13 @@ def test_batch_8_equals_batch_1_per_item(ort_backend, golden_batch):
 
 
 def test_checkpoints_reuse_the_cached_export(golden_source, golden_onnx_dir, onnx_cache):
+    """A backend given checkpoints runs the export the cache holds for them (golden_onnx_dir made sure there is one)."""
     cached = sorted((onnx_cache / "exports").iterdir())  # other backends' tests may share this cache
     with create_backend("onnxruntime", golden_source) as backend:
-        assert backend.describe()["export_dir"] == str(golden_onnx_dir)
-    assert golden_onnx_dir.is_relative_to(onnx_cache)
+        used = Path(backend.describe()["export_dir"])
+    assert used.parent in cached  # an entry that was there before
+    if golden_onnx_dir.is_relative_to(onnx_cache):  # else a command checked the session's entry on the example inputs first
+        assert used == golden_onnx_dir  # (golden_export then made the golden-checked one in a cache of its own)
     assert sorted((onnx_cache / "exports").iterdir()) == cached  # nothing exported again
 
 
