@@ -204,19 +204,21 @@ def _lip_sync(sync: LipSync) -> str:
     if not sync.candidate_motion:
         return text
     other = "the reference's mouth" if sync.against == "reference" else "the audio's loudness"
-    below = (f"Below: the sync score of each {sync.windows[0].frames}-frame window at its best offset (labelled in frames); the dashed "
-             "line is the clip's score." if sync.windows else "Below: no window is scored (not measured: see above).")
-    caption = (f"Above: the mouth's motion (high-passed darkening of the mouth box against its template) of the candidate and of "
-               f"{other}, frame by frame. {below}")
+    scored = any(window.score is not None for window in sync.windows)
+    below = (f" Below: the sync score of each {sync.windows[0].frames}-frame window at its best offset (labelled in frames); the dashed "
+             "line is the clip's score." if scored else " No window is scored (not measured: see above).")
+    caption = (f"{'Above: t' if scored else 'T'}he mouth's motion (high-passed darkening of the mouth box against its template) of the candidate and of "
+               f"{other}, frame by frame.{below}")
     return text + f"<figure>{lip_sync_svg(sync)}<figcaption>{escape(caption)}</figcaption></figure>"
 
 
 def lip_sync_svg(sync: LipSync) -> str:
     """The lip sync over the clip: the candidate's and the reference's (or the audio's) high-passed motion, each scaled
     to its own range (the audio's units differ), and below it each window's score (0..1, bars spanning the window,
-    its offset written on it) with the clip's score dashed."""
+    its offset written on it) with the clip's score dashed; without a scored window (not measured), the motion only."""
+    scored = any(window.score is not None for window in sync.windows)
     width, left, right, top = 640, 44, 12, 8
-    motion_h, gap, score_h, bottom = 120, 22, 90, 30
+    motion_h, gap, score_h, bottom = (120, 22, 90, 30) if scored else (120, 0, 0, 30)
     height = top + motion_h + gap + score_h + bottom
     count = max(len(sync.candidate_motion), len(sync.reference_motion), 2)
 
@@ -238,12 +240,13 @@ def lip_sync_svg(sync: LipSync) -> str:
         return score_top + (1 - max(-0.2, min(1.0, value))) / 1.2 * score_h
 
     shapes = [f'<rect x="{left}" y="{top}" width="{width - left - right}" height="{motion_h}" class="plot-area"/>',
-              f'<rect x="{left}" y="{score_top}" width="{width - left - right}" height="{score_h}" class="plot-area"/>',
               f'<line x1="{left}" x2="{width - right}" y1="{top + motion_h / 2}" y2="{top + motion_h / 2}" class="grid"/>',
               line(sync.reference_motion, "sync-reference"), line(sync.candidate_motion, "series"),
               f'<text x="{left + 6}" y="{top + 12}" class="sync-candidate-label">candidate</text>',
               f'<text x="{left + 70}" y="{top + 12}" class="sync-reference-label">{"reference" if sync.against == "reference" else "audio loudness"}</text>']
-    for tick in (0.0, 0.5, 1.0):
+    if scored:
+        shapes.append(f'<rect x="{left}" y="{score_top}" width="{width - left - right}" height="{score_h}" class="plot-area"/>')
+    for tick in (0.0, 0.5, 1.0) if scored else ():
         shapes.append(f'<line x1="{left}" x2="{width - right}" y1="{y_score(tick):.1f}" y2="{y_score(tick):.1f}" class="grid"/>'
                       f'<text x="{left - 6}" y="{y_score(tick) + 4:.1f}" text-anchor="end">{tick:g}</text>')
     for window in sync.windows:

@@ -98,15 +98,20 @@ def test_lip_sync_is_plotted_over_the_clip(tmp_path):
 
 
 def test_lip_sync_not_measured_says_so_under_its_plot(tmp_path):
-    """A mouth that hardly moves is not measured: the motion is still plotted, and the caption says no window is
-    scored (it read "each -frame window" before)."""
+    """A mouth that hardly moves is not measured: the motion is still plotted, alone (no empty score panel), and the
+    caption says no window is scored (it read "each -frame window" before)."""
     from synctalk_parity.harness.verdict.lip_sync import measure_lip_sync
     from synctalk_parity.harness.verdict.result import to_json
 
     still = measure_lip_sync(np.random.default_rng(5).normal(size=120), reference=np.full(120, 7.0))
     run = write_run(tmp_path / "run", {**failing_result(), "lip_sync": to_json(still)}, with_worst_pngs=False)
     section = re.search(r"<h3>Lip sync</h3>\n(.*?)</section>", html.render(load_runs([run])), re.DOTALL).group(1)
-    assert "not measured" in section and "no window is scored" in section and "-frame window" not in section
+    assert "not measured" in section and "No window is scored" in section and "-frame window" not in section
+    svg = ET.fromstring(re.search(r"<svg.*?</svg>", section, re.DOTALL).group(0))
+    areas = svg.findall("{http://www.w3.org/2000/svg}rect[@class='plot-area']")
+    assert len(areas) == 1 and "Above" not in section  # the motion alone: no empty score panel under it
+    scored = measure_lip_sync(np.sin(np.arange(120) / 3.0), reference=np.sin(np.arange(120) / 3.0))
+    assert len(ET.fromstring(html.lip_sync_svg(scored)).findall("{http://www.w3.org/2000/svg}rect[@class='plot-area']")) == 2
 
 
 def test_plot_marks_nan_frames_and_puts_identical_frames_above_the_scale():
