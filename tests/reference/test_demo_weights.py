@@ -69,8 +69,16 @@ def test_demo_weights_are_cached_files_named_as_the_demo_weights(weights):
 
 
 def test_making_them_again_gives_the_same_tensors(weights, tmp_path):
-    """Deterministic: every tensor equal (the files' bytes differ only by the serialization id torch.save writes)."""
-    made = make_demo_weights(tmp_path)
+    """Deterministic: every tensor equal (the files' bytes differ only by the serialization id torch.save writes), also
+    when the process making them computes on another number of threads than the one that cached them (here 3, a count
+    no test process has on this 2-core machine: the workers have 1, one process 2)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        made = make_demo_weights(tmp_path)
+        assert torch.get_num_threads() == 3  # the making gave the process its thread count back
+    finally:
+        torch.set_num_threads(threads)
     for new, cached in zip(made, weights, strict=True):
         a, b = torch.load(new, weights_only=True), torch.load(cached, weights_only=True)
         assert a.keys() == b.keys()
