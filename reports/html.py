@@ -204,7 +204,7 @@ def _lip_sync(sync: LipSync) -> str:
     if not sync.candidate_motion:
         return text
     other = "the reference's mouth" if sync.against == "reference" else "the audio's loudness"
-    scored = any(window.score is not None for window in sync.windows)
+    scored = bool(sync.window_scores)
     below = (f" Below: the sync score of each {sync.windows[0].frames}-frame window at its best offset (labelled in frames); the dashed "
              "line is the clip's score." if scored else " No window is scored (not measured: see above).")
     caption = (f"{'Above: t' if scored else 'T'}he mouth's motion (high-passed darkening of the mouth box against its template) of the candidate and of "
@@ -216,7 +216,7 @@ def lip_sync_svg(sync: LipSync) -> str:
     """The lip sync over the clip: the candidate's and the reference's (or the audio's) high-passed motion, each scaled
     to its own range (the audio's units differ), and below it each window's score (0..1, bars spanning the window,
     its offset written on it) with the clip's score dashed; without a scored window (not measured), the motion only."""
-    scored = any(window.score is not None for window in sync.windows)
+    scored = bool(sync.window_scores)
     width, left, right, top = 640, 44, 12, 8
     motion_h, gap, score_h, bottom = (120, 22, 90, 30) if scored else (120, 0, 0, 30)
     height = top + motion_h + gap + score_h + bottom

@@ -233,7 +233,7 @@ def is_numeric_column(values: list[str]) -> bool:
     return bool(numbers) and all(_NUMBER.match(value) for value in numbers)
 
 
-_NUMBER = re.compile(r"^[-+]?(\d[\d,]*(\.\d+)?([eE][-+]?\d+)?|inf|NaN)(%|x|\.\.[\d.]+|/\d+)?$")
+_NUMBER = re.compile(r"^[-+]?(\d[\d,]*(\.\d+)?([eE][-+]?\d+)?|1-\de-\d+|inf|NaN)(%|x|\.\.[\d.]+|/\d+)?$")  # 1-8e-12: a ratio near 1
 
 REGION_LABELS = {"mouth": "mouth box", "crop_rest": "rest of the crop box", "outside": "outside the crop box"}
 

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ...reference.frames import CROP_SIZE, INNER, Box
+from ..verdict.types import frame_runs
 
 OUTSIDE = 1.0  # cost of a differing pixel left outside the box
 INSIDE = 0.25  # cost of a pixel of the box's written part (`written_box`) that does not differ from the template
@@ -190,9 +191,8 @@ class BoxRecovery:
         """Runs of consecutive frames pasted into other boxes, each one kind (`BoxRun`)."""
         frames = self.other
         runs: list[BoxRun] = []
-        for _, group in itertools.groupby(enumerate(frames), key=lambda item: item[1] - item[0]):
-            consecutive = [frame for _, frame in group]
-            runs.extend(self._split(consecutive))
+        for first, last in frame_runs(frames):
+            runs.extend(self._split(list(range(first, last + 1))))
         return runs
 
     def _split(self, frames: list[int]) -> list[BoxRun]:
@@ -306,10 +306,7 @@ def _area_of(parts: list[Box]) -> int:
 
 def _frames(indices: list[int]) -> str:
     """"frame 5", "frames 0-3, 7, 9-13": consecutive frames as ranges."""
-    parts = []
-    for _, group in itertools.groupby(enumerate(indices), key=lambda item: item[1] - item[0]):
-        run = [index for _, index in group]
-        parts.append(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}")
+    parts = [str(first) if first == last else f"{first}-{last}" for first, last in frame_runs(indices)]
     return ("frame " if len(indices) == 1 else "frames ") + ", ".join(parts)
 
 

@@ -105,7 +105,7 @@ from ...reference.dataset import Dataset
 from ...reference.frames import FrameGeometry
 from ...reference.pipeline import FrameInputs, Variant, finish_frame, frame_inputs
 from ...reference.stages import FrameStages
-from ..verdict.metrics import PSNR_IDENTICAL, psnr
+from ..verdict.metrics import PSNR_IDENTICAL, any_channel, psnr
 from ..verdict.mistakes import Mistake, mistake
 
 __all__ = ["HYPOTHESES", "HYPOTHESES_BY_NAME", "PRECISION_KNOBS", "Hypothesis", "Simulator", "Variant", "evidence_sample", "explain", "recovered_boxes",
@@ -712,7 +712,7 @@ class _Search:
         count = 0
         for i in self.sample:
             d = changed[i].astype(np.float32) - base[i]
-            acts = np.any(d != 0, axis=2)
+            acts = any_channel(d != 0)
             if not acts.any():
                 alphas.append(None)
                 continue

@@ -33,6 +33,7 @@ import numpy as np
 
 from ...reference.frames import INNER, INTERPOLATION, MASK_RECT
 from ...reference.stages import STAGE_NAMES
+from .metrics import any_channel
 from .mistakes import diagnosis
 from .types import Comparison, Diagnosis
 
@@ -155,7 +156,7 @@ def _channels_swapped_at_paste(c: _Context) -> Diagnosis | None:
             continue
         verdicts = []
         for _, ref, cand in c.pairs(stage):
-            differs = np.any(ref != cand, axis=-1)
+            differs = any_channel(ref != cand)
             rows, cols = np.nonzero(differs.any(axis=1))[0], np.nonzero(differs.any(axis=0))[0]
             if not len(rows):
                 continue

@@ -706,6 +706,11 @@ class LipSync:
     def measured(self) -> bool:
         return self.offset_frames is not None and self.score is not None
 
+    @property
+    def window_scores(self) -> list[float]:
+        """The scores of the windows that have one, in clip order (none: no window scored)."""
+        return [w.score for w in self.windows if w.score is not None]
+
     def to_dict(self) -> dict[str, Any]:
         from dataclasses import asdict
 
@@ -726,7 +731,7 @@ class LipSync:
             when = "in step"
         else:
             when = "the mouth is late" if self.offset_frames > 0 else "the mouth is early"
-        scores = [w.score for w in self.windows if w.score is not None]
+        scores = self.window_scores
         spread = f", windows {min(scores):.2f}..{max(scores):.2f}" if len(scores) > 1 else ""
         at_zero = "" if self.score_at_zero is None else f"at no offset {self.score_at_zero:.2f}"
         inner = ", ".join(part for part in (at_zero, spread.lstrip(", ")) if part)

@@ -101,6 +101,17 @@ def test_numeric_columns_are_right_aligned_and_text_left(passing_run, failing_ru
     assert rule == "| --- | --- | --- | --- | --- | ---: | --- | ---: |"
 
 
+def test_a_ratio_closer_to_1_than_8_digits_is_a_number_column():
+    """`metric_text` writes a cosine of 1 - 8e-12 as "1-8e-12": the column stays numeric (right-aligned, and in HTML
+    not wrapped at its hyphen)."""
+    from synctalk_parity.reports.view import is_numeric_column, metric_text
+
+    near_one = metric_text(1 - 8e-12, "ratio")
+    assert near_one == "1-8e-12"
+    assert is_numeric_column([near_one, metric_text(0.99, "ratio"), "-"])
+    assert not is_numeric_column(["1-x"])
+
+
 def test_problems_and_stages_not_compared_are_shown(tmp_path):
     result = passing_result()
     result["comparison"].update(passed=False, problems=["frame count: the candidate makes 11 output frames, the reference 12"],
