@@ -17,13 +17,15 @@ SAMPLE = [3, 15, 27]  # of the 39 frames of the demo speech's first 1.6 s; a rea
 
 class PrecisionCase:
     def __init__(self, weights):
+        from synctalk_parity.backends import ModelSource, create_backend
         from synctalk_parity.cache import cache_folder
+        from synctalk_parity.harness.inputs import demo_check_inputs
         from synctalk_parity.harness.ports.simulate import Simulator
         from synctalk_parity.models import load_audio_encoder, load_unet
         from synctalk_parity.reference.audio import SAMPLE_RATE, load_audio
         from synctalk_parity.reference.dataset import open_dataset
         from synctalk_parity.reference.demo import make_demo
-        from synctalk_parity.reference.execution import emulated_runner, unet_runner
+        from synctalk_parity.reference.execution import emulated_runner
         from synctalk_parity.reference.pipeline import ReferencePipeline
 
         demo = make_demo(cache_folder("demo"))
@@ -31,7 +33,9 @@ class PrecisionCase:
         self.unet = load_unet(weights[0])
         self.pipeline = ReferencePipeline(self.unet, load_audio_encoder(weights[1]))
         self.pcm = load_audio(demo.audio_path)[: int(1.6 * SAMPLE_RATE)]
-        self.simulator = Simulator(self.dataset, self.pcm, unet_runner(self.unet, "fast"), self.pipeline.encode_audio,
+        # as `parity compare` simulates: fp32 on ONNX Runtime, another precision emulated in PyTorch (`judge.py`)
+        backend = create_backend("onnxruntime", ModelSource.from_paths(weights[0], weights[1], check_inputs=demo_check_inputs)).load()
+        self.simulator = Simulator(self.dataset, self.pcm, backend.generate, backend.encode_audio,
                                    generate_at=lambda precision: emulated_runner(self.unet, precision))
 
     def port(self, generate) -> dict[int, np.ndarray]:
@@ -87,7 +91,7 @@ def test_a_port_whose_unet_really_ran_in_fp16_is_named_unet_fp16(case):
 def test_a_correct_fp32_port_names_no_precision(case):
     from synctalk_parity.reference.execution import unet_runner
 
-    explanation = case.explain(case.port(unet_runner(case.unet, "exact")))  # eager against the simulation's frozen channels-last
+    explanation = case.explain(case.port(unet_runner(case.unet, "exact")))  # eager PyTorch against the simulation's ONNX Runtime
     assert explanation.names == [] and explanation.explained, explanation.summary()
 
 
