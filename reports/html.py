@@ -244,21 +244,21 @@ def lip_sync_svg(sync: LipSync) -> str:
               line(sync.reference_motion, "sync-reference"), line(sync.candidate_motion, "series"),
               f'<text x="{left + 6}" y="{top + 12}" class="sync-candidate-label">candidate</text>',
               f'<text x="{left + 70}" y="{top + 12}" class="sync-reference-label">{"reference" if sync.against == "reference" else "audio loudness"}</text>']
-    if scored:
+    if scored:  # the score panel, its windows and the clip's dashed score; without a scored window, none of it
         shapes.append(f'<rect x="{left}" y="{score_top}" width="{width - left - right}" height="{score_h}" class="plot-area"/>')
-    for tick in (0.0, 0.5, 1.0) if scored else ():
-        shapes.append(f'<line x1="{left}" x2="{width - right}" y1="{y_score(tick):.1f}" y2="{y_score(tick):.1f}" class="grid"/>'
-                      f'<text x="{left - 6}" y="{y_score(tick) + 4:.1f}" text-anchor="end">{tick:g}</text>')
-    for window in sync.windows:
-        if window.score is None:
-            continue
-        x0, x1 = x(window.start), x(window.start + window.frames - 1)
-        y = y_score(window.score)
-        shapes.append(f'<rect x="{x0:.1f}" y="{y:.1f}" width="{max(1.0, x1 - x0):.1f}" height="{max(0.0, y_score(-0.2) - y):.1f}" class="sync-window"/>')
-        if window.offset_frames is not None:
-            shapes.append(f'<text x="{(x0 + x1) / 2:.1f}" y="{max(score_top + 10, y - 3):.1f}" text-anchor="middle">{window.offset_frames:+d}</text>')
-    if sync.score is not None:
-        shapes.append(f'<line x1="{left}" x2="{width - right}" y1="{y_score(sync.score):.1f}" y2="{y_score(sync.score):.1f}" class="threshold"/>')
+        for tick in (0.0, 0.5, 1.0):
+            shapes.append(f'<line x1="{left}" x2="{width - right}" y1="{y_score(tick):.1f}" y2="{y_score(tick):.1f}" class="grid"/>'
+                          f'<text x="{left - 6}" y="{y_score(tick) + 4:.1f}" text-anchor="end">{tick:g}</text>')
+        for window in sync.windows:
+            if window.score is None:
+                continue
+            x0, x1 = x(window.start), x(window.start + window.frames - 1)
+            y = y_score(window.score)
+            shapes.append(f'<rect x="{x0:.1f}" y="{y:.1f}" width="{max(1.0, x1 - x0):.1f}" height="{max(0.0, y_score(-0.2) - y):.1f}" class="sync-window"/>')
+            if window.offset_frames is not None:
+                shapes.append(f'<text x="{(x0 + x1) / 2:.1f}" y="{max(score_top + 10, y - 3):.1f}" text-anchor="middle">{window.offset_frames:+d}</text>')
+        if sync.score is not None:
+            shapes.append(f'<line x1="{left}" x2="{width - right}" y1="{y_score(sync.score):.1f}" y2="{y_score(sync.score):.1f}" class="threshold"/>')
     for tick in _ticks(0, count - 1, 8, integer=True):
         shapes.append(f'<text x="{x(tick):.1f}" y="{height - 15}" text-anchor="middle">{tick:g}</text>')
     shapes.append(f'<text x="{(left + width - right) / 2:.0f}" y="{height - 2}" text-anchor="middle" class="muted-svg">frame</text>')

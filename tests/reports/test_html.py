@@ -114,6 +114,18 @@ def test_lip_sync_not_measured_says_so_under_its_plot(tmp_path):
     assert len(ET.fromstring(html.lip_sync_svg(scored)).findall("{http://www.w3.org/2000/svg}rect[@class='plot-area']")) == 2
 
 
+def test_a_clip_score_without_a_scored_window_draws_no_score_line():
+    """The clip's dashed score line belongs to the score panel: when no window holds a score (too short for any lag
+    in each window) there is no panel, and the line was drawn at its zero height over the frame axis."""
+    from synctalk_parity.harness.verdict.types import LipSync, SyncWindow
+
+    motion = [float(v) for v in np.sin(np.arange(40) / 3.0)]
+    sync = LipSync("reference", 40, 25.0, 5, 0, 0.9, 0.9, [SyncWindow(0, 40, None, None)], motion, motion)
+    svg = ET.fromstring(html.lip_sync_svg(sync))
+    ns = "{http://www.w3.org/2000/svg}"
+    assert len(svg.findall(f"{ns}rect[@class='plot-area']")) == 1 and not svg.findall(f"{ns}line[@class='threshold']")
+
+
 def test_plot_marks_nan_frames_and_puts_identical_frames_above_the_scale():
     svg = ET.fromstring(html.psnr_plot_svg("frame.output", [0, 1, 2, 3, 4], [math.inf, 40.0, math.nan, 30.0, 100.0], threshold=35.0))
     ns = "{http://www.w3.org/2000/svg}"
