@@ -66,6 +66,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ParityError
+from ..models.threads import torch_threads
 
 LISTENING_WEIGHTS_VERSION = 1
 UNET_FILE, ENCODER_FILE, ABOUT_FILE = "unet_328_ave.pth", "audio_visual_encoder.pth", "weights.json"
@@ -227,7 +228,10 @@ def make_listening_weights(dataset_dir: str | Path, audio_path: str | Path, out_
     started = time.perf_counter()
     dataset = open_dataset(dataset_dir)
     lips = [lip_frame(t.landmarks, t.box, f"{t.image_path.name}'s landmarks (template {t.index})") for t in dataset.templates]
-    with torch.random.fork_rng(devices=[]), torch.inference_mode(), _one_thread(torch):
+    # on one thread whatever the process has: PyTorch's CPU convolutions sum in an order that depends on the thread
+    # count and the fits amplify it (made with 1 and with 2 threads, 136 of the U-Net's 556 tensors differed, by up to
+    # 13 in a batch norm's running variance); pinned, the weights are equal whoever makes them on one machine
+    with torch.random.fork_rng(devices=[]), torch.inference_mode(), torch_threads(1):
         torch.manual_seed(0)
         encoder = build_audio_encoder()
         say("audio encoder built; calibrating the opening on the speech")
@@ -243,20 +247,6 @@ def make_listening_weights(dataset_dir: str | Path, audio_path: str | Path, out_
     unet_path, encoder_path = save_unet(unet, out / UNET_FILE), save_audio_encoder(encoder, out / ENCODER_FILE)
     (out / ABOUT_FILE).write_text(json.dumps(about, indent=1) + "\n")
     return MadeWeights(unet_path, encoder_path, about)
-
-
-@contextmanager
-def _one_thread(torch: Any) -> Iterator[None]:
-    """PyTorch on one thread while the weights are made: its CPU convolutions sum in an order that depends on the
-    thread count, and the fits amplify that (made with 1 and with 2 threads, 136 of the U-Net's 556 tensors differed,
-    by up to 13 in a batch norm's running variance), so weights made by a process with a different thread count than
-    the one that cached them were not the same weights. Pinned, they are equal whoever makes them on one machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 # ----- lips from landmarks ---------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from typing import Any
 
 from ...cache import REFERENCE_LIBRARIES, environment, key_of, sha256_file
 from ...errors import ParityError
+from ...models.threads import torch_threads
 from ..verdict.result import json_text
 from ..verdict.types import Spread
 from .figures import FIGURES, stage_figures, worst_stage
@@ -325,14 +326,12 @@ def all_cpus() -> Iterator[int]:
         return
     narrow = os.sched_getaffinity(0)
     wide = set(range(os.cpu_count() or 1))
-    threads = _torch_threads()
     set_process_cpus(wide)
-    _set_torch_threads(len(wide))
     try:
-        yield len(wide)
+        with torch_threads(len(wide)):
+            yield len(wide)
     finally:
         set_process_cpus(narrow)
-        _set_torch_threads(threads)
 
 
 def set_process_cpus(cpus: set[int]) -> None:
@@ -340,21 +339,6 @@ def set_process_cpus(cpus: set[int]) -> None:
     for tid in os.listdir("/proc/self/task") if os.path.isdir("/proc/self/task") else [str(os.getpid())]:
         with contextlib.suppress(OSError):
             os.sched_setaffinity(int(tid), cpus)
-
-
-def _torch_threads() -> int | None:
-    import sys
-
-    torch = sys.modules.get("torch")
-    return torch.get_num_threads() if torch is not None else None
-
-
-def _set_torch_threads(count: int | None) -> None:
-    import sys
-
-    torch = sys.modules.get("torch")
-    if torch is not None and count:
-        torch.set_num_threads(count)
 
 
 def cpu_model() -> str:
