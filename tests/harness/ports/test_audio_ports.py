@@ -65,6 +65,22 @@ def judge_frames(demo_ports, knobs: dict):
     return explain(demo_ports.simulator, {i: frames[i] for i in sample}, sample=sample, candidate_frame_count=count)
 
 
+@pytest.fixture(scope="module")
+def judged(demo_ports):
+    """`judge_frames` once per port in this module: the revision test reads the judgments of two of the PAIRS ports,
+    which that test already made (the same frames, the same deterministic search; U-Net outputs are cached by the
+    simulator, but the search itself was made twice: 9 s of the module's CPU)."""
+    made = {}
+
+    def judge(knobs: dict):
+        key = tuple(sorted(knobs.items()))
+        if key not in made:
+            made[key] = judge_frames(demo_ports, knobs)
+        return made[key]
+
+    return judge
+
+
 def named(explanation) -> list[str]:
     return [f.mistake.id for f in explanation.findings]
 
@@ -84,8 +100,8 @@ def test_each_audio_mistake_alone_is_named_from_the_frames(demo_ports, knobs, ex
 
 
 @pytest.mark.parametrize(("knobs", "expected"), PAIRS, ids=["+".join(sorted(p.values[1] if hasattr(p, "values") else p[1])) for p in PAIRS])
-def test_two_audio_mistakes_at_once_are_both_named(demo_ports, knobs, expected):
-    explanation = judge_frames(demo_ports, knobs)
+def test_two_audio_mistakes_at_once_are_both_named(judged, knobs, expected):
+    explanation = judged(knobs)
     assert set(named(explanation)) == expected and len(explanation.findings) == 2, explanation.summary()
     assert explanation.identical, explanation.summary()
     assert explanation.variant.differences() == knobs
@@ -95,8 +111,8 @@ def test_two_audio_mistakes_at_once_are_both_named(demo_ports, knobs, expected):
     ({"front_end.spectrum": "power", "audio_window.hold": 3}, True),
     ({"front_end.preemphasis": 0.0, "audio_window.shift": -2}, False),
 ], ids=["greedy-not-explained", "greedy-explains"])
-def test_a_revised_finding_says_what_it_replaced_with_both_scores(demo_ports, knobs, revised):
-    explanation = judge_frames(demo_ports, knobs)
+def test_a_revised_finding_says_what_it_replaced_with_both_scores(judged, knobs, revised):
+    explanation = judged(knobs)
     if not revised:  # the greedy search explained the frames: nothing is revised, and no time is spent on it
         assert explanation.revisions == () and explanation.revision_seconds == 0 and "revised:" not in explanation.summary()
         return
