@@ -8,7 +8,6 @@ import json
 
 import numpy as np
 import pytest
-import soundfile
 from typer.testing import CliRunner
 
 from synctalk_parity.cli import app
@@ -37,8 +36,7 @@ class DemoPorts:
         self.dataset_dir = demo.dataset_dir
         self.dataset = open_dataset(demo.dataset_dir)
         self.pcm = load_audio(demo.audio_path)[: int(SECONDS * SAMPLE_RATE)]
-        self.wav = root / "speech.wav"
-        soundfile.write(self.wav, self.pcm, SAMPLE_RATE, subtype="FLOAT")
+        self.wav = write_wav(root / "speech.wav", self.pcm)
         self.backend = create_backend("onnxruntime", ModelSource.from_paths(weights[0], weights[1], check_inputs=demo_check_inputs)).load()
         self._simulators: dict[bytes, Simulator] = {}
         self.simulator = self.simulator_for(self.pcm)
@@ -71,6 +69,19 @@ def demo_ports(demo_weights_files, tmp_path_factory):
     made = DemoPorts(tmp_path_factory.mktemp("demo-ports"), demo_weights_files)
     yield made
     made.backend.close()
+
+
+def write_wav(path, pcm: np.ndarray):
+    """`pcm` as a 16 kHz float32 WAV whose bytes depend on the samples only. libsndfile (`soundfile.write`, subtype
+    FLOAT) adds a PEAK chunk holding the time of writing, so each session's and each pytest-xdist worker's WAV of the
+    same speech had another sha256, and `parity compare` computed the reference again (the cache keys it by the audio's
+    bytes): 39 frames, ~19 s of one core. The samples read back are the same (`load_audio`, libsndfile: 32 bit float)."""
+    from scipy.io import wavfile
+
+    from synctalk_parity.reference.audio import SAMPLE_RATE
+
+    wavfile.write(path, SAMPLE_RATE, np.ascontiguousarray(pcm, dtype=np.float32))
+    return path
 
 
 def write_png_port(folder, frames: dict[int, np.ndarray], base: int = 1):

@@ -14,14 +14,13 @@ import re
 import cv2
 import numpy as np
 import pytest
-import soundfile
 from typer.testing import CliRunner
 
 from synctalk_parity.cli import app
 from synctalk_parity.reports import html
 from synctalk_parity.reports.view import load_runs
 
-from .conftest import ENV, write_png_port
+from .conftest import ENV, write_png_port, write_wav
 
 runner = CliRunner()
 pytestmark = pytest.mark.slow
@@ -36,8 +35,7 @@ def short(demo_ports, tmp_path_factory):
     from synctalk_parity.reference.audio import SAMPLE_RATE
 
     pcm = demo_ports.pcm[: int(SECONDS * SAMPLE_RATE)]
-    wav = tmp_path_factory.mktemp("boxes") / "speech.wav"
-    soundfile.write(wav, pcm, SAMPLE_RATE, subtype="FLOAT")
+    wav = write_wav(tmp_path_factory.mktemp("boxes") / "speech.wav", pcm)  # the same bytes each session: its reference is cached
     return {"pcm": pcm, "wav": wav, "candidates": box_candidates(demo_ports.dataset)}
 
 

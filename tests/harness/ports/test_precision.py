@@ -101,7 +101,6 @@ def test_parity_compare_names_a_bf16_port_from_its_png_frames_and_says_nothing_o
     import json
 
     import cv2
-    import soundfile
     import torch
     from typer.testing import CliRunner
 
@@ -109,11 +108,10 @@ def test_parity_compare_names_a_bf16_port_from_its_png_frames_and_says_nothing_o
     from synctalk_parity.harness.ports.simulate import Simulator, Variant
     from synctalk_parity.reference.audio import SAMPLE_RATE
 
-    from .conftest import write_png_port
+    from .conftest import write_png_port, write_wav
 
     pcm = case.pcm[: int(0.5 * SAMPLE_RATE)]  # a short clip: every frame is run really in bf16
-    wav = tmp_path / "speech.wav"
-    soundfile.write(wav, pcm, SAMPLE_RATE, subtype="FLOAT")
+    wav = write_wav(tmp_path / "speech.wav", pcm)  # the same bytes each session: its reference is cached
     port = Simulator(case.dataset, pcm, case.really_at(torch.bfloat16), case.pipeline.encode_audio)
     frames = port.frames(Variant(), range(port.frame_count(Variant())))
     png = write_png_port(tmp_path / "png", frames)
