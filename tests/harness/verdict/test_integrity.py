@@ -183,9 +183,21 @@ def test_killing_a_run_leaves_the_previous_output_or_nothing(tmp_path, cache, si
 # ----- the gate follows what runs ----------------------------------------------------------------
 
 
+@pytest.fixture(scope="module")
+def golden_runs_cache(tmp_path_factory, demo_weights_files):
+    """One cache for the fp16 tests (as `fresh_cache`: the demo inputs and weights only): both runs compare against the
+    same reference (the golden weights' first 2 frames), which the first computes and the other reuses (each computed
+    it in a cache of its own)."""
+    from ...conftest import seed_cache
+
+    return seed_cache(tmp_path_factory.mktemp("golden-runs") / "cache", demo_weights_files)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("fmt,backend", [("onnx", "onnxruntime"), ("coreml", "coreml-emulated")])
-def test_an_fp16_export_is_judged_by_the_fp16_gate_without_being_told(tmp_path, cache, golden, sanders, fmt, backend):
+def test_an_fp16_export_is_judged_by_the_fp16_gate_without_being_told(tmp_path, golden_runs_cache, golden, sanders, fmt, backend,
+                                                                      monkeypatch):
+    monkeypatch.setenv("SYNCTALK_PARITY_CACHE", str(golden_runs_cache))
     weights = golden / "weights"
     exported = runner.invoke(app, ["export", "--format", fmt, "--precision", "fp16", "--unet", str(weights / "unet_328_ave.pth"),
                                    "--audio-encoder", str(weights / "audio_visual_encoder.pth"), "--out", str(tmp_path / "exports")], env=ENV)
