@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
+from pathlib import Path
 
 import cv2
 import imageio_ffmpeg
@@ -137,8 +139,25 @@ def test_bad_options_are_refused_before_any_work(tmp_path, args, message):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.fixture(scope="module")
+def demo_onnx_export(seeded_session_cache) -> Path:
+    """The cache entry (`exports/<key>/`) of the demo weights' ONNX export, made as `parity run` makes it (checked on
+    the demo's inputs) in the cache this module's other onnxruntime runs use, so it is made once for the module."""
+    from synctalk_parity.backends.base import ModelSource
+    from synctalk_parity.backends.exports import cached_export
+    from synctalk_parity.harness.inputs import demo_check_inputs
+    from synctalk_parity.reference.demo_weights import demo_weights
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SYNCTALK_PARITY_CACHE", str(seeded_session_cache))
+        return cached_export(ModelSource.from_paths(*demo_weights(), check_inputs=demo_check_inputs), "onnx").parent
+
+
 @pytest.mark.slow
-def test_onnxruntime_run_writes_the_result_contract_and_caches_the_reference(tmp_path, fresh_cache):  # its first run computes the reference
+def test_onnxruntime_run_writes_the_result_contract_and_caches_the_reference(tmp_path, fresh_cache, demo_onnx_export):
+    # its first run computes the reference: a cache without one (fresh_cache), given the demo weights' ONNX export the
+    # module's other onnxruntime runs use (exporting the full-size U-Net again cost more than the runs themselves)
+    shutil.copytree(demo_onnx_export, fresh_cache / "exports" / demo_onnx_export.name)
     first = runner.invoke(app, ["run", "--backend", "onnxruntime", *SMALL, "--out", str(tmp_path / "a"), "--report", "md,json"], env=ENV)
     assert first.exit_code == 0, first.output
     assert "reference: computed (fast: PyTorch, channels-last" in first.output and "PASS" in first.output
@@ -234,13 +253,19 @@ def test_no_save_frames_writes_video_and_dump_but_no_pngs_on_the_default_backend
 
 
 @pytest.mark.slow
-def test_a_run_on_cached_exports_and_audio_imports_neither_torch_nor_librosa(tmp_path, golden, sanders):
+def test_a_run_on_cached_exports_and_audio_imports_neither_torch_nor_librosa(tmp_path, golden, sanders, fresh_cache, golden_export):
     """Start-up: with the export and the audio's mel cached, `parity run` needs neither torch (the export is found
     by the checkpoints' sha256) nor librosa (the mel comes from the cache) — the two imports that took ~3 of the
-    6-7 s before the first frame. The second run's mel is the first run's, byte for byte."""
+    6-7 s before the first frame. The second run's mel is the first run's, byte for byte.
+
+    The cache is one of the test's own holding the golden weights' ONNX export the session makes once
+    (`golden_export`, tests/conftest.py; the cache keys an export by the checkpoints, not by its check's inputs), so
+    the first run caches the mel without exporting the full-size U-Net again."""
     import os
     import sys
 
+    entry = golden_export("onnx", "fp32").parent
+    shutil.copytree(entry, fresh_cache / "exports" / entry.name)
     weights = golden / "weights"
     args = ["-X", "importtime", "-m", "synctalk_parity.cli", "run", "--backend", "onnxruntime", "--no-compare",
             "--dataset", str(sanders), "--audio", str(golden / "talk_hb_10s.wav"), "--unet", str(weights / "unet_328_ave.pth"),
