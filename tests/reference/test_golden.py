@@ -30,13 +30,32 @@ def reference(golden):
                              execution="fast")
 
 
+@pytest.fixture(scope="module")
+def frame_of(reference, dataset, clip, meta):
+    """`frame_of(i)`: the reference's stages of frame i. Those of the saved subset (8 frames) are kept for the module:
+    three tests read them (each computed them again), and the 249-frame test reads every frame. The others are
+    not kept (7 MB of stages a frame)."""
+    schedule = dataset.schedule(clip.frame_count)
+    kept: dict = {}
+
+    def frame(i: int):
+        if i in kept:
+            return kept[i]
+        stages = reference.frame(dataset, clip.features, i, schedule[i])
+        if i in meta["subset"]:
+            kept[i] = stages
+        return stages
+
+    return frame
+
+
 @pytest.mark.networks  # the full-size golden U-Net: `make test` runs it, `make test-fast` does not
-def test_the_fast_execution_is_within_1e5_of_plain_eager(reference, dataset, clip, meta):
+def test_the_fast_execution_is_within_1e5_of_plain_eager(reference, dataset, clip, meta, frame_of):
     """`--reference-exact` (plain eager) and the default execution make the same U-Net output to 1e-5."""
     exact = ReferencePipeline(reference.unet, reference.audio_encoder, execution="exact")
     schedule = dataset.schedule(clip.frame_count)
     for i in meta["subset"][:3]:
-        fast_frame = reference.frame(dataset, clip.features, i, schedule[i])
+        fast_frame = frame_of(i)
         exact_frame = exact.frame(dataset, clip.features, i, schedule[i])
         diff = float(np.abs(fast_frame.unet_output - exact_frame.unet_output).max())
         print(f"golden frame {i}: fast vs exact U-Net output max |diff| {diff:.3g}")
@@ -90,12 +109,11 @@ def _image_figures(ours: np.ndarray, theirs: np.ndarray) -> tuple[float, int]:
 
 
 @pytest.mark.networks  # the full-size golden U-Net: `make test` runs it, `make test-fast` does not
-def test_subset_frames_match_original_stage_by_stage(reference, dataset, clip, meta, golden):
+def test_subset_frames_match_original_stage_by_stage(frame_of, meta, golden):
     subset = np.load(golden / "original" / "subset_frames.npz")
     regions = np.load(golden / "original" / "pasted_regions.npz")
-    schedule = dataset.schedule(clip.frame_count)
     for i in meta["subset"]:
-        stages = reference.frame(dataset, clip.features, i, schedule[i])
+        stages = frame_of(i)
         assert np.abs(stages.unet_audio - subset[f"{i}__audio_window"]).max() <= AUDIO_ATOL
         images = {
             "crop_328": (stages.crop_328, subset[f"{i}__crop_328"]),
@@ -121,7 +139,7 @@ def test_subset_frames_match_original_stage_by_stage(reference, dataset, clip, m
 
 
 @pytest.mark.slow
-def test_every_frame_matches_original(reference, dataset, clip, golden):
+def test_every_frame_matches_original(frame_of, dataset, clip, golden):
     """All 249 pasted regions (with the template and the crop box, the whole output frame).
 
     OpenCV's bicubic resize in this environment differs from the golden run's in about one pixel
@@ -135,7 +153,7 @@ def test_every_frame_matches_original(reference, dataset, clip, golden):
     regions = np.load(golden / "original" / "pasted_regions.npz")
     total = identical_sum = worst_overall = beyond_one = 0
     worst_frame = (1.0, -1)
-    for stages in reference.frames(dataset, clip):
+    for stages in map(frame_of, range(clip.frame_count)):  # `reference.frames(dataset, clip)`, the subset's frames kept
         theirs = regions[f"frame_{stages.index:05d}"]
         assert stages.pasted_region.shape == theirs.shape, stages.index
         diff = np.abs(stages.pasted_region.astype(np.int16) - theirs.astype(np.int16))
