@@ -114,3 +114,28 @@ def reference_case(golden, sanders, tmp_path_factory) -> ReferenceCase:
         frame_count=clip.frame_count, producer={**PRODUCER, "name": "reference"},
     )
     return case
+
+
+def reference_unet_outputs(dataset: Path, audio: Path, unet: Path, audio_encoder: Path, frames: int) -> dict[bytes, np.ndarray]:
+    """The U-Net outputs of output frames 0..frames-1 of `parity compare --reference-exact`'s own reference (its
+    `reference_dump`, plain eager PyTorch), by the digest of their inputs as `ReferenceCase.generate` keys them.
+
+    A port judged with `--reference-exact` runs the same eager U-Net on the same inputs as that reference: computing
+    both doubles the slowest work of a port-judging module. Asked for here first (into the session's cache, the stages
+    a compare reads plus the U-Net's input and output), the reference is computed once, every compare then finds it
+    cached, and a port written by hand takes the output of each U-Net input the reference ran from it (an input the
+    reference never saw, a mistake before the network, is run by the port itself)."""
+    from synctalk_parity.harness.pipeline.reference_cache import ReferenceInputs, reference_dump
+    from synctalk_parity.harness.ports.judge import PORT_STAGES
+    from synctalk_parity.harness.verdict.dump import Dump
+
+    stages = PORT_STAGES | {"frame.unet_input", "frame.unet_output"}
+    result = reference_dump(ReferenceInputs(dataset, audio, unet, audio_encoder, frames, 0, frozenset(stages), frozenset(range(frames)),
+                                            execution="exact"))
+    dump = Dump.open(result.dump)
+    return {unet_key(dump.frame("frame.unet_input", i), dump.frame("frame.unet_audio", i)): dump.frame("frame.unet_output", i)
+            for i in dump.frames("frame.unet_output")}
+
+
+def unet_key(unet_input: np.ndarray, unet_audio: np.ndarray) -> bytes:
+    return hashlib.sha1(np.ascontiguousarray(unet_input).tobytes() + np.ascontiguousarray(unet_audio).tobytes()).digest()
