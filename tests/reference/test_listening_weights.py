@@ -18,6 +18,8 @@ from synctalk_parity.reference import frames as F
 from synctalk_parity.reference import listening_weights as L
 from synctalk_parity.reference.dataset import open_dataset
 
+from ..conftest import one_maker
+
 
 @pytest.fixture(scope="module")
 def speech(golden):
@@ -91,8 +93,11 @@ CLIP_FRAMES = 40
 
 
 @pytest.fixture(scope="module")
-def weights(sanders):
-    return L.listening_weights(sanders, sanders / "talk_hb.wav")
+def weights(sanders, session_cache):
+    # made once per cache: `parity weights`'s test (tests/cli/test_weights.py) makes the same ones, perhaps on the
+    # other worker at the same time; the lock lets one make them while the other waits and finds them (~52 s each)
+    with one_maker(session_cache, "sanders-mini listening weights"):
+        return L.listening_weights(sanders, sanders / "talk_hb.wav")
 
 
 @pytest.fixture(scope="module")
