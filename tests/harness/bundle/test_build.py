@@ -258,6 +258,29 @@ def test_a_port_dumping_every_frame_is_compared_on_the_golden_frames(demo_bundle
     assert "frame.unet_output" in result.output and "missing" in result.output, result.output
 
 
+def test_a_float_input_wav_has_the_same_bytes_whenever_it_is_written(sanders: Path, tmp_path: Path):
+    """A bundle's golden/input.wav depends on the audio only: libsndfile's float WAVs carry a PEAK chunk with the time of
+    writing, so two builds of one bundle differed in bytes (and a reference cached by the audio's sha256 was made again)."""
+    import time
+
+    import soundfile
+
+    from synctalk_parity.harness.bundle.build import _write_golden_inputs
+    from synctalk_parity.reference.audio import SAMPLE_RATE, load_audio
+
+    pcm = (load_audio(sanders / "talk_hb.wav")[: SAMPLE_RATE] * np.float32(0.9)).astype(np.float32)  # not 16-bit samples
+    source = tmp_path / "float.wav"
+    soundfile.write(source, pcm, SAMPLE_RATE, subtype="FLOAT")
+    written = []
+    for name in ("first", "second"):
+        _write_golden_inputs(tmp_path / name, sanders, source, 2)
+        written.append((tmp_path / name / "input.wav").read_bytes())
+        time.sleep(1.1)  # the PEAK chunk's clock counts seconds
+    assert written[0] == written[1]
+    held = load_audio(tmp_path / "first" / "input.wav")  # the samples themselves, cut to what 2 frames need
+    assert 0 < len(held) < len(pcm) and np.array_equal(held, pcm[: len(held)])
+
+
 def test_bundle_refuses_a_folder_that_is_not_a_bundle(tmp_path: Path):
     (tmp_path / "keep.txt").write_text("mine")
     result = runner.invoke(app, ["bundle", "--out", str(tmp_path), "--frames", "2"], env=ENV)
