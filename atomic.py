@@ -11,6 +11,10 @@ target at once: the last one to finish wins, and no one deletes another's work i
 left by a killed process is removed by the next build of the same target). They sit beside the
 target, so the final rename stays on one file system, and they end in `.partial`, so nothing reads
 them as done.
+
+A Ctrl-C stops a publish even when some library swallowed its KeyboardInterrupt (C code that clears the
+error it meets while importing, say): the CLI's SIGINT handler (`arm_interrupts`) records it, and every
+publish here checks the record first (`stop_if_interrupted`).
 """
 
 from __future__ import annotations
@@ -25,6 +29,35 @@ from contextlib import contextmanager
 from pathlib import Path
 
 PARTIAL = ".partial"
+_interrupt = {"seen": False}
+
+
+def _on_sigint(signum, frame) -> None:
+    _interrupt["seen"] = True
+    raise KeyboardInterrupt
+
+
+def arm_interrupts() -> None:
+    """Record Ctrl-C (SIGINT) from now on, then raise KeyboardInterrupt as Python does; forget an earlier one. Only the
+    main thread can set a signal handler: elsewhere this does nothing."""
+    import signal
+    import threading
+
+    _interrupt["seen"] = False
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _on_sigint)
+
+
+def interrupt_handled() -> None:
+    """Forget a recorded SIGINT: for a caller that deliberately writes what it has after a Ctrl-C (the matrix's
+    report, marked incomplete) and exits 130 itself."""
+    _interrupt["seen"] = False
+
+
+def stop_if_interrupted() -> None:
+    """KeyboardInterrupt if a SIGINT was recorded: nothing is published after a Ctrl-C, whoever caught its exception."""
+    if _interrupt["seen"]:
+        raise KeyboardInterrupt
 
 
 @contextmanager
@@ -37,6 +70,7 @@ def building(final: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.{os.getpid()}.", suffix=PARTIAL, dir=final.parent))
     try:
         yield tmp
+        stop_if_interrupted()
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -95,6 +129,7 @@ def writing(final: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(name)
     try:
         yield tmp
+        stop_if_interrupted()
         os.chmod(tmp, 0o644)
         os.replace(tmp, final)
     except BaseException:

@@ -35,6 +35,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from .atomic import stop_if_interrupted
+
 CACHE_ENV = "SYNCTALK_PARITY_CACHE"
 KINDS = ("demo", "weights", "audio", "reference", "exports")
 KEY_DIGITS = 24
@@ -193,6 +195,7 @@ def build_entry(final: Path, kind: str, what: str, parts: dict[str, Any], make: 
     try:
         make(tmp)
         write_entry(tmp, kind, what, parts)
+        stop_if_interrupted()
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

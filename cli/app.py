@@ -39,6 +39,9 @@ def user_errors(command):
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
+        from ..atomic import arm_interrupts
+
+        arm_interrupts()  # a Ctrl-C that a library swallows still stops the command before it publishes anything
         try:
             return command(*args, **kwargs)
         except ParityError as exc:

@@ -48,3 +48,30 @@ def test_a_folder_left_by_a_killed_writer_is_removed_by_the_next_build(tmp_path)
     with building(tmp_path / "out") as tmp:
         (tmp / "new.txt").write_text("new")
     assert not abandoned.exists() and alive.exists() and (tmp_path / "out" / "new.txt").is_file()
+
+
+def test_a_ctrl_c_that_something_swallowed_still_stops_the_publish(tmp_path):
+    """The CLI records SIGINT (`arm_interrupts`): a KeyboardInterrupt caught on the way (as C code clearing the errors it
+    meets while importing does) must not let a run finish and publish its output as complete."""
+    import contextlib
+    import signal
+
+    from synctalk_parity.atomic import arm_interrupts, writing
+
+    before = signal.getsignal(signal.SIGINT)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "old.txt").write_text("previous run")
+    try:
+        arm_interrupts()
+        with contextlib.suppress(KeyboardInterrupt):  # swallowed
+            signal.raise_signal(signal.SIGINT)
+        with pytest.raises(KeyboardInterrupt), building(tmp_path / "out") as tmp:
+            (tmp / "new.txt").write_text("a run that went on")
+        with pytest.raises(KeyboardInterrupt), writing(tmp_path / "result.json") as path:
+            path.write_text("{}")
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["out"] and [p.name for p in (tmp_path / "out").iterdir()] == ["old.txt"]
+        arm_interrupts()  # the next command starts with nothing recorded
+        write_text_atomically(tmp_path / "result.json", "{}\n")
+        assert (tmp_path / "result.json").read_text() == "{}\n"
+    finally:
+        signal.signal(signal.SIGINT, before)

@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from ...atomic import interrupt_handled
 from ...errors import ParityError
 from .baseline import compare_matrices
 from .cell import CELL_FILE, RUN_FOLDER, AvatarInputs, CellJob, Settings, cell_environment, cell_key, resolve_avatar
@@ -82,6 +83,7 @@ def run_matrix(request: MatrixRequest, progress: Progress | None = None) -> Matr
             done[cell.id] = _placed(cell)
             _write_progress(result, spec, done, out, executor)
     except KeyboardInterrupt:
+        interrupt_handled()  # the report below is written on purpose, marked incomplete; the command exits 130 after it
         executor.close()
         result.cells = _in_order(spec, done, "interrupted before it finished")
         result.wall_s = time.perf_counter() - started

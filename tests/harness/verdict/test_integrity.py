@@ -171,7 +171,11 @@ def test_killing_a_run_leaves_the_previous_output_or_nothing(tmp_path, cache, si
         _, stderr = child.communicate(timeout=120)
         assert child.returncode != 0
         if sig == signal.SIGINT:
-            assert child.returncode == 130 and "interrupted" in stderr
+            # 130, or the process ends itself by SIGINT after that line (a shell shows both as 130): CPython 3.11 does that
+            # at exit when it took the KeyboardInterrupt for unhandled somewhere in code run from C before the command
+            # caught it: with Python's own SIGINT handler, 3 runs in 29 killed 2.2-4.5 s after start (kill(self, SIGINT)
+            # under strace, after "interrupted" was printed); with the CLI's (`arm_interrupts`), none in 21
+            assert child.returncode in (130, -signal.SIGINT) and "interrupted" in stderr, (child.returncode, stderr[-2000:])
             assert not list(tmp_path.glob(".run.*.partial"))  # cleaned up on the way out
         assert sorted(p.relative_to(out) for p in out.rglob("*")) == previous  # the previous complete run, untouched
     if sig == signal.SIGKILL:  # what a killed process left beside --out goes with the next run
