@@ -143,6 +143,16 @@ def load_audio(path: str | os.PathLike) -> np.ndarray:
     return np.ascontiguousarray(pcm, dtype=np.float32)
 
 
+def write_wav(path: str | os.PathLike, pcm: np.ndarray) -> Path:
+    """`pcm` as a 16 kHz mono float32 WAV whose bytes depend on the samples only (scipy's writer: libsndfile's float
+    WAVs carry a PEAK chunk holding the time of writing, so the same audio written twice had another sha256, and what
+    is cached by the audio's bytes, a reference, was made again). `load_audio` reads back the same samples."""
+    from scipy.io import wavfile
+
+    wavfile.write(path, SAMPLE_RATE, np.ascontiguousarray(pcm, dtype=np.float32))
+    return Path(path)
+
+
 def _to_mono(data: np.ndarray) -> np.ndarray:
     """`librosa.to_mono`: the mean over every axis but the last (samples)."""
     return np.mean(data, axis=tuple(range(data.ndim - 1))) if data.ndim > 1 else data

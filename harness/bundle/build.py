@@ -354,10 +354,8 @@ def _write_golden_inputs(golden: Path, dataset_path: Path, audio_path: Path, fra
     as_int16 = pcm * 32768.0
     if np.array_equal(as_int16, np.round(as_int16)) and np.abs(as_int16).max(initial=0) < 32768:
         soundfile.write(golden / "input.wav", as_int16.astype(np.int16), audio.SAMPLE_RATE, subtype="PCM_16")
-    else:  # 32-bit float; not through libsndfile, whose PEAK chunk holds the time of writing (bytes that differ per build)
-        from scipy.io import wavfile
-
-        wavfile.write(golden / "input.wav", audio.SAMPLE_RATE, np.ascontiguousarray(pcm, dtype=np.float32))
+    else:
+        audio.write_wav(golden / "input.wav", pcm)  # 32-bit float, the same bytes whenever a bundle is built
     windows = audio.window_count(1 + len(pcm) // audio.HOP_LENGTH)
     total = min(frame_count, windows + 2)
     source = open_dataset(dataset_path)

@@ -27,7 +27,7 @@ class DemoPorts:
         from synctalk_parity.cache import cache_folder
         from synctalk_parity.harness.inputs import demo_check_inputs
         from synctalk_parity.harness.ports.simulate import Simulator
-        from synctalk_parity.reference.audio import SAMPLE_RATE, load_audio
+        from synctalk_parity.reference.audio import SAMPLE_RATE, load_audio, write_wav
         from synctalk_parity.reference.dataset import open_dataset
         from synctalk_parity.reference.demo import make_demo
 
@@ -69,19 +69,6 @@ def demo_ports(demo_weights_files, tmp_path_factory):
     made = DemoPorts(tmp_path_factory.mktemp("demo-ports"), demo_weights_files)
     yield made
     made.backend.close()
-
-
-def write_wav(path, pcm: np.ndarray):
-    """`pcm` as a 16 kHz float32 WAV whose bytes depend on the samples only. libsndfile (`soundfile.write`, subtype
-    FLOAT) adds a PEAK chunk holding the time of writing, so each session's and each pytest-xdist worker's WAV of the
-    same speech had another sha256, and `parity compare` computed the reference again (the cache keys it by the audio's
-    bytes): 39 frames, ~19 s of one core. The samples read back are the same (`load_audio`, libsndfile: 32 bit float)."""
-    from scipy.io import wavfile
-
-    from synctalk_parity.reference.audio import SAMPLE_RATE
-
-    wavfile.write(path, SAMPLE_RATE, np.ascontiguousarray(pcm, dtype=np.float32))
-    return path
 
 
 def write_png_port(folder, frames: dict[int, np.ndarray], base: int = 1):

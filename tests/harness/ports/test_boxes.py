@@ -20,7 +20,7 @@ from synctalk_parity.cli import app
 from synctalk_parity.reports import html
 from synctalk_parity.reports.view import load_runs
 
-from .conftest import ENV, write_png_port, write_wav
+from .conftest import ENV, write_png_port
 
 runner = CliRunner()
 pytestmark = pytest.mark.slow
@@ -32,7 +32,7 @@ SHIFTED = range(4, 10)  # frames pasted into the box of template t+1's landmarks
 def short(demo_ports, tmp_path_factory):
     """The first 0.6 s of the demo speech as a WAV, and the registry of the demo's crop boxes."""
     from synctalk_parity.harness.ports.boxes import box_candidates
-    from synctalk_parity.reference.audio import SAMPLE_RATE
+    from synctalk_parity.reference.audio import SAMPLE_RATE, write_wav
 
     pcm = demo_ports.pcm[: int(SECONDS * SAMPLE_RATE)]
     wav = write_wav(tmp_path_factory.mktemp("boxes") / "speech.wav", pcm)  # the same bytes each session: its reference is cached

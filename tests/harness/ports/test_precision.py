@@ -106,9 +106,9 @@ def test_parity_compare_names_a_bf16_port_from_its_png_frames_and_says_nothing_o
 
     from synctalk_parity.cli import app
     from synctalk_parity.harness.ports.simulate import Simulator, Variant
-    from synctalk_parity.reference.audio import SAMPLE_RATE
+    from synctalk_parity.reference.audio import SAMPLE_RATE, write_wav
 
-    from .conftest import write_png_port, write_wav
+    from .conftest import write_png_port
 
     pcm = case.pcm[: int(0.5 * SAMPLE_RATE)]  # a short clip: every frame is run really in bf16
     wav = write_wav(tmp_path / "speech.wav", pcm)  # the same bytes each session: its reference is cached
