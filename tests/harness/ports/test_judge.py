@@ -81,7 +81,8 @@ def port_frames(reference_case, reference_outputs):
     def make(no_canvas: bool = False, mask: tuple[int, int, int, int] = frames.MASK_RECT, count: int | None = None) -> dict[int, np.ndarray]:
         case = reference_case
         out = made.setdefault((no_canvas, mask), {})
-        for index in range(case.clip.frame_count if count is None else count):
+        indices = range(case.clip.frame_count if count is None else count)
+        for index in indices:
             if index in out:
                 continue
             template = case.dataset.templates[case.schedule[index]]
@@ -97,7 +98,7 @@ def port_frames(reference_case, reference_outputs):
             else:
                 region = frames.pasted_region(crop, mouth, box)
             out[index] = frames.paste(image, region, box)
-        return {index: out[index] for index in range(case.clip.frame_count if count is None else count)}
+        return {index: out[index] for index in indices}
 
     return make
 

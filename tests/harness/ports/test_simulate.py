@@ -295,15 +295,15 @@ def test_bad_requests_are_refused(reference_case, simulator):
 def onnx(golden):
     """The golden networks on ONNX Runtime, with the U-Net's outputs kept by input across the two whole-catalogue
     searches (both sample frames 1 and 3 and try the same hypotheses there: the second runs none of those again)."""
-    import hashlib
-
     from synctalk_parity.backends import ModelSource, create_backend
+
+    from ..conftest import unet_key
 
     source = ModelSource.from_paths(golden / "weights" / "unet_328_ave.pth", golden / "weights" / "audio_visual_encoder.pth")
     outputs: dict[bytes, np.ndarray] = {}
 
     def generate_one(image, unet_audio):
-        key = hashlib.sha1(np.ascontiguousarray(image).tobytes() + np.ascontiguousarray(unet_audio).tobytes()).digest()
+        key = unet_key(image, unet_audio)
         if key not in outputs:
             outputs[key] = backend.generate(image[None], unet_audio[None])[0]
         return outputs[key]
