@@ -32,10 +32,15 @@ def demo_weights(note: Callable[[str], None] | None = None) -> tuple[Path, Path]
 
 
 def is_demo_weights(path: Path | str | None) -> bool:
-    """Whether `path` is one of the cached demo checkpoints."""
+    """Whether `path` is one of the cached demo checkpoints. A checkpoint outside the weights cache is not, decided
+    without the demo: a run on a user's weights neither imports the demo's synthesiser (~0.5 s) nor makes the demo
+    in an empty cache."""
     if path is None:
         return False
-    return Path(path).resolve().parent == _entry(_demo()).resolve()
+    folder = Path(path).resolve().parent
+    if folder.parent != cache_folder("weights").resolve():
+        return False
+    return folder == _entry(_demo()).resolve()
 
 
 def checkpoint_label(path: Path | str) -> str:

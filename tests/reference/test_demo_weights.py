@@ -83,3 +83,17 @@ def test_making_them_again_gives_the_same_tensors(weights, tmp_path):
         a, b = torch.load(new, weights_only=True), torch.load(cached, weights_only=True)
         assert a.keys() == b.keys()
         assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_checkpoint_outside_the_cache_is_told_apart_without_making_the_demo(weights, tmp_path, monkeypatch):
+    """Labelling a user's checkpoint (every run does) neither makes the demo in an empty cache nor reads it."""
+    from synctalk_parity.cache import CACHE_ENV
+
+    cache = tmp_path / "empty-cache"
+    monkeypatch.setenv(CACHE_ENV, str(cache))
+    user = tmp_path / "mine" / "unet_328_ave.pth"
+    user.parent.mkdir()
+    user.write_bytes(weights[0].read_bytes())  # the demo weights' bytes, in a folder of the user's
+    assert not is_demo_weights(user)
+    assert not checkpoint_label(user).startswith(DEMO_WEIGHTS_LABEL)
+    assert not cache.exists()  # no demo made, no folder created
