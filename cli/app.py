@@ -39,9 +39,11 @@ def user_errors(command):
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
+        from ..allocator import tune_allocator
         from ..atomic import arm_interrupts
 
         arm_interrupts()  # a Ctrl-C that a library swallows still stops the command before it publishes anything
+        tune_allocator()  # large arrays reuse the heap instead of new pages a frame (allocator.py)
         try:
             return command(*args, **kwargs)
         except ParityError as exc:

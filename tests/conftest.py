@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+from synctalk_parity.allocator import tune_allocator
 from synctalk_parity.cache import CACHE_ENV, cache_root
 
 from .golden_files import golden_check_inputs, golden_dir, golden_weights
@@ -35,6 +36,8 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     # this) computes on one thread, so the workers do not oversubscribe the cores (set before torch is imported).
     for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(_name, "1")
+
+tune_allocator()  # as every command does (synctalk_parity/allocator.py): the tests that run the networks in this process
 
 SHARED_HINT = "../shared is not beside this checkout (a fresh clone); CI has it"
 SMALL_WIDTH = 8

@@ -520,7 +520,10 @@ def _end_to_end_main(argv: list[str]) -> None:
     """Child process: one production run, then one JSON line with fps and this process's peak RSS."""
     import argparse
 
+    from ...allocator import tune_allocator
     from ..pipeline.run import RunRequest, run
+
+    tune_allocator()  # as `parity run` has it
 
     parser = argparse.ArgumentParser(prog="python -m synctalk_parity.harness.bench end-to-end")
     for flag in ("--backend", "--out", "--dataset", "--audio", "--unet", "--audio-encoder", "--models", "--provider", "--device"):

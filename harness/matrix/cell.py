@@ -170,6 +170,9 @@ def reuse(job: CellJob, environment_now: dict[str, Any]) -> CellResult | None:
 def run_cell(job: CellJob, folder: Path, reference: Path | None, node: NodeInfo | None = None) -> CellResult:
     """Run `job` into `folder` (which exists and is empty): the run, the comparison with `reference` (a dump of the
     avatar's reference), the speed; `folder/cell.json` holds the result. Never raises for the cell's own problems."""
+    from ...allocator import tune_allocator
+
+    tune_allocator()  # as `parity run` has it, in whichever process (a local worker, a Ray node) runs the cell
     started = time.perf_counter()
     cell = job.cell
     result = CellResult(cell.id, cell.avatar.name, cell.column, cell.backend, cell.precision, "error", provider=cell.provider,
