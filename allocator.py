@@ -17,6 +17,7 @@ resident size stays at its peak rather than falling after it.
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 
 M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3  # glibc's mallopt parameters (malloc.h)
@@ -24,17 +25,10 @@ MMAP_THRESHOLD = 256 * 2**20  # blocks below this come from the heap, not from a
 TRIM_THRESHOLD = 1024 * 2**20  # free memory at the heap's top kept for reuse up to this
 TOP_PAD = 64 * 2**20  # the heap grows by at least this much at a time
 
-_done: dict[str, bool] = {}
 
-
+@functools.cache
 def tune_allocator() -> bool:
     """Set glibc's malloc thresholds for large arrays (module docstring), once per process; True where they were set."""
-    if "set" not in _done:
-        _done["set"] = _set_thresholds()
-    return _done["set"]
-
-
-def _set_thresholds() -> bool:
     try:
         if not os.confstr("CS_GNU_LIBC_VERSION"):  # glibc only (musl and macOS have no such name, or no mallopt)
             return False
