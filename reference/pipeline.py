@@ -120,6 +120,7 @@ def finish_frame(inputs: FrameInputs, unet_output: np.ndarray, variant: Variant 
         mouth=mouth,
         pasted_region=region,
         output=frames.paste(inputs.image, region, inputs.crop_box, variant.finish),
+        template=inputs.image,
     )
 
 

@@ -3,7 +3,7 @@ produces these named stages, so any two runs can be compared stage by stage (DES
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -68,6 +68,9 @@ class FrameStages:
     mouth: np.ndarray
     pasted_region: np.ndarray
     output: np.ndarray
+    # not a stage: the decoded template the output was pasted on (read-only, shared with the pipeline's template cache),
+    # so what follows the frame (the lip sync's motion) need not decode it again; None where the maker did not keep it
+    template: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def as_dict(self) -> dict[str, np.ndarray]:
         return {

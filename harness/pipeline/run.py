@@ -330,13 +330,18 @@ def _write_outputs(out, pipeline, dataset, clip, total, audio_path, stages, dump
             dump.add_clip(clip.as_dict())
 
         def write_frame(frame) -> None:
+            png = frames_dir / f"{frame.index:05d}.png"
             if save_frames:
-                write_png(frames_dir / f"{frame.index:05d}.png", frame.output)
+                write_png(png, frame.output)
             video.write(frame.output)
             if motion is not None:
-                motion.add(frame.index, frame.output, frame.crop_box, frame.template_index)
+                motion.add(frame.index, frame.output, frame.crop_box, frame.template_index, frame.template)
             if dump is not None:
-                dump.add_frame(frame.index, frame.as_dict(), heavy=heavy_frame(frame.index, dump_every))
+                heavy, stages = heavy_frame(frame.index, dump_every), frame.as_dict()
+                if save_frames and heavy:  # the frame's PNG is the dump's frame.output, byte for byte: linked, not encoded twice
+                    output = stages.pop("frame.output")
+                    dump.add_frame_file("frame.output", frame.index, png, output.shape, output.dtype.name)
+                dump.add_frame(frame.index, stages, heavy=heavy)
 
         timing = pipeline.run(dataset, clip, total, write_frame, progress)
         if dump is not None:

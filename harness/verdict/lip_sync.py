@@ -8,7 +8,7 @@ it follows it. Separate from the check of a video's sound track, which compares 
     LipSync.from_dict(sync.to_dict()) == sync
 
     recorder = MotionRecorder()                                    # as a pipeline writes its frames, one at a time
-    recorder.add(index, frame, crop_box, template_index); motion = recorder.motion(dataset)
+    recorder.add(index, frame, crop_box, template_index, template); motion = recorder.motion(dataset)
 
 `LipSync` and `SyncWindow` are result types (`types.py`): result.json's `lip_sync`, which `parity run` (against the
 reference's motion, or the audio's with --no-compare), `parity compare` of a port's frames or video and of a dump
@@ -90,15 +90,19 @@ def mouth_grey(image: np.ndarray, box: Sequence[int], index: int = 0) -> float:
 
 class MotionRecorder:
     """The mouth motion of frames as a pipeline makes them, one at a time (`add`), without keeping them: each frame's
-    mouth-box grey level now, the templates' at the end (`motion`: each template read once, as `mouth_motion` with
-    the templates computes it)."""
+    mouth-box grey level now; its template's now too when `add` is given the decoded template (the pipeline's own),
+    else at the end (`motion`: each template read once, as `mouth_motion` with the templates computes it)."""
 
     def __init__(self) -> None:
         self._frames: dict[int, tuple[float, Box, int]] = {}
+        self._templates: dict[tuple[int, Box], float] = {}
 
-    def add(self, index: int, frame: np.ndarray, crop_box: Sequence[int], template_index: int) -> None:
+    def add(self, index: int, frame: np.ndarray, crop_box: Sequence[int], template_index: int,
+            template: np.ndarray | None = None) -> None:
         box: Box = tuple(int(v) for v in crop_box)  # type: ignore[assignment]
         self._frames[int(index)] = (mouth_grey(frame, box, int(index)), box, int(template_index))
+        if template is not None and (int(template_index), box) not in self._templates:
+            self._templates[(int(template_index), box)] = mouth_grey(template, box, int(index))
 
     def __len__(self) -> int:
         return len(self._frames)
@@ -108,7 +112,7 @@ class MotionRecorder:
         if sorted(self._frames) != list(range(len(self._frames))):
             missing = sorted(set(range(max(self._frames, default=-1) + 1)) - set(self._frames))
             raise ParityError(f"lip sync needs every frame from 0; frame {missing[0]} was not recorded")
-        templates: dict[tuple[int, Box], float] = {}
+        templates = dict(self._templates)
         values = []
         for index in range(len(self._frames)):
             grey, box, template = self._frames[index]

@@ -144,6 +144,32 @@ def _dump(path, dataset, darkness: np.ndarray, every: int = 1):
     return path
 
 
+def test_a_motion_recorder_given_the_templates_reads_none_again(tmp_path):
+    """A pipeline hands each frame's decoded template to the recorder: the motion is the one measured from the
+    dataset's files, and it no longer reads them (here they are gone by the time `motion` runs)."""
+    from synctalk_parity.harness.verdict.lip_sync import MotionRecorder
+
+    dataset = _dataset(tmp_path / "dataset")
+    frames = []
+    for i, t in enumerate(dataset.schedule(6)):
+        template = dataset.templates[t]
+        frame = template.read_image()
+        x0, y0, x1, y1 = mouth_box(template.box)
+        frame[y0:y1, x0:x1] -= 5 * i
+        frames.append((i, frame, template.box, t, template.read_image()))
+    read_at_end, given = MotionRecorder(), MotionRecorder()
+    for i, frame, box, t, image in frames:
+        read_at_end.add(i, frame, box, t)
+        given.add(i, frame, box, t, image)
+    expected = read_at_end.motion(dataset)
+    assert expected == pytest.approx(5 * np.arange(6), abs=0.01)  # each frame's mouth darker than its own template
+    for image in (tmp_path / "dataset" / "full_body_img").iterdir():
+        image.unlink()
+    assert np.array_equal(given.motion(dataset), expected)
+    with pytest.raises(ParityError, match="cannot decode"):
+        read_at_end.motion(dataset)
+
+
 def test_lip_sync_of_dumps_reads_frames_boxes_and_templates(tmp_path):
     from synctalk_parity.harness.verdict.dump import Dump
     from synctalk_parity.harness.verdict.lip_sync import lip_sync_of_dumps
