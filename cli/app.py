@@ -41,9 +41,11 @@ def user_errors(command):
     def wrapper(*args, **kwargs):
         from ..allocator import tune_allocator
         from ..atomic import arm_interrupts
+        from ..reference.execution import quiet_tracing
 
         arm_interrupts()  # a Ctrl-C that a library swallows still stops the command before it publishes anything
         tune_allocator()  # large arrays reuse the heap instead of new pages a frame (allocator.py)
+        quiet_tracing()  # before any thread: the reference's tracing warnings stay quiet whatever other threads do
         try:
             return command(*args, **kwargs)
         except ParityError as exc:

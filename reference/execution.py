@@ -17,6 +17,7 @@ the one-off tracing time, so it is not applied.
 
 from __future__ import annotations
 
+import functools
 import threading
 import warnings
 from collections.abc import Callable
@@ -39,7 +40,7 @@ DESCRIPTIONS = {
 }
 
 UnetRunner = Callable[[np.ndarray, np.ndarray], np.ndarray]
-_FREEZING = threading.Lock()  # warnings' filters are process-wide: one freeze at a time, so none escapes another's
+_FREEZING = threading.Lock()  # one trace at a time (torch.jit's tracer is not documented as thread-safe)
 
 
 def checked_execution(execution: str) -> str:
@@ -86,12 +87,34 @@ def _freeze(unet: Model, image, audio):
 
     import torch
 
-    # tracing warns about a shape test that is constant at 320 x 320; torch 2.x marks torch.jit deprecated in favour of
-    # torch.compile, whose compilation costs more than the frames a run's reference computes (docs/performance.md)
-    with _FREEZING, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    quiet_tracing()
+    with _FREEZING:
         module = copy.deepcopy(unet).eval().to(memory_format=torch.channels_last)
         return torch.jit.freeze(torch.jit.trace(module, (image, audio), check_trace=False))
+
+
+# What tracing and freezing the U-Net warn: a shape test that is constant at 320 x 320 (`models/unet.py`), and torch 2.x
+# marking torch.jit deprecated in favour of torch.compile, whose compilation costs more than the frames a run's
+# reference computes (docs/performance.md). Matched by message, so that installing them needs no torch import.
+TRACING_WARNINGS = (
+    (r"Converting a tensor to a Python boolean might cause the trace to be incorrect", Warning),
+    (r"`torch\.jit\.\w+` is deprecated", DeprecationWarning),
+)
+
+
+@functools.cache
+def quiet_tracing() -> None:
+    """Ignore the warnings of tracing and freezing the U-Net (`TRACING_WARNINGS`) for the whole process, once.
+
+    Installed, not scoped: `warnings.catch_warnings` saves and restores the process's one list of filters, so a scope
+    on the reference's thread ended whenever another thread's scope did (an export's, an image reader's) and let the
+    tracing warnings through mid-trace. Every command installs these at its start, before any thread
+    (`cli/app.py`), so every later scope saves and restores them too; here they are installed for any other caller."""
+    for message, category in TRACING_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=category)
+
+
+quiet_tracing()  # on import too, which in most processes comes before their threads do
 
 
 # ----- the U-Net at reduced precision, emulated --------------------------------------------------------------------
