@@ -10,12 +10,6 @@ Measured on the 2-core development machine (Intel Xeon, glibc 2.36), whole proce
   2.94 s, wall 0.74x;
 - more figures in docs/performance.md ("The allocator").
 
-Every thread allocates from the one main heap (at most one arena): glibc gives a thread of its own an arena of 64 MiB
-heaps, and a block larger than that (a batch of PyTorch activations, the reference's U-Net on its own thread, the
-pipeline's U-Net calls on theirs) is an mmap of its own whatever the thresholds, new zeroed pages on every call. Measured
-there: `parity run --backend torch --frames 12` (the U-Net on the pipeline's threads) 1.6 M page faults and 2.8 s of
-system CPU against 0.5-0.8 M and 0.9-1.8 s, wall 8.1 s against 6.4-7.3 s.
-
 The cost: memory a process freed is not given back to the kernel while it runs (up to the trim threshold), so its
 resident size stays at its peak rather than falling after it.
 """
@@ -26,17 +20,15 @@ import ctypes
 import functools
 import os
 
-M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD, M_ARENA_MAX = -1, -2, -3, -8  # glibc's mallopt parameters (malloc.h)
+M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3  # glibc's mallopt parameters (malloc.h)
 MMAP_THRESHOLD = 256 * 2**20  # blocks below this come from the heap, not from an mmap of their own
 TRIM_THRESHOLD = 1024 * 2**20  # free memory at the heap's top kept for reuse up to this
 TOP_PAD = 64 * 2**20  # the heap grows by at least this much at a time
-ARENA_MAX = 1  # every thread allocates from the main heap (module docstring)
 
 
 @functools.cache
 def tune_allocator() -> bool:
-    """Set glibc's malloc thresholds for large arrays and its one arena (module docstring), once per process, before the
-    threads that allocate; True where they were set."""
+    """Set glibc's malloc thresholds for large arrays (module docstring), once per process; True where they were set."""
     try:
         if not os.confstr("CS_GNU_LIBC_VERSION"):  # glibc only (musl and macOS have no such name, or no mallopt)
             return False
@@ -45,4 +37,4 @@ def tune_allocator() -> bool:
         return False
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
     return all(mallopt(param, value) == 1 for param, value in ((M_MMAP_THRESHOLD, MMAP_THRESHOLD), (M_TRIM_THRESHOLD, TRIM_THRESHOLD),
-                                                               (M_TOP_PAD, TOP_PAD), (M_ARENA_MAX, ARENA_MAX)))
+                                                               (M_TOP_PAD, TOP_PAD)))
