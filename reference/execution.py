@@ -87,8 +87,7 @@ def _freeze(unet: Model, image, audio):
 
     import torch
 
-    quiet_tracing()
-    with _FREEZING:
+    with _FREEZING:  # the tracing warnings are ignored since this module's import (quiet_tracing)
         module = copy.deepcopy(unet).eval().to(memory_format=torch.channels_last)
         return torch.jit.freeze(torch.jit.trace(module, (image, audio), check_trace=False))
 
