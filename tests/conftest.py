@@ -11,6 +11,10 @@ holding copies of the demo inputs and the demo weights only.
 The small U-Net (`small_weights`): SyncTalk's architecture, module names and input/output shapes at width 8
 (1/4 of every channel count, 1/12 of the work), seeded, untrained. For plumbing only (exit codes, caches, atomic
 writes, batching, reports): its output is nearly constant, so nothing that measures fidelity or speed uses it.
+
+The order: modules are collected heaviest first, by the seconds `module_seconds.json` holds for each (measured on a
+whole run; `scripts/module_seconds.py` refreshes it), so the two workers of `make test` take the long modules first and
+finish together.
 """
 
 from __future__ import annotations
@@ -18,10 +22,11 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -41,6 +46,30 @@ tune_allocator()  # as every command does (synctalk_parity/allocator.py): the te
 
 SHARED_HINT = "../shared is not beside this checkout (a fresh clone); CI has it"
 SMALL_WIDTH = 8
+MODULE_SECONDS = Path(__file__).with_name("module_seconds.json")
+UNMEASURED_SECONDS_PER_TEST = 1.0  # a module not in MODULE_SECONDS counts this much a test
+
+
+# ----- the order the modules go to the workers -------------------------------------------------------
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The heaviest modules first (`heaviest_modules_first`). `make test` runs two pytest-xdist workers with `--dist
+    loadscope --no-loadscope-reorder`: each module whole on one worker, handed out in this order as a worker runs out
+    of work. Heaviest first, the last modules handed out are short and the two workers finish together (docs/testing.md)."""
+    items[:] = heaviest_modules_first(items, json.loads(MODULE_SECONDS.read_text())["seconds"])
+
+
+def heaviest_modules_first(items: Sequence, seconds: dict[str, float]) -> list:
+    """`items` (anything with a pytest `nodeid`) grouped by module, the modules in descending order of `seconds` (their
+    measured seconds; one not measured counts `UNMEASURED_SECONDS_PER_TEST` a test), ties in their collected order; each
+    module's items in their own order."""
+    modules: dict[str, list] = {}
+    for item in items:
+        modules.setdefault(item.nodeid.split("::")[0], []).append(item)
+    order = sorted(enumerate(modules.items()),
+                   key=lambda entry: (-seconds.get(entry[1][0], UNMEASURED_SECONDS_PER_TEST * len(entry[1][1])), entry[0]))
+    return [item for _, (_, module_items) in order for item in module_items]
 
 
 @pytest.fixture(scope="session")
