@@ -34,6 +34,25 @@ def test_the_heaviest_modules_go_first_each_whole_and_in_its_own_order():
         "tests/a.py::test_1", "tests/a.py::test_2", "tests/d.py::test_1", "tests/e.py::TestX::test_1"]
 
 
+def test_of_the_modules_that_start_at_once_only_one_waits_for_the_demo_weights():
+    def module(name, tests, demo):
+        return [SimpleNamespace(nodeid=f"tests/{name}.py::test_{i}", fixturenames=["demo_weights_files"] if demo else ["golden"])
+                for i in range(tests)]
+
+    a, b, c, d = module("a", 2, True), module("b", 1, True), module("c", 2, False), module("d", 1, True)
+    seconds = {"tests/a.py": 90.0, "tests/b.py": 80.0, "tests/c.py": 70.0, "tests/d.py": 60.0}
+
+    def modules(ordered):
+        return list(dict.fromkeys(i.nodeid.split("::")[0].removeprefix("tests/").removesuffix(".py") for i in ordered))
+
+    assert modules(heaviest_modules_first([*d, *c, *b, *a], seconds, workers=2)) == ["a", "c", "b", "d"]
+    assert modules(heaviest_modules_first([*d, *c, *b, *a], seconds, workers=1)) == ["a", "b", "c", "d"]  # one process: by weight
+    # none left that does without them: the order by weight stands
+    assert modules(heaviest_modules_first([*d, *b, *a], seconds, workers=2)) == ["a", "b", "d"]
+    # three workers: a, then c; b (needs them) gives its slot to nothing, since d needs them too
+    assert modules(heaviest_modules_first([*d, *c, *b, *a], seconds, workers=3)) == ["a", "c", "b", "d"]
+
+
 def test_every_measured_module_is_a_test_module_of_this_suite():
     """A module renamed or removed fails here: the table is refreshed with the suite, not left to drift."""
     seconds = json.loads(MODULE_SECONDS.read_text())["seconds"]
