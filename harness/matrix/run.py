@@ -38,6 +38,7 @@ RAY_LOG = "ray-driver.log"  # --ray: what Ray itself printed on the driver
 MATRIX_OUTPUTS = frozenset({"matrix.json", "report.html", "report.md", "report.junit.xml", CELLS, RAY_LOG})
 
 Progress = Callable[[str, str, str], None]  # (event, cell id or avatar, detail)
+MTIME_SLACK_S = 1.0  # a file written just after a time.time() can carry a time up to a few ms before it (the kernel's coarse clock)
 
 
 @dataclass
@@ -55,7 +56,7 @@ class MatrixRequest:
 def run_matrix(request: MatrixRequest, progress: Progress | None = None) -> MatrixResult:
     """Run the matrix; returns its result (also in `out/matrix.json`). Interrupted (Ctrl-C): the result is incomplete."""
     say = progress or (lambda event, what, detail: None)
-    started = time.perf_counter()
+    started, began = time.perf_counter(), time.time()
     spec = load_matrix(request.matrix, request.require)
     baseline = read_matrix(request.baseline) if request.baseline is not None else None
     out = Path(request.out)
@@ -72,6 +73,7 @@ def run_matrix(request: MatrixRequest, progress: Progress | None = None) -> Matr
     result = MatrixResult(spec.name, str(spec.path), _now(), False, [_avatar_info(avatars[a.name]) for a in spec.avatars], spec.columns, [],
                           ExecutorInfo(executor.kind, 0), required=list(spec.required), allow=list(spec.allow))
     done: dict[str, CellResult] = {}
+    to_run: list[CellJob] = []
     (out / CELLS).mkdir(parents=True, exist_ok=True)
     try:
         ready, to_run = executor.triage(jobs)
@@ -85,6 +87,7 @@ def run_matrix(request: MatrixRequest, progress: Progress | None = None) -> Matr
     except KeyboardInterrupt:
         interrupt_handled()  # the report below is written on purpose, marked incomplete; the command exits 130 after it
         executor.close()
+        done.update(finished_unreported(out, to_run, done, began))
         result.cells = _in_order(spec, done, "interrupted before it finished")
         result.wall_s = time.perf_counter() - started
         _describe(result, executor)
@@ -129,6 +132,28 @@ def previous_cells(out: Path) -> dict[str, CellResult]:
             continue
         if cell.ran and (file.parent / RUN_FOLDER / "result.json").is_file():
             found[cell.id] = cell
+    return found
+
+
+def finished_unreported(out: Path, jobs: list[CellJob], done: dict[str, CellResult], since: float) -> dict[str, CellResult]:
+    """Cells that finished as a Ctrl-C came: the worker had put the cell's folder in place (its cell.json written, the
+    folder renamed from its temporary name), but its result never reached this process. Found on disk: a cell.json
+    with the job's key, written since `since` (the matrix's start, a `time.time()`); an earlier matrix's folder of
+    the same cell is older. File times come from the kernel's coarse clock, a few milliseconds behind `time.time()`:
+    `MTIME_SLACK_S` allows for it."""
+    found = {}
+    for job in jobs:
+        file = out / CELLS / job.cell.slug / CELL_FILE
+        if job.cell.id in done:
+            continue
+        try:
+            if file.stat().st_mtime < since - MTIME_SLACK_S:
+                continue
+            cell = read_cell(file)
+        except (OSError, ParityError):
+            continue
+        if cell.id == job.cell.id and cell.key == job.key:
+            found[cell.id] = _placed(cell)
     return found
 
 

@@ -232,3 +232,39 @@ def test_a_worker_killed_mid_cell_is_replaced_and_the_cell_run_again(first_run, 
     assert cell is not None and cell.status == "passed" and cell.node is not None and cell.node.pid != killed[0]
     assert [attempt.error for attempt in cell.attempts] == ["the worker process died (SIGKILL)"]
     assert not list(out.rglob("*.partial"))
+
+
+def test_a_cell_that_finished_as_ctrl_c_came_is_reported_finished_not_interrupted(first_run, tmp_path):
+    """A worker can put a cell's folder in place just before a Ctrl-C stops it from telling the matrix: the result is on
+    disk, the message never arrives (CI once saw such a cell reported "interrupted before it finished" beside its
+    folder). The matrix reads it back from disk: a cell.json with the job's key written since the matrix began; an
+    earlier matrix's folder (older) or another key's is not taken."""
+    import os
+    import shutil
+    import time
+
+    from synctalk_parity.harness.matrix.cell import CellJob, Settings, cell_key, resolve_avatar
+    from synctalk_parity.harness.matrix.run import finished_unreported
+    from synctalk_parity.harness.matrix.spec import load_matrix
+
+    matrix_file, first_out, _ = first_run
+    out = tmp_path / "out"
+    shutil.copytree(first_out, out)
+    spec = load_matrix(matrix_file)
+    settings = Settings(spec.frames, spec.dump_every, spec.accuracy_repeats, spec.speed)
+    avatar = spec.avatars[0]
+    inputs = resolve_avatar(avatar.name, avatar.dataset, avatar.audio, avatar.unet, avatar.audio_encoder, avatar.start_frame)
+    jobs = [CellJob(cell, inputs, settings, cell_key(cell, inputs, settings)) for cell in spec.cells]
+    ran = {cell.id for cell in read_matrix(first_out).cells if cell.ran}
+    assert ran == {"small/onnxruntime-cpu/fp32", PERTURBED, "small/torch-cpu/fp32"}
+
+    began = time.time()
+    for file in (out / "cells").glob("*/cell.json"):  # an earlier matrix's: an hour old
+        os.utime(file, (began - 3600, began - 3600))
+    os.utime(out / "cells" / "small__onnxruntime-cpu__fp32" / "cell.json")  # written by this matrix, as the Ctrl-C came
+    found = finished_unreported(out, jobs, {}, began)
+    assert set(found) == {"small/onnxruntime-cpu/fp32"}  # the others' folders are older: an earlier matrix's
+    assert found["small/onnxruntime-cpu/fp32"].status == "passed" and found["small/onnxruntime-cpu/fp32"].folder == "cells/small__onnxruntime-cpu__fp32"
+    assert finished_unreported(out, jobs, dict(found), began) == {}  # one the matrix heard of is not read again
+    other = [CellJob(job.cell, job.avatar, job.settings, "another key") for job in jobs]
+    assert finished_unreported(out, other, {}, began) == {}  # written for other inputs
