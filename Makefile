@@ -9,10 +9,10 @@ demo: setup
 
 # WORKERS: pytest-xdist workers, each test module whole on one (2: measured 1.6x faster than one process on the 2-core
 # machine, docs/testing.md; WORKERS=0 runs one process). Modules go to the workers heaviest first, as tests/conftest.py
-# orders them from tests/module_seconds.json (--no-loadscope-reorder: not by their number of tests). PYTEST_ARGS: more
-# pytest options.
+# orders them from tests/module_seconds.json (--no-loadscope-reorder: not by their number of tests; it applies to
+# loadfile too). PYTEST_ARGS: more pytest options.
 WORKERS ?= 2
-XDIST = $(if $(filter 0,$(WORKERS)),,-n $(WORKERS) --dist loadscope --no-loadscope-reorder)
+XDIST = $(if $(filter 0,$(WORKERS)),,-n $(WORKERS) --dist loadfile --no-loadscope-reorder)
 
 test: setup
 	.venv/bin/python -m pytest $(XDIST) $(PYTEST_ARGS)

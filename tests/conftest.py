@@ -53,40 +53,25 @@ UNMEASURED_SECONDS_PER_TEST = 1.0  # a module not in MODULE_SECONDS counts this 
 # ----- the order the modules go to the workers -------------------------------------------------------
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+@pytest.hookimpl(trylast=True)  # after `-m`, `-k` and `--deselect` have taken their tests out
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The heaviest modules first (`heaviest_modules_first`). `make test` runs two pytest-xdist workers with `--dist
-    loadscope --no-loadscope-reorder`: each module whole on one worker, handed out in this order as a worker runs out
-    of work. Heaviest first, the last modules handed out are short and the two workers finish together (docs/testing.md)."""
-    workers = getattr(config, "workerinput", {}).get("workercount", 1)  # each pytest-xdist worker collects; 1 without xdist
-    items[:] = heaviest_modules_first(items, json.loads(MODULE_SECONDS.read_text())["seconds"], workers)
+    loadfile --no-loadscope-reorder`: each module whole on one worker, handed out in this order (a worker is handed
+    the next module when two or fewer of its tests are left to run). Heaviest first, the last modules handed out are
+    short and the two workers finish together (docs/testing.md). Each worker collects, and orders, the same way."""
+    items[:] = heaviest_modules_first(items, json.loads(MODULE_SECONDS.read_text())["seconds"])
 
 
-def heaviest_modules_first(items: Sequence, seconds: dict[str, float], workers: int = 1) -> list:
-    """`items` (anything with a pytest `nodeid` and `fixturenames`) grouped by module, the modules in descending order of
-    `seconds` (their measured seconds; one not measured counts `UNMEASURED_SECONDS_PER_TEST` a test), ties in their
-    collected order; each module's items in their own order.
-
-    One change to that order: of the first `workers` modules, which start at once, one on each worker, only one needs
-    the demo weights while a module that does not is left. The demo weights are made once, on one thread, in ~50 s of
-    an empty cache, and a second worker starting on a module that needs them would wait that long (it did: 40-44 s);
-    the heaviest module that does not need them goes to it instead."""
+def heaviest_modules_first(items: Sequence, seconds: dict[str, float]) -> list:
+    """`items` (anything with a pytest `nodeid`) grouped by module, the modules in descending order of `seconds` (their
+    measured seconds; one not measured counts `UNMEASURED_SECONDS_PER_TEST` a test), ties in their collected order; each
+    module's items in their own order."""
     modules: dict[str, list] = {}
     for item in items:
         modules.setdefault(item.nodeid.split("::")[0], []).append(item)
-    order = [module_items for _, (_, module_items) in sorted(
-        enumerate(modules.items()), key=lambda entry: (-seconds.get(entry[1][0], UNMEASURED_SECONDS_PER_TEST * len(entry[1][1])), entry[0]))]
-    makers = 0
-    for slot in range(min(workers, len(order))):
-        if _needs_demo_weights(order[slot]) and makers:
-            instead = next((i for i in range(slot + 1, len(order)) if not _needs_demo_weights(order[i])), None)
-            if instead is not None:
-                order.insert(slot, order.pop(instead))
-        makers += _needs_demo_weights(order[slot])
+    order = sorted(modules.values(),  # stable: ties keep their collected order
+                   key=lambda module_items: -seconds.get(module_items[0].nodeid.split("::")[0], UNMEASURED_SECONDS_PER_TEST * len(module_items)))
     return [item for module_items in order for item in module_items]
-
-
-def _needs_demo_weights(module_items: Sequence) -> bool:
-    return any("demo_weights_files" in getattr(item, "fixturenames", ()) for item in module_items)
 
 
 @pytest.fixture(scope="session")

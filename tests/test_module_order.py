@@ -7,6 +7,7 @@ import importlib.util
 import json
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -34,23 +35,15 @@ def test_the_heaviest_modules_go_first_each_whole_and_in_its_own_order():
         "tests/a.py::test_1", "tests/a.py::test_2", "tests/d.py::test_1", "tests/e.py::TestX::test_1"]
 
 
-def test_of_the_modules_that_start_at_once_only_one_waits_for_the_demo_weights():
-    def module(name, tests, demo):
-        return [SimpleNamespace(nodeid=f"tests/{name}.py::test_{i}", fixturenames=["demo_weights_files"] if demo else ["golden"])
-                for i in range(tests)]
+def test_the_hook_orders_the_collection_by_the_table(tmp_path, monkeypatch):
+    from . import conftest
 
-    a, b, c, d = module("a", 2, True), module("b", 1, True), module("c", 2, False), module("d", 1, True)
-    seconds = {"tests/a.py": 90.0, "tests/b.py": 80.0, "tests/c.py": 70.0, "tests/d.py": 60.0}
-
-    def modules(ordered):
-        return list(dict.fromkeys(i.nodeid.split("::")[0].removeprefix("tests/").removesuffix(".py") for i in ordered))
-
-    assert modules(heaviest_modules_first([*d, *c, *b, *a], seconds, workers=2)) == ["a", "c", "b", "d"]
-    assert modules(heaviest_modules_first([*d, *c, *b, *a], seconds, workers=1)) == ["a", "b", "c", "d"]  # one process: by weight
-    # none left that does without them: the order by weight stands
-    assert modules(heaviest_modules_first([*d, *b, *a], seconds, workers=2)) == ["a", "b", "d"]
-    # three workers: a, then c; b (needs them) gives its slot to nothing, since d needs them too
-    assert modules(heaviest_modules_first([*d, *c, *b, *a], seconds, workers=3)) == ["a", "c", "b", "d"]
+    table = tmp_path / "module_seconds.json"
+    table.write_text(json.dumps({"measured": "this test", "seconds": {"tests/a.py": 30.0, "tests/b.py": 20.0, "tests/c.py": 10.0}}))
+    monkeypatch.setattr(conftest, "MODULE_SECONDS", table)
+    items = [SimpleNamespace(nodeid=f"tests/{name}.py::test_0") for name in ("c", "b", "a")]
+    conftest.pytest_collection_modifyitems(items)
+    assert [i.nodeid for i in items] == ["tests/a.py::test_0", "tests/b.py::test_0", "tests/c.py::test_0"]
 
 
 def test_every_measured_module_is_a_test_module_of_this_suite():
@@ -58,7 +51,6 @@ def test_every_measured_module_is_a_test_module_of_this_suite():
     seconds = json.loads(MODULE_SECONDS.read_text())["seconds"]
     stray = [m for m in seconds if not ((ROOT / m).is_file() and Path(m).name.startswith("test_") and m.startswith("tests/"))]
     assert not stray, f"{MODULE_SECONDS.name} names modules that are not here: {stray} (scripts/module_seconds.py refreshes it)"
-    assert all(s >= 0 for s in seconds.values())
 
 
 def test_a_collection_puts_the_heaviest_module_first():
@@ -78,11 +70,29 @@ def test_the_script_reads_each_modules_seconds_from_pytests_junit_xml(tmp_path):
     ran = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}",
                           "tests/test_docs.py", "tests/test_atomic.py"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert ran.returncode == 0, ran.stdout + ran.stderr
-    made = subprocess.run([sys.executable, str(ROOT / "scripts" / "module_seconds.py"), str(junit), "--machine", "this test's machine",
-                           "--out", str(out)], capture_output=True, text=True, timeout=60)
+    script = [sys.executable, str(ROOT / "scripts" / "module_seconds.py"), str(junit), "--machine", "this test's machine", "--out", str(out)]
+    refused = subprocess.run(script, capture_output=True, text=True, timeout=60)  # two modules of the suite: not a whole run
+    assert refused.returncode != 0 and "left out" in refused.stderr and "--partial" in refused.stderr and not out.exists(), refused.stderr
+    made = subprocess.run([*script, "--partial"], capture_output=True, text=True, timeout=60)
     assert made.returncode == 0, made.stderr
     table = json.loads(out.read_text())
-    assert set(table["seconds"]) == {"tests/test_docs.py", "tests/test_atomic.py"}
-    assert "this test's machine" in table["measured"] and not list(tmp_path.glob("*.partial"))
+    expected: dict[str, float] = {}
+    for case in ET.parse(junit).getroot().iter("testcase"):
+        module = case.get("classname", "").replace(".", "/") + ".py"
+        expected[module] = expected.get(module, 0.0) + float(case.get("time") or 0)
+    assert table["seconds"] == {m: round(s, 1) for m, s in expected.items()}
+    assert list(table["seconds"].values()) == sorted(table["seconds"].values(), reverse=True)
+    assert "this test's machine" in table["measured"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["module_seconds.json", "suite.xml"]  # no temporary file left
     assert _script().module_of("tests.test_docs.TestSomething") == "tests/test_docs.py"
     assert _script().module_of("nowhere.test_x") is None
+
+
+def test_the_script_names_a_file_it_cannot_read(tmp_path):
+    bad = tmp_path / "suite.xml"
+    bad.write_text("not xml")
+    for junit in (bad, tmp_path / "missing.xml"):
+        done = subprocess.run([sys.executable, str(ROOT / "scripts" / "module_seconds.py"), str(junit), "--machine", "m", "--out",
+                               str(tmp_path / "out.json")], capture_output=True, text=True, timeout=60)
+        assert done.returncode != 0 and str(junit) in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert not (tmp_path / "out.json").exists()
