@@ -12,5 +12,7 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet torch==2.13.0
-.venv/bin/python -m pip install --quiet -e ".[test,ray]"  # ray: `parity matrix --ray` and its tests
+# ray: `parity matrix --ray` and its tests. The filter silences setuptools' notice on every editable install of a
+# package whose folder has another name ("Editable installation... folders with the same name"): nothing to act on.
+PYTHONWARNINGS="ignore:Editable installation" .venv/bin/python -m pip install --quiet -e ".[test,ray]"
 echo "$want" > "$stamp"
