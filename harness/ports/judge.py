@@ -514,7 +514,8 @@ def _simulate(request: PortRequest, dataset, pcm: np.ndarray, cand: Dump, ref: D
     boxes = {i: _box(ref.frame("frame.crop_box", i)) for i in picks}
     source = ModelSource.from_paths(request.unet, request.audio_encoder, check_inputs=demo_check_inputs)
     with create_backend(request.backend or default_backend(), source) as backend:
-        simulator = Simulator(dataset, pcm, generate=backend.generate, encode=backend.encode_audio, generate_at=_precision_runners(request.unet))
+        simulator = Simulator(dataset, pcm, generate=backend.generate, encode=backend.encode_audio, generate_at=_precision_runners(request.unet),
+                              streams=backend.streams())
         count = alignment.candidate_count if alignment is not None else None
         prior = []
         if recovery is not None and recovery.differs:

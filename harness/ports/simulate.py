@@ -90,8 +90,10 @@ simulator's own runtime, where the reference itself is identical.
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -378,10 +380,12 @@ class Simulator:
 
     `generate((B,6,320,320), (B,32,16,16)) -> (B,3,320,320)` and `encode((B,1,80,16)) -> (B,512)` are
     the networks (a backend's `generate`/`encode_audio`, or a reference pipeline's wrapped to batches).
+    `streams`: how many fp32 `generate` calls may run at once, each from its own thread (a backend's `streams()`:
+    ONNX Runtime on the CPU runs one call per CPU, each on one thread); the U-Net outputs are the same either way.
     """
 
     def __init__(self, dataset: Dataset, pcm: np.ndarray, generate: Generate, encode: Encode, batch_size: int = 4,
-                 generate_at: Callable[[str], Generate] | None = None):
+                 generate_at: Callable[[str], Generate] | None = None, streams: int = 1):
         self.dataset = dataset
         self.pcm = np.ascontiguousarray(pcm, dtype=np.float32)
         self.generate = generate
@@ -389,6 +393,7 @@ class Simulator:
         self._generators: dict[str, Generate] = {"fp32": generate}
         self.encode = encode
         self.batch_size = max(1, batch_size)
+        self.streams = max(1, streams)
         self.unet_runs = 0
         self.unet_seconds = 0.0
         self._frontends: dict[AudioFrontEnd, _FrontEnd] = {}  # the front end's knobs are the key of its features
@@ -459,25 +464,46 @@ class Simulator:
         precision = v.network.precision
         return _Prepared(inputs, hashlib.sha1(inputs.unet_input.tobytes() + inputs.unet_audio.tobytes() + precision.encode()).digest(), precision)
 
+    def prefetch(self, requests: Iterable[tuple[Variant, Sequence[int]]]) -> None:
+        """Run the U-Net now for the fp32 variants' frames it has not seen, all in one go (so that `streams` calls run at
+        once), for `frames`/`stages` to find later. A variant in another precision, or one that does not make every frame
+        asked of it, is left out (the search does not score it). Nothing to do with one stream."""
+        if self.streams < 2:
+            return
+        prepared = [self._prepare(variant, i) for variant, indices in requests
+                    if variant.network.precision == "fp32" and indices and max(indices) < self.frame_count(variant) for i in indices]
+        self._run_unet(prepared)
+
     def _run_unet(self, prepared: Sequence[_Prepared]) -> None:
         missing: dict[bytes, _Prepared] = {}
         for p in prepared:
             if p.key not in self._outputs and p.key not in missing:
                 missing[p.key] = p
-        batches = []
         for precision in sorted({p.precision for p in missing.values()}):
             same = [p for p in missing.values() if p.precision == precision]
-            batches += [same[start : start + self.batch_size] for start in range(0, len(same), self.batch_size)]
-        for batch in batches:
+            # fp32 on `streams` calls at once (the backend's networks): the frames shared out so that each call has some;
+            # other precisions (the emulation, PyTorch on every core) one call at a time
+            streams = self.streams if precision == "fp32" else 1
+            size = min(self.batch_size, math.ceil(len(same) / streams))
+            batches = [same[start : start + size] for start in range(0, len(same), size)]
+            generate = self._generator(precision)
+
+            def run(batch: list[_Prepared], generate: Generate = generate) -> np.ndarray:
+                return np.asarray(generate(np.stack([p.inputs.unet_input for p in batch]), np.stack([p.inputs.unet_audio for p in batch])),
+                                  dtype=np.float32)
+
             began = time.perf_counter()
-            generate = self._generator(batch[0].precision)
-            outputs = np.asarray(generate(np.stack([p.inputs.unet_input for p in batch]), np.stack([p.inputs.unet_audio for p in batch])),
-                                 dtype=np.float32)
+            if streams > 1 and len(batches) > 1:
+                with ThreadPoolExecutor(min(streams, len(batches))) as pool:
+                    outputs = list(pool.map(run, batches))
+            else:
+                outputs = [run(batch) for batch in batches]
             self.unet_seconds += time.perf_counter() - began
-            self.unet_runs += len(batch)
-            for p, out in zip(batch, outputs):
-                out.setflags(write=False)
-                self._outputs[p.key] = out
+            for batch, out in zip(batches, outputs):
+                self.unet_runs += len(batch)
+                for p, frame in zip(batch, out):
+                    frame.setflags(write=False)
+                    self._outputs[p.key] = frame
 
     # ----- audio -----
     def _frontend(self, v: Variant) -> _FrontEnd:
@@ -1062,6 +1088,7 @@ def _round(search: _Search, current: Variant, current_score: Score, per_frame: d
     best_after = max(scored, key=lambda s: _sum(s[2].values()).db, default=None)
     if best_after is None or not _sum(best_after[2].values()).explained(noise_floor_db):
         worst = search.screen_frame(per_frame, noise_floor_db)
+        simulator.prefetch((variant, [worst]) for h, variant in options if not h.after_network)
         screened = []
         for h, variant in options:
             if h.after_network:
@@ -1070,7 +1097,9 @@ def _round(search: _Search, current: Variant, current_score: Score, per_frame: d
             if scores is not None and scores[worst].db >= per_frame[worst].db + margin_db:
                 screened.append((scores[worst].db, h, variant))
         screened.sort(key=lambda s: -s[0])
-        for _, h, variant in _best_of_each_family(screened, screen_top, margin_db):
+        chosen = _best_of_each_family(screened, screen_top, margin_db)
+        simulator.prefetch((variant, search.sample) for _, _, variant in chosen)
+        for _, h, variant in chosen:
             scores = search.score(variant)
             if scores is not None:
                 scored.append((h, variant, scores))

@@ -173,3 +173,32 @@ def test_the_simulation_samples_the_frames_of_most_evidence_spread_over_the_clip
     mouth_db.update({3: 30.0, 5: 25.0, 22: 40.0})
     assert evidence_sample(mouth_db, 4) == [5, 15, 22, 35]  # spans 0-9, 10-19, 20-29, 30-39; an identical span: its middle
     assert evidence_sample({7: 50.0, 8: 20.0}, 4) == [7, 8]
+
+
+def test_streams_run_the_unet_calls_at_once_and_make_the_same_frames(demo):
+    """`streams=2` (what `parity compare` gives the simulator of ONNX Runtime on 2 CPUs): `prefetch` runs the U-Net for
+    the frames asked in calls that run at once (each of the first two waits, up to 60 s, until the other has begun: one
+    call at a time fails here), and the frames and U-Net runs are those of one call at a time. With one stream there is
+    nothing to prefetch."""
+    import threading
+
+    both, began = threading.Barrier(2, timeout=60), []
+
+    def generate(images, unet_audio):
+        if len(began) < 2:
+            began.append(threading.get_ident())
+            both.wait()
+        return demo._generate(images, unet_audio)
+
+    variants = [Variant().with_knobs({"audio_window.shift": shift}) for shift in (1, 2)]  # U-Net inputs no test ran before
+    one = Simulator(demo.dataset, demo.clip.pcm, demo._generate, demo.pipeline.encode_audio)
+    two = Simulator(demo.dataset, demo.clip.pcm, generate, demo.pipeline.encode_audio, streams=2)
+    one.prefetch((variant, demo.sample) for variant in variants)
+    assert one.unet_runs == 0
+    two.prefetch((variant, demo.sample) for variant in variants)
+    assert len(set(began)) == 2 and two.unet_runs > 0
+    runs = two.unet_runs
+    for variant in variants:
+        ours, theirs = two.frames(variant, demo.sample), one.frames(variant, demo.sample)
+        assert all(np.array_equal(ours[i], theirs[i]) for i in demo.sample)
+    assert two.unet_runs == one.unet_runs == runs  # the prefetched outputs were used: no run twice
