@@ -69,9 +69,9 @@ def heaviest_modules_first(items: Sequence, seconds: dict[str, float]) -> list:
     modules: dict[str, list] = {}
     for item in items:
         modules.setdefault(item.nodeid.split("::")[0], []).append(item)
-    order = sorted(modules.values(),  # stable: ties keep their collected order
-                   key=lambda module_items: -seconds.get(module_items[0].nodeid.split("::")[0], UNMEASURED_SECONDS_PER_TEST * len(module_items)))
-    return [item for module_items in order for item in module_items]
+    order = sorted(modules.items(),  # stable: ties keep their collected order
+                   key=lambda entry: -seconds.get(entry[0], UNMEASURED_SECONDS_PER_TEST * len(entry[1])))
+    return [item for _, module_items in order for item in module_items]
 
 
 @pytest.fixture(scope="session")

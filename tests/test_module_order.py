@@ -51,6 +51,7 @@ def test_every_measured_module_is_a_test_module_of_this_suite():
     seconds = json.loads(MODULE_SECONDS.read_text())["seconds"]
     stray = [m for m in seconds if not ((ROOT / m).is_file() and Path(m).name.startswith("test_") and m.startswith("tests/"))]
     assert not stray, f"{MODULE_SECONDS.name} names modules that are not here: {stray} (scripts/module_seconds.py refreshes it)"
+    assert all(s >= 0 for s in seconds.values())
 
 
 def test_a_collection_puts_the_heaviest_module_first():

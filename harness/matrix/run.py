@@ -143,9 +143,9 @@ def finished_unreported(out: Path, jobs: list[CellJob], done: dict[str, CellResu
     `MTIME_SLACK_S` allows for it."""
     found = {}
     for job in jobs:
-        file = out / CELLS / job.cell.slug / CELL_FILE
         if job.cell.id in done:
             continue
+        file = out / CELLS / job.cell.slug / CELL_FILE
         try:
             if file.stat().st_mtime < since - MTIME_SLACK_S:
                 continue

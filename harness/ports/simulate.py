@@ -406,6 +406,11 @@ class Simulator:
         """Whether it can run the variant's U-Net: another precision than fp32 needs `generate_at`."""
         return variant.network.precision == "fp32" or self.generate_at is not None
 
+    def makes(self, variant: Variant, indices: Sequence[int]) -> bool:
+        """Whether it can make the variant's frames at `indices` (not empty): the variant makes each of them, and it
+        can run the variant's U-Net (`supports`)."""
+        return max(indices) < self.frame_count(variant) and self.supports(variant)
+
     def _generator(self, precision: str) -> Generate:
         if precision not in self._generators:
             if self.generate_at is None:
@@ -471,7 +476,7 @@ class Simulator:
         if self.streams < 2:
             return
         prepared = [self._prepare(variant, i) for variant, indices in requests
-                    if variant.network.precision == "fp32" and indices and max(indices) < self.frame_count(variant) for i in indices]
+                    if variant.network.precision == "fp32" and indices and self.makes(variant, indices) for i in indices]
         self._run_unet(prepared)
 
     def _run_unet(self, prepared: Sequence[_Prepared]) -> None:
@@ -764,7 +769,7 @@ class _Search:
     def score(self, variant: Variant, indices: Sequence[int] | None = None) -> dict[int, Score] | None:
         """Per-frame scores of the variant at `indices` (all sampled by default); None when it cannot make them."""
         indices = self.sample if indices is None else list(indices)
-        if max(indices) >= self.simulator.frame_count(variant) or not self.simulator.supports(variant):
+        if not self.simulator.makes(variant, indices):
             return None
         todo = [i for i in indices if (variant, i) not in self._scores]
         if todo:
