@@ -8,6 +8,8 @@ written, checked and listed.
       reference/<key>/           the reference of a clip (`harness/pipeline/reference_cache.py`): clip/ + entry.json,
                                  frames/<index>-<stages>/ and dumps/<selection>/, each an entry of its own
       exports/<key>/<fmt>-<p>/   exports of checkpoints, made on the fly by the backends (`backends/exports.py`)
+      calibration/<key>/         the U-Net stream count `parity bench --calibrate-streams` measured fastest on a machine
+                                 (`backends/calibration.py`)
 
 A key is the first 24 hex digits of the sha256 of a JSON object holding everything that can change an
 entry's bytes (`key_of`): its inputs, and the environment (`environment()`: the package version, a
@@ -38,7 +40,7 @@ from typing import Any
 from .atomic import stop_if_interrupted
 
 CACHE_ENV = "SYNCTALK_PARITY_CACHE"
-KINDS = ("demo", "weights", "audio", "reference", "exports")
+KINDS = ("demo", "weights", "audio", "reference", "exports", "calibration")
 KEY_DIGITS = 24
 ENTRY_FILE = "entry.json"
 ENTRY_SCHEMA = "synctalk-parity/cache-entry"

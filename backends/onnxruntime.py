@@ -12,7 +12,6 @@ provider in use is checked after creation (`check_session_providers`).
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import numpy as np
 from ..errors import ParityError
 from ..export.manifest import artifact_path, read_manifest
 from .base import Backend
+from .calibration import Calibration, calibrated_streams, cpu_count
 from .exports import export_for
 
 PROVIDERS = {
@@ -39,14 +39,6 @@ _LOAD_HINTS = {
     "TensorrtExecutionProvider": "check the TensorRT, CUDA and cuDNN libraries",
     "CoreMLExecutionProvider": "the CoreML provider needs macOS",
 }
-
-
-def cpu_count() -> int:
-    """The CPUs this process may run on (its affinity mask, which containers and taskset narrow), at least 1."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def check_session_providers(requested: str, in_use: list[str], network: str) -> None:
@@ -110,7 +102,8 @@ class OnnxRuntimeBackend(Backend):
     """Options: `provider` (cpu, cuda, tensorrt, coreml; default cpu), `threads` (intra-op threads), `streams`
     (U-Net calls in flight at once).
 
-    Streams, on the CPU provider: by default one U-Net call per CPU runs at once, up to `MAX_DEFAULT_STREAMS`, each
+    Streams, on the CPU provider: by default the count `parity bench --calibrate-streams` measured fastest on this
+    machine (`backends/calibration.py`), else one U-Net call per CPU runs at once, up to `MAX_DEFAULT_STREAMS`, each
     on its share of the CPUs (one thread each on 2 to 4 CPUs; ONNX Runtime's `Run` is safe to call concurrently on
     one session), instead of one call at a time spread over every core. A call spread over the cores waits at
     every operator for its slowest thread, and in the pipeline a core is often busy decoding, pasting or encoding,
@@ -177,11 +170,22 @@ class OnnxRuntimeBackend(Backend):
         return self._streams if self._loaded else 1
 
     def _streams_option(self, provider: str, threads: int | None) -> int:
-        """The `streams` option, checked; default: one per CPU up to `MAX_DEFAULT_STREAMS` on the CPU provider (unless
-        `threads` is given), else 1."""
+        """The `streams` option, checked; default on the CPU provider (unless `threads` is given): the count `parity
+        bench --calibrate-streams` measured fastest on this machine (`backends/calibration.py`), else one per CPU up
+        to `MAX_DEFAULT_STREAMS`; on other providers 1. `streams_source` says which."""
         value = self.options.get("streams")
         if value is None:
-            return min(cpu_count(), MAX_DEFAULT_STREAMS) if provider == PROVIDERS["cpu"] and threads is None else 1
+            if provider != PROVIDERS["cpu"] or threads is not None:
+                self.streams_source = "one call at a time (threads given)" if threads is not None else f"one call at a time on {provider}"
+                return 1
+            calibration = calibrated_streams()
+            if isinstance(calibration, Calibration):
+                self.streams_source = calibration.describe()
+                return calibration.streams
+            rule = f"one per CPU, at most {MAX_DEFAULT_STREAMS} (not calibrated: `parity bench --calibrate-streams` measures it)"
+            self.streams_source = rule if calibration is None else f"{rule}; {calibration}"
+            return min(cpu_count(), MAX_DEFAULT_STREAMS)
+        self.streams_source = "asked for (--streams)"
         try:
             streams = int(value)
         except ValueError:
@@ -206,6 +210,7 @@ class OnnxRuntimeBackend(Backend):
                 provider_requested=self.provider_requested,
                 providers=", ".join(in_use),
                 streams=str(self._streams),
+                streams_source=self.streams_source,
                 onnxruntime=ort.__version__,
                 numpy=np.__version__,
                 precision=read_manifest(self.export_dir)["precision"],

@@ -36,11 +36,18 @@ def bench_command(
     streams: Annotated[int | None, typer.Option(help="U-Net calls in flight at once for the onnxruntime rows (see `parity run --streams`). Default: the backend's choice.", show_default=False)] = None,
     port: Annotated[str | None, typer.Option(help="A port's own command, run alternately with `parity run --no-compare` on the same inputs, then judged from the frames it wrote: {out} is replaced by a fresh folder for its frames (required), {dataset} and {audio} by the inputs.", show_default=False)] = None,
     warmup: Annotated[int, typer.Option(help="With --port: untimed pairs (port, ours) before the timed ones.")] = 1,
+    calibrate_streams: Annotated[bool, typer.Option("--calibrate-streams", help="Instead: time `parity run --no-compare` with 1, 2, 4, ... U-Net calls at once (up to the CPUs; --frames, default 100, --repeats times, alternated) and keep the fastest count in the cache: onnxruntime on the CPU then runs that many by default on this machine.")] = False,
 ) -> None:
     """Frames/s of each backend: the networks alone, the whole pipeline, and the eager reference loop; or, with
     --port, a port's own command beside ours: wall, CPU, peak RSS, time to first frame, and the port's verdict."""
     from .view import console
 
+    if calibrate_streams:
+        if port is not None or memory or verdict:
+            raise ParityError("--calibrate-streams measures the stream count alone; run it without --port, --memory and --verdict")
+        _calibrate(console, backend or "onnxruntime", batch, 100 if frames is None else frames, repeats, dataset, audio, models,
+                   unet, audio_encoder, provider, streams)
+        return
     if port is not None:
         if memory:
             raise ParityError("--memory measures our pipeline alone; run it without --port")
@@ -94,6 +101,31 @@ def _bench(console, backend, batch, frames, repeats, reference_frames, memory, d
 
         written = write_reports([out], formats, out)
         console.print(f"reports: {', '.join(str(p) for p in written)}", highlight=False)
+
+
+def _calibrate(console, backend, batch, frames, repeats, dataset, audio, models, unet, audio_encoder, provider, streams) -> None:
+    from ..harness.bench.calibrate import BATCH, calibrate_streams
+    from ..harness.bench.measure import BenchRequest
+    from .view import print_table
+
+    if batch is not None and _sizes(batch) != [BATCH]:
+        raise ParityError(f"--calibrate-streams measures at batch {BATCH}, the CPU provider's; leave --batch out")
+    request = BenchRequest(backends=_names(backend), batches=[BATCH], frames=frames, repeats=repeats, dataset=dataset, audio=audio,
+                           unet=unet, audio_encoder=audio_encoder, models=models, provider=provider, streams=streams)
+    with console.status("calibrating the U-Net streams...") as status:
+        calibration = calibrate_streams(request, on_reading=lambda repeat, count, fps: status.update(
+            f"repeat {repeat + 1} of {repeats}: {count} U-Net call{'s' if count > 1 else ''} at once, {fps:.2f} frames/s..."))
+    table = Table(title=f"parity run --no-compare, {frames} frames, steady frames/s", title_justify="left")
+    for column in ("U-Net calls at once", "frames/s", "range", "over 1"):
+        table.add_column(column, justify="right")
+    medians = calibration.medians
+    for count, values in sorted(calibration.fps.items()):
+        mark = " (kept)" if count == calibration.streams else ""
+        table.add_row(f"{count}{mark}", f"{medians[count]:.2f}", f"{min(values):.2f}..{max(values):.2f}", f"{medians[count] / medians[1]:.2f}x")
+    print_table(console, table)
+    console.print(f"kept {calibration.streams} in {calibration.path}: `parity run --backend onnxruntime` on this machine now runs "
+                  f"{calibration.streams} U-Net call{'s' if calibration.streams > 1 else ''} at once unless --streams says otherwise",
+                  highlight=False, soft_wrap=True)
 
 
 MODE_LABELS = {"end-to-end": "e2e", "end-to-end-video": "e2e video", "model-default-session": "plain ORT"}

@@ -34,7 +34,7 @@ def run(
     precision: Annotated[str | None, typer.Option(help="fp32 or fp16: the default gate (and, from checkpoints, what the backend runs). Default: the precision of the --models export (its manifest), else fp32.", show_default=False)] = None,
     provider: Annotated[str | None, typer.Option(help="ONNX Runtime execution provider: cpu, cuda, tensorrt or coreml (checked after loading: a provider that fails to load is an error, not a silent CPU run). Default: cpu.", show_default=False)] = None,
     device: Annotated[str | None, typer.Option(help="torch device: cpu, cuda or cuda:N. Default: cpu.", show_default=False)] = None,
-    streams: Annotated[int | None, typer.Option(help="ONNX Runtime: U-Net calls run at once, each on its own thread. Default: one per CPU (at most 4) on the CPU provider, each on its share of the CPUs; 1: one call at a time on every core.", show_default=False)] = None,
+    streams: Annotated[int | None, typer.Option(help="ONNX Runtime: U-Net calls run at once, each on its own thread. Default on the CPU provider: the count `parity bench --calibrate-streams` measured fastest on this machine, else one per CPU (at most 4), each on its share of the CPUs; 1: one call at a time on every core.", show_default=False)] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace --out even when it holds files a run does not write (a run folder is always replaced, once the new run is complete).")] = False,
     report: Annotated[str | None, typer.Option(help="Also write reports into --out: md,html,json,junit (or all).")] = None,
     save_frames: Annotated[bool, typer.Option("--save-frames/--no-save-frames", help="Write every output frame as lossless PNG into frames/ (the video and the dump are written either way).")] = True,
@@ -112,9 +112,14 @@ def _print_run_details(result) -> None:
         console.print("comparison: skipped (--no-compare)")
     if result.lip_sync is not None:
         console.print(result.lip_sync.summary(), highlight=False, soft_wrap=True)
+    from ..backends.calibration import MEASURED_BY
+
     streams = int(result.describe.get("streams") or 1)
     at_once = f", {streams} U-Net calls at once" if streams > 1 else ""
-    console.print(f"speed: {result.fps:.2f} frames/s end to end, batch {result.batch}{at_once} on {result.backend}", highlight=False)
+    calibrated = ""
+    if str(result.describe.get("streams_source", "")).startswith(MEASURED_BY):
+        calibrated = f" ({'that many' if streams > 1 else 'one call at a time'}: the count `parity bench --calibrate-streams` measured fastest here)"
+    console.print(f"speed: {result.fps:.2f} frames/s end to end, batch {result.batch}{at_once} on {result.backend}{calibrated}", highlight=False)
     timing = Table()
     timing.add_column("step")
     timing.add_column("seconds", justify="right")

@@ -109,16 +109,7 @@ class BenchRequest:
 
 def bench(request: BenchRequest, on_row: OnRow | None = None) -> BenchResult:
     """Measure every backend x batch; rows are handed to `on_row` as they are measured."""
-    _check(request)
-    if request.models is not None:
-        from ...export.manifest import find_export
-
-        request.models, _ = find_export(request.models, None)
-    # weights not given: the demo weights, as every command takes them (an export runs on its own); the clip is
-    # checked now, and the demo's made as long as a row needs it
-    given = resolve_inputs(request.dataset, request.audio, request.unet, request.audio_encoder, clip=False,
-                           networks=NETWORKS if request.models is None else ())
-    request.unet, request.audio_encoder = given.unet, given.audio_encoder
+    prepare(request)
     result = BenchResult(machine=machine_description())
     sgemm = [sgemm_peak_gflops()]  # read again before every model row and at the end: on a shared machine one reading can be low
     gpu_device = next((_gpu_device(request, name) for name in request.backends if request.on_gpu(name)), None)
@@ -162,6 +153,20 @@ def bench(request: BenchRequest, on_row: OnRow | None = None) -> BenchResult:
         peak = result.gpu_sgemm_gflops if row.device == "gpu" else result.sgemm_gflops
         row.peak_share = None if row.unet_gflops is None or not peak else row.unet_gflops / peak
     return result
+
+
+def prepare(request: BenchRequest) -> None:
+    """Check the request and fill in its networks: the export folder found, else the checkpoints given or (none given)
+    the demo weights, as every command takes them (an export runs on its own); the clip is checked now, and the demo's
+    made as long as a measurement needs it."""
+    _check(request)
+    if request.models is not None:
+        from ...export.manifest import find_export
+
+        request.models, _ = find_export(request.models, None)
+    given = resolve_inputs(request.dataset, request.audio, request.unet, request.audio_encoder, clip=False,
+                           networks=NETWORKS if request.models is None else ())
+    request.unet, request.audio_encoder = given.unet, given.audio_encoder
 
 
 def sgemm_peak_gflops(size: int = SGEMM_SIZE, repeats: int = SGEMM_REPEATS) -> float:
