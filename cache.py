@@ -9,7 +9,7 @@ written, checked and listed.
                                  frames/<index>-<stages>/ and dumps/<selection>/, each an entry of its own
       exports/<key>/<fmt>-<p>/   exports of checkpoints, made on the fly by the backends (`backends/exports.py`)
       calibration/<key>/         the U-Net stream count `parity bench --calibrate-streams` measured fastest on a machine
-                                 (`backends/calibration.py`)
+                                 (`backends/calibration.py`; its key is the machine and onnxruntime, see there)
 
 A key is the first 24 hex digits of the sha256 of a JSON object holding everything that can change an
 entry's bytes (`key_of`): its inputs, and the environment (`environment()`: the package version, a
@@ -55,7 +55,7 @@ def cache_root() -> Path:
 
 
 def cache_folder(kind: str) -> Path:
-    """The folder of one kind of entry (`demo`, `weights`, `audio`, `reference`, `exports`) under the cache root."""
+    """The folder of one kind of entry (`demo`, `weights`, `audio`, `reference`, `exports`, `calibration`) under the cache root."""
     if kind not in KINDS:
         raise ValueError(f"unknown cache kind {kind!r}; one of {', '.join(KINDS)}")
     return cache_root() / kind
@@ -239,7 +239,7 @@ def entries() -> list[Entry]:
             size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
             created = float(document.get("created") or path.stat().st_mtime)
             what = document.get("what") or _describe(kind, path)
-            problem = check_entry(path, checksums=False) if kind == "reference" else None
+            problem = check_entry(path, checksums=kind == "calibration") if kind in ("reference", "calibration") else None
             found.append(Entry(kind, path.name, path, what, size, created, problem))
     return sorted(found, key=lambda entry: -entry.created)
 

@@ -9,28 +9,39 @@ nor `--threads` is given; elsewhere it keeps its rule (one call per CPU, at most
 
 The key is this machine as far as the measurement depends on it: the CPU model, the CPUs this process may run on,
 the widest vector extension, and the onnxruntime version; a measurement made elsewhere (another VM size, a narrower
-affinity mask, another onnxruntime) is not found. A damaged entry is not used (`describe` says why).
+affinity mask, another onnxruntime) is not found. Unlike the other entries' keys it holds no package version or code
+digest: the count is a property of the machine and the runtime, and a new release of this package should not forget
+it. The U-Net's cost is the same for any weights of the 328 architecture; which networks were measured is recorded
+(`networks`). A new measurement replaces the old one; a damaged entry, or one holding what no calibration writes, is
+not used (the backend's `streams_source` says why). While one calibration measures, another on the same cache is
+refused (`measuring`): each would time the other.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
 import shutil
 import statistics
+import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from ..cache import build_entry, cache_folder, check_entry, cpu_isa, key_of, library_versions
+from ..cache import cache_folder, check_entry, cpu_isa, key_of, library_versions, write_entry
+from ..errors import ParityError
 
 FILE = "streams.json"
 SCHEMA = "synctalk-parity/streams-calibration"
 MAX_CANDIDATE = 8  # each call in flight holds ~210 MB of activations at batch 1
 MEASURED_BY = "measured by parity bench --calibrate-streams"  # how `describe` begins (the backend's streams_source)
+NOT_USED = "is not used"  # in the backend's streams_source when this machine's calibration is damaged or foreign
+ORT_DISTRIBUTIONS = ("onnxruntime", "onnxruntime-gpu", "onnxruntime-silicon")  # the first installed is the one imported
 
 
 def cpu_count() -> int:
@@ -55,8 +66,9 @@ def cpu_model() -> str:
 
 def machine_parts() -> dict[str, Any]:
     """What a calibration depends on, and so its key: CPU model, CPUs available, vector extension, onnxruntime."""
-    return {"cpu_model": cpu_model(), "cpus": cpu_count(), "cpu_isa": cpu_isa(), "machine": platform.machine(),
-            "onnxruntime": library_versions(("onnxruntime",))["onnxruntime"]}
+    versions = library_versions(ORT_DISTRIBUTIONS)
+    runtime = next((f"{name} {version}" for name, version in versions.items() if version != "not installed"), "not installed")
+    return {"cpu_model": cpu_model(), "cpus": cpu_count(), "cpu_isa": cpu_isa(), "machine": platform.machine(), "onnxruntime": runtime}
 
 
 def stream_candidates(cpus: int) -> list[int]:
@@ -75,6 +87,7 @@ class Calibration:
     fps: dict[int, list[float]]  # steady frames/s of each candidate, one reading per repeat
     frames: int  # frames per run
     dataset: str
+    networks: str  # the checkpoints or export folder measured
     measured_at: float  # seconds since the epoch
     path: Path
 
@@ -92,41 +105,88 @@ def calibration_folder(parts: dict[str, Any] | None = None) -> Path:
     return cache_folder("calibration") / key_of(parts or machine_parts())
 
 
-def save_calibration(fps: dict[int, list[float]], frames: int, dataset: str, parts: dict[str, Any] | None = None) -> Calibration:
+def save_calibration(fps: dict[int, list[float]], frames: int, dataset: str, networks: str = "",
+                     parts: dict[str, Any] | None = None) -> Calibration:
     """Keep the count with the highest median frames/s for this machine (`parts`: another machine's, for tests),
-    replacing an earlier measurement."""
+    replacing an earlier measurement; returns what was written."""
     if not fps or any(not values for values in fps.values()):
         raise ValueError("a calibration needs at least one reading of every candidate")
     parts = parts or machine_parts()
     medians = {count: statistics.median(values) for count, values in fps.items()}
     streams = max(sorted(medians), key=lambda count: medians[count])
+    measured_at = time.time()
     document = {"schema": SCHEMA, "streams": streams, "fps": {str(c): v for c, v in sorted(fps.items())}, "frames": frames,
-                "dataset": dataset, "measured_at": time.time(), "machine": parts}
+                "dataset": dataset, "networks": networks, "measured_at": measured_at, "machine": parts}
     final = calibration_folder(parts)
-    shutil.rmtree(final, ignore_errors=True)  # a new measurement replaces the old one
-    build_entry(final, "calibration", f"ONNX Runtime U-Net calls at once: {streams} ({parts['cpus']} CPUs, {parts['cpu_model']})", parts,
-                lambda folder: (folder / FILE).write_text(json.dumps(document, indent=1) + "\n"))
-    calibration = read_calibration(final)
-    assert isinstance(calibration, Calibration)
-    return calibration
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
+    try:
+        (tmp / FILE).write_text(json.dumps(document, indent=1) + "\n")
+        write_entry(tmp, "calibration", f"ONNX Runtime U-Net calls at once: {streams} ({parts['cpus']} CPUs, {parts['cpu_model']})", parts)
+        _replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return Calibration(streams, {count: list(values) for count, values in fps.items()}, frames, dataset, networks, measured_at, final)
+
+
+def _replace(tmp: Path, final: Path) -> None:
+    """Put the folder `tmp` in place of `final`, the earlier calibration moved aside and removed."""
+    for _ in range(8):
+        if final.exists():
+            aside = final.with_name(f".{final.name}.{os.getpid()}.old")
+            with contextlib.suppress(OSError):
+                final.rename(aside)
+            shutil.rmtree(aside, ignore_errors=True)
+        try:
+            tmp.rename(final)
+            return
+        except OSError:
+            continue
+    raise OSError(f"{final}: could not be replaced (other processes kept writing it)")
+
+
+@contextlib.contextmanager
+def measuring() -> Iterator[None]:
+    """Held while a calibration measures: a second one on the same cache is refused in one line."""
+    folder = cache_folder("calibration")
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = folder / ".measuring.lock"
+    with open(lock, "a+") as handle:
+        try:
+            import fcntl
+
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except ImportError:  # not on a POSIX system: nothing to lock with
+            pass
+        except OSError:
+            raise ParityError(f"another `parity bench --calibrate-streams` is measuring with this cache ({lock} is locked): "
+                              "wait for it to finish; two at once would time each other") from None
+        yield
 
 
 def read_calibration(folder: Path) -> Calibration | str | None:
-    """The calibration in `folder`; None where there is none; a few words where it is damaged."""
+    """The calibration in `folder`; None where there is none; a few words where it is damaged or holds what no
+    calibration writes."""
     if not folder.is_dir():
         return None
-    problem = check_entry(folder)
-    if problem is not None:
-        return f"the calibration in {folder} is damaged ({problem})"
     try:
+        problem = check_entry(folder)
+        if problem is not None:
+            raise ValueError(f"damaged: {problem}")
         document = json.loads((folder / FILE).read_text())
+        if document.get("schema") != SCHEMA:
+            raise ValueError(f"not a streams calibration (schema {document.get('schema')!r})")
         fps = {int(count): [float(v) for v in values] for count, values in document["fps"].items()}
         streams = int(document["streams"])
-        if document.get("schema") != SCHEMA or streams < 1 or streams not in fps:
-            raise ValueError("not a streams calibration")
-        return Calibration(streams, fps, int(document["frames"]), str(document["dataset"]), float(document["measured_at"]), folder)
-    except (OSError, KeyError, TypeError, ValueError, json.JSONDecodeError) as exc:
-        return f"the calibration in {folder} is damaged ({exc})"
+        if not fps or any(not values for values in fps.values()) or any(not 1 <= count <= MAX_CANDIDATE for count in fps):
+            raise ValueError(f"its readings are not those of counts 1 to {MAX_CANDIDATE}")
+        if streams not in fps:
+            raise ValueError(f"it keeps {streams} U-Net calls at once, a count it did not measure")
+        return Calibration(streams, fps, int(document["frames"]), str(document["dataset"]), str(document.get("networks", "")),
+                           float(document["measured_at"]), folder)
+    except Exception as exc:  # whatever a damaged or foreign file raises: the backend keeps its rule and says why
+        return f"the calibration in {folder} {NOT_USED} ({' '.join(str(exc).split()) or type(exc).__name__})"
 
 
 def calibrated_streams() -> Calibration | str | None:

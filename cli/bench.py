@@ -29,13 +29,13 @@ def bench_command(
     models: Annotated[Path | None, typer.Option(help="Export folder written by `parity export`.")] = None,
     unet: Annotated[Path | None, typer.Option(help="U-Net checkpoint. Default: the demo weights.")] = None,
     audio_encoder: Annotated[Path | None, typer.Option("--audio-encoder", help="Audio encoder checkpoint.")] = None,
-    out: Annotated[Path, typer.Option(help="Folder for result.json (and reports).")] = Path("parity-bench"),
+    out: Annotated[Path | None, typer.Option(help="Folder for result.json (and reports). Default: parity-bench.", show_default=False)] = None,
     report: Annotated[str | None, typer.Option(help="Also write reports into --out: md,html,json,junit (or all).")] = None,
     provider: Annotated[str | None, typer.Option(help="ONNX Runtime execution provider for the onnxruntime rows: cpu, cuda, tensorrt, coreml. Default: cpu.", show_default=False)] = None,
     device: Annotated[str | None, typer.Option(help="torch device for the torch rows: cpu, cuda, cuda:N. Default: cpu.", show_default=False)] = None,
     streams: Annotated[int | None, typer.Option(help="U-Net calls in flight at once for the onnxruntime rows (see `parity run --streams`). Default: the backend's choice.", show_default=False)] = None,
     port: Annotated[str | None, typer.Option(help="A port's own command, run alternately with `parity run --no-compare` on the same inputs, then judged from the frames it wrote: {out} is replaced by a fresh folder for its frames (required), {dataset} and {audio} by the inputs.", show_default=False)] = None,
-    warmup: Annotated[int, typer.Option(help="With --port: untimed pairs (port, ours) before the timed ones.")] = 1,
+    warmup: Annotated[int, typer.Option(help="With --port: untimed pairs (port, ours) before the timed ones; with --calibrate-streams: untimed runs.")] = 1,
     calibrate_streams: Annotated[bool, typer.Option("--calibrate-streams", help="Instead: time `parity run --no-compare` with 1, 2, 4, ... U-Net calls at once (up to the CPUs; --frames, default 100, --repeats times, alternated) and keep the fastest count in the cache: onnxruntime on the CPU then runs that many by default on this machine.")] = False,
 ) -> None:
     """Frames/s of each backend: the networks alone, the whole pipeline, and the eager reference loop; or, with
@@ -45,9 +45,12 @@ def bench_command(
     if calibrate_streams:
         if port is not None or memory or verdict:
             raise ParityError("--calibrate-streams measures the stream count alone; run it without --port, --memory and --verdict")
-        _calibrate(console, backend or "onnxruntime", batch, 100 if frames is None else frames, repeats, dataset, audio, models,
+        if out is not None or report is not None or device is not None:
+            raise ParityError("--calibrate-streams keeps its result in the cache and writes no result.json; leave out --out, --report and --device")
+        _calibrate(console, backend or "onnxruntime", batch, 100 if frames is None else frames, repeats, warmup, dataset, audio, models,
                    unet, audio_encoder, provider, streams)
         return
+    out = Path("parity-bench") if out is None else out
     if port is not None:
         if memory:
             raise ParityError("--memory measures our pipeline alone; run it without --port")
@@ -103,7 +106,7 @@ def _bench(console, backend, batch, frames, repeats, reference_frames, memory, d
         console.print(f"reports: {', '.join(str(p) for p in written)}", highlight=False)
 
 
-def _calibrate(console, backend, batch, frames, repeats, dataset, audio, models, unet, audio_encoder, provider, streams) -> None:
+def _calibrate(console, backend, batch, frames, repeats, warmup, dataset, audio, models, unet, audio_encoder, provider, streams) -> None:
     from ..harness.bench.calibrate import BATCH, calibrate_streams
     from ..harness.bench.measure import BenchRequest
     from .view import print_table
@@ -112,9 +115,13 @@ def _calibrate(console, backend, batch, frames, repeats, dataset, audio, models,
         raise ParityError(f"--calibrate-streams measures at batch {BATCH}, the CPU provider's; leave --batch out")
     request = BenchRequest(backends=_names(backend), batches=[BATCH], frames=frames, repeats=repeats, dataset=dataset, audio=audio,
                            unet=unet, audio_encoder=audio_encoder, models=models, provider=provider, streams=streams)
+    def on_run(repeat: int, count: int, fps: float | None) -> None:
+        which = "warm-up" if repeat < 0 else f"repeat {repeat + 1} of {repeats}"
+        calls = f"{count} U-Net call{'s' if count > 1 else ''} at once"
+        status.update(f"{which}: timing {calls}..." if fps is None else f"{which}: {calls}, {fps:.2f} frames/s")
+
     with console.status("calibrating the U-Net streams...") as status:
-        calibration = calibrate_streams(request, on_reading=lambda repeat, count, fps: status.update(
-            f"repeat {repeat + 1} of {repeats}: {count} U-Net call{'s' if count > 1 else ''} at once, {fps:.2f} frames/s..."))
+        calibration = calibrate_streams(request, warmup=warmup, on_run=on_run)
     table = Table(title=f"parity run --no-compare, {frames} frames, steady frames/s", title_justify="left")
     for column in ("U-Net calls at once", "frames/s", "range", "over 1"):
         table.add_column(column, justify="right")

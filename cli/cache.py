@@ -1,4 +1,4 @@
-"""`parity cache`: what the cache holds (reference dumps, exports, demo inputs), and clearing it."""
+"""`parity cache`: what the cache holds (reference dumps, exports, demo inputs, stream calibrations), and clearing it."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def cache(
     clear: Annotated[bool, typer.Option("--clear", help="Remove entries: all of them, or with --older-than only the old ones.")] = False,
     older_than: Annotated[str | None, typer.Option("--older-than", help="With --clear: only entries older than this, e.g. 30d, 12h, 90m.", show_default=False)] = None,
 ) -> None:
-    """List the cached reference dumps, exports and demo inputs (key, what, size, age, state), or clear them."""
+    """List the cached reference dumps, exports, demo inputs and stream calibrations (key, what, size, age, state), or clear them."""
     from ..cache import cache_root, entries
     from ..cache import clear as clear_entries
 

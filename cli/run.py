@@ -112,12 +112,15 @@ def _print_run_details(result) -> None:
         console.print("comparison: skipped (--no-compare)")
     if result.lip_sync is not None:
         console.print(result.lip_sync.summary(), highlight=False, soft_wrap=True)
-    from ..backends.calibration import MEASURED_BY
+    from ..backends.calibration import MEASURED_BY, NOT_USED
 
     streams = int(result.describe.get("streams") or 1)
     at_once = f", {streams} U-Net calls at once" if streams > 1 else ""
     calibrated = ""
-    if str(result.describe.get("streams_source", "")).startswith(MEASURED_BY):
+    source = str(result.describe.get("streams_source", ""))
+    if NOT_USED in source:  # this machine's calibration is damaged: the rule ran, and the user should know why
+        console.print(f"streams: {source}", highlight=False, soft_wrap=True)
+    if source.startswith(MEASURED_BY):
         calibrated = f" ({'that many' if streams > 1 else 'one call at a time'}: the count `parity bench --calibrate-streams` measured fastest here)"
     console.print(f"speed: {result.fps:.2f} frames/s end to end, batch {result.batch}{at_once} on {result.backend}{calibrated}", highlight=False)
     timing = Table()

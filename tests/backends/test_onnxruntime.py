@@ -128,17 +128,7 @@ def test_changed_artifact_is_refused(golden_onnx_dir, tmp_path):
         create_backend("onnxruntime", ModelSource(export_dir=copy)).load()
 
 
-# ----- streams: concurrent U-Net calls on the CPU -----------------------------------------------------------
-
-
-def test_on_the_cpu_one_stream_per_cpu_by_default_up_to_the_cap(ort_backend):
-    """The rule, where this machine has no calibration in the cache (the rule beside one: tests/backends/test_calibration.py)."""
-    from synctalk_parity.backends.calibration import Calibration, calibrated_streams
-    from synctalk_parity.backends.onnxruntime import MAX_DEFAULT_STREAMS, cpu_count
-
-    found = calibrated_streams()
-    expected = found.streams if isinstance(found, Calibration) else min(cpu_count(), MAX_DEFAULT_STREAMS)
-    assert ort_backend.streams() == expected and ort_backend.describe()["streams"] == str(expected)
+# ----- streams: concurrent U-Net calls on the CPU (the default, with and without a calibration: test_calibration.py) ---
 
 
 @pytest.mark.parametrize(("options", "streams"), [({"streams": "1"}, 1), ({"streams": "3"}, 3), ({"threads": "2"}, 1)])

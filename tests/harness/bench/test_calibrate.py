@@ -37,6 +37,7 @@ def test_the_fastest_count_is_kept_and_parity_run_follows_it(tmp_path, own_cache
     assert sorted(found.fps) == stream_candidates(cpu_count()) and found.frames == 12
     assert all(len(readings) == 1 and readings[0] > 0 for readings in found.fps.values())
     assert found.streams == max(found.medians, key=found.medians.__getitem__)
+    assert found.networks == small_weight_args[1]  # the U-Net it measured, recorded
     assert f"kept {found.streams} in {found.path}" in result.output and "U-Net calls at once" in result.output
     for fps in found.medians.values():  # the table shows each candidate's figure
         assert f"{fps:.2f}" in result.output
@@ -63,10 +64,23 @@ def test_the_fastest_count_is_kept_and_parity_run_follows_it(tmp_path, own_cache
         (["--batch", "4"], "--calibrate-streams measures at batch 1"),
         (["--memory"], "run it without --port, --memory and --verdict"),
         (["--frames", "2"], "--frames of at least 3"),
+        (["--out", "somewhere"], "writes no result.json; leave out --out, --report and --device"),
+        (["--report", "md"], "writes no result.json; leave out --out, --report and --device"),
     ],
 )
 def test_what_a_calibration_cannot_take_is_refused_in_one_line(own_cache, args, message):
     result = runner.invoke(app, ["bench", "--calibrate-streams", *args], env=ENV)
     assert result.exit_code == 2, result.output
     assert message in result.output and "Traceback" not in result.output
+    assert calibrated_streams() is None
+
+
+def test_a_second_calibration_while_one_measures_is_refused_in_one_line(own_cache):
+    """Two at once would time each other: the second is refused and keeps nothing."""
+    from synctalk_parity.backends.calibration import measuring
+
+    with measuring():
+        result = runner.invoke(app, ["bench", "--calibrate-streams", "--frames", "12", "--repeats", "1"], env=ENV)
+    assert result.exit_code == 2, result.output
+    assert "another `parity bench --calibrate-streams` is measuring with this cache" in result.output and "Traceback" not in result.output
     assert calibrated_streams() is None
