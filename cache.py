@@ -122,6 +122,19 @@ def library_versions(names: tuple[str, ...]) -> dict[str, str]:
 
 
 @lru_cache(maxsize=1)
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo's "model name", or on ARM its "Hardware" or "Model"), else the platform's
+    processor string, else the machine name."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("model name", "Hardware", "Model")):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+@lru_cache(maxsize=1)
 def cpu_isa() -> str:
     """The widest x86 vector extension the CPU reports (avx512f, avx2, ...), else the machine name."""
     try:

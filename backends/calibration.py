@@ -29,11 +29,10 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from ..cache import cache_folder, check_entry, cpu_isa, key_of, library_versions, write_entry
+from ..cache import cache_folder, check_entry, cpu_isa, cpu_model, key_of, library_versions, write_entry
 from ..errors import ParityError
 
 FILE = "streams.json"
@@ -50,18 +49,6 @@ def cpu_count() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
-
-
-@lru_cache(maxsize=1)
-def cpu_model() -> str:
-    """The CPU's model name (/proc/cpuinfo), else what the platform module says."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
 
 
 def machine_parts() -> dict[str, Any]:

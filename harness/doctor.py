@@ -12,6 +12,8 @@ import platform
 import subprocess
 from dataclasses import dataclass
 
+from ..cache import cpu_model
+
 # library shown -> distributions that provide it (first installed wins)
 LIBRARIES: dict[str, tuple[str, ...]] = {
     "torch": ("torch",),
@@ -63,19 +65,22 @@ def probe() -> DoctorReport:
         "platform": f"{platform.system()} {platform.release()} {platform.machine()}, Python {platform.python_version()}",
         "CPU": f"{cpu_model()}, {os.cpu_count()} logical cores",
         "GPU (torch)": gpu_summary(),
+        "ONNX Runtime streams": streams_summary(),
     }
     return DoctorReport(backends, formats, {name: _version(dists) for name, dists in LIBRARIES.items()}, machine, ffmpeg_in_use())
 
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith(("model name", "Hardware", "Model")):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
+def streams_summary() -> str:
+    """How many U-Net calls ONNX Runtime runs at once on this machine's CPU by default, and why."""
+    from ..backends.calibration import Calibration, calibrated_streams, cpu_count
+    from ..backends.onnxruntime import MAX_DEFAULT_STREAMS
+
+    found = calibrated_streams()
+    if isinstance(found, Calibration):
+        return f"{found.streams} U-Net call{'s' if found.streams > 1 else ''} at once, {found.describe()}"
+    rule = (f"{min(cpu_count(), MAX_DEFAULT_STREAMS)} at once (one per CPU, at most {MAX_DEFAULT_STREAMS}; "
+            "not calibrated: `parity bench --calibrate-streams` measures it)")
+    return rule if found is None else f"{rule}; {found}"
 
 
 def gpu_summary() -> str:

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ...cache import REFERENCE_LIBRARIES, environment, key_of, sha256_file
+from ...cache import REFERENCE_LIBRARIES, cpu_model, environment, key_of, sha256_file
 from ...errors import ParityError
 from ...models.threads import torch_threads
 from ..verdict.result import json_text
@@ -342,13 +342,6 @@ def set_process_cpus(cpus: set[int]) -> None:
     for tid in os.listdir("/proc/self/task") if os.path.isdir("/proc/self/task") else [str(os.getpid())]:
         with contextlib.suppress(OSError):
             os.sched_setaffinity(int(tid), cpus)
-
-
-def cpu_model() -> str:
-    """The CPU's model name (Linux /proc/cpuinfo, else the platform's processor string)."""
-    with contextlib.suppress(OSError, StopIteration):
-        return next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name"))
-    return platform.processor() or platform.machine()
 
 
 def gpu_name(device: str | None) -> str | None:

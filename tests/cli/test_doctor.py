@@ -15,6 +15,23 @@ def test_doctor_reports_everything_and_exits_0():
     assert "available" in result.output
 
 
+def test_doctor_says_how_many_unet_calls_run_at_once_and_why(tmp_path, monkeypatch):
+    """Not calibrated: the rule, and the command that measures it; calibrated: the count kept and when it was measured."""
+    from synctalk_parity.backends.calibration import cpu_count, save_calibration
+    from synctalk_parity.backends.onnxruntime import MAX_DEFAULT_STREAMS
+    from synctalk_parity.cache import CACHE_ENV
+    from synctalk_parity.harness.doctor import probe
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    found = probe().machine["ONNX Runtime streams"]
+    assert found.startswith(f"{min(cpu_count(), MAX_DEFAULT_STREAMS)} at once (one per CPU") and "parity bench --calibrate-streams" in found
+    save_calibration({1: [30.0], 2: [10.0]}, frames=100, dataset="demo")
+    found = probe().machine["ONNX Runtime streams"]
+    assert found.startswith("1 U-Net call at once, measured by parity bench --calibrate-streams on")
+    result = CliRunner().invoke(app, ["doctor"], env={"COLUMNS": "120"})  # the machine table shows it (folded in its cell)
+    assert result.exit_code == 0 and "1 U-Net call at once, measured by" in " ".join(result.output.replace("│", " ").split())
+
+
 def test_doctor_survives_a_broken_ffmpeg(monkeypatch):
     import imageio_ffmpeg
 
