@@ -82,6 +82,13 @@ class Calibration:
     def medians(self) -> dict[int, float]:
         return {count: statistics.median(values) for count, values in self.fps.items()}
 
+    @property
+    def within_noise(self) -> bool:
+        """Whether another count's readings reach the kept count's slowest: the ranges overlap, so the choice rests on
+        medians that more repeats could reorder."""
+        kept = min(self.fps[self.streams])
+        return any(max(values) >= kept for count, values in self.fps.items() if count != self.streams)
+
     def describe(self) -> str:
         day = time.strftime("%Y-%m-%d", time.localtime(self.measured_at))
         figures = ", ".join(f"{count}: {fps:.2f}" for count, fps in sorted(self.medians.items()))
@@ -173,7 +180,7 @@ def read_calibration(folder: Path) -> Calibration | str | None:
         return Calibration(streams, fps, int(document["frames"]), str(document["dataset"]), str(document.get("networks", "")),
                            float(document["measured_at"]), folder)
     except Exception as exc:  # whatever a damaged or foreign file raises: the backend keeps its rule and says why
-        return f"the calibration in {folder} {NOT_USED} ({' '.join(str(exc).split()) or type(exc).__name__})"
+        return f"the calibration in {folder} {NOT_USED}, {' '.join(str(exc).split()) or type(exc).__name__}"
 
 
 def calibrated_streams() -> Calibration | str | None:

@@ -182,8 +182,9 @@ class OnnxRuntimeBackend(Backend):
             if isinstance(calibration, Calibration):
                 self.streams_source = calibration.describe()
                 return calibration.streams
-            rule = f"one per CPU, at most {MAX_DEFAULT_STREAMS} (not calibrated: `parity bench --calibrate-streams` measures it)"
-            self.streams_source = rule if calibration is None else f"{rule}; {calibration}"
+            rule = f"one per CPU, at most {MAX_DEFAULT_STREAMS}"
+            self.streams_source = (f"{rule} (not calibrated: `parity bench --calibrate-streams` measures it)" if calibration is None
+                                   else f"{rule}, because {calibration} (`parity bench --calibrate-streams` measures it again)")
             return min(cpu_count(), MAX_DEFAULT_STREAMS)
         self.streams_source = "asked for (--streams)"
         try:

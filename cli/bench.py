@@ -130,6 +130,9 @@ def _calibrate(console, backend, batch, frames, repeats, warmup, dataset, audio,
         mark = " (kept)" if count == calibration.streams else ""
         table.add_row(f"{count}{mark}", f"{medians[count]:.2f}", f"{min(values):.2f}..{max(values):.2f}", f"{medians[count] / medians[1]:.2f}x")
     print_table(console, table)
+    if calibration.within_noise:
+        console.print("the ranges overlap: the counts differ by less than this machine's readings move; more --repeats "
+                      "(or --frames) tell them apart", highlight=False, soft_wrap=True)
     console.print(f"kept {calibration.streams} in {calibration.path}: `parity run --backend onnxruntime` on this machine now runs "
                   f"{calibration.streams} U-Net call{'s' if calibration.streams > 1 else ''} at once unless --streams says otherwise",
                   highlight=False, soft_wrap=True)

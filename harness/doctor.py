@@ -78,9 +78,10 @@ def streams_summary() -> str:
     found = calibrated_streams()
     if isinstance(found, Calibration):
         return f"{found.streams} U-Net call{'s' if found.streams > 1 else ''} at once, {found.describe()}"
-    rule = (f"{min(cpu_count(), MAX_DEFAULT_STREAMS)} at once (one per CPU, at most {MAX_DEFAULT_STREAMS}; "
-            "not calibrated: `parity bench --calibrate-streams` measures it)")
-    return rule if found is None else f"{rule}; {found}"
+    rule = f"{min(cpu_count(), MAX_DEFAULT_STREAMS)} at once (one per CPU, at most {MAX_DEFAULT_STREAMS}"
+    if found is None:
+        return f"{rule}; not calibrated: `parity bench --calibrate-streams` measures it)"
+    return f"{rule}, because {found}; `parity bench --calibrate-streams` measures it again)"
 
 
 def gpu_summary() -> str:

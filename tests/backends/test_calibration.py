@@ -116,6 +116,11 @@ def test_a_calibration_holding_what_none_writes_is_not_used(golden_onnx_dir, edi
         assert backend.streams() == min(cpu_count(), MAX_DEFAULT_STREAMS) and NOT_USED in backend.describe()["streams_source"]
 
 
+def test_overlapping_ranges_are_said_to_be_within_noise():
+    assert save_calibration({1: [20.0, 22.0, 21.0], 2: [30.0, 15.0, 16.0]}, frames=100, dataset="demo").within_noise  # 2 reached 30
+    assert not save_calibration({1: [10.0, 11.0], 2: [12.0, 13.0]}, frames=100, dataset="demo").within_noise
+
+
 def test_a_calibration_needs_a_reading_of_every_candidate():
     with pytest.raises(ValueError, match="at least one reading"):
         save_calibration({1: [20.0], 2: []}, frames=100, dataset="demo")
