@@ -201,10 +201,12 @@ def check_entry(folder: Path, checksums: bool = True) -> str | None:
     return None
 
 
-def build_entry(final: Path, kind: str, what: str, parts: dict[str, Any], make: Callable[[Path], object]) -> bool:
+def build_entry(final: Path, kind: str, what: str, parts: dict[str, Any], make: Callable[[Path], object],
+                replace: bool = False) -> bool:
     """Make the entry `final`: `make(folder)` writes its files into a private temporary folder beside `final`,
-    `entry.json` records them (`write_entry`), and the folder is published as `final` (`publish`: True when ours
-    was used). On any error the temporary folder is removed (`make` may move it elsewhere first) and the error raised."""
+    `entry.json` records them (`write_entry`), and the folder is published as `final` (`publish`, with `replace`:
+    True when ours was used). On any error the temporary folder is removed (`make` may move it elsewhere first) and
+    the error raised."""
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
     try:
@@ -214,12 +216,14 @@ def build_entry(final: Path, kind: str, what: str, parts: dict[str, Any], make: 
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return publish(tmp, final)
+    return publish(tmp, final, replace)
 
 
-def publish(tmp: Path, final: Path) -> bool:
+def publish(tmp: Path, final: Path, replace: bool = False) -> bool:
     """Move the complete entry `tmp` to `final`. When another process published a valid `final` first, keep
-    theirs and drop `tmp` (readers may be using it); a damaged `final` is replaced. True when ours was used."""
+    theirs and drop `tmp` (readers may be using it); a damaged `final` is replaced. With `replace` (an entry that a
+    new measurement supersedes, not one made again from the same inputs) any `final` is replaced. True when ours was
+    used."""
     for _ in range(8):
         try:
             tmp.rename(final)
@@ -227,10 +231,10 @@ def publish(tmp: Path, final: Path) -> bool:
         except OSError:
             if not final.exists():
                 continue
-        if check_entry(final, checksums=False) is None:
+        if not replace and check_entry(final, checksums=False) is None:
             shutil.rmtree(tmp, ignore_errors=True)
             return False
-        aside = final.with_name(f".{final.name}.{os.getpid()}.damaged")
+        aside = final.with_name(f".{final.name}.{os.getpid()}.{'old' if replace else 'damaged'}")
         with contextlib.suppress(OSError):
             final.rename(aside)
         shutil.rmtree(aside, ignore_errors=True)

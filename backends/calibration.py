@@ -23,16 +23,14 @@ import contextlib
 import json
 import os
 import platform
-import shutil
 import statistics
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..cache import cache_folder, check_entry, cpu_isa, cpu_model, key_of, library_versions, write_entry
+from ..cache import build_entry, cache_folder, check_entry, cpu_isa, cpu_model, key_of, library_versions
 from ..errors import ParityError
 
 FILE = "streams.json"
@@ -112,32 +110,9 @@ def save_calibration(fps: dict[int, list[float]], frames: int, dataset: str, net
     document = {"schema": SCHEMA, "streams": streams, "fps": {str(c): v for c, v in sorted(fps.items())}, "frames": frames,
                 "dataset": dataset, "networks": networks, "measured_at": measured_at, "machine": parts}
     final = calibration_folder(parts)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
-    try:
-        (tmp / FILE).write_text(json.dumps(document, indent=1) + "\n")
-        write_entry(tmp, "calibration", f"ONNX Runtime U-Net calls at once: {streams} ({parts['cpus']} CPUs, {parts['cpu_model']})", parts)
-        _replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    build_entry(final, "calibration", f"ONNX Runtime U-Net calls at once: {streams} ({parts['cpus']} CPUs, {parts['cpu_model']})", parts,
+                lambda folder: (folder / FILE).write_text(json.dumps(document, indent=1) + "\n"), replace=True)
     return Calibration(streams, {count: list(values) for count, values in fps.items()}, frames, dataset, networks, measured_at, final)
-
-
-def _replace(tmp: Path, final: Path) -> None:
-    """Put the folder `tmp` in place of `final`, the earlier calibration moved aside and removed."""
-    for _ in range(8):
-        if final.exists():
-            aside = final.with_name(f".{final.name}.{os.getpid()}.old")
-            with contextlib.suppress(OSError):
-                final.rename(aside)
-            shutil.rmtree(aside, ignore_errors=True)
-        try:
-            tmp.rename(final)
-            return
-        except OSError:
-            continue
-    raise OSError(f"{final}: could not be replaced (other processes kept writing it)")
 
 
 @contextlib.contextmanager

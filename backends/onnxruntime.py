@@ -98,6 +98,19 @@ def create_session(path: Path, network: str, provider: str, threads: int | None 
                           f"({hint}, or a node it cannot run; or use --provider cpu)") from exc
 
 
+def default_cpu_streams() -> tuple[int, str]:
+    """U-Net calls run at once on the CPU provider when neither `streams` nor `threads` is given, and where that count
+    comes from: this machine's calibration (`backends/calibration.py`), else one per CPU up to `MAX_DEFAULT_STREAMS`
+    (saying why a calibration found here is not used)."""
+    calibration = calibrated_streams()
+    if isinstance(calibration, Calibration):
+        return calibration.streams, calibration.describe()
+    rule = f"one per CPU, at most {MAX_DEFAULT_STREAMS}"
+    return min(cpu_count(), MAX_DEFAULT_STREAMS), (
+        f"{rule} (not calibrated: `parity bench --calibrate-streams` measures it)" if calibration is None
+        else f"{rule}, because {calibration} (`parity bench --calibrate-streams` measures it again)")
+
+
 class OnnxRuntimeBackend(Backend):
     """Options: `provider` (cpu, cuda, tensorrt, coreml; default cpu), `threads` (intra-op threads), `streams`
     (U-Net calls in flight at once).
@@ -178,14 +191,8 @@ class OnnxRuntimeBackend(Backend):
             if provider != PROVIDERS["cpu"] or threads is not None:
                 self.streams_source = "one call at a time (threads given)" if threads is not None else f"one call at a time on {provider}"
                 return 1
-            calibration = calibrated_streams()
-            if isinstance(calibration, Calibration):
-                self.streams_source = calibration.describe()
-                return calibration.streams
-            rule = f"one per CPU, at most {MAX_DEFAULT_STREAMS}"
-            self.streams_source = (f"{rule} (not calibrated: `parity bench --calibrate-streams` measures it)" if calibration is None
-                                   else f"{rule}, because {calibration} (`parity bench --calibrate-streams` measures it again)")
-            return min(cpu_count(), MAX_DEFAULT_STREAMS)
+            streams, self.streams_source = default_cpu_streams()
+            return streams
         self.streams_source = "asked for (--streams)"
         try:
             streams = int(value)

@@ -115,6 +115,7 @@ def _calibrate(console, backend, batch, frames, repeats, warmup, dataset, audio,
         raise ParityError(f"--calibrate-streams measures at batch {BATCH}, the CPU provider's; leave --batch out")
     request = BenchRequest(backends=_names(backend), batches=[BATCH], frames=frames, repeats=repeats, dataset=dataset, audio=audio,
                            unet=unet, audio_encoder=audio_encoder, models=models, provider=provider, streams=streams)
+
     def on_run(repeat: int, count: int, fps: float | None) -> None:
         which = "warm-up" if repeat < 0 else f"repeat {repeat + 1} of {repeats}"
         calls = f"{count} U-Net call{'s' if count > 1 else ''} at once"

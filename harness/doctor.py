@@ -72,16 +72,10 @@ def probe() -> DoctorReport:
 
 def streams_summary() -> str:
     """How many U-Net calls ONNX Runtime runs at once on this machine's CPU by default, and why."""
-    from ..backends.calibration import Calibration, calibrated_streams, cpu_count
-    from ..backends.onnxruntime import MAX_DEFAULT_STREAMS
+    from ..backends.onnxruntime import default_cpu_streams
 
-    found = calibrated_streams()
-    if isinstance(found, Calibration):
-        return f"{found.streams} U-Net call{'s' if found.streams > 1 else ''} at once, {found.describe()}"
-    rule = f"{min(cpu_count(), MAX_DEFAULT_STREAMS)} at once (one per CPU, at most {MAX_DEFAULT_STREAMS}"
-    if found is None:
-        return f"{rule}; not calibrated: `parity bench --calibrate-streams` measures it)"
-    return f"{rule}, because {found}; `parity bench --calibrate-streams` measures it again)"
+    streams, source = default_cpu_streams()
+    return f"{streams} U-Net call{'s' if streams > 1 else ''} at once, {source}"
 
 
 def gpu_summary() -> str:

@@ -34,3 +34,11 @@ def test_the_first_complete_entry_wins(tmp_path):
     build_entry(final, "test", "first", PARTS, lambda folder: (folder / "data.txt").write_text("first"))
     assert not build_entry(final, "test", "second", PARTS, lambda folder: (folder / "data.txt").write_text("second"))
     assert (final / "data.txt").read_text() == "first" and len(list(final.parent.iterdir())) == 1
+
+
+def test_an_entry_built_to_replace_takes_the_place_of_a_valid_one(tmp_path):
+    """`replace`: a new measurement supersedes the old entry (the stream calibration), where the first one would win."""
+    final = tmp_path / "kind" / "key"
+    build_entry(final, "test", "first", PARTS, lambda folder: (folder / "data.txt").write_text("first"))
+    assert build_entry(final, "test", "second", PARTS, lambda folder: (folder / "data.txt").write_text("second"), replace=True)
+    assert (final / "data.txt").read_text() == "second" and len(list(final.parent.iterdir())) == 1

@@ -24,7 +24,8 @@ def test_doctor_says_how_many_unet_calls_run_at_once_and_why(tmp_path, monkeypat
 
     monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
     found = probe().machine["ONNX Runtime streams"]
-    assert found.startswith(f"{min(cpu_count(), MAX_DEFAULT_STREAMS)} at once (one per CPU") and "parity bench --calibrate-streams" in found
+    expected = min(cpu_count(), MAX_DEFAULT_STREAMS)
+    assert found.startswith(f"{expected} U-Net call{'s' if expected > 1 else ''} at once, one per CPU") and "parity bench --calibrate-streams" in found
     save_calibration({1: [30.0], 2: [10.0]}, frames=100, dataset="demo")
     found = probe().machine["ONNX Runtime streams"]
     assert found.startswith("1 U-Net call at once, measured by parity bench --calibrate-streams on")
