@@ -122,7 +122,8 @@ def _print_run_details(result) -> None:
         console.print(f"streams: {source}", highlight=False, soft_wrap=True)
     if source.startswith(MEASURED_BY):
         calibrated = f" ({'that many' if streams > 1 else 'one call at a time'}: the count `parity bench --calibrate-streams` measured fastest here)"
-    console.print(f"speed: {result.fps:.2f} frames/s end to end, batch {result.batch}{at_once} on {result.backend}{calibrated}", highlight=False)
+    console.print(f"speed: {result.fps:.2f} frames/s end to end, batch {result.batch}{at_once} on {result.backend}{calibrated}", highlight=False,
+                  soft_wrap=True)
     timing = Table()
     timing.add_column("step")
     timing.add_column("seconds", justify="right")
