@@ -1,0 +1,124 @@
+"""The frame phase as issue 24 measures it: `parity run --no-compare`'s whole-process rate from a short and a long run,
+beside plain ONNX Runtime model-only (a default `InferenceSession`, in a process of its own) on the same U-Net export.
+
+    .venv/bin/python scripts/frame_phase.py --dataset DS --audio SPEECH.wav --unet U.pth --audio-encoder E.pth \
+        [--rounds 10] [--short 25] [--long 249] [--calls 200] [--warmup 20] [-- more parity run options]
+
+First one untimed `parity run --frames SHORT` (it makes the export when the cache lacks it, and its result.json names the
+export folder). Then each round runs three processes, in an order that rotates round by round (short long ort, long ort
+short, ort short long), so a busy moment of a shared machine falls on each in turn:
+- `parity run --no-compare --frames SHORT` and `--frames LONG`, timed whole (start-up included). The pipeline's rate is
+  (LONG - SHORT) / (t_LONG - t_SHORT): the start-up, the audio and the last frames' tail are in both and cancel.
+- plain ONNX Runtime on that export's `unet.onnx`: `InferenceSession` with default options on the CPU, `--warmup` batch-1
+  calls untimed, then `--calls` timed inside its process (random inputs of the export's shapes).
+The ratio is taken round by round (pipeline rate over plain ORT's rate in the same round). Prints each round, the median
+ratio with its quartiles and range, and the rounds at 0.9x or more (the issue's target), then one JSON line.
+Compare ratios only; frames/s from two machines, or two days of one shared machine, do not compare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+TARGET = 0.9  # issue 24: the end-to-end rate at least 0.9x plain ORT model-only
+
+PLAIN_ORT = """
+import sys, time
+import numpy as np
+import onnxruntime as ort
+path, warmup, calls = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+rng = np.random.default_rng(0)
+feeds = {i.name: rng.random([d if isinstance(d, int) else 1 for d in i.shape], dtype=np.float32) for i in session.get_inputs()}
+for _ in range(warmup):
+    session.run(None, feeds)
+start = time.perf_counter()
+for _ in range(calls):
+    session.run(None, feeds)
+print(calls / (time.perf_counter() - start))
+"""
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", required=True)
+    parser.add_argument("--audio", required=True)
+    parser.add_argument("--unet", required=True)
+    parser.add_argument("--audio-encoder", required=True)
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--short", type=int, default=25, help="frames of the short run (default 25)")
+    parser.add_argument("--long", type=int, default=249, help="frames of the long run (default 249)")
+    parser.add_argument("--calls", type=int, default=200, help="plain ORT's timed calls (default 200)")
+    parser.add_argument("--warmup", type=int, default=20, help="plain ORT's untimed calls first (default 20)")
+    parser.add_argument("--parity", default=str(Path(sys.executable).with_name("parity")), help="the parity command (default: beside this Python)")
+    parser.add_argument("more", nargs="*", help="after --: more options for parity run (--streams 1, --no-save-frames, ...)")
+    args = parser.parse_args()
+    if args.rounds < 1 or not 0 < args.short < args.long or args.calls < 1 or args.warmup < 0:
+        parser.error("needs --rounds >= 1, 0 < --short < --long, --calls >= 1 and --warmup >= 0")
+
+    work = Path(tempfile.mkdtemp(prefix="frame-phase-"))
+    try:
+        common = [args.parity, "run", "--backend", "onnxruntime", "--dataset", args.dataset, "--audio", args.audio,
+                  "--unet", args.unet, "--audio-encoder", args.audio_encoder, "--no-compare", *args.more]
+
+        def parity_run(frames: int) -> float:
+            out = work / f"run-{frames}"
+            shutil.rmtree(out, ignore_errors=True)
+            start = time.perf_counter()
+            done = subprocess.run([*common, "--frames", str(frames), "--out", str(out)], capture_output=True, text=True)
+            seconds = time.perf_counter() - start
+            if done.returncode != 0:
+                sys.exit(f"parity run --frames {frames} failed (exit {done.returncode}): {(done.stderr or done.stdout).strip()[-500:]}")
+            return seconds
+
+        parity_run(args.short)  # untimed: makes the export if the cache lacks it
+        result = json.loads((work / f"run-{args.short}" / "result.json").read_text())
+        onnx = Path(result["backend"]["describe"]["export_dir"]) / "unet.onnx"
+        if not onnx.is_file():
+            sys.exit(f"{onnx}: the run's U-Net export is not there")
+
+        def plain_ort() -> float:
+            done = subprocess.run([sys.executable, "-c", PLAIN_ORT, str(onnx), str(args.warmup), str(args.calls)],
+                                  capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+            if done.returncode != 0:
+                sys.exit(f"plain ONNX Runtime on {onnx} failed: {done.stderr.strip()[-500:]}")
+            return float(done.stdout.split()[-1])
+
+        steps = {"short": lambda: parity_run(args.short), "long": lambda: parity_run(args.long), "ort": plain_ort}
+        order = ["short", "long", "ort"]
+        print(f"{args.rounds} rounds: parity run --no-compare at {args.short} and {args.long} frames, plain ORT model-only "
+              f"({args.calls} calls after {args.warmup}) on {onnx}", flush=True)
+        rounds = []
+        for number in range(args.rounds):
+            turn = order[number % 3:] + order[:number % 3]
+            got = {name: steps[name]() for name in turn}
+            rate = (args.long - args.short) / (got["long"] - got["short"])
+            rounds.append({"t_short": got["short"], "t_long": got["long"], "pipeline": rate, "plain_ort": got["ort"],
+                           "ratio": rate / got["ort"]})
+            print(f"round {number + 1}: {args.short} frames {got['short']:.2f} s, {args.long} frames {got['long']:.2f} s, "
+                  f"pipeline {rate:.2f} frames/s, plain ORT {got['ort']:.2f}: {rate / got['ort']:.2f}x", flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    ratios = [r["ratio"] for r in rounds]
+    quartiles = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
+    met = sum(ratio >= TARGET for ratio in ratios)
+    print(f"ratio: median {statistics.median(ratios):.2f}x, quartiles {quartiles[0]:.2f} and {quartiles[2]:.2f}, "
+          f"range {min(ratios):.2f}..{max(ratios):.2f}; {met} of {len(ratios)} rounds at {TARGET}x or more")
+    print(json.dumps({"median_ratio": statistics.median(ratios), "quartiles": [quartiles[0], quartiles[2]],
+                      "range": [min(ratios), max(ratios)], "rounds": rounds, "export": str(onnx),
+                      "parity_run": common[1:]}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
