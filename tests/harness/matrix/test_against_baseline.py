@@ -23,7 +23,9 @@ frames = 8
 frames = 2
 repeats = 2
 [bands]
-speed_floor = 0.5            # a shared 2-core machine: only a halving of the speed is a regression here
+# speed is compared but never flagged here (tests/harness/matrix/test_baseline.py tests its flags): under two test
+# workers the same export's 2-frame speed read 1.72x apart between two runs (22-36 against 36-63 frames/s)
+speed_floor = 2.0
 [gates]
 fp16 = "gate-fp16.toml"
 [[avatar]]
