@@ -5,14 +5,18 @@ beside plain ONNX Runtime model-only (a default `InferenceSession`, in a process
         [--rounds 10] [--short 25] [--long 249] [--calls 200] [--warmup 20] [-- more parity run options]
 
 First one untimed `parity run --frames SHORT` (it makes the export when the cache lacks it, and its result.json names the
-export folder). Then each round runs three processes, in an order that rotates round by round (short long ort, long ort
-short, ort short long), so a busy moment of a shared machine falls on each in turn:
+export folder and the stream count). Then each round runs four processes, in an order that rotates round by round, so a
+busy moment of a shared machine falls on each in turn:
 - `parity run --no-compare --frames SHORT` and `--frames LONG`, timed whole (start-up included). The pipeline's rate is
   (LONG - SHORT) / (t_LONG - t_SHORT): the start-up, the audio and the last frames' tail are in both and cancel.
 - plain ONNX Runtime on that export's `unet.onnx`: `InferenceSession` with default options on the CPU, `--warmup` batch-1
   calls untimed, then `--calls` timed inside its process (random inputs of the export's shapes).
+- the same calls the pipeline's way: the toolkit's own session (`backends/onnxruntime.py`: spinning off), as many calls
+  at once as the run used (result.json's `streams`), each on its share of the CPUs.
 The ratio is taken round by round (pipeline rate over plain ORT's rate in the same round). Prints each round, the median
-ratio with its quartiles and range, and the rounds at 0.9x or more (the issue's target), then one JSON line.
+ratio with its quartiles and range, and the rounds at 0.9x or more (the issue's target), and splits it in two: the
+network the pipeline's way against plain ORT, and the pipeline against its own network (what the work outside the
+network costs); then one JSON line.
 Compare ratios only; frames/s from two machines, or two days of one shared machine, do not compare.
 """
 
@@ -44,6 +48,33 @@ for _ in range(warmup):
 start = time.perf_counter()
 for _ in range(calls):
     session.run(None, feeds)
+print(calls / (time.perf_counter() - start))
+"""
+
+# the U-Net the pipeline's way: the toolkit's own session (backends/onnxruntime.py), STREAMS calls at once, each on
+# CPUS // STREAMS threads, as the ONNX Runtime backend runs them in `parity run`
+PIPELINE_WAY = """
+import sys, threading, time
+import numpy as np
+from synctalk_parity.backends.calibration import cpu_count
+from synctalk_parity.backends.onnxruntime import create_session
+path, warmup, calls, streams = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+threads = max(1, cpu_count() // streams) if streams > 1 else None
+session = create_session(path, "unet", "CPUExecutionProvider", threads)
+rng = np.random.default_rng(0)
+feeds = {i.name: rng.random([d if isinstance(d, int) else 1 for d in i.shape], dtype=np.float32) for i in session.get_inputs()}
+def calls_of(count):
+    for _ in range(count):
+        session.run(None, feeds)
+def at_once(count):
+    workers = [threading.Thread(target=calls_of, args=(count // streams + (k < count % streams),)) for k in range(streams)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+at_once(warmup)
+start = time.perf_counter()
+at_once(calls)
 print(calls / (time.perf_counter() - start))
 """
 
@@ -86,26 +117,32 @@ def main() -> int:
         if not onnx.is_file():
             sys.exit(f"{onnx}: the run's U-Net export is not there")
 
-        def plain_ort() -> float:
-            done = subprocess.run([sys.executable, "-c", PLAIN_ORT, str(onnx), str(args.warmup), str(args.calls)],
+        streams = int(result["backend"]["describe"].get("streams", "1"))
+
+        def model_only(program: str, *more: str) -> float:
+            done = subprocess.run([sys.executable, "-c", program, str(onnx), str(args.warmup), str(args.calls), *more],
                                   capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
             if done.returncode != 0:
-                sys.exit(f"plain ONNX Runtime on {onnx} failed: {done.stderr.strip()[-500:]}")
+                sys.exit(f"ONNX Runtime model-only on {onnx} failed: {done.stderr.strip()[-500:]}")
             return float(done.stdout.split()[-1])
 
-        steps = {"short": lambda: parity_run(args.short), "long": lambda: parity_run(args.long), "ort": plain_ort}
-        order = ["short", "long", "ort"]
-        print(f"{args.rounds} rounds: parity run --no-compare at {args.short} and {args.long} frames, plain ORT model-only "
-              f"({args.calls} calls after {args.warmup}) on {onnx}", flush=True)
+        steps = {"short": lambda: parity_run(args.short), "long": lambda: parity_run(args.long),
+                 "ort": lambda: model_only(PLAIN_ORT), "ours": lambda: model_only(PIPELINE_WAY, str(streams))}
+        order = ["short", "long", "ort", "ours"]
+        print(f"{args.rounds} rounds: parity run --no-compare at {args.short} and {args.long} frames; model-only "
+              f"({args.calls} calls after {args.warmup}) on {onnx}: plain ORT (a default session) and the pipeline's way "
+              f"({streams} calls at once)", flush=True)
         rounds = []
         for number in range(args.rounds):
-            turn = order[number % 3:] + order[:number % 3]
+            turn = order[number % len(order):] + order[:number % len(order)]
             got = {name: steps[name]() for name in turn}
             rate = (args.long - args.short) / (got["long"] - got["short"])
             rounds.append({"t_short": got["short"], "t_long": got["long"], "pipeline": rate, "plain_ort": got["ort"],
-                           "ratio": rate / got["ort"]})
+                           "pipeline_way": got["ours"], "ratio": rate / got["ort"]})
             print(f"round {number + 1}: {args.short} frames {got['short']:.2f} s, {args.long} frames {got['long']:.2f} s, "
-                  f"pipeline {rate:.2f} frames/s, plain ORT {got['ort']:.2f}: {rate / got['ort']:.2f}x", flush=True)
+                  f"pipeline {rate:.2f} frames/s, plain ORT {got['ort']:.2f}: {rate / got['ort']:.2f}x; "
+                  f"the network the pipeline's way {got['ours']:.2f} ({got['ours'] / got['ort']:.2f}x plain ORT, "
+                  f"the pipeline {rate / got['ours']:.2f}x of it)", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -114,6 +151,11 @@ def main() -> int:
     met = sum(ratio >= TARGET for ratio in ratios)
     print(f"ratio: median {statistics.median(ratios):.2f}x, quartiles {quartiles[0]:.2f} and {quartiles[2]:.2f}, "
           f"range {min(ratios):.2f}..{max(ratios):.2f}; {met} of {len(ratios)} rounds at {TARGET}x or more")
+    network = [r["pipeline_way"] / r["plain_ort"] for r in rounds]
+    outside = [r["pipeline"] / r["pipeline_way"] for r in rounds]
+    print(f"of which: the network the pipeline's way against plain ORT, median {statistics.median(network):.2f}x "
+          f"({min(network):.2f}..{max(network):.2f}); the pipeline against its network, median "
+          f"{statistics.median(outside):.2f}x ({min(outside):.2f}..{max(outside):.2f})")
     print(json.dumps({"median_ratio": statistics.median(ratios), "quartiles": [quartiles[0], quartiles[2]],
                       "range": [min(ratios), max(ratios)], "rounds": rounds, "export": str(onnx),
                       "parity_run": common[1:]}))
