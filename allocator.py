@@ -8,6 +8,8 @@ up to 256 MiB come from the heap and freed memory stays there for the next frame
 Measured on the 2-core development machine (Intel Xeon, glibc 2.36), whole processes, alternated:
 - the U-Net emulated in bf16 and fp16 (`reference/execution.py`), 12 frames on one thread: system CPU 0.35 s against
   2.94 s, wall 0.74x;
+- making the demo weights (AVX-512 AMD EPYC VM), the trim threshold at 2 GiB against 1 GiB: system CPU 1.2-1.4 s
+  against 4.0-4.3 s, wall 0.90x;
 - more figures in docs/performance.md ("The allocator").
 
 The cost: memory a process freed is not given back to the kernel while it runs (up to the trim threshold), so its
@@ -22,7 +24,10 @@ import os
 
 M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3  # glibc's mallopt parameters (malloc.h)
 MMAP_THRESHOLD = 256 * 2**20  # blocks below this come from the heap, not from an mmap of their own
-TRIM_THRESHOLD = 1024 * 2**20  # free memory at the heap's top kept for reuse up to this
+# free memory at the heap's top kept for reuse up to this: the most whole MiB mallopt's int holds. At 1 GiB, a U-Net pass
+# on a batch of 4 in PyTorch (the demo weights' fit) freed ~1 GiB at the top after each pass, glibc gave it back, and the
+# next pass faulted it in again (docs/performance.md, "The allocator")
+TRIM_THRESHOLD = 2047 * 2**20
 TOP_PAD = 64 * 2**20  # the heap grows by at least this much at a time
 
 
