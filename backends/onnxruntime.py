@@ -111,6 +111,12 @@ def default_cpu_streams() -> tuple[int, str]:
         else f"{rule}, because {calibration} (`parity bench --calibrate-streams` measures it again)")
 
 
+def unet_session_threads(streams: int, threads: int | None) -> int | None:
+    """Intra-op threads of the U-Net's session on the CPU: with several calls at once each runs on its share of the CPUs;
+    one call at a time takes `threads` (None: ORT's default). The audio encoder runs alone, on `threads`."""
+    return max(1, cpu_count() // streams) if streams > 1 else threads
+
+
 class OnnxRuntimeBackend(Backend):
     """Options: `provider` (cpu, cuda, tensorrt, coreml; default cpu), `threads` (intra-op threads), `streams`
     (U-Net calls in flight at once).
@@ -151,8 +157,7 @@ class OnnxRuntimeBackend(Backend):
         self.provider_requested = provider
         threads = int(self.options["threads"]) if self.options.get("threads") else None
         self._streams = self._streams_option(provider, threads)
-        # the U-Net's calls run one per stream, each on its share of the CPUs; the audio encoder runs alone, on every core
-        unet_threads = max(1, cpu_count() // self._streams) if self._streams > 1 else threads
+        unet_threads = unet_session_threads(self._streams, threads)
         # both sessions built at once: ONNX Runtime builds a session without the GIL (the backend load 0.74 -> 0.31 s, cProfile)
         with ThreadPoolExecutor(len(NETWORKS)) as pool:
             made = {network: pool.submit(create_session, artifact_path(self.export_dir, network), network, provider,

@@ -35,38 +35,27 @@ from pathlib import Path
 
 TARGET = 0.9  # issue 24: the end-to-end rate at least 0.9x plain ORT model-only
 
-PLAIN_ORT = """
-import sys, time
-import numpy as np
-import onnxruntime as ort
-path, warmup, calls = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-rng = np.random.default_rng(0)
-feeds = {i.name: rng.random([d if isinstance(d, int) else 1 for d in i.shape], dtype=np.float32) for i in session.get_inputs()}
-for _ in range(warmup):
-    session.run(None, feeds)
-start = time.perf_counter()
-for _ in range(calls):
-    session.run(None, feeds)
-print(calls / (time.perf_counter() - start))
-"""
-
-# the U-Net the pipeline's way: the toolkit's own session (backends/onnxruntime.py), STREAMS calls at once, each on
-# CPUS // STREAMS threads, as the ONNX Runtime backend runs them in `parity run`
-PIPELINE_WAY = """
+# the U-Net model-only, batch 1, random inputs of the export's shapes: STREAMS 0 is plain ORT (a default session, one call
+# at a time); otherwise the pipeline's way (the toolkit's own session, backends/onnxruntime.py, STREAMS calls at once on
+# the threads the backend gives each)
+MODEL_ONLY = """
 import sys, threading, time
 import numpy as np
-from synctalk_parity.backends.calibration import cpu_count
-from synctalk_parity.backends.onnxruntime import create_session
 path, warmup, calls, streams = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-threads = max(1, cpu_count() // streams) if streams > 1 else None
-session = create_session(path, "unet", "CPUExecutionProvider", threads)
+if streams == 0:
+    import onnxruntime as ort
+    session, streams = ort.InferenceSession(path, providers=["CPUExecutionProvider"]), 1
+else:
+    from synctalk_parity.backends.onnxruntime import create_session, unet_session_threads
+    session = create_session(path, "unet", "CPUExecutionProvider", unet_session_threads(streams, None))
 rng = np.random.default_rng(0)
 feeds = {i.name: rng.random([d if isinstance(d, int) else 1 for d in i.shape], dtype=np.float32) for i in session.get_inputs()}
 def calls_of(count):
     for _ in range(count):
         session.run(None, feeds)
 def at_once(count):
+    if streams == 1:
+        return calls_of(count)
     workers = [threading.Thread(target=calls_of, args=(count // streams + (k < count % streams),)) for k in range(streams)]
     for worker in workers:
         worker.start()
@@ -119,15 +108,15 @@ def main() -> int:
 
         streams = int(result["backend"]["describe"].get("streams", "1"))
 
-        def model_only(program: str, *more: str) -> float:
-            done = subprocess.run([sys.executable, "-c", program, str(onnx), str(args.warmup), str(args.calls), *more],
+        def model_only(streams: int) -> float:
+            done = subprocess.run([sys.executable, "-c", MODEL_ONLY, str(onnx), str(args.warmup), str(args.calls), str(streams)],
                                   capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
             if done.returncode != 0:
                 sys.exit(f"ONNX Runtime model-only on {onnx} failed: {done.stderr.strip()[-500:]}")
             return float(done.stdout.split()[-1])
 
         steps = {"short": lambda: parity_run(args.short), "long": lambda: parity_run(args.long),
-                 "ort": lambda: model_only(PLAIN_ORT), "ours": lambda: model_only(PIPELINE_WAY, str(streams))}
+                 "ort": lambda: model_only(0), "ours": lambda: model_only(streams)}
         order = ["short", "long", "ort", "ours"]
         print(f"{args.rounds} rounds: parity run --no-compare at {args.short} and {args.long} frames; model-only "
               f"({args.calls} calls after {args.warmup}) on {onnx}: plain ORT (a default session) and the pipeline's way "

@@ -27,8 +27,8 @@ print(json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before))
 """
 
 
-def _faults(mode: str) -> int:
-    out = subprocess.run([sys.executable, "-c", PROBE, mode], capture_output=True, text=True, check=True).stdout
+def _faults(mode: str, probe: str = PROBE, env: dict[str, str] | None = None) -> int:
+    out = subprocess.run([sys.executable, "-c", probe, mode], capture_output=True, text=True, check=True, env=env).stdout
     return json.loads(out)
 
 
@@ -69,10 +69,6 @@ def test_a_heap_that_grew_past_a_gibibyte_in_one_pass_is_reused_by_the_next():
     """A U-Net pass on a batch of 4 in PyTorch (the demo weights' fit) grows the heap by about 1 GiB and frees it: with the
     trim threshold at 1 GiB glibc gave it back and every pass faulted it in again (230,000 faults a pass)."""
     env = {**os.environ, "NUMPY_MADVISE_HUGEPAGE": "0"}  # 4 KiB pages: a fault per page, so the counts are plain
-
-    def faults(mode: str) -> int:
-        return json.loads(subprocess.run([sys.executable, "-c", TRIM_PROBE, mode], capture_output=True, text=True, check=True, env=env).stdout)
-
-    before, now = faults("1GiB"), faults("tuned")
+    before, now = _faults("1GiB", TRIM_PROBE, env), _faults("tuned", TRIM_PROBE, env)
     assert before >= 3 * 100_000, before  # given back and faulted in again (measured here: 718,848 for 3 passes)
     assert now < before / 100, (now, before)  # measured here: 0
